@@ -1,0 +1,52 @@
+# remediator's front door: `make run` and `make test` on a fresh Debian machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests start for real (Alertmanager, sshd) or call (ssh-keygen).
+DEBS   := prometheus-alertmanager openssh-server openssh-client
+
+# `make run` needs a webhook token; a local default so the front door opens as is.
+export REMEDIATOR_WEBHOOK_TOKEN ?= dev-webhook-token
+
+.PHONY: run test lint format bench check deps system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+deps: $(VENV)/.installed
+
+system-deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+run: deps
+	$(BIN)/remediator serve -c remediator.yml
+
+check: deps
+	$(BIN)/remediator check -c remediator.yml
+
+lint: deps
+	$(BIN)/ruff check remediator tests bench
+	$(BIN)/ruff format --check remediator tests bench
+	$(BIN)/mypy remediator
+
+format: deps
+	$(BIN)/ruff format remediator tests bench
+	$(BIN)/ruff check --fix remediator tests bench
+
+test: system-deps deps lint check
+	$(BIN)/pytest -p no:cacheprovider
+
+bench: system-deps deps
+	$(BIN)/python -m bench.ingest
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,5 @@
+"""Allow `python -m remediator`."""
+
+from remediator.cli import main
+
+raise SystemExit(main())

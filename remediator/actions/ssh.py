@@ -1,0 +1,84 @@
+"""`ssh` and `restart_service`: commands on an inventory host over SSH."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from remediator.actions.base import BeforeSend, Outcome, Plan
+from remediator.actions.params import RestartServiceParams, SshParams
+from remediator.actions.sshpool import CommandResult, SshPool
+from remediator.config.models import Host, Model
+from remediator.errors import ActionError
+from remediator.templates import render
+
+_UNIT = re.compile(r"^[A-Za-z0-9@._:\\-]{1,256}$")
+
+
+def _need_host(action: str, host: Host | None) -> Host:
+    if host is None:
+        raise ActionError(f"{action} needs a target host")
+    return host
+
+
+async def run_commands(pool: SshPool, plan: Plan, before_send: BeforeSend) -> Outcome:
+    """Connect, mark the step executing, then run each command until one fails."""
+    host = _need_host(plan.action, plan.host)
+    conn = await pool.connection(host)
+    await before_send()
+    results: list[CommandResult] = []
+    for argv in plan.commands:
+        result = await pool.run(conn, argv, host)
+        results.append(result)
+        if result.exit_status != 0:
+            break
+    last = results[-1]
+    output = "\n".join(r.stdout + r.stderr for r in results).strip()
+    ok = last.exit_status == 0 and len(results) == len(plan.commands)
+    error = (
+        None if ok else f"`{' '.join(plan.commands[len(results) - 1])}` exited {last.exit_status}"
+    )
+    return Outcome(ok=ok, exit_status=last.exit_status, output=output, error=error)
+
+
+class SshAction:
+    """Run argv on the target; templates render per element, never re-split."""
+
+    name = "ssh"
+    needs_host = True
+
+    def __init__(self, pool: SshPool) -> None:
+        self.pool = pool
+
+    def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
+        """Render each argv element."""
+        assert isinstance(params, SshParams)
+        argv = tuple(render(a, context) for a in params.argv)
+        return Plan(self.name, _need_host(self.name, host), commands=(argv,))
+
+    async def execute(self, plan: Plan, before_send: BeforeSend) -> Outcome:
+        """Run it."""
+        return await run_commands(self.pool, plan, before_send)
+
+
+class RestartServiceAction:
+    """`systemctl restart S`, then `systemctl is-active S`."""
+
+    name = "restart_service"
+    needs_host = True
+
+    def __init__(self, pool: SshPool) -> None:
+        self.pool = pool
+
+    def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
+        """Render and check the unit name."""
+        assert isinstance(params, RestartServiceParams)
+        service = render(params.service, context)
+        if not _UNIT.match(service):
+            raise ActionError(f"refusing service name {service!r}: not a systemd unit name")
+        commands = (("systemctl", "restart", service), ("systemctl", "is-active", service))
+        return Plan(self.name, _need_host(self.name, host), commands=commands)
+
+    async def execute(self, plan: Plan, before_send: BeforeSend) -> Outcome:
+        """Restart, then check it is active."""
+        return await run_commands(self.pool, plan, before_send)

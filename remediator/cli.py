@@ -1,0 +1,186 @@
+"""The `remediator` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from remediator import __version__
+from remediator.config import load_config
+from remediator.config.models import Config
+from remediator.errors import ConfigError, RemediatorError
+from remediator.store import open_store_url
+from remediator.store.records import CLOSED_STATES, OPEN_STATES, State
+
+
+def _config_path(value: str | None) -> Path:
+    return Path(value or os.environ.get("REMEDIATOR_CONFIG") or "remediator.yml")
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(_config_path(args.config))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate everything; print each problem as file:line: path: message."""
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem.format())
+        print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    n_files = len({origin.rpartition(":")[0] for origin in config.rule_files.values()})
+    print(
+        f"{config.path}: OK: {len(config.rules)} rules in {n_files} files, "
+        f"{len(config.policies.escalations)} escalation chains, {len(config.hosts)} hosts"
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM."""
+    from remediator import logs
+    from remediator.daemon import Daemon
+
+    logs.configure(args.log_level)
+    config = _load(args)
+    asyncio.run(Daemon(config).run())
+    return 0
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+async def _incidents(config: Config, only_open: bool, limit: int) -> str:
+    store = open_store_url(config.file.store, config.base_dir, lock=False)
+    await store.open()
+    try:
+        async with store.read() as tx:
+            states = sorted(OPEN_STATES) if only_open else None
+            incidents = await tx.incidents([State(s) for s in states] if states else None, limit)
+    finally:
+        await store.close()
+    rows = [
+        [
+            str(i.id),
+            i.state.value,
+            i.rule,
+            i.target or "-",
+            i.labels.get("alertname", ""),
+            _when(i.created_at),
+            _when(i.updated_at),
+        ]
+        for i in incidents
+    ]
+    return _table(rows, ["ID", "STATE", "RULE", "TARGET", "ALERT", "STARTED", "UPDATED"])
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    """List incidents, newest first."""
+    print(asyncio.run(_incidents(_load(args), args.open, args.limit)))
+    return 0
+
+
+async def _show(config: Config, incident_id: int) -> str | None:
+    store = open_store_url(config.file.store, config.base_dir, lock=False)
+    await store.open()
+    try:
+        async with store.read() as tx:
+            incident = await tx.incident(incident_id)
+            if incident is None:
+                return None
+            steps = await tx.steps(incident_id)
+            audit = await tx.audit_for(incident_id)
+    finally:
+        await store.close()
+    closed = "closed" if incident.state in CLOSED_STATES else "open"
+    out = [
+        f"incident {incident.id}: {incident.state.value} ({closed})",
+        f"  rule:    {incident.rule}",
+        f"  target:  {incident.target or '-'}",
+        f"  alert:   {incident.fingerprint} started {incident.starts_at}",
+        f"  labels:  {json.dumps(incident.labels, sort_keys=True)}",
+        "steps:",
+    ]
+    for s in steps:
+        exit_status = "-" if s.exit_status is None else s.exit_status
+        out.append(
+            f"  [{s.step_index}] {s.action} {s.state.value} x{s.attempts} exit={exit_status}"
+        )
+        if s.error:
+            out.append(f"      error: {s.error}")
+    out.append("audit:")
+    for a in audit:
+        out.append(f"  {_when(a.at)}  {a.event:<22} {json.dumps(a.detail, sort_keys=True)}")
+    return "\n".join(out)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Show one incident with its steps and audit trail."""
+    text = asyncio.run(_show(_load(args), args.id))
+    if text is None:
+        print(f"no incident {args.id}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser."""
+    parser = argparse.ArgumentParser(prog="remediator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"remediator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    config_help = "config file (default: $REMEDIATOR_CONFIG, else ./remediator.yml)"
+
+    p = sub.add_parser("serve", help="run the daemon")
+    p.add_argument("-c", "--config", help=config_help)
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="validate config, rules, policies and inventory")
+    p.add_argument("-c", "--config", help=config_help)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("incidents", help="list incidents, newest first")
+    p.add_argument("-c", "--config", help=config_help)
+    p.add_argument("--open", action="store_true", help="only open incidents")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_incidents)
+
+    p = sub.add_parser("show", help="show an incident with its audit trail")
+    p.add_argument("-c", "--config", help=config_help)
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem.format(), file=sys.stderr)
+        return 1
+    except RemediatorError as exc:
+        print(f"remediator: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

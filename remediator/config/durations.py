@@ -1,0 +1,43 @@
+"""Durations written as Prometheus does: 30s, 10m, 1h30m, 2d."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: object) -> float:
+    """Parse '1h30m' into seconds; bare numbers are seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30s, 10m or 6h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a duration like 30s, 10m or 6h")
+    text = value.strip()
+    pos, total = 0, 0.0
+    for m in _PART.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or pos == 0:
+        raise ValueError(f"invalid duration {value!r}: use a number and a unit (ms, s, m, h, d, w)")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds compactly: 5400 -> '1h30m'."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    rest = int(seconds)
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out += f"{rest // size}{unit}"
+            rest %= size
+    return out

@@ -1,0 +1,222 @@
+"""Load remediator.yml with its rules, policies and inventory; collect every problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from remediator.actions.params import ACTION_PARAMS, SSH_ACTIONS
+from remediator.config.models import (
+    Config,
+    ConfigFile,
+    Host,
+    Policies,
+    PoliciesFile,
+    RulesFile,
+    RuleSpec,
+)
+from remediator.config.problems import Problem
+from remediator.config.yamlfile import Loc, YamlDoc, load_yaml
+from remediator.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind, msg = err["type"], str(err["msg"])
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg[:1].lower() + msg[1:]
+
+
+def validate(
+    doc: YamlDoc, model: type[M], prefix: Loc = (), data: Any = None
+) -> tuple[M | None, list[Problem]]:
+    """Validate a document (or the `data` found at `prefix` in it), locating each error."""
+    if data is None:
+        data = doc.data
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = (*prefix, *(p for p in err["loc"] if isinstance(p, str | int)))
+            problems.append(doc.problem(loc, _message(dict(err))))
+        return None, problems
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
+
+
+def _display(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _check_steps(doc: YamlDoc, i: int, rule: RuleSpec, has_ssh: bool) -> list[Problem]:
+    problems: list[Problem] = []
+    for j, step in enumerate(rule.steps):
+        loc: Loc = ("rules", i, "steps", j)
+        params_model = ACTION_PARAMS.get(step.action)
+        if params_model is None:
+            known = ", ".join(sorted(ACTION_PARAMS))
+            problems.append(
+                doc.problem((*loc, "action"), f"unknown action {step.action!r} (known: {known})")
+            )
+            continue
+        _, errs = validate(doc, params_model, (*loc, "params"), data=step.params)
+        problems.extend(errs)
+        if step.action in SSH_ACTIONS:
+            if rule.target is None:
+                problems.append(
+                    doc.problem(
+                        ("rules", i, "target"), f"required: step {j} ({step.action}) acts on a host"
+                    )
+                )
+            if not has_ssh:
+                problems.append(
+                    doc.problem(
+                        (*loc, "action"),
+                        f"{step.action} runs over SSH, so remediator.yml needs an `ssh:` section",
+                    )
+                )
+    return problems
+
+
+def _load_rules(
+    folder: Path, base: Path, has_ssh: bool
+) -> tuple[list[RuleSpec], dict[str, str], list[Problem]]:
+    rules: list[RuleSpec] = []
+    origin: dict[str, str] = {}
+    problems: list[Problem] = []
+    for path in _yaml_files(folder):
+        doc, errs = load_yaml(path, _display(path, base))
+        problems.extend(errs)
+        if errs or doc.data is None:
+            continue
+        parsed, errs = validate(doc, RulesFile)
+        problems.extend(errs)
+        if parsed is None:
+            continue
+        for i, rule in enumerate(parsed.rules):
+            if rule.name in origin:
+                problems.append(
+                    doc.problem(
+                        ("rules", i, "name"),
+                        f"rule {rule.name!r} is already defined in {origin[rule.name]}",
+                    )
+                )
+                continue
+            origin[rule.name] = f"{doc.file}:{doc.line_of(('rules', i))}"
+            problems.extend(_check_steps(doc, i, rule, has_ssh))
+            rules.append(rule)
+    return rules, origin, problems
+
+
+def _load_policies(folder: Path, base: Path) -> tuple[Policies, list[Problem]]:
+    merged: dict[str, Any] = {"severities": {}, "escalations": {}}
+    problems: list[Problem] = []
+    for path in _yaml_files(folder):
+        doc, errs = load_yaml(path, _display(path, base))
+        problems.extend(errs)
+        if errs or doc.data is None:
+            continue
+        parsed, errs = validate(doc, PoliciesFile)
+        problems.extend(errs)
+        if parsed is None:
+            continue
+        for section in ("severities", "escalations"):
+            for name, value in getattr(parsed, section).items():
+                if name in merged[section]:
+                    problems.append(
+                        doc.problem((section, name), f"{section[:-1]} {name!r} is defined twice")
+                    )
+                merged[section][name] = value
+        for section in ("approvals", "safety"):
+            value = getattr(parsed, section)
+            if value is not None:
+                if section in merged:
+                    problems.append(
+                        doc.problem((section,), f"`{section}` is defined in more than one file")
+                    )
+                merged[section] = value
+    return Policies(**merged), problems
+
+
+def _folder(
+    cfg_doc: YamlDoc, base: Path, key: str, value: str
+) -> tuple[Path | None, list[Problem]]:
+    folder = Path(value).expanduser()
+    folder = folder if folder.is_absolute() else base / folder
+    if not folder.is_dir():
+        return None, [cfg_doc.problem((key,), f"{folder} is not a folder")]
+    return folder, []
+
+
+def _hosts(file: ConfigFile, ssh_user: str) -> dict[str, Host]:
+    inv = file.inventory
+    out = {}
+    for name, h in inv.hosts.items():
+        out[name] = Host(
+            name=name,
+            address=h.address,
+            port=h.port or inv.defaults.port,
+            user=h.user or inv.defaults.user or ssh_user,
+            groups=tuple(h.groups),
+        )
+    return out
+
+
+def load_config(path: Path) -> Config:
+    """Load and cross-check everything; raise ConfigError listing every problem."""
+    path = path.expanduser()
+    base = path.resolve().parent
+    doc, problems = load_yaml(path, str(path))
+    if problems:
+        raise ConfigError(problems)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([doc.problem((), "expected a mapping with server, store and rules")])
+    file, problems = validate(doc, ConfigFile)
+    if file is None:
+        raise ConfigError(problems)
+    rules: list[RuleSpec] = []
+    origin: dict[str, str] = {}
+    rules_dir, errs = _folder(doc, base, "rules", file.rules)
+    problems.extend(errs)
+    if rules_dir is not None:
+        rules, origin, errs = _load_rules(rules_dir, base, file.ssh is not None)
+        problems.extend(errs)
+    policies = Policies()
+    if file.policies is not None:
+        policies_dir, errs = _folder(doc, base, "policies", file.policies)
+        problems.extend(errs)
+        if policies_dir is not None:
+            policies, errs = _load_policies(policies_dir, base)
+            problems.extend(errs)
+    for rule in rules:
+        if rule.escalate is not None and rule.escalate not in policies.escalations:
+            where = origin[rule.name]
+            file_name, _, line = where.rpartition(":")
+            msg = f"escalation chain {rule.escalate!r} is not defined in policies"
+            problems.append(Problem(file_name, int(line), f"rule {rule.name}.escalate", msg))
+    if problems:
+        raise ConfigError(problems)
+    ssh_user = file.ssh.username if file.ssh else "remediator"
+    return Config(
+        path=path,
+        base_dir=base,
+        file=file,
+        rules=tuple(rules),
+        rule_files=origin,
+        policies=policies,
+        hosts=_hosts(file, ssh_user),
+    )

@@ -1,0 +1,322 @@
+"""Typed models of remediator.yml, rules/*.yml and policies/*.yml. Unknown keys are errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from remediator.config.durations import parse_duration
+from remediator.matchers import Matcher, parse_matcher
+from remediator.templates import check_template
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+MatcherField = Annotated[Matcher, BeforeValidator(parse_matcher)]
+TemplateStr = Annotated[str, AfterValidator(check_template)]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {value!r}: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_check_regex)]
+
+
+class Model(BaseModel):
+    """Base: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- remediator.yml -------------------------------------------------------------------
+
+
+class BasicAuth(Model):
+    """HTTP basic auth for the webhook, as Alertmanager's `basic_auth` sends it."""
+
+    username: str
+    password_env: str | None = None
+    password_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BasicAuth:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError("set exactly one of password_env or password_file")
+        return self
+
+
+class WebhookAuth(Model):
+    """How Alertmanager authenticates: a bearer token or basic auth."""
+
+    bearer_token_env: str | None = None
+    bearer_token_file: str | None = None
+    basic: BasicAuth | None = None
+
+    @model_validator(mode="after")
+    def _one_method(self) -> WebhookAuth:
+        chosen = [self.bearer_token_env, self.bearer_token_file, self.basic]
+        if sum(x is not None for x in chosen) != 1:
+            raise ValueError("set exactly one of bearer_token_env, bearer_token_file or basic")
+        return self
+
+
+class ServerConfig(Model):
+    """The HTTP listener."""
+
+    listen: str = "127.0.0.1:9095"
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    webhook_auth: WebhookAuth
+    admin_token_env: str | None = None
+    shutdown_grace: Duration = 30.0
+
+
+class SshConfig(Model):
+    """How SSH-based actions log in; host keys are always checked against known_hosts."""
+
+    username: str = "remediator"
+    client_keys: list[str] = Field(default_factory=list)
+    known_hosts: str = "~/.ssh/known_hosts"
+    connect_timeout: Duration = 10.0
+    command_timeout: Duration = 60.0
+    connect_attempts: int = Field(default=3, ge=1, le=10)
+
+
+class SlackConfig(Model):
+    """Slack Web API access (used by approvals and escalations)."""
+
+    token_env: str = "SLACK_BOT_TOKEN"  # noqa: S105 - names an env var, holds no secret
+    signing_secret_env: str = "SLACK_SIGNING_SECRET"  # noqa: S105 - names an env var
+    api_url: str = "https://slack.com/api/"
+    channel: str
+
+
+class EmailConfig(Model):
+    """SMTP for pages."""
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    username_env: str | None = None
+    password_env: str | None = None
+    from_: str = Field(alias="from")
+    fallback_to: list[str] = Field(default_factory=list)
+
+
+class HostDefaults(Model):
+    """Values every inventory host inherits."""
+
+    port: int = Field(default=22, gt=0, lt=65536)
+    user: str | None = None
+
+
+class InventoryHost(Model):
+    """One host remediation may act on."""
+
+    address: str
+    port: int | None = Field(default=None, gt=0, lt=65536)
+    user: str | None = None
+    groups: list[str] = Field(default_factory=list)
+
+
+class Inventory(Model):
+    """The only hosts actions may reach."""
+
+    defaults: HostDefaults = HostDefaults()
+    hosts: dict[Annotated[str, Field(pattern=NAME_PATTERN)], InventoryHost] = Field(
+        default_factory=dict
+    )
+
+
+class Host(Model):
+    """An inventory host with defaults applied; what actions connect to."""
+
+    name: str
+    address: str
+    port: int
+    user: str
+    groups: tuple[str, ...] = ()
+
+
+class ConfigFile(Model):
+    """The top-level remediator.yml as written."""
+
+    server: ServerConfig
+    store: str
+    rules: str
+    policies: str | None = None
+    dry_run: bool = False
+    ssh: SshConfig | None = None
+    slack: SlackConfig | None = None
+    email: EmailConfig | None = None
+    inventory: Inventory = Inventory()
+
+
+# --- rules/*.yml ----------------------------------------------------------------------
+
+
+class MaxRuns(Model):
+    """`N per WINDOW`: at most N first steps per (rule, target) in a sliding window."""
+
+    count: int
+    window_s: float
+
+
+def _parse_max_runs(value: Any) -> Any:
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s+per\s+(\S+)\s*", value)
+        if not m:
+            raise ValueError(f"invalid max_runs {value!r}: write it as `3 per 6h`")
+        return {"count": int(m.group(1)), "window_s": parse_duration(m.group(2))}
+    return value
+
+
+class StepSpec(Model):
+    """One remediation step; `params` are checked against the action's own model."""
+
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    verify: Duration = 300.0
+    approval: Literal["required", "auto"] = "auto"
+
+
+class RuleSpec(Model):
+    """One remediation rule."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    match: list[MatcherField] = Field(min_length=1)
+    target: TemplateStr | None = None
+    require: dict[str, Regex] = Field(default_factory=dict)
+    steps: list[StepSpec] = Field(default_factory=list)
+    escalate: str | None = None
+    cooldown: Duration = 300.0
+    max_runs: Annotated[MaxRuns | None, BeforeValidator(_parse_max_runs)] = None
+    hold_timeout: Duration = 900.0
+    dry_run: bool = False
+    continue_: bool = Field(default=False, alias="continue")
+
+
+class RulesFile(Model):
+    """A rules/*.yml file."""
+
+    rules: list[RuleSpec] = Field(default_factory=list)
+
+
+# --- policies/*.yml -------------------------------------------------------------------
+
+
+class SeverityPolicy(Model):
+    """Acknowledgement target of a severity."""
+
+    ack: Duration
+
+
+class EscalationStep(Model):
+    """Who to notify, `after` the chain started."""
+
+    after: Duration = 0.0
+    notify: list[str] = Field(min_length=1)
+
+
+class EscalationChain(Model):
+    """Timed notification steps, repeated `repeat` times."""
+
+    steps: list[EscalationStep] = Field(min_length=1)
+    repeat: int = Field(default=0, ge=0)
+    acknowledgers: list[str] | None = None
+
+
+class ApprovalPolicy(Model):
+    """Who may approve risky steps, and what happens when nobody does."""
+
+    approvers: list[str] = Field(min_length=1)
+    channel: str | None = None
+    timeout: Duration = 900.0
+    on_timeout: Literal["escalate", "deny"] = "escalate"
+    required: int = Field(default=1, ge=1)
+
+
+class Approvals(Model):
+    """Approval policy and the actions that always need it."""
+
+    default: ApprovalPolicy
+    always_for: list[str] = Field(default_factory=list)
+
+
+class GroupLimit(Model):
+    """How many members of an inventory group may be under remediation at once."""
+
+    max_unavailable: int = Field(ge=1)
+
+
+class MaintenanceWindow(Model):
+    """A recurring window (cron start + duration)."""
+
+    cron: str
+    duration: Duration
+    mode: Literal["notify_only"] = "notify_only"
+
+
+class Safety(Model):
+    """Global guards."""
+
+    max_actions_per_minute: int | None = Field(default=None, ge=1)
+    max_concurrent_actions: int | None = Field(default=None, ge=1)
+    groups: dict[str, GroupLimit] = Field(default_factory=dict)
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+
+
+class PoliciesFile(Model):
+    """A policies/*.yml file; sections may be split across files."""
+
+    severities: dict[str, SeverityPolicy] = Field(default_factory=dict)
+    escalations: dict[str, EscalationChain] = Field(default_factory=dict)
+    approvals: Approvals | None = None
+    safety: Safety | None = None
+
+
+class Policies(Model):
+    """All policies merged."""
+
+    severities: dict[str, SeverityPolicy] = Field(default_factory=dict)
+    escalations: dict[str, EscalationChain] = Field(default_factory=dict)
+    approvals: Approvals | None = None
+    safety: Safety = Safety()
+
+
+class Config(Model):
+    """Everything loaded and cross-checked; what the daemon runs on."""
+
+    path: Path
+    base_dir: Path
+    file: ConfigFile
+    rules: tuple[RuleSpec, ...]
+    rule_files: dict[str, str]
+    policies: Policies
+    hosts: dict[str, Host]
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+    def host_by_name_or_address(self, value: str) -> Host | None:
+        """The inventory host named `value` or whose address is `value`."""
+        host = self.hosts.get(value)
+        if host is not None:
+            return host
+        return next((h for h in self.hosts.values() if h.address == value), None)

@@ -1,0 +1,130 @@
+"""The daemon's lifecycle: one object starts everything and stops it in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from remediator.actions import SshPool, build_registry
+from remediator.actions.sshpool import SshSettings
+from remediator.auth import WebhookAuthenticator
+from remediator.clock import Clock, SystemClock
+from remediator.config.models import Config
+from remediator.engine import Engine, EngineContext
+from remediator.errors import StartupError
+from remediator.http import Receiver, build_app
+from remediator.ingest import Ingestor
+from remediator.metrics import Metrics
+from remediator.store import open_store_url
+
+log = logging.getLogger(__name__)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """'127.0.0.1:9095' or '[::1]:9095' -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"server.listen: {listen!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def ssh_settings(config: Config) -> SshSettings | None:
+    """Resolve the `ssh:` section; missing key files are an error at start, not at 3 a.m."""
+    ssh = config.file.ssh
+    if ssh is None:
+        return None
+    known_hosts = config.resolve_path(ssh.known_hosts)
+    keys = tuple(config.resolve_path(k) for k in ssh.client_keys)
+    problems = []
+    if not known_hosts.is_file():
+        problems.append(
+            f"ssh.known_hosts: {known_hosts} does not exist (host keys are always checked)"
+        )
+    problems += [f"ssh.client_keys: {k} does not exist" for k in keys if not k.is_file()]
+    if problems:
+        raise StartupError("; ".join(problems))
+    return SshSettings(
+        known_hosts=known_hosts,
+        client_keys=keys,
+        connect_timeout_s=ssh.connect_timeout,
+        command_timeout_s=ssh.command_timeout,
+        connect_attempts=ssh.connect_attempts,
+    )
+
+
+class Daemon:
+    """Receiver, engine loops and HTTP server, stopped gracefully on SIGTERM/SIGINT."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.environ = environ
+        self.metrics = Metrics()
+        self._stop = asyncio.Event()
+        self._ready = False
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until asked to stop."""
+        config = self.config
+        auth = WebhookAuthenticator.from_config(config, self.environ)
+        settings = ssh_settings(config)
+        host, port = parse_listen(config.file.server.listen)
+        store = open_store_url(config.file.store, config.base_dir)
+        await store.open()
+        pool = SshPool(settings) if settings else None
+        try:
+            ctx = EngineContext(config, store, build_registry(pool), self.clock, self.metrics)
+            engine = Engine(ctx)
+            await engine.recover()
+            ingestor = Ingestor(store, on_stored=engine.inbox_ready.set)
+            receiver = Receiver(
+                auth, ingestor, self.metrics, config.file.server.max_body_bytes, self.clock.now
+            )
+            app = build_app(receiver, store, self.metrics, lambda: self._ready)
+            await self._serve(app, host, port, ingestor, engine)
+        finally:
+            if pool is not None:
+                await pool.close()
+            await store.close()
+        log.info("stopped")
+
+    async def _serve(
+        self, app: web.Application, host: str, port: int, ingestor: Ingestor, engine: Engine
+    ) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(ingestor.run(), name="ingest")
+            tg.create_task(engine.intake_loop(), name="intake")
+            tg.create_task(engine.work_loop(), name="work")
+            try:
+                await web.TCPSite(runner, host, port).start()
+                self._ready = True
+                log.info(
+                    "listening",
+                    extra={"address": f"{host}:{port}", "rules": len(self.config.rules)},
+                )
+                await self._stop.wait()
+            finally:
+                log.info("shutting down")
+                self._ready = False
+                await runner.cleanup()  # stop accepting; in-flight webhooks finish storing
+                ingestor.close()
+                await engine.stop(self.config.file.server.shutdown_grace)

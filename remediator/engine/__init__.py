@@ -1,0 +1,126 @@
+"""The engine: drains the inbox into incidents and runs due work, in two loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+from remediator.engine.context import EngineContext
+from remediator.engine.intake import Intake
+from remediator.engine.runner import Runner
+from remediator.errors import StoreError
+from remediator.store.records import WorkItem
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """Owns intake and runner; `tick` is one pass of both (tests drive it directly)."""
+
+    def __init__(self, ctx: EngineContext, *, max_parallel: int = 8, poll_s: float = 1.0) -> None:
+        self.ctx = ctx
+        self.intake = Intake(ctx)
+        self.runner = Runner(ctx)
+        self.owner = f"remediator-{uuid.uuid4().hex[:12]}"
+        self.inbox_ready = asyncio.Event()
+        self._max_parallel = max_parallel
+        self._poll_s = poll_s
+        self._running: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    def lease_s(self) -> float:
+        """How long a claim holds: long enough for connect retries plus the command."""
+        ssh = self.ctx.config.file.ssh
+        if ssh is None:
+            return 300.0
+        return ssh.connect_timeout * ssh.connect_attempts + ssh.command_timeout * 2 + 60
+
+    async def recover(self) -> int:
+        """On start: free claims a dead process left (SQLite: we are the only process)."""
+        async with self.ctx.store.write() as tx:
+            released = await tx.release_claims()
+        if released:
+            log.warning("resuming work left by a previous run", extra={"items": released})
+        self.inbox_ready.set()
+        self.ctx.work_ready.set()
+        return released
+
+    async def tick(self) -> None:
+        """Drain the inbox, then claim and run all due work to completion."""
+        await self.intake.drain()
+        while items := await self._claim(self._max_parallel):
+            await asyncio.gather(*(self.runner.run(i) for i in items))
+
+    async def _claim(self, limit: int) -> list[WorkItem]:
+        async with self.ctx.store.write() as tx:
+            return await tx.claim_due(self.ctx.clock.now(), self.owner, limit, self.lease_s())
+
+    async def intake_loop(self) -> None:
+        """Expand stored webhook bodies as they arrive."""
+        while not self._stopping.is_set():
+            await _wait(self.inbox_ready, self._poll_s)
+            self.inbox_ready.clear()
+            try:
+                await self.intake.drain()
+            except StoreError as exc:
+                self._error("intake", exc)
+            except Exception as exc:
+                self._error("intake", exc)
+                log.exception("intake failed")
+
+    async def work_loop(self) -> None:
+        """Claim due work while slots are free; each item runs in its own task."""
+        while not self._stopping.is_set():
+            await _wait(self.ctx.work_ready, self._poll_s)
+            self.ctx.work_ready.clear()
+            try:
+                await self._dispatch_due()
+            except StoreError as exc:
+                self._error("work", exc)
+
+    async def _dispatch_due(self) -> None:
+        free = self._max_parallel - len(self._running)
+        if free <= 0 or self._stopping.is_set():
+            return
+        for item in await self._claim(free):
+            task = asyncio.create_task(self._run_one(item), name=f"work-{item.id}")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run_one(self, item: WorkItem) -> None:
+        try:
+            await self.runner.run(item)
+        except Exception as exc:
+            # The claim lapses after its lease and the item is retried; a step already
+            # marked executing is then recorded as unknown, never re-sent.
+            self._error("work item", exc)
+            log.exception("work item failed", extra={"work": item.id, "kind": item.kind.value})
+        finally:
+            self.ctx.work_ready.set()
+
+    def _error(self, where: str, exc: BaseException) -> None:
+        self.ctx.metrics.engine_errors.inc()
+        log.error(f"{where} error", extra={"error": str(exc)})
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop claiming; let running steps finish within `grace_s`, then cancel them."""
+        self._stopping.set()
+        self.inbox_ready.set()
+        self.ctx.work_ready.set()
+        if self._running:
+            log.info("waiting for running steps", extra={"count": len(self._running)})
+            _, pending = await asyncio.wait(set(self._running), timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout_s)
+
+
+__all__ = ["Engine", "EngineContext"]

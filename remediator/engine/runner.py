@@ -1,0 +1,248 @@
+"""Runs due work: steps (at most once each, crash-safe) and verify-window expiries."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from remediator.actions.base import Outcome, Plan
+from remediator.actions.params import ACTION_PARAMS
+from remediator.config.models import RuleSpec, StepSpec
+from remediator.engine.context import EngineContext
+from remediator.errors import ActionError, OutcomeUnknown, TemplateError
+from remediator.escalation import hand_over
+from remediator.rules import alert_context, host_context
+from remediator.store.base import Tx
+from remediator.store.records import Incident, State, StepRecord, StepState, WorkItem, WorkKind
+
+log = logging.getLogger(__name__)
+FINISHED = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.UNKNOWN, StepState.DRY_RUN})
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A step recorded as dispatching, with its plan, ready to execute."""
+
+    incident: Incident
+    rule: RuleSpec
+    spec: StepSpec
+    step: StepRecord
+    plan: Plan
+
+
+class Runner:
+    """Executes claimed work items."""
+
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+
+    async def run(self, item: WorkItem) -> None:
+        """Carry out one claimed work item."""
+        if item.kind is WorkKind.RUN_STEP:
+            dispatch = await self._prepare(item)
+            if dispatch is not None:
+                await self._execute(item, dispatch)
+        else:
+            await self._verify_expired(item)
+
+    async def _load(self, tx: Tx, item: WorkItem) -> tuple[Incident, RuleSpec] | None:
+        now = self.ctx.clock.now()
+        incident = await tx.incident(item.incident_id)
+        rule = self.ctx.rules.by_name.get(incident.rule) if incident else None
+        if incident is None or not incident.is_open:
+            await tx.finish_work(item.id, now, "incident_closed")
+            return None
+        if rule is None or item.step_index >= len(rule.steps):
+            await tx.finish_work(item.id, now, "rule_gone")
+            await tx.audit(incident.id, "rule_gone", {"rule": incident.rule}, now)
+            await tx.update_incident(incident.id, now, state=State.EXHAUSTED)
+            return None
+        return incident, rule
+
+    def _needs_approval(self, spec: StepSpec) -> bool:
+        approvals = self.ctx.config.policies.approvals
+        always = approvals.always_for if approvals else []
+        return spec.approval == "required" or spec.action in always
+
+    def _plan(self, incident: Incident, rule: RuleSpec, spec: StepSpec) -> Plan:
+        if self._needs_approval(spec):
+            # Approvals arrive with Slack; until then such a step never runs unasked.
+            raise ActionError(
+                f"{spec.action} needs human approval, which this version cannot ask for"
+            )
+        action = self.ctx.actions.get(spec.action)
+        if action is None:
+            raise ActionError(f"action {spec.action} is not available (is `ssh:` configured?)")
+        host = self.ctx.config.hosts.get(incident.target) if incident.target else None
+        if action.needs_host and host is None:
+            raise ActionError(f"target {incident.target!r} is no longer in the inventory")
+        context: dict[str, Any] = alert_context(incident.labels, incident.annotations)
+        if host is not None:
+            context["target"] = host_context(host)
+        params = ACTION_PARAMS[spec.action].model_validate(spec.params)
+        return action.plan(params, context, host)
+
+    async def _prepare(self, item: WorkItem) -> Dispatch | None:
+        async with self.ctx.store.write() as tx:
+            now = self.ctx.clock.now()
+            loaded = await self._load(tx, item)
+            if loaded is None:
+                return None
+            incident, rule = loaded
+            spec = rule.steps[item.step_index]
+            existing = await tx.step(incident.id, item.step_index)
+            if existing is not None and existing.state is StepState.EXECUTING:
+                await self._recover_executing(tx, item, incident, rule, existing, now)
+                return None
+            if existing is not None and existing.state in FINISHED:
+                await tx.finish_work(item.id, now, "duplicate")
+                return None
+            try:
+                plan = self._plan(incident, rule, spec)
+            except (TemplateError, ActionError) as exc:
+                await tx.finish_work(item.id, now, "refused")
+                await tx.audit(
+                    incident.id, "step_refused", {"step": item.step_index, "reason": str(exc)}, now
+                )
+                await hand_over(tx, incident, rule, f"step {item.step_index} refused: {exc}", now)
+                return None
+            step = await tx.start_step(
+                incident.id, item.step_index, spec.action, plan.describe(), now
+            )
+            await tx.update_incident(
+                incident.id, now, state=State.RUNNING, step_index=item.step_index
+            )
+            if incident.target is not None:
+                await tx.set_cooldown(rule.name, incident.target, now + rule.cooldown)
+            detail = {"step": item.step_index, "attempt": step.attempts, **plan.describe()}
+            await tx.audit(incident.id, "step_dispatching", detail, now)
+        return Dispatch(incident, rule, spec, step, plan)
+
+    async def _recover_executing(
+        self,
+        tx: Tx,
+        item: WorkItem,
+        incident: Incident,
+        rule: RuleSpec,
+        step: StepRecord,
+        now: float,
+    ) -> None:
+        # The command may have been sent before a crash: never send it again.
+        reason = "the daemon stopped after sending the command; not re-sent"
+        await tx.update_step(step.id, StepState.UNKNOWN, finished_at=now, error=reason)
+        await tx.audit(
+            incident.id, "step_outcome_unknown", {"step": step.step_index, "reason": reason}, now
+        )
+        self.ctx.metrics.actions.labels(action=step.action, result="unknown").inc()
+        await self._after_step(tx, item, incident, rule, ok=True, now=now)
+
+    async def _execute(self, item: WorkItem, d: Dispatch) -> None:
+        started = time.perf_counter()
+        dry = self.ctx.dry_run(d.rule.dry_run)
+        try:
+            if dry:
+                outcome = Outcome(ok=True, output="dry run: nothing was sent")
+                state = StepState.DRY_RUN
+            else:
+                outcome = await self.ctx.actions[d.spec.action].execute(
+                    d.plan, lambda: self._mark_executing(d)
+                )
+                state = StepState.SUCCEEDED if outcome.ok else StepState.FAILED
+        except OutcomeUnknown as exc:
+            outcome, state = Outcome(ok=True, error=str(exc)), StepState.UNKNOWN
+        except ActionError as exc:
+            outcome, state = Outcome(ok=False, error=str(exc)), StepState.FAILED
+        elapsed = time.perf_counter() - started
+        self.ctx.metrics.action_duration.labels(action=d.spec.action).observe(elapsed)
+        self.ctx.metrics.actions.labels(action=d.spec.action, result=state.value).inc()
+        await self._finish(item, d, state, outcome)
+
+    async def _mark_executing(self, d: Dispatch) -> None:
+        async with self.ctx.store.write() as tx:
+            now = self.ctx.clock.now()
+            await tx.update_step(d.step.id, StepState.EXECUTING, executing_at=now)
+            await tx.audit(d.incident.id, "step_executing", {"step": d.step.step_index}, now)
+
+    async def _finish(
+        self, item: WorkItem, d: Dispatch, state: StepState, outcome: Outcome
+    ) -> None:
+        async with self.ctx.store.write() as tx:
+            now = self.ctx.clock.now()
+            await tx.update_step(
+                d.step.id,
+                state,
+                finished_at=now,
+                exit_status=outcome.exit_status,
+                output=outcome.output,
+                error=outcome.error,
+            )
+            detail: dict[str, Any] = {"step": d.step.step_index, "exit_status": outcome.exit_status}
+            if outcome.error:
+                detail["error"] = outcome.error
+            if outcome.output:
+                detail["output"] = outcome.output[:2000]
+            if state is StepState.DRY_RUN:
+                detail["would_run"] = d.plan.describe()
+            await tx.audit(d.incident.id, f"step_{state.value}", detail, now)
+            log.info(
+                "step finished",
+                extra={"incident": d.incident.id, "step": d.step.step_index, "state": state.value},
+            )
+            current = await tx.incident(d.incident.id)
+            if current is None or not current.is_open:
+                await tx.finish_work(item.id, now, state.value)
+                return
+            reason = None if outcome.ok else f"step {d.step.step_index} failed: {outcome.error}"
+            await self._after_step(tx, item, current, d.rule, ok=outcome.ok, now=now, reason=reason)
+
+    async def _after_step(
+        self,
+        tx: Tx,
+        item: WorkItem,
+        incident: Incident,
+        rule: RuleSpec,
+        *,
+        ok: bool,
+        now: float,
+        reason: str | None = None,
+    ) -> None:
+        await tx.finish_work(item.id, now, "done")
+        if not ok:
+            await hand_over(tx, incident, rule, reason or "step failed", now)
+            return
+        verify = rule.steps[item.step_index].verify
+        await tx.update_incident(incident.id, now, state=State.VERIFYING)
+        await tx.schedule(WorkKind.VERIFY_TIMEOUT, incident.id, item.step_index, now + verify)
+        await tx.audit(
+            incident.id, "verifying", {"step": item.step_index, "until": now + verify}, now
+        )
+
+    async def _verify_expired(self, item: WorkItem) -> None:
+        async with self.ctx.store.write() as tx:
+            now = self.ctx.clock.now()
+            loaded = await self._load(tx, item)
+            if loaded is None:
+                return
+            incident, rule = loaded
+            await tx.finish_work(item.id, now, "expired")
+            if incident.state is not State.VERIFYING or incident.step_index != item.step_index:
+                return
+            nxt = item.step_index + 1
+            if nxt >= len(rule.steps):
+                await hand_over(tx, incident, rule, "alert still firing after the last step", now)
+                return
+            await tx.update_incident(incident.id, now, state=State.PENDING)
+            await tx.schedule(WorkKind.RUN_STEP, incident.id, nxt, now)
+            await tx.audit(
+                incident.id,
+                "step_scheduled",
+                {
+                    "step": nxt,
+                    "action": rule.steps[nxt].action,
+                    "reason": "alert still firing after the verify window",
+                },
+                now,
+            )
+            self.ctx.work_ready.set()

@@ -1,0 +1,78 @@
+"""The project's exception tree; third-party errors are mapped into it at the boundary.
+
+RemediatorError
+├── ConfigError          config, rules, policies or inventory invalid (carries problems)
+├── SecretError          a secret named in the config cannot be read
+├── StoreError
+│   ├── StoreUnavailable the store cannot read or write now (the webhook answers 503)
+│   └── StoreLocked      another daemon already owns this SQLite store
+├── TemplateError        a template failed to render against an alert
+└── ActionError          a step could not be carried out
+    ├── ConnectError     the target could not be reached (the only retried kind)
+    ├── HostKeyError     the target's host key is unknown or does not match
+    ├── AuthError        the target refused our credentials
+    └── OutcomeUnknown   sent, but how it ended is unknown (timeout, lost link)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from remediator.config.problems import Problem
+
+
+class RemediatorError(Exception):
+    """Base of every error remediator raises on purpose."""
+
+
+class ConfigError(RemediatorError):
+    """Configuration is invalid; `problems` lists each one with its file and line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(p.format() for p in problems))
+
+
+class SecretError(RemediatorError):
+    """A secret named in the config (env var or file) cannot be read."""
+
+
+class StartupError(RemediatorError):
+    """Something the daemon needs to start is missing (a key file, a port)."""
+
+
+class StoreError(RemediatorError):
+    """The store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot read or write right now."""
+
+
+class StoreLocked(StoreError):
+    """Another process holds the store's lock."""
+
+
+class TemplateError(RemediatorError):
+    """A template could not be rendered against an alert."""
+
+
+class ActionError(RemediatorError):
+    """A step could not be carried out."""
+
+
+class ConnectError(ActionError):
+    """The target could not be reached; safe to retry since nothing was sent."""
+
+
+class HostKeyError(ActionError):
+    """The target's host key is not in known_hosts or does not match."""
+
+
+class AuthError(ActionError):
+    """The target refused our credentials."""
+
+
+class OutcomeUnknown(ActionError):
+    """The command was sent but how it ended is unknown (timeout or connection lost)."""

@@ -1,0 +1,126 @@
+"""The HTTP surface: webhook receiver, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from remediator.alerts import WebhookMessage
+from remediator.auth import WebhookAuthenticator
+from remediator.errors import StoreError
+from remediator.ingest import Ingestor
+from remediator.metrics import Metrics
+from remediator.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+@dataclass
+class Receiver:
+    """POST /webhook/alertmanager: 200 only once the body is durably stored."""
+
+    auth: WebhookAuthenticator
+    ingestor: Ingestor
+    metrics: Metrics
+    max_body_bytes: int
+    clock: Callable[[], float] = time.time
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Authenticate, bound, validate, store; never a 500 for bad input."""
+        started = time.perf_counter()
+        response = await self._handle(request)
+        self.metrics.webhook_latency.observe(time.perf_counter() - started)
+        self.metrics.webhook_requests.labels(code=str(response.status)).inc()
+        return response
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if not self.auth.check(request.headers.get("Authorization")):
+            return web.json_response(
+                {"error": "missing or wrong credentials for the webhook"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="remediator"'},
+            )
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            return self._too_large()
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large()
+        try:
+            message = WebhookMessage.model_validate_json(body)
+        except ValidationError as exc:
+            return self._bad_request(exc)
+        try:
+            await self.ingestor.submit(self.clock(), body.decode("utf-8"))
+        except StoreError as exc:
+            log.error("webhook refused: store unavailable", extra={"error": str(exc)})
+            return _error(503, "store unavailable; retry later")
+        for alert in message.alerts:
+            self.metrics.alerts_received.labels(status=alert.status).inc()
+        return web.json_response({"status": "stored", "alerts": len(message.alerts)})
+
+    def _too_large(self) -> web.Response:
+        return _error(413, f"body larger than server.max_body_bytes ({self.max_body_bytes})")
+
+    @staticmethod
+    def _bad_request(exc: ValidationError) -> web.Response:
+        errors = exc.errors(include_url=False, include_input=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            return _error(400, "malformed JSON", detail=str(errors[0]["msg"]))
+        details = [
+            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in errors[:20]
+        ]
+        return _error(400, "not an Alertmanager webhook (version 4) payload", details=details)
+
+
+def build_app(
+    receiver: Receiver,
+    store: Store,
+    metrics: Metrics,
+    ready: Callable[[], bool],
+    extra_routes: Callable[[web.Application], None] | None = None,
+) -> web.Application:
+    """The aiohttp application with every route."""
+    app = web.Application(client_max_size=receiver.max_body_bytes)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if not ready():
+            return _error(503, "not ready: starting or shutting down")
+        try:
+            await store.ping()
+        except StoreError as exc:
+            return _error(503, f"not ready: {exc}")
+        return web.json_response({"status": "ready"})
+
+    async def metrics_handler(_: web.Request) -> web.Response:
+        try:
+            async with store.read() as tx:
+                metrics.set_incident_counts(await tx.incident_counts())
+        except StoreError as exc:
+            log.warning("metrics: incident counts unavailable", extra={"error": str(exc)})
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    handlers: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
+        ("POST", "/webhook/alertmanager", receiver.handle),
+        ("GET", "/healthz", healthz),
+        ("GET", "/readyz", readyz),
+        ("GET", "/metrics", metrics_handler),
+    ]
+    for method, path, handler in handlers:
+        app.router.add_route(method, path, handler)
+    if extra_routes is not None:
+        extra_routes(app)
+    return app

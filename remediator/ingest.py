@@ -1,0 +1,61 @@
+"""Group commit of webhook bodies: concurrent requests share one transaction and fsync."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from remediator.errors import StoreError, StoreUnavailable
+from remediator.store.base import Store
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 256
+
+
+class Ingestor:
+    """`submit` returns once the body is durably stored, or raises StoreUnavailable."""
+
+    def __init__(self, store: Store, on_stored: Callable[[], None]) -> None:
+        self._store = store
+        self._on_stored = on_stored
+        self._pending: list[tuple[float, str, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._closed = False
+
+    async def submit(self, received_at: float, body: str) -> None:
+        """Queue a body for the next batch and wait for its commit."""
+        if self._closed:
+            raise StoreUnavailable("shutting down")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((received_at, body, fut))
+        self._wake.set()
+        await fut
+
+    async def run(self) -> None:
+        """Commit batches until closed and drained."""
+        while not (self._closed and not self._pending):
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[float, str, asyncio.Future[None]]]) -> None:
+        try:
+            await self._store.append_inbox([(at, body) for at, body, _ in batch])
+        except StoreError as exc:
+            log.error("webhook batch not stored", extra={"error": str(exc), "size": len(batch)})
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(StoreUnavailable(str(exc)))
+            return
+        for _, _, fut in batch:
+            if not fut.done():
+                fut.set_result(None)
+        self._on_stored()
+
+    def close(self) -> None:
+        """Stop taking new bodies; `run` returns once the queue is drained."""
+        self._closed = True
+        self._wake.set()

@@ -1,0 +1,63 @@
+"""Prometheus metrics, on a registry owned by the daemon (no module-level state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from remediator.store.records import State
+
+
+class Metrics:
+    """Every metric remediator exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.alerts_received = Counter(
+            "remediator_alerts_received",
+            "Alerts received in webhook notifications, by alert status.",
+            ["status"],
+            registry=r,
+        )
+        self.webhook_requests = Counter(
+            "remediator_webhook_requests",
+            "Webhook requests by HTTP response code.",
+            ["code"],
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "remediator_webhook_duration_seconds",
+            "Time to answer a webhook request, durable write included.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.incidents = Gauge(
+            "remediator_incidents", "Incidents in the store, by state.", ["state"], registry=r
+        )
+        self.actions = Counter(
+            "remediator_actions",
+            "Remediation steps by action and result.",
+            ["action", "result"],
+            registry=r,
+        )
+        self.action_duration = Histogram(
+            "remediator_action_duration_seconds",
+            "Time a step's action took, connection included.",
+            ["action"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.engine_errors = Counter(
+            "remediator_engine_errors",
+            "Errors in the engine's loops (each also logged).",
+            registry=r,
+        )
+
+    def set_incident_counts(self, counts: dict[str, int]) -> None:
+        """Refresh the per-state gauge from the store's counts."""
+        for state in State:
+            self.incidents.labels(state=state.value).set(counts.get(state.value, 0))
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,117 @@
+"""Rows as typed records; nothing past the store reads a raw row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    """Incident states (DESIGN.md, incident lifecycle)."""
+
+    PENDING = "pending"
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    VERIFYING = "verifying"
+    EXHAUSTED = "exhausted"
+    ESCALATING = "escalating"
+    ACKNOWLEDGED = "acknowledged"
+    REMEDIATED = "remediated"
+    RESOLVED = "resolved"
+
+
+CLOSED_STATES = frozenset({State.REMEDIATED, State.RESOLVED})
+OPEN_STATES = frozenset(State) - CLOSED_STATES
+
+
+class StepState(StrEnum):
+    """A step's progress; `executing` means its command may have been sent."""
+
+    DISPATCHING = "dispatching"
+    EXECUTING = "executing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    DRY_RUN = "dry_run"
+
+
+class WorkKind(StrEnum):
+    """What a work row asks the runner to do when due."""
+
+    RUN_STEP = "run_step"
+    VERIFY_TIMEOUT = "verify_timeout"
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """A webhook body stored before it was acknowledged."""
+
+    id: int
+    received_at: float
+    body: str
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One rule's response to one alert instance."""
+
+    id: int
+    rule: str
+    fingerprint: str
+    starts_at: str
+    target: str | None
+    state: State
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    step_index: int
+    created_at: float
+    updated_at: float
+    closed_at: float | None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the incident can still change."""
+        return self.state in OPEN_STATES
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One attempt at a rule step for an incident."""
+
+    id: int
+    incident_id: int
+    step_index: int
+    action: str
+    state: StepState
+    command: Any
+    attempts: int
+    started_at: float
+    executing_at: float | None
+    finished_at: float | None
+    exit_status: int | None
+    output: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A claimed work row."""
+
+    id: int
+    kind: WorkKind
+    incident_id: int
+    step_index: int
+    due_at: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One recorded transition or decision."""
+
+    id: int
+    incident_id: int | None
+    at: float
+    event: str
+    detail: dict[str, Any]

@@ -1,0 +1,135 @@
+"""The embedded SQLite store: WAL, synchronous=FULL, one writer at a time, a lock file."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import event, insert, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from remediator.errors import StoreError, StoreLocked, StoreUnavailable
+from remediator.store import schema
+from remediator.store.migrations import migrate
+from remediator.store.sqltx import SqlTx
+
+BUSY_TIMEOUT_MS = 2000
+
+
+def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's own is deferred and late).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")  # a 200 means the alert survives power loss too
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _on_begin(conn: Any) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class SqliteStore:
+    """Store on one SQLite file; `lock=True` (the daemon) claims it exclusively."""
+
+    def __init__(self, path: Path, *, lock: bool = True) -> None:
+        self.path = path
+        self._lock = lock
+        self._lock_file: IO[str] | None = None
+        self._write_lock = asyncio.Lock()
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine (after open)."""
+        if self._engine is None:
+            raise StoreError("store is not open")
+        return self._engine
+
+    async def open(self) -> None:
+        """Take the lock file, connect and migrate."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._lock:
+            self._take_lock()
+        engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}")
+        event.listen(engine.sync_engine, "connect", _on_connect)
+        event.listen(engine.sync_engine, "begin", _on_begin)
+        self._engine = engine
+        async with self._guard(), self._begin(immediate=True) as conn:
+            await conn.run_sync(migrate, time.time())
+
+    def _take_lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        f = lock_path.open("a+")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise StoreLocked(
+                f"another remediator is running on {self.path} (lock {lock_path} is held); "
+                "stop it, or give this one its own store"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._lock_file = f
+
+    async def close(self) -> None:
+        """Close connections and release the lock file."""
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable if the file cannot be read."""
+        async with self.read() as tx:
+            await tx.conn.execute(text("SELECT 1"))
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except DBAPIError as exc:
+            raise StoreUnavailable(f"store {self.path}: {exc.orig}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"store {self.path}: {exc}") from exc
+
+    @asynccontextmanager
+    async def _begin(self, *, immediate: bool) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            if immediate:
+                conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[SqlTx]:
+        """A write transaction; writers in this process take turns (SQLite has one writer)."""
+        async with self._write_lock, self._guard(), self._begin(immediate=True) as conn:
+            yield SqlTx(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlTx]:
+        """A read transaction; readers never wait for the writer (WAL)."""
+        async with self._guard(), self._begin(immediate=False) as conn:
+            yield SqlTx(conn)
+
+    async def append_inbox(self, bodies: list[tuple[float, str]]) -> None:
+        """Durably append webhook bodies in one transaction (one fsync for the batch)."""
+        rows = [{"received_at": at, "body": body} for at, body in bodies]
+        async with self.write() as tx:
+            await tx.conn.execute(insert(schema.inbox), rows)

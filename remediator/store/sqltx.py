@@ -1,0 +1,330 @@
+"""Tx over an SQLAlchemy AsyncConnection; portable between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from remediator.store import schema as t
+from remediator.store.records import (
+    OPEN_STATES,
+    AuditRow,
+    InboxItem,
+    Incident,
+    State,
+    StepRecord,
+    StepState,
+    WorkItem,
+    WorkKind,
+)
+
+
+def _incident(row: Row[Any]) -> Incident:
+    m = row._mapping
+    return Incident(
+        id=m["id"],
+        rule=m["rule"],
+        fingerprint=m["fingerprint"],
+        starts_at=m["starts_at"],
+        target=m["target"],
+        state=State(m["state"]),
+        labels=m["labels"],
+        annotations=m["annotations"],
+        step_index=m["step_index"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        closed_at=m["closed_at"],
+    )
+
+
+def _step(row: Row[Any]) -> StepRecord:
+    m = dict(row._mapping)
+    m["state"] = StepState(m["state"])
+    return StepRecord(**m)
+
+
+class SqlTx:
+    """One open transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    # --- inbox ------------------------------------------------------------------------
+
+    async def take_inbox(self, limit: int) -> list[InboxItem]:
+        """Oldest stored webhook bodies first."""
+        q = select(t.inbox).order_by(t.inbox.c.id).limit(limit).with_for_update(skip_locked=True)
+        return [InboxItem(r.id, r.received_at, r.body) for r in await self.conn.execute(q)]
+
+    async def delete_inbox(self, item_id: int) -> None:
+        """Drop a body once its alerts are applied (same transaction)."""
+        await self.conn.execute(delete(t.inbox).where(t.inbox.c.id == item_id))
+
+    # --- alerts -----------------------------------------------------------------------
+
+    async def alert_status(self, fingerprint: str, starts_at: str) -> str | None:
+        """The last status seen for an alert instance."""
+        q = select(t.alerts.c.status).where(
+            t.alerts.c.fingerprint == fingerprint, t.alerts.c.starts_at == starts_at
+        )
+        return (await self.conn.execute(q)).scalar_one_or_none()
+
+    async def save_alert(
+        self,
+        fingerprint: str,
+        starts_at: str,
+        status: str,
+        labels: dict[str, str],
+        annotations: dict[str, str],
+        ends_at: str | None,
+        now: float,
+    ) -> None:
+        """Insert or update an alert instance's last status."""
+        values = {"status": status, "annotations": annotations, "ends_at": ends_at}
+        res = await self.conn.execute(
+            update(t.alerts)
+            .where(t.alerts.c.fingerprint == fingerprint, t.alerts.c.starts_at == starts_at)
+            .values(updated_at=now, **values)
+        )
+        if res.rowcount == 0:
+            await self.conn.execute(
+                insert(t.alerts).values(
+                    fingerprint=fingerprint,
+                    starts_at=starts_at,
+                    labels=labels,
+                    first_seen_at=now,
+                    updated_at=now,
+                    **values,
+                )
+            )
+
+    # --- incidents --------------------------------------------------------------------
+
+    async def create_incident(
+        self,
+        rule: str,
+        fingerprint: str,
+        starts_at: str,
+        labels: dict[str, str],
+        annotations: dict[str, str],
+        now: float,
+    ) -> Incident | None:
+        """A new incident, or None when this rule already has one for the alert."""
+        existing = await self.conn.execute(
+            select(t.incidents.c.id).where(
+                t.incidents.c.rule == rule,
+                t.incidents.c.fingerprint == fingerprint,
+                t.incidents.c.starts_at == starts_at,
+            )
+        )
+        if existing.first() is not None:
+            return None
+        res = await self.conn.execute(
+            insert(t.incidents)
+            .values(
+                rule=rule,
+                fingerprint=fingerprint,
+                starts_at=starts_at,
+                state=State.PENDING.value,
+                labels=labels,
+                annotations=annotations,
+                step_index=0,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(*t.incidents.c)
+        )
+        return _incident(res.one())
+
+    async def incident(self, incident_id: int) -> Incident | None:
+        """One incident by id."""
+        res = await self.conn.execute(select(t.incidents).where(t.incidents.c.id == incident_id))
+        row = res.first()
+        return _incident(row) if row else None
+
+    async def open_incidents_for(self, fingerprint: str, starts_at: str) -> list[Incident]:
+        """Open incidents of an alert instance, across rules."""
+        q = select(t.incidents).where(
+            t.incidents.c.fingerprint == fingerprint,
+            t.incidents.c.starts_at == starts_at,
+            t.incidents.c.state.in_([s.value for s in OPEN_STATES]),
+        )
+        return [_incident(r) for r in await self.conn.execute(q)]
+
+    async def update_incident(self, incident_id: int, now: float, **fields: Any) -> None:
+        """Change an incident's columns (state given as State or str)."""
+        if isinstance(fields.get("state"), State):
+            fields["state"] = fields["state"].value
+        await self.conn.execute(
+            update(t.incidents)
+            .where(t.incidents.c.id == incident_id)
+            .values(updated_at=now, **fields)
+        )
+
+    async def incidents(self, states: list[State] | None, limit: int) -> list[Incident]:
+        """Newest first, optionally only some states."""
+        q = select(t.incidents).order_by(t.incidents.c.id.desc()).limit(limit)
+        if states is not None:
+            q = q.where(t.incidents.c.state.in_([s.value for s in states]))
+        return [_incident(r) for r in await self.conn.execute(q)]
+
+    async def incident_counts(self) -> dict[str, int]:
+        """Number of incidents per state."""
+        q = select(t.incidents.c.state, func.count()).group_by(t.incidents.c.state)
+        return {row[0]: int(row[1]) for row in await self.conn.execute(q)}
+
+    # --- steps ------------------------------------------------------------------------
+
+    async def step(self, incident_id: int, step_index: int) -> StepRecord | None:
+        """A step record, if the step was ever started."""
+        q = select(t.steps).where(
+            t.steps.c.incident_id == incident_id, t.steps.c.step_index == step_index
+        )
+        row = (await self.conn.execute(q)).first()
+        return _step(row) if row else None
+
+    async def steps(self, incident_id: int) -> list[StepRecord]:
+        """All steps of an incident in order."""
+        q = (
+            select(t.steps)
+            .where(t.steps.c.incident_id == incident_id)
+            .order_by(t.steps.c.step_index)
+        )
+        return [_step(r) for r in await self.conn.execute(q)]
+
+    async def start_step(
+        self, incident_id: int, step_index: int, action: str, command: Any, now: float
+    ) -> StepRecord:
+        """Record a step as dispatching (new, or a retry of a dispatch that never sent)."""
+        existing = await self.step(incident_id, step_index)
+        if existing is None:
+            await self.conn.execute(
+                insert(t.steps).values(
+                    incident_id=incident_id,
+                    step_index=step_index,
+                    action=action,
+                    state=StepState.DISPATCHING.value,
+                    command=command,
+                    attempts=1,
+                    started_at=now,
+                )
+            )
+        else:
+            await self.conn.execute(
+                update(t.steps)
+                .where(t.steps.c.id == existing.id)
+                .values(command=command, attempts=t.steps.c.attempts + 1)
+            )
+        step = await self.step(incident_id, step_index)
+        assert step is not None
+        return step
+
+    async def update_step(self, step_id: int, state: StepState, **fields: Any) -> None:
+        """Move a step on."""
+        await self.conn.execute(
+            update(t.steps).where(t.steps.c.id == step_id).values(state=state.value, **fields)
+        )
+
+    # --- work -------------------------------------------------------------------------
+
+    async def schedule(
+        self, kind: WorkKind, incident_id: int, step_index: int, due_at: float
+    ) -> int:
+        """Add a durable timer/job."""
+        res = await self.conn.execute(
+            insert(t.work)
+            .values(kind=kind.value, incident_id=incident_id, step_index=step_index, due_at=due_at)
+            .returning(t.work.c.id)
+        )
+        return int(res.scalar_one())
+
+    async def claim_due(self, now: float, owner: str, limit: int, lease_s: float) -> list[WorkItem]:
+        """Claim due, unclaimed (or lease-expired) work; row locks keep replicas apart."""
+        w = t.work.c
+        due = (
+            select(w.id)
+            .where(w.done_at.is_(None), w.due_at <= now)
+            .where(or_(w.claimed_until.is_(None), w.claimed_until < now))
+            .order_by(w.due_at, w.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        res = await self.conn.execute(
+            update(t.work)
+            .where(w.id.in_(due.scalar_subquery()))
+            .values(claimed_by=owner, claimed_until=now + lease_s, attempts=w.attempts + 1)
+            .returning(w.id, w.kind, w.incident_id, w.step_index, w.due_at, w.attempts)
+        )
+        items = [WorkItem(r[0], WorkKind(r[1]), r[2], r[3], r[4], r[5]) for r in res]
+        return sorted(items, key=lambda i: (i.due_at, i.id))
+
+    async def finish_work(self, work_id: int, now: float, outcome: str) -> None:
+        """Mark a work row done."""
+        await self.conn.execute(
+            update(t.work).where(t.work.c.id == work_id).values(done_at=now, outcome=outcome)
+        )
+
+    async def cancel_work(self, incident_id: int, now: float) -> int:
+        """Cancel an incident's pending work; returns how many rows."""
+        res = await self.conn.execute(
+            update(t.work)
+            .where(t.work.c.incident_id == incident_id, t.work.c.done_at.is_(None))
+            .values(done_at=now, outcome="cancelled")
+        )
+        return int(res.rowcount)
+
+    async def next_due(self) -> float | None:
+        """The earliest due time of pending work."""
+        q = select(func.min(t.work.c.due_at)).where(t.work.c.done_at.is_(None))
+        value = (await self.conn.execute(q)).scalar_one_or_none()
+        return float(value) if value is not None else None
+
+    async def release_claims(self) -> int:
+        """Free every claim (only safe when no other worker runs: the SQLite case)."""
+        res = await self.conn.execute(
+            update(t.work)
+            .where(t.work.c.done_at.is_(None), t.work.c.claimed_by.is_not(None))
+            .values(claimed_by=None, claimed_until=None)
+        )
+        return int(res.rowcount)
+
+    # --- cooldowns --------------------------------------------------------------------
+
+    async def cooldown_until(self, rule: str, target: str) -> float | None:
+        """When the (rule, target) cooldown ends, if one was set."""
+        q = select(t.cooldowns.c.until).where(
+            and_(t.cooldowns.c.rule == rule, t.cooldowns.c.target == target)
+        )
+        return (await self.conn.execute(q)).scalar_one_or_none()
+
+    async def set_cooldown(self, rule: str, target: str, until: float) -> None:
+        """Start or extend a (rule, target) cooldown."""
+        res = await self.conn.execute(
+            update(t.cooldowns)
+            .where(t.cooldowns.c.rule == rule, t.cooldowns.c.target == target)
+            .values(until=until)
+        )
+        if res.rowcount == 0:
+            await self.conn.execute(
+                insert(t.cooldowns).values(rule=rule, target=target, until=until)
+            )
+
+    # --- audit ------------------------------------------------------------------------
+
+    async def audit(
+        self, incident_id: int | None, event: str, detail: dict[str, Any], now: float
+    ) -> None:
+        """Record one transition or decision."""
+        await self.conn.execute(
+            insert(t.audit).values(incident_id=incident_id, at=now, event=event, detail=detail)
+        )
+
+    async def audit_for(self, incident_id: int) -> list[AuditRow]:
+        """An incident's audit trail in order."""
+        q = select(t.audit).where(t.audit.c.incident_id == incident_id).order_by(t.audit.c.id)
+        return [
+            AuditRow(r.id, r.incident_id, r.at, r.event, r.detail)
+            for r in await self.conn.execute(q)
+        ]

@@ -1,0 +1,220 @@
+"""`remediator check`: every problem as file:line: path: message, exit 1; else a summary."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from remediator.cli import main
+from remediator.config import load_config
+
+CONFIG = """\
+server:
+  listen: 127.0.0.1:9095
+  webhook_auth: {bearer_token_env: TOKEN}
+store: sqlite:///state.db
+rules: rules/
+policies: policies/
+ssh:
+  username: ops
+  known_hosts: known_hosts
+inventory:
+  hosts:
+    web1: {address: 127.0.0.1, groups: [web]}
+"""
+
+RULE = """\
+rules:
+  - name: restart-web
+    match:
+      - alertname = Down
+    target: "{{ labels.instance | host }}"
+    steps:
+      - action: restart_service
+        params: {service: nginx}
+    escalate: critical
+"""
+
+POLICY = "escalations:\n  critical:\n    steps:\n      - notify: ['slack:#ops']\n"
+
+
+def make(tmp_path: Path, config: str = CONFIG, rules: dict[str, str] | None = None) -> Path:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "p.yml").write_text(POLICY)
+    for name, text in (rules if rules is not None else {"a.yml": RULE}).items():
+        (tmp_path / "rules" / name).write_text(textwrap.dedent(text))
+    path = tmp_path / "remediator.yml"
+    path.write_text(config)
+    return path
+
+
+def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    code = main(["check", "-c", str(path)])
+    out = capsys.readouterr().out
+    return code, out.splitlines()
+
+
+def test_valid_config_prints_one_line_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A valid set exits 0 with a one-line summary."""
+    code, lines = check(make(tmp_path), capsys)
+    assert code == 0
+    assert len(lines) == 1
+    assert "OK: 1 rules in 1 files, 1 escalation chains, 1 hosts" in lines[0]
+
+
+def test_unknown_top_level_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown key is an error located at its line."""
+    path = make(tmp_path, CONFIG + "colour: blue\n")
+    code, lines = check(path, capsys)
+    assert code == 1
+    assert lines == [f"{path}:13: colour: unknown key"]
+
+
+def test_rule_problems_name_file_line_and_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each rule problem names its file, line and path; all are reported at once."""
+    bad = """\
+    rules:
+      - name: disk
+        match:
+          - alertname = DiskLow
+          - severity =~ "("
+        target: "{{ labels.instance | host }}"
+        steps:
+          - action: restart_service
+            params: {servce: nginx}
+          - action: rotate_everything
+          - action: ssh
+            params: {argv: [echo, "{{ labels.x "]}
+            verify: soon
+        cooldown: 5 minutes
+        require:
+          instance: "[a-z"
+        colour: red
+    """
+    code, lines = check(make(tmp_path, rules={"disk.yml": bad}), capsys)
+    assert code == 1
+    f = "rules/disk.yml"
+    assert any(
+        line.startswith(f"{f}:5: rules[0].match[1]: invalid regex in matcher 'severity =~ \"(\"'")
+        for line in lines
+    )
+    assert (
+        f"{f}:13: rules[0].steps[2].verify: invalid duration 'soon': use a number and a unit (ms, s, m, h, d, w)"
+        in lines
+    )
+    assert (
+        f"{f}:14: rules[0].cooldown: invalid duration '5 minutes': use a number and a unit (ms, s, m, h, d, w)"
+        in lines
+    )
+    assert any(
+        line.startswith(f"{f}:16: rules[0].require.instance: invalid regex") for line in lines
+    )
+    assert f"{f}:17: rules[0].colour: unknown key" in lines
+    assert len(lines) == 5  # model errors stop the step checks for this file
+
+
+def test_params_checked_against_the_action(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """params are validated by the action's own model; unknown actions are named."""
+    bad = """\
+    rules:
+      - name: disk
+        match: [alertname = DiskLow]
+        target: web1
+        steps:
+          - action: restart_service
+            params: {servce: nginx}
+          - action: rotate_everything
+          - action: ssh
+            params: {argv: [echo, "{{ labels.x "]}
+    """
+    code, lines = check(make(tmp_path, rules={"disk.yml": bad}), capsys)
+    assert code == 1
+    f = "rules/disk.yml"
+    assert f"{f}:7: rules[0].steps[0].params.service: required key is missing" in lines
+    assert f"{f}:7: rules[0].steps[0].params.servce: unknown key" in lines
+    assert lines[2].startswith(
+        f"{f}:8: rules[0].steps[1].action: unknown action 'rotate_everything'"
+    )
+    assert lines[3].startswith(f"{f}:10: rules[0].steps[2].params.argv[1]: invalid template")
+
+
+def test_broken_yaml_is_located(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A YAML syntax error names its line and keeps checking other files."""
+    broken = "rules:\n  - name: x\n    match: [a = b\n  - name: y\n"
+    code, lines = check(make(tmp_path, rules={"a.yml": RULE, "b.yml": broken}), capsys)
+    assert code == 1
+    assert len(lines) == 1
+    assert lines[0].startswith("rules/b.yml:4: invalid YAML:")
+
+
+def test_cross_file_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Duplicate rule names, unknown chains and a missing target are caught."""
+    second = (
+        RULE.replace("critical", "p0")
+        + "  - name: no-target\n    match: [a = b]\n    steps:\n      - action: ssh\n        params: {argv: [uptime]}\n"
+    )
+    code, lines = check(make(tmp_path, rules={"a.yml": RULE, "b.yml": second}), capsys)
+    assert code == 1
+    assert (
+        "rules/b.yml:2: rules[0].name: rule 'restart-web' is already defined in rules/a.yml:2"
+        in lines
+    )
+    assert "rules/b.yml:10: rules[1].target: required: step 0 (ssh) acts on a host" in lines
+
+
+def test_ssh_section_required_for_ssh_actions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rule that runs over SSH needs the ssh: section, and check says which rule."""
+    config = CONFIG.replace("ssh:\n  username: ops\n  known_hosts: known_hosts\n", "")
+    code, lines = check(make(tmp_path, config), capsys)
+    assert code == 1
+    assert lines == [
+        "rules/a.yml:7: rules[0].steps[0].action: restart_service runs over SSH, "
+        "so remediator.yml needs an `ssh:` section"
+    ]
+
+
+def test_unknown_escalation_chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`escalate` must name a chain from policies/."""
+    code, lines = check(make(tmp_path, rules={"a.yml": RULE.replace("critical", "nope")}), capsys)
+    assert code == 1
+    assert lines == [
+        "rules/a.yml:2: rule restart-web.escalate: escalation chain 'nope' is not defined in policies"
+    ]
+
+
+def test_duplicate_yaml_keys_are_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key written twice would silently win in plain YAML; here it is an error."""
+    path = make(tmp_path, CONFIG + "store: sqlite:///other.db\n")
+    code, lines = check(path, capsys)
+    assert code == 1
+    assert lines == [f"{path}:13: store: duplicate key"]
+
+
+def test_missing_required_sections(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """server, store and rules are required."""
+    path = make(tmp_path, "dry_run: true\n")
+    code, lines = check(path, capsys)
+    assert code == 1
+    assert sorted(lines) == sorted(
+        f"{path}:1: {key}: required key is missing" for key in ("server", "store", "rules")
+    )
+
+
+def test_inventory_defaults_apply(tmp_path: Path) -> None:
+    """Hosts default to port 22 and ssh.username; relative paths follow the config file."""
+    config = load_config(make(tmp_path))
+    host = config.hosts["web1"]
+    assert (host.port, host.user, host.groups) == (22, "ops", ("web",))
+    assert config.resolve_path("known_hosts") == tmp_path / "known_hosts"
+    assert config.rules[0].cooldown == 300.0

@@ -1,0 +1,167 @@
+"""Incidents: matching, the first step over real SSH, idempotence, resolve, guards."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from support.engine_harness import EngineHarness, notification
+from support.sshd import SshServer
+
+RULE = """\
+rules:
+  - name: restart-node
+    match: [alertname = NodeDown]
+    target: "{{ labels.instance | host }}"
+    require:
+      instance: '^[a-z0-9.-]+(:[0-9]+)?$'
+    steps:
+      - action: restart_service
+        params: {service: kaldrix-node}
+        verify: 5m
+    escalate: critical
+    cooldown: 30m
+"""
+DOWN = {"alertname": "NodeDown", "instance": "web1:9100"}
+
+
+@pytest.fixture
+async def h(tmp_path: Path, sshd: SshServer) -> AsyncIterator[EngineHarness]:
+    harness = await EngineHarness.start(tmp_path, RULE, sshd)
+    yield harness
+    await harness.close()
+
+
+async def test_firing_alert_restarts_the_service_once(h: EngineHarness, sshd: SshServer) -> None:
+    """restart then is-active run on the target; the incident waits in its verify window."""
+    await h.fire(DOWN)
+    assert sshd.calls("systemctl") == [["restart", "kaldrix-node"], ["is-active", "kaldrix-node"]]
+    [incident] = h.incidents()
+    assert (incident["rule"], incident["target"], incident["state"]) == (
+        "restart-node",
+        "web1",
+        "verifying",
+    )
+    assert h.events() == [
+        "matched",
+        "step_scheduled",
+        "step_dispatching",
+        "step_executing",
+        "step_succeeded",
+        "verifying",
+    ]
+
+
+async def test_resent_and_duplicate_notifications_change_nothing(
+    h: EngineHarness, sshd: SshServer
+) -> None:
+    """Re-sends (repeat_interval) and HA peers' duplicates open no second incident."""
+    await h.fire(DOWN)
+    await h.fire(DOWN)
+    await h.send(notification(DOWN, groupKey="peer-2", receiver="other"))
+    await h.advance(60)
+    assert len(h.incidents()) == 1
+    assert sshd.calls("systemctl") == [["restart", "kaldrix-node"], ["is-active", "kaldrix-node"]]
+
+
+async def test_resolve_after_the_step_closes_as_remediated(h: EngineHarness) -> None:
+    """A resolved notification closes the incident as remediated and cancels its timer."""
+    await h.fire(DOWN)
+    await h.resolve(DOWN)
+    [incident] = h.incidents()
+    assert incident["state"] == "remediated"
+    assert h.audit()[-1] == (
+        "resolved",
+        {"state": "remediated", "previous": "verifying", "cancelled_work": 1},
+    )
+    await h.advance(3600)
+    assert h.events()[-1] == "resolved"
+
+
+async def test_resolve_before_any_step_closes_as_resolved(
+    h: EngineHarness, sshd: SshServer
+) -> None:
+    """Firing and resolved in one batch: the step never runs, the incident is `resolved`."""
+    await h.store.append_inbox(
+        [(h.clock.now(), notification(DOWN)), (h.clock.now(), notification(DOWN, "resolved"))]
+    )
+    await h.engine.tick()
+    assert h.incidents()[0]["state"] == "resolved"
+    assert sshd.calls("systemctl") == []
+
+
+async def test_alert_no_rule_matches_is_stored_only(h: EngineHarness, sshd: SshServer) -> None:
+    """An unmatched alert opens no incident."""
+    await h.fire({"alertname": "Other", "instance": "web1:9100"})
+    assert h.incidents() == []
+    assert sshd.calls("systemctl") == []
+
+
+@pytest.mark.parametrize("instance", ["x;touch /tmp/pwned", "$(id)", "web1:9100\nreboot", ""])
+async def test_failed_require_escalates_and_runs_nothing(
+    h: EngineHarness, sshd: SshServer, instance: str
+) -> None:
+    """A label that fails `require` is audited with the reason; the incident escalates."""
+    await h.fire({"alertname": "NodeDown", "instance": instance})
+    [incident] = h.incidents()
+    assert incident["state"] == "exhausted"
+    audit = dict(h.audit())
+    assert audit["require_failed"]["reason"].startswith("require: label instance=")
+    assert audit["exhausted"]["escalate"] == "critical"
+    assert sshd.calls("systemctl") == []
+    assert not Path("/tmp/pwned").exists()
+
+
+async def test_target_outside_the_inventory_is_never_contacted(
+    h: EngineHarness, sshd: SshServer
+) -> None:
+    """A well-formed label naming a host the operator did not list escalates instead."""
+    await h.fire({"alertname": "NodeDown", "instance": "db9.example.org:9100"})
+    audit = dict(h.audit())
+    assert audit["target_refused"] == {"reason": "target 'db9.example.org' is not in the inventory"}
+    assert h.incidents()[0]["state"] == "exhausted"
+    assert sshd.calls("systemctl") == []
+
+
+async def test_target_may_be_named_by_address(h: EngineHarness, sshd: SshServer) -> None:
+    """An instance label holding the host's address resolves to that inventory host."""
+    await h.fire({"alertname": "NodeDown", "instance": "127.0.0.1:9100"})
+    assert h.incidents()[0]["target"] == "web1"
+    assert len(sshd.calls("systemctl")) == 2
+
+
+async def test_cooldown_holds_a_new_incident_then_lets_go(
+    h: EngineHarness, sshd: SshServer
+) -> None:
+    """Within 30m of an attempt a new incident for the same target escalates; after, it runs."""
+    await h.fire(DOWN)
+    await h.resolve(DOWN)
+    await h.fire(DOWN, starts_at="2026-11-23T09:10:00Z")
+    second = h.incidents()[1]
+    assert second["state"] == "exhausted"
+    held = dict(h.audit(second["id"]))["guard_held"]
+    assert held["guard"] == "cooldown"
+    assert held["reason"] == "cooldown for 30m"
+    assert len(sshd.calls("systemctl")) == 2
+
+    h.clock.advance(30 * 60 + 1)
+    await h.fire(DOWN, starts_at="2026-11-23T09:50:00Z")
+    assert h.incidents()[2]["state"] == "verifying"
+    assert len(sshd.calls("systemctl")) == 4
+
+
+async def test_failed_command_is_a_result_not_a_retry(tmp_path: Path, sshd: SshServer) -> None:
+    """A non-zero exit fails the step once, is audited with its status, and escalates."""
+    sshd.install_recorder("systemctl", exit_code=3)
+    h = await EngineHarness.start(tmp_path, RULE, sshd)
+    try:
+        await h.fire(DOWN)
+        await h.advance(3600)
+    finally:
+        await h.close()
+    assert sshd.calls("systemctl") == [["restart", "kaldrix-node"]]
+    audit = dict(h.audit())
+    assert audit["step_failed"]["exit_status"] == 3
+    assert audit["step_failed"]["error"] == "`systemctl restart kaldrix-node` exited 3"
+    assert h.incidents()[0]["state"] == "exhausted"

@@ -1,0 +1,167 @@
+"""Run the real `remediator serve` as a child process, as an operator would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from support.sshd import SshServer, free_port
+
+TOKEN = "test-webhook-token"
+
+
+def write_config(
+    workdir: Path,
+    rules_yaml: str,
+    *,
+    sshd: SshServer | None = None,
+    port: int | None = None,
+    extra: str = "",
+    hosts: dict[str, dict[str, Any]] | None = None,
+    ssh_extra: str = "",
+    known_hosts: Path | None = None,
+) -> Path:
+    """A remediator.yml with rules/, policies/ and an inventory pointing at `sshd`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "rules").mkdir(exist_ok=True)
+    (workdir / "rules" / "rules.yml").write_text(rules_yaml)
+    (workdir / "policies").mkdir(exist_ok=True)
+    (workdir / "policies" / "p.yml").write_text(
+        "escalations:\n  critical:\n    steps:\n      - notify: ['slack:#ops']\n"
+    )
+    inventory = dict(hosts or {})
+    ssh = ""
+    if sshd is not None:
+        inventory.setdefault("web1", {"address": "127.0.0.1", "port": sshd.port, "groups": ["web"]})
+        ssh = (
+            "ssh:\n  username: root\n"
+            f"  client_keys: ['{sshd.client_key}']\n  known_hosts: '{known_hosts or sshd.known_hosts}'\n"
+            "  connect_timeout: 5s\n  command_timeout: 20s\n" + ssh_extra
+        )
+    cfg = (
+        "server:\n"
+        f"  listen: 127.0.0.1:{port or free_port()}\n"
+        "  max_body_bytes: 65536\n"
+        "  webhook_auth: {bearer_token_env: REMEDIATOR_WEBHOOK_TOKEN}\n"
+        "  shutdown_grace: 10s\n"
+        "store: sqlite:///state/remediator.db\n"
+        "rules: rules/\npolicies: policies/\n"
+        f"{ssh}"
+        f"inventory:\n  hosts: {json.dumps(inventory)}\n"
+        f"{extra}"
+    )
+    path = workdir / "remediator.yml"
+    path.write_text(cfg)
+    return path
+
+
+@dataclass
+class Daemon:
+    """A running `remediator serve` child process."""
+
+    config: Path
+    port: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    runs: int = field(default=0)
+
+    @property
+    def url(self) -> str:
+        """Base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db(self) -> Path:
+        """The SQLite store file."""
+        return self.config.parent / "state" / "remediator.db"
+
+    @classmethod
+    def for_config(cls, config: Path) -> Daemon:
+        """Bind to the config's listen port."""
+        listen = next(
+            line.split()[-1] for line in config.read_text().splitlines() if "listen:" in line
+        )
+        port = int(listen.rsplit(":", 1)[1])
+        return cls(config=config, port=port, log_path=config.parent / "daemon.log")
+
+    def start(self, timeout_s: float = 15.0) -> Daemon:
+        """Start and wait for /readyz."""
+        env = {**os.environ, "REMEDIATOR_WEBHOOK_TOKEN": TOKEN}
+        log = self.log_path.open("ab")
+        self.runs += 1
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "remediator", "serve", "-c", str(self.config)],
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=self.config.parent,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.logs()}")
+            try:
+                status, _ = self.request("GET", "/readyz")
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon not ready in {timeout_s}s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        """Everything the daemon logged."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        """One HTTP request; returns (status, body) for any status."""
+        req = urllib.request.Request(
+            self.url + path, data=body, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - as above
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def post_webhook(self, payload: dict[str, Any], token: str = TOKEN) -> int:
+        """POST a webhook body with the bearer token; returns the status."""
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        status, _ = self.request(
+            "POST", "/webhook/alertmanager", json.dumps(payload).encode(), headers
+        )
+        return status
+
+    def kill9(self) -> None:
+        """SIGKILL: no cleanup at all."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise

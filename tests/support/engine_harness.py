@@ -1,0 +1,80 @@
+"""An in-process engine on a fake clock, acting on a real sshd."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from remediator.actions import SshPool, build_registry
+from remediator.clock import FakeClock
+from remediator.config import load_config
+from remediator.daemon import ssh_settings
+from remediator.engine import Engine, EngineContext
+from remediator.metrics import Metrics
+from remediator.store import SqliteStore
+from support import storeview
+from support.daemon import write_config
+from support.sshd import SshServer
+
+STARTS = "2026-11-23T09:00:00Z"
+
+
+def notification(
+    labels: dict[str, str], status: str = "firing", starts_at: str = STARTS, **extra: Any
+) -> str:
+    alert = {"status": status, "labels": labels, "annotations": {}, "startsAt": starts_at}
+    return json.dumps({"version": "4", "status": status, "alerts": [alert], **extra})
+
+
+@dataclass
+class EngineHarness:
+    engine: Engine
+    store: SqliteStore
+    clock: FakeClock
+    pool: SshPool | None
+    db: Path
+
+    @classmethod
+    async def start(
+        cls, tmp_path: Path, rules: str, sshd: SshServer | None, **config_kwargs: Any
+    ) -> EngineHarness:
+        config = load_config(write_config(tmp_path / "cfg", rules, sshd=sshd, **config_kwargs))
+        db = tmp_path / "engine.db"
+        store = SqliteStore(db)
+        await store.open()
+        settings = ssh_settings(config)
+        pool = SshPool(settings) if settings else None
+        clock = FakeClock()
+        ctx = EngineContext(config, store, build_registry(pool), clock, Metrics())
+        return cls(Engine(ctx), store, clock, pool, db)
+
+    async def send(self, body: str) -> None:
+        """Store a webhook body as the receiver would, then let the engine run."""
+        await self.store.append_inbox([(self.clock.now(), body)])
+        await self.engine.tick()
+
+    async def fire(self, labels: dict[str, str], starts_at: str = STARTS) -> None:
+        await self.send(notification(labels, "firing", starts_at))
+
+    async def resolve(self, labels: dict[str, str], starts_at: str = STARTS) -> None:
+        await self.send(notification(labels, "resolved", starts_at))
+
+    async def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        await self.engine.tick()
+
+    def incidents(self) -> list[dict[str, Any]]:
+        return storeview.incidents(self.db)
+
+    def events(self, incident_id: int = 1) -> list[str]:
+        return storeview.events(self.db, incident_id)
+
+    def audit(self, incident_id: int = 1) -> list[tuple[str, dict[str, Any]]]:
+        return storeview.audit(self.db, incident_id)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+        await self.store.close()

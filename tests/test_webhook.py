@@ -1,0 +1,232 @@
+"""POST /webhook/alertmanager: 200 only after a durable write; clear errors for bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from remediator.auth import WebhookAuthenticator
+from remediator.http import Receiver, build_app
+from remediator.ingest import Ingestor
+from remediator.metrics import Metrics
+from remediator.store import SqliteStore
+
+TOKEN = "s3cret-token"
+LIMIT = 4096
+
+
+def payload(**extra: Any) -> dict[str, Any]:
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "NodeDown", "instance": "web1:9100"},
+        "annotations": {"summary": "down"},
+        "startsAt": "2026-11-23T09:00:00.123456789Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": "0123456789abcdef",
+    }
+    return {"version": "4", "status": "firing", "receiver": "r", "alerts": [alert], **extra}
+
+
+@dataclass
+class Harness:
+    url: str
+    session: ClientSession
+    db: Path
+    metrics: Metrics
+
+    async def post(
+        self, body: bytes | str, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        hdrs = {"Authorization": f"Bearer {TOKEN}", **(headers or {})}
+        async with self.session.post(
+            self.url + "/webhook/alertmanager", data=body, headers=hdrs
+        ) as r:
+            return r.status, await r.json()
+
+    def stored(self) -> list[str]:
+        conn = sqlite3.connect(self.db)
+        try:
+            return [row[0] for row in conn.execute("SELECT body FROM inbox ORDER BY id")]
+        finally:
+            conn.close()
+
+
+async def start(tmp_path: Path, auth: WebhookAuthenticator) -> AsyncIterator[Harness]:
+    store = SqliteStore(tmp_path / "r.db")
+    await store.open()
+    metrics = Metrics()
+    ingestor = Ingestor(store, on_stored=lambda: None)
+    task = asyncio.create_task(ingestor.run())
+    app = build_app(Receiver(auth, ingestor, metrics, LIMIT), store, metrics, lambda: True)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    async with ClientSession() as session:
+        yield Harness(str(server.make_url("")), session, tmp_path / "r.db", metrics)
+    await server.close()
+    ingestor.close()
+    await task
+    await store.close()
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+    async for harness in start(tmp_path, WebhookAuthenticator(bearer=TOKEN.encode())):
+        yield harness
+
+
+async def test_valid_notification_is_stored_before_200(h: Harness) -> None:
+    """A 200 means the body is already in the store, readable by another connection."""
+    body = json.dumps(payload())
+    status, answer = await h.post(body)
+    assert (status, answer) == (200, {"status": "stored", "alerts": 1})
+    assert h.stored() == [body]
+
+
+async def test_unknown_keys_from_newer_alertmanagers_are_ignored(h: Harness) -> None:
+    """Keys such as notification_reason, routeLabels and truncatedAlerts do not fail."""
+    body = payload(notification_reason="repeat", routeLabels={"a": "b"}, truncatedAlerts=0)
+    body["alerts"][0]["someNewKey"] = {"x": 1}
+    status, _ = await h.post(json.dumps(body))
+    assert status == 200
+
+
+async def test_malformed_json_is_400(h: Harness) -> None:
+    """Broken JSON gets a 400 with a JSON error, and nothing is stored."""
+    status, answer = await h.post('{"version": "4", "alerts": [')
+    assert status == 400
+    assert answer["error"] == "malformed JSON"
+    assert h.stored() == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path"),
+    [
+        (lambda p: p.pop("alerts"), "alerts"),
+        (lambda p: p.update(version="3"), "version"),
+        (lambda p: p["alerts"][0].pop("startsAt"), "alerts.0.startsAt"),
+        (lambda p: p["alerts"][0].update(labels=["a"]), "alerts.0.labels"),
+        (lambda p: p["alerts"][0].update(status="exploded"), "alerts.0.status"),
+        (lambda p: p["alerts"][0]["labels"].update(n=3), "alerts.0.labels.n"),
+    ],
+)
+async def test_wrong_shape_is_400_naming_the_field(h: Harness, mutate: Any, path: str) -> None:
+    """A payload that is JSON but not a version-4 webhook gets a 400 naming the field."""
+    body = payload()
+    mutate(body)
+    status, answer = await h.post(json.dumps(body))
+    assert status == 400
+    assert answer["error"] == "not an Alertmanager webhook (version 4) payload"
+    assert path in [d["path"] for d in answer["details"]]
+    assert h.stored() == []
+
+
+async def test_not_an_object_is_400(h: Harness) -> None:
+    """A JSON array or string is a wrong shape, not a crash."""
+    for body in ("[]", '"x"', "null"):
+        status, _ = await h.post(body)
+        assert status == 400
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer wrong",
+        f"bearer {TOKEN}x",
+        TOKEN,
+        f"Basic {base64.b64encode(b'u:' + TOKEN.encode()).decode()}",
+    ],
+)
+async def test_bad_auth_is_401(h: Harness, header: str | None) -> None:
+    """Missing or wrong credentials get a 401 and nothing is stored."""
+    headers = {"Authorization": header} if header else {}
+    async with h.session.post(
+        h.url + "/webhook/alertmanager", data=json.dumps(payload()), headers=headers
+    ) as r:
+        assert r.status == 401
+        assert "WWW-Authenticate" in r.headers
+    assert h.stored() == []
+
+
+async def test_bearer_scheme_is_case_insensitive(h: Harness) -> None:
+    """`bearer` and `Bearer` both work (RFC 7235)."""
+    status, _ = await h.post(json.dumps(payload()), {"Authorization": f"bearer {TOKEN}"})
+    assert status == 200
+
+
+async def test_basic_auth(tmp_path: Path) -> None:
+    """Basic auth accepts the right pair only."""
+    auth = WebhookAuthenticator(username=b"am", password=b"pw")
+    async for h in start(tmp_path, auth):
+
+        def basic(user: str, pw: str) -> dict[str, str]:
+            return {"Authorization": "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()}
+
+        assert (await h.post(json.dumps(payload()), basic("am", "pw")))[0] == 200
+        assert (await h.post(json.dumps(payload()), basic("am", "px")))[0] == 401
+        assert (await h.post(json.dumps(payload()), basic("xx", "pw")))[0] == 401
+        assert (await h.post(json.dumps(payload()), {"Authorization": "Basic !!!"}))[0] == 401
+
+
+async def test_oversized_body_is_413(h: Harness) -> None:
+    """Bodies above max_body_bytes get a 413, with or without Content-Length."""
+    big = payload()
+    big["alerts"][0]["annotations"]["blob"] = "x" * LIMIT
+    status, answer = await h.post(json.dumps(big))
+    assert status == 413
+    assert "max_body_bytes" in answer["error"]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        data = json.dumps(big).encode()
+        for i in range(0, len(data), 1000):
+            yield data[i : i + 1000]
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with h.session.post(h.url + "/webhook/alertmanager", data=chunks(), headers=headers) as r:
+        assert r.status == 413
+    assert h.stored() == []
+
+
+async def test_store_that_cannot_write_is_503(h: Harness) -> None:
+    """When the store cannot write, the answer is 503 so Alertmanager retries."""
+    blocker = sqlite3.connect(h.db, timeout=0, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        status, answer = await h.post(json.dumps(payload()))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert status == 503
+    assert "store unavailable" in answer["error"]
+    assert (await h.post(json.dumps(payload())))[0] == 200  # and recovers by itself
+
+
+async def test_concurrent_posts_are_all_stored(h: Harness) -> None:
+    """Group commit loses nothing: 100 concurrent notifications, 100 stored bodies."""
+    bodies = [json.dumps(payload(groupKey=str(i))) for i in range(100)]
+    results = await asyncio.gather(*(h.post(b) for b in bodies))
+    assert {status for status, _ in results} == {200}
+    assert sorted(h.stored()) == sorted(bodies)
+
+
+async def test_metrics_count_alerts_and_latency(h: Harness) -> None:
+    """/metrics shows alerts received by status and the webhook latency histogram."""
+    await h.post(json.dumps(payload()))
+    await h.post("not json")
+    async with h.session.get(h.url + "/metrics") as r:
+        text = await r.text()
+    assert 'remediator_alerts_received_total{status="firing"} 1.0' in text
+    assert 'remediator_webhook_requests_total{code="400"} 1.0' in text
+    assert "remediator_webhook_duration_seconds_count 2.0" in text
+    assert 'remediator_incidents{state="pending"} 0.0' in text

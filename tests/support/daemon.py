@@ -131,9 +131,8 @@ class Daemon:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
         """One HTTP request; returns (status, body) for any status."""
-        req = urllib.request.Request(
-            self.url + path, data=body, method=method, headers=headers or {}
-        )
+        url = self.url + path  # always http://127.0.0.1:PORT
+        req = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - as above
                 return resp.status, resp.read()

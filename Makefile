@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests start for real (Alertmanager, sshd) or call (ssh-keygen).
 DEBS   := prometheus-alertmanager openssh-server openssh-client
+# The benchmark's load generator.
+BENCH_DEBS := wrk
 
 # `make run` needs a webhook token; a local default so the front door opens as is.
 export REMEDIATOR_WEBHOOK_TOKEN ?= dev-webhook-token
@@ -13,14 +15,14 @@ export REMEDIATOR_WEBHOOK_TOKEN ?= dev-webhook-token
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
 deps: $(VENV)/.installed
 
 system-deps:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEBS) $(EXTRA_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -q && \
@@ -45,7 +47,8 @@ format: deps
 test: system-deps deps lint check
 	$(BIN)/pytest -p no:cacheprovider
 
-bench: system-deps deps
+bench: deps
+	$(MAKE) system-deps EXTRA_DEBS="$(BENCH_DEBS)"
 	$(BIN)/python -m bench.ingest
 
 clean:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, inspect, select
 
+from remediator.errors import StoreError
 from remediator.store import schema
 
 
@@ -36,7 +37,7 @@ def migrate(conn: Connection, now: float) -> list[int]:
     applied = set(conn.execute(select(schema.schema_migrations.c.version)).scalars())
     newer = {v for v in applied if v > LATEST}
     if newer:
-        raise RuntimeError(
+        raise StoreError(
             f"the store has schema version {max(newer)}, newer than this remediator "
             f"knows ({LATEST}); upgrade remediator or point it at another store"
         )

@@ -65,8 +65,12 @@ class SqliteStore:
         event.listen(engine.sync_engine, "connect", _on_connect)
         event.listen(engine.sync_engine, "begin", _on_begin)
         self._engine = engine
-        async with self._guard(), self._begin(immediate=True) as conn:
-            await conn.run_sync(migrate, time.time())
+        try:
+            async with self._guard(), self._begin(immediate=True) as conn:
+                await conn.run_sync(migrate, time.time())
+        except BaseException:
+            await self.close()
+            raise
 
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")

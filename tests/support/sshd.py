@@ -256,6 +256,16 @@ class SshServer:
             f"{_START_TIMEOUT_S:.0f} s ({last_error}); sshd stderr:\n{self.stderr_text()}"
         )
 
+    def pause(self) -> None:
+        """SIGSTOP the listener: connections queue in the backlog and get no banner."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the listener."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
     def stderr_text(self) -> str:
         """Return everything sshd has logged to stderr so far."""
         try:
@@ -303,6 +313,7 @@ class SshServer:
         if proc is None:
             return
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused server could not act on SIGTERM
             _kill_tree_leaves_first(proc.pid, _STOP_TIMEOUT_S)
             proc.terminate()
         try:

@@ -1,0 +1,186 @@
+"""ssh and restart_service over a real sshd: quoting, host keys, retries, reuse."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.engine_harness import EngineHarness
+from support.proxy import CountingProxy
+from support.sshd import SshServer, free_port
+
+ECHO_RULE = """\
+rules:
+  - name: echo-label
+    match: [alertname = Probe]
+    target: web1
+    steps:
+      - action: ssh
+        params: {argv: [probe-stub, "{{ labels.instance }}", "{{ annotations.get('x', 'none') }}"]}
+"""
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "x;touch /tmp/pwned",
+        "$(id)",
+        "`touch /tmp/pwned`",
+        "a'b\"c",
+        "web1 && touch /tmp/pwned",
+        "-rf /",
+    ],
+)
+async def test_labels_reach_argv_quoted_never_as_shell(
+    tmp_path: Path, sshd: SshServer, hostile: str
+) -> None:
+    """A hostile label arrives as one literal argv element; no shell interprets it."""
+    Path("/tmp/pwned").unlink(missing_ok=True)
+    sshd.install_recorder("probe-stub")
+    h = await EngineHarness.start(tmp_path, ECHO_RULE, sshd)
+    try:
+        await h.fire({"alertname": "Probe", "instance": hostile})
+    finally:
+        await h.close()
+    assert sshd.calls("probe-stub") == [[hostile, "none"]]
+    assert not Path("/tmp/pwned").exists()
+    assert h.incidents()[0]["state"] == "verifying"
+
+
+async def test_service_name_from_a_label_is_validated(tmp_path: Path, sshd: SshServer) -> None:
+    """restart_service refuses a rendered name that is not a systemd unit name."""
+    rule = ECHO_RULE.replace(
+        "      - action: ssh\n        params: {argv: [probe-stub, \"{{ labels.instance }}\", \"{{ annotations.get('x', 'none') }}\"]}",
+        '      - action: restart_service\n        params: {service: "{{ labels.service }}"}',
+    )
+    h = await EngineHarness.start(tmp_path, rule, sshd)
+    try:
+        await h.fire({"alertname": "Probe", "service": "x;touch /tmp/pwned"})
+    finally:
+        await h.close()
+    audit = dict(h.audit())
+    assert (
+        audit["step_refused"]["reason"]
+        == "refusing service name 'x;touch /tmp/pwned': not a systemd unit name"
+    )
+    assert sshd.calls("systemctl") == []
+    assert not Path("/tmp/pwned").exists()
+
+
+@pytest.fixture
+def other_key(tmp_path: Path) -> Path:
+    """A freshly generated host key that no sshd here uses."""
+    other = tmp_path / "otherkey"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    return other
+
+
+async def test_unknown_host_key_fails_clearly_and_runs_nothing(
+    tmp_path: Path, sshd: SshServer, other_key: Path
+) -> None:
+    """A host whose key is not in known_hosts is never sent a command, and is not retried."""
+    other = other_key
+    known = tmp_path / "known_hosts"
+    proxy = await CountingProxy(sshd.port).start()
+    known.write_text(f"[127.0.0.1]:{proxy.port} {(other.with_suffix('.pub')).read_text()}")
+    hosts = {"web1": {"address": "127.0.0.1", "port": proxy.port}}
+    h = await EngineHarness.start(tmp_path, ECHO_RULE, sshd, known_hosts=known, hosts=hosts)
+    try:
+        await h.fire({"alertname": "Probe", "instance": "i"})
+    finally:
+        await h.close()
+        await proxy.close()
+    audit = dict(h.audit())
+    assert "host key not verified" in audit["step_failed"]["error"]
+    assert str(known) in audit["step_failed"]["error"]
+    assert "step_executing" not in audit
+    assert h.incidents()[0]["state"] == "exhausted"
+    assert sshd.calls("probe-stub") == []
+    assert proxy.accepted == 1
+
+
+async def test_connection_failures_are_retried_then_succeed(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """Dropped connections are retried (nothing was sent); the command then runs once."""
+    sshd.install_recorder("probe-stub")
+    proxy = await CountingProxy(sshd.port, drop_first=2).start()
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts.read_text().replace(f"]:{sshd.port} ", f"]:{proxy.port} "))
+    hosts = {"web1": {"address": "127.0.0.1", "port": proxy.port}}
+    h = await EngineHarness.start(tmp_path, ECHO_RULE, sshd, known_hosts=known, hosts=hosts)
+    assert h.pool is not None
+    h.pool.settings = h.pool.settings.__class__(
+        **{**h.pool.settings.__dict__, "retry_wait_s": 0.01}
+    )
+    try:
+        await h.fire({"alertname": "Probe", "instance": "i"})
+    finally:
+        await h.close()
+        await proxy.close()
+    assert proxy.accepted == 3
+    assert sshd.calls("probe-stub") == [["i", "none"]]
+
+
+async def test_unreachable_host_fails_after_retries(tmp_path: Path, sshd: SshServer) -> None:
+    """Nothing listening: the step fails with `cannot connect` and escalates."""
+    hosts = {"web1": {"address": "127.0.0.1", "port": free_port()}}
+    h = await EngineHarness.start(
+        tmp_path, ECHO_RULE, sshd, hosts=hosts, ssh_extra="  connect_attempts: 2\n"
+    )
+    try:
+        await h.fire({"alertname": "Probe", "instance": "i"})
+    finally:
+        await h.close()
+    audit = dict(h.audit())
+    assert "cannot connect" in audit["step_failed"]["error"]
+    assert h.incidents()[0]["state"] == "exhausted"
+
+
+async def test_one_connection_per_host_is_reused(tmp_path: Path, sshd: SshServer) -> None:
+    """Steps for several incidents on one host share one SSH connection."""
+    sshd.install_recorder("probe-stub")
+    proxy = await CountingProxy(sshd.port).start()
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts.read_text().replace(f"]:{sshd.port} ", f"]:{proxy.port} "))
+    hosts = {"web1": {"address": "127.0.0.1", "port": proxy.port}}
+    rule = ECHO_RULE + "    cooldown: 0s\n"
+    h = await EngineHarness.start(tmp_path, rule, sshd, known_hosts=known, hosts=hosts)
+    try:
+        for i in range(3):
+            await h.fire({"alertname": "Probe", "instance": f"i{i}"})
+    finally:
+        await h.close()
+        await proxy.close()
+    assert len(sshd.calls("probe-stub")) == 3
+    assert proxy.accepted == 1
+
+
+async def test_dry_run_records_what_would_run(tmp_path: Path, sshd: SshServer) -> None:
+    """A dry-run rule connects to nothing; the audit shows the exact argv."""
+    sshd.install_recorder("probe-stub")
+    h = await EngineHarness.start(tmp_path, ECHO_RULE + "    dry_run: true\n", sshd)
+    try:
+        await h.fire({"alertname": "Probe", "instance": "a b"})
+    finally:
+        await h.close()
+    audit = dict(h.audit())
+    assert audit["step_dry_run"]["would_run"]["commands"] == [["probe-stub", "a b", "none"]]
+    assert sshd.calls("probe-stub") == []
+
+
+async def test_step_needing_approval_is_refused_until_approvals_exist(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """`approval: required` never runs unasked: the step is refused and escalates."""
+    sshd.install_recorder("probe-stub")
+    rule = ECHO_RULE + "        approval: required\n"
+    h = await EngineHarness.start(tmp_path, rule, sshd)
+    try:
+        await h.fire({"alertname": "Probe", "instance": "i"})
+    finally:
+        await h.close()
+    assert "needs human approval" in dict(h.audit())["step_refused"]["reason"]
+    assert h.incidents()[0]["state"] == "exhausted"
+    assert sshd.calls("probe-stub") == []

@@ -1,0 +1,113 @@
+"""kill -9 at the worst moments: no acknowledged alert lost, no command sent twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from support import storeview
+from support.daemon import Daemon, write_config
+from support.sshd import SshServer
+
+RULE = """\
+rules:
+  - name: restart-node
+    match: [alertname = NodeDown]
+    target: "{{ labels.instance | host }}"
+    steps:
+      - action: restart_service
+        params: {service: kaldrix-node}
+        verify: 5m
+    escalate: critical
+"""
+ALERT = {
+    "version": "4",
+    "status": "firing",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "NodeDown", "instance": "web1:9100"},
+            "startsAt": "2026-11-23T09:00:00Z",
+        }
+    ],
+}
+
+
+def events(d: Daemon) -> list[str]:
+    return storeview.events(d.db, 1)
+
+
+def test_kill_after_ack_before_the_step_runs_it_once_after_restart(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """Acknowledged, then killed while connecting: after restart the step runs exactly once."""
+    d = Daemon.for_config(
+        write_config(tmp_path / "d", RULE, sshd=sshd, ssh_extra="  connect_attempts: 1\n")
+    )
+    d.config.write_text(d.config.read_text().replace("connect_timeout: 5s", "connect_timeout: 60s"))
+    sshd.pause()  # the TCP handshake completes, the SSH banner never comes
+    d.start()
+    assert d.post_webhook(ALERT) == 200
+    storeview.wait_for("the step to dispatch", lambda: "step_dispatching" in events(d))
+    d.kill9()
+    assert "step_executing" not in events(d)
+    sshd.resume()
+
+    d.start()
+    storeview.wait_for("the step to succeed", lambda: "step_succeeded" in events(d))
+    assert d.stop() == 0
+    assert sshd.calls("systemctl") == [["restart", "kaldrix-node"], ["is-active", "kaldrix-node"]]
+    assert events(d).count("step_executing") == 1
+    assert [s["attempts"] for s in storeview.steps(d.db, 1)] == [2]
+    assert len(storeview.incidents(d.db)) == 1
+
+
+def test_kill_while_the_command_runs_never_resends_it(tmp_path: Path, sshd: SshServer) -> None:
+    """Killed after the command was sent: after restart it is `unknown`, never re-sent."""
+    sshd.install_recorder("systemctl", sleep_s=3)
+    d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd)).start()
+    assert d.post_webhook(ALERT) == 200
+    storeview.wait_for("the command to start", lambda: sshd.calls("systemctl"))
+    d.kill9()
+    assert "step_executing" in events(d)
+
+    d.start()
+    storeview.wait_for("the step outcome", lambda: "step_outcome_unknown" in events(d))
+    assert d.stop() == 0
+    assert sshd.calls("systemctl") == [["restart", "kaldrix-node"]]
+    [step] = storeview.steps(d.db, 1)
+    assert step["state"] == "unknown"
+    assert storeview.incidents(d.db)[0]["state"] == "verifying"
+
+
+def test_kill_with_bodies_in_the_inbox_loses_none(tmp_path: Path, sshd: SshServer) -> None:
+    """Every acknowledged notification becomes an incident, even across a kill -9."""
+    d = Daemon.for_config(
+        write_config(
+            tmp_path / "d", RULE.replace("restart-node", "r") + "    dry_run: true\n", sshd=sshd
+        )
+    ).start()
+    acknowledged = []
+    for i in range(40):
+        body = json.loads(json.dumps(ALERT))
+        body["alerts"][0]["startsAt"] = f"2026-11-23T09:{i:02d}:00Z"
+        if d.post_webhook(body) == 200:
+            acknowledged.append(i)
+    d.kill9()
+    d.start()
+    storeview.wait_for(
+        "every incident", lambda: len(storeview.incidents(d.db)) == len(acknowledged)
+    )
+    assert d.stop() == 0
+    assert len(acknowledged) == 40
+
+
+def test_sigterm_lets_the_running_step_finish(tmp_path: Path, sshd: SshServer) -> None:
+    """SIGTERM: stop accepting, let the running step finish, exit 0."""
+    sshd.install_recorder("systemctl", sleep_s=1)
+    d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd)).start()
+    assert d.post_webhook(ALERT) == 200
+    storeview.wait_for("the command to start", lambda: sshd.calls("systemctl"))
+    assert d.stop() == 0
+    assert "step_succeeded" in events(d)
+    assert '"msg": "stopped"' in d.logs()

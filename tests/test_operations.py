@@ -1,0 +1,115 @@
+"""Operating the daemon: probes, metrics, logs, start-up errors, the CLI on the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from support import storeview
+from support.daemon import Daemon, write_config
+from support.metrics import sample
+from support.sshd import SshServer
+from test_crash import ALERT, RULE
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "remediator", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=30,
+        check=False,
+    )
+
+
+def test_probes_metrics_and_json_logs(tmp_path: Path, sshd: SshServer) -> None:
+    """healthz, readyz and metrics answer; every log line is one JSON object."""
+    d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd)).start()
+    try:
+        assert d.request("GET", "/healthz") == (200, b'{"status": "ok"}')
+        assert d.request("GET", "/readyz")[0] == 200
+        assert d.post_webhook(ALERT) == 200
+        storeview.wait_for("the step", lambda: "verifying" in storeview.events(d.db, 1))
+        _, body = d.request("GET", "/metrics")
+        text = body.decode()
+        assert sample(text, "remediator_alerts_received_total", 'status="firing"') == 1
+        assert sample(text, "remediator_incidents", 'state="verifying"') == 1
+        assert (
+            sample(text, "remediator_actions_total", 'action="restart_service",result="succeeded"')
+            == 1
+        )
+        assert (
+            sample(text, "remediator_action_duration_seconds_count", 'action="restart_service"')
+            == 1
+        )
+        assert sample(text, "remediator_webhook_duration_seconds_count") == 1
+    finally:
+        assert d.stop() == 0
+    lines = [json.loads(line) for line in d.logs().splitlines()]
+    assert {"ts", "level", "logger", "msg"} <= set(lines[0])
+    assert any(rec["msg"] == "step finished" and rec["state"] == "succeeded" for rec in lines)
+
+
+def test_second_daemon_on_the_same_store_is_refused(tmp_path: Path, sshd: SshServer) -> None:
+    """Two daemons on one SQLite file would run actions twice: the second one refuses."""
+    d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd)).start()
+    try:
+        other = write_config(tmp_path / "d", RULE, sshd=sshd)  # same store path, new port
+        result = run_cli("serve", "-c", str(other), env={"REMEDIATOR_WEBHOOK_TOKEN": "x"})
+    finally:
+        assert d.stop() == 0
+    assert result.returncode == 1
+    assert "another remediator is running on" in result.stderr
+
+
+def test_missing_secret_is_a_clear_start_error(tmp_path: Path, sshd: SshServer) -> None:
+    """An unset token env var stops the start with the config key named."""
+    cfg = write_config(tmp_path / "d", RULE, sshd=sshd)
+    env = {k: v for k, v in os.environ.items() if k != "REMEDIATOR_WEBHOOK_TOKEN"}
+    result = subprocess.run(
+        [sys.executable, "-m", "remediator", "serve", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert (
+        "server.webhook_auth: environment variable REMEDIATOR_WEBHOOK_TOKEN is not set"
+        in result.stderr
+    )
+
+
+def test_missing_known_hosts_is_a_clear_start_error(tmp_path: Path, sshd: SshServer) -> None:
+    """Strict host keys cannot be switched off by a missing file."""
+    cfg = write_config(tmp_path / "d", RULE, sshd=sshd, known_hosts=tmp_path / "nope")
+    result = run_cli("serve", "-c", str(cfg), env={"REMEDIATOR_WEBHOOK_TOKEN": "x"})
+    assert result.returncode == 1
+    assert f"ssh.known_hosts: {tmp_path / 'nope'} does not exist" in result.stderr
+
+
+def test_cli_lists_and_shows_incidents_from_the_store(tmp_path: Path, sshd: SshServer) -> None:
+    """`incidents` and `show ID` read the store, even while the daemon runs."""
+    d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd)).start()
+    try:
+        assert d.post_webhook(ALERT) == 200
+        storeview.wait_for("the step", lambda: "verifying" in storeview.events(d.db, 1))
+        listing = run_cli("incidents", "--open", "-c", str(d.config))
+        shown = run_cli("show", "1", "-c", str(d.config))
+        missing = run_cli("show", "99", "-c", str(d.config))
+    finally:
+        assert d.stop() == 0
+    assert listing.returncode == 0, listing.stderr
+    header, row = listing.stdout.splitlines()
+    assert header.split() == ["ID", "STATE", "RULE", "TARGET", "ALERT", "STARTED", "UPDATED"]
+    assert row.split()[:5] == ["1", "verifying", "restart-node", "web1", "NodeDown"]
+    assert shown.returncode == 0
+    assert "incident 1: verifying (open)" in shown.stdout
+    assert "[0] restart_service succeeded x1 exit=0" in shown.stdout
+    assert "step_executing" in shown.stdout
+    assert (missing.returncode, missing.stderr.strip()) == (1, "no incident 99")

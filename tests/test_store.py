@@ -1,0 +1,68 @@
+"""The store: versioned migrations, durable settings, the single-owner lock."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from remediator.errors import StoreError, StoreLocked
+from remediator.store import SqliteStore
+from remediator.store.migrations import LATEST
+
+
+def pragma(db: Path, name: str) -> object:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
+    """The schema version is recorded; opening again applies nothing twice."""
+    db = tmp_path / "s.db"
+    for _ in range(2):
+        store = SqliteStore(db)
+        await store.open()
+        await store.close()
+    conn = sqlite3.connect(db)
+    versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    assert versions == list(range(1, LATEST + 1))
+    assert {"inbox", "alerts", "incidents", "steps", "work", "audit", "cooldowns"} <= tables
+    assert pragma(db, "journal_mode") == "wal"
+
+
+async def test_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    """A store migrated by a newer remediator is not silently used by an older one."""
+    db = tmp_path / "s.db"
+    store = SqliteStore(db)
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO schema_migrations VALUES (999, 'future', 0)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this remediator knows"):
+        await SqliteStore(db).open()
+
+
+async def test_lock_allows_one_owner(tmp_path: Path) -> None:
+    """A second owner is refused while the first holds the store; readers are not."""
+    first = SqliteStore(tmp_path / "s.db")
+    await first.open()
+    try:
+        with pytest.raises(StoreLocked, match="another remediator is running"):
+            await SqliteStore(tmp_path / "s.db").open()
+        reader = SqliteStore(tmp_path / "s.db", lock=False)
+        await reader.open()
+        await reader.ping()
+        await reader.close()
+    finally:
+        await first.close()
+    again = SqliteStore(tmp_path / "s.db")
+    await again.open()
+    await again.close()

@@ -39,7 +39,7 @@ request = function()
   counter = counter + 1
   local alerts = {}
   for i = 1, %(n)d do
-    alerts[i] = string.format('{"status":"firing","labels":{"alertname":"Bench","instance":"h%%d-%%d:9100","job":"node"},"annotations":{"summary":"bench"},"startsAt":"2026-11-23T09:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus/graph"}', counter, i)
+    alerts[i] = string.format('{"status":"firing","fingerprint":"%%08x%%08x","labels":{"alertname":"Bench","instance":"h%%d-%%d:9100","job":"node"},"annotations":{"summary":"bench"},"startsAt":"2026-11-23T09:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus/graph"}', counter, i, counter, i)
   end
   local body = '{"version":"4","status":"firing","receiver":"remediator","groupKey":"{}:{alertname=\\\\"Bench\\\\"}","alerts":[' .. table.concat(alerts, ",") .. ']}'
   return wrk.format(nil, nil, nil, body)
@@ -57,6 +57,7 @@ def notification(seq: int) -> bytes:
     alerts = [
         {
             "status": "firing",
+            "fingerprint": f"{seq & 0xFFFFFFFF:08x}{i:08x}",
             "labels": {"alertname": "Bench", "instance": f"r{seq}-{i}:9100", "job": "node"},
             "annotations": {"summary": "bench"},
             "startsAt": "2026-11-23T09:00:00Z",

@@ -82,5 +82,5 @@ class Alert:
 
 
 def parse_alerts(body: str | bytes) -> list[Alert]:
-    """Parse a stored webhook body into alerts (raises pydantic.ValidationError)."""
+    """Parse a webhook body into alerts (raises pydantic.ValidationError)."""
     return [Alert.from_webhook(a) for a in WebhookMessage.model_validate_json(body).alerts]

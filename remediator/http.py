@@ -40,7 +40,7 @@ class Receiver:
         started = time.perf_counter()
         response = await self._handle(request)
         self.metrics.webhook_latency.observe(time.perf_counter() - started)
-        self.metrics.webhook_requests.labels(code=str(response.status)).inc()
+        self.metrics.count_webhook_response(response.status)
         return response
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -65,9 +65,11 @@ class Receiver:
         except StoreError as exc:
             log.error("webhook refused: store unavailable", extra={"error": str(exc)})
             return _error(503, "store unavailable; retry later")
-        for alert in message.alerts:
-            self.metrics.alerts_received.labels(status=alert.status).inc()
-        return web.json_response({"status": "stored", "alerts": len(message.alerts)})
+        total = len(message.alerts)
+        firing = sum(1 for a in message.alerts if a.status == "firing")
+        self.metrics.count_alerts(firing=firing, resolved=total - firing)
+        body_out = f'{{"status": "stored", "alerts": {total}}}'
+        return web.Response(text=body_out, content_type="application/json")
 
     def _too_large(self) -> web.Response:
         return _error(413, f"body larger than server.max_body_bytes ({self.max_body_bytes})")

@@ -53,6 +53,25 @@ class Metrics:
             registry=r,
         )
 
+        # Children bound once: the webhook path is hot.
+        self._firing = self.alerts_received.labels(status="firing")
+        self._resolved = self.alerts_received.labels(status="resolved")
+        self._codes: dict[int, Counter] = {}
+
+    def count_alerts(self, *, firing: int, resolved: int) -> None:
+        """Alerts received in one notification."""
+        if firing:
+            self._firing.inc(firing)
+        if resolved:
+            self._resolved.inc(resolved)
+
+    def count_webhook_response(self, status: int) -> None:
+        """One webhook answer by HTTP status."""
+        child = self._codes.get(status)
+        if child is None:
+            child = self._codes[status] = self.webhook_requests.labels(code=str(status))
+        child.inc()
+
     def set_incident_counts(self, counts: dict[str, int]) -> None:
         """Refresh the per-state gauge from the store's counts."""
         for state in State:

@@ -32,7 +32,7 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
     assert versions == list(range(1, LATEST + 1))
-    assert {"inbox", "alerts", "incidents", "steps", "work", "audit", "cooldowns"} <= tables
+    assert {"alerts", "incidents", "steps", "work", "audit", "cooldowns"} <= tables
     assert pragma(db, "journal_mode") == "wal"
 
 
@@ -66,3 +66,22 @@ async def test_lock_allows_one_owner(tmp_path: Path) -> None:
     again = SqliteStore(tmp_path / "s.db")
     await again.open()
     await again.close()
+
+
+async def test_spool_keeps_rows_until_deleted(tmp_path: Path) -> None:
+    """Spooled rows survive a reopen and are taken oldest first until deleted."""
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    await store.append_inbox([(1.0, "[]"), (2.0, "[]"), (3.0, "[]")])
+    await store.close()
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        first = await store.take_inbox(2)
+        assert [i.received_at for i in first] == [1.0, 2.0]
+        assert [i.received_at for i in await store.take_inbox(2)] == [1.0, 2.0]
+        await store.delete_inbox([i.id for i in first])
+        assert [i.received_at for i in await store.take_inbox(5)] == [3.0]
+    finally:
+        await store.close()
+    assert pragma(tmp_path / "s.spool.db", "journal_mode") == "wal"

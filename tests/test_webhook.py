@@ -15,6 +15,7 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
+from remediator.alerts import Alert, parse_alerts
 from remediator.auth import WebhookAuthenticator
 from remediator.http import Receiver, build_app
 from remediator.ingest import Ingestor
@@ -54,10 +55,11 @@ class Harness:
         ) as r:
             return r.status, await r.json()
 
-    def stored(self) -> list[str]:
-        conn = sqlite3.connect(self.db)
+    def stored(self) -> list[list[Alert]]:
+        """The alerts of each spooled notification, read by another connection."""
+        conn = sqlite3.connect(self.db.with_name("r.spool.db"))
         try:
-            return [row[0] for row in conn.execute("SELECT body FROM inbox ORDER BY id")]
+            return [parse_alerts(r[0]) for r in conn.execute("SELECT body FROM inbox ORDER BY id")]
         finally:
             conn.close()
 
@@ -87,10 +89,20 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
 
 async def test_valid_notification_is_stored_before_200(h: Harness) -> None:
     """A 200 means the body is already in the store, readable by another connection."""
-    body = json.dumps(payload())
-    status, answer = await h.post(body)
+    status, answer = await h.post(json.dumps(payload()))
     assert (status, answer) == (200, {"status": "stored", "alerts": 1})
-    assert h.stored() == [body]
+    assert h.stored() == [
+        [
+            Alert(
+                fingerprint="0123456789abcdef",
+                starts_at="2026-11-23T09:00:00.123456+00:00",
+                status="firing",
+                labels={"alertname": "NodeDown", "instance": "web1:9100"},
+                annotations={"summary": "down"},
+                ends_at=None,
+            )
+        ]
+    ]
 
 
 async def test_unknown_keys_from_newer_alertmanagers_are_ignored(h: Harness) -> None:
@@ -200,7 +212,7 @@ async def test_oversized_body_is_413(h: Harness) -> None:
 
 async def test_store_that_cannot_write_is_503(h: Harness) -> None:
     """When the store cannot write, the answer is 503 so Alertmanager retries."""
-    blocker = sqlite3.connect(h.db, timeout=0, isolation_level=None)
+    blocker = sqlite3.connect(h.db.with_name("r.spool.db"), timeout=0, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         status, answer = await h.post(json.dumps(payload()))
@@ -214,10 +226,15 @@ async def test_store_that_cannot_write_is_503(h: Harness) -> None:
 
 async def test_concurrent_posts_are_all_stored(h: Harness) -> None:
     """Group commit loses nothing: 100 concurrent notifications, 100 stored bodies."""
-    bodies = [json.dumps(payload(groupKey=str(i))) for i in range(100)]
+    bodies = []
+    for i in range(100):
+        body = payload()
+        body["alerts"][0]["labels"]["instance"] = f"web{i}"
+        bodies.append(json.dumps(body))
     results = await asyncio.gather(*(h.post(b) for b in bodies))
     assert {status for status, _ in results} == {200}
-    assert sorted(h.stored()) == sorted(bodies)
+    stored = sorted(alerts[0].labels["instance"] for alerts in h.stored())
+    assert stored == sorted(f"web{i}" for i in range(100))
 
 
 async def test_metrics_count_alerts_and_latency(h: Harness) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -13,7 +14,7 @@ from remediator.engine.context import EngineContext
 from remediator.escalation import hand_over
 from remediator.rules import alert_context, check_require, resolve_target
 from remediator.store.base import Tx
-from remediator.store.records import Incident, State, StepState, WorkKind
+from remediator.store.records import InboxItem, Incident, State, StepState, WorkKind
 
 log = logging.getLogger(__name__)
 BATCH = 50
@@ -26,41 +27,46 @@ class Intake:
         self.ctx = ctx
 
     async def drain(self) -> int:
-        """Process stored bodies until the inbox is empty; returns how many."""
+        """Apply spooled notifications until the spool is empty; returns how many."""
         total = 0
-        while True:
+        while items := await self.ctx.store.take_inbox(BATCH):
             async with self.ctx.store.write() as tx:
-                items = await tx.take_inbox(BATCH)
-                for item in items:
-                    await self._apply(tx, item.id, item.body)
-            if not items:
-                return total
+                await self._apply(tx, items)
+            # Deleted only after the commit: a crash in between re-applies, a no-op.
+            await self.ctx.store.delete_inbox([item.id for item in items])
             total += len(items)
+        return total
 
-    async def _apply(self, tx: Tx, item_id: int, body: str) -> None:
+    async def _apply(self, tx: Tx, items: list[InboxItem]) -> None:
         now = self.ctx.clock.now()
-        try:
-            alerts = parse_alerts(body)
-        except ValidationError as exc:  # validated on receipt; only a schema change gets here
-            await tx.audit(None, "inbox_unreadable", {"id": item_id, "error": str(exc)[:500]}, now)
-            alerts = []
+        alerts: list[Alert] = []
+        for item in items:
+            try:
+                alerts.extend(parse_alerts(item.body))
+            except ValidationError as exc:  # validated on receipt; only corruption gets here
+                detail = {"id": item.id, "error": str(exc)[:500]}
+                await tx.audit(None, "inbox_unreadable", detail, now)
+        known = await tx.alert_statuses([a.fingerprint for a in alerts])
+        new: dict[tuple[str, str], dict[str, Any]] = {}
+        changed: dict[tuple[str, str], dict[str, Any]] = {}
+        transitions: list[tuple[str | None, Alert]] = []
         for alert in alerts:
-            await self._apply_alert(tx, alert, now)
-        await tx.delete_inbox(item_id)
+            key = (alert.fingerprint, alert.starts_at)
+            previous = known.get(key)
+            if alert.status == previous:
+                continue  # a re-send or an HA peer's duplicate
+            known[key] = alert.status
+            transitions.append((previous, alert))
+            row = _row(alert, now)
+            if key in new or previous is None:
+                new[key] = row
+            else:
+                changed[key] = row
+        await tx.save_alerts(list(new.values()), list(changed.values()))
+        for previous, alert in transitions:
+            await self._transition(tx, previous, alert, now)
 
-    async def _apply_alert(self, tx: Tx, alert: Alert, now: float) -> None:
-        previous = await tx.alert_status(alert.fingerprint, alert.starts_at)
-        await tx.save_alert(
-            alert.fingerprint,
-            alert.starts_at,
-            alert.status,
-            alert.labels,
-            alert.annotations,
-            alert.ends_at,
-            now,
-        )
-        if alert.status == previous:
-            return
+    async def _transition(self, tx: Tx, previous: str | None, alert: Alert, now: float) -> None:
         if alert.status == "resolved":
             for incident in await tx.open_incidents_for(alert.fingerprint, alert.starts_at):
                 await self._close(tx, incident, now)
@@ -122,3 +128,15 @@ class Intake:
         }
         await tx.audit(incident.id, "resolved", detail, now)
         log.info("incident closed", extra={"incident": incident.id, "state": state.value})
+
+
+def _row(alert: Alert, now: float) -> dict[str, Any]:
+    return {
+        "fingerprint": alert.fingerprint,
+        "starts_at": alert.starts_at,
+        "status": alert.status,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "ends_at": alert.ends_at,
+        "at": now,
+    }

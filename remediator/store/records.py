@@ -45,7 +45,7 @@ class WorkKind(StrEnum):
 
 @dataclass(frozen=True)
 class InboxItem:
-    """A webhook body stored before it was acknowledged."""
+    """A webhook body, validated and spooled before the webhook was acknowledged."""
 
     id: int
     received_at: float

@@ -32,15 +32,6 @@ schema_migrations = Table(
     Column("applied_at", Float, nullable=False),
 )
 
-# Raw webhook bodies, written before the 200; the engine expands and deletes them.
-inbox = Table(
-    "inbox",
-    metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("received_at", Float, nullable=False),
-    Column("body", Text, nullable=False),
-)
-
 # Last known status of each alert instance (fingerprint x startsAt): re-sends are no-ops.
 alerts = Table(
     "alerts",

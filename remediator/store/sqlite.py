@@ -11,13 +11,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from remediator.errors import StoreError, StoreLocked, StoreUnavailable
-from remediator.store import schema
 from remediator.store.migrations import migrate
+from remediator.store.records import InboxItem
+from remediator.store.spool import Spool
 from remediator.store.sqltx import SqlTx
 
 BUSY_TIMEOUT_MS = 2000
@@ -48,6 +49,7 @@ class SqliteStore:
         self._lock_file: IO[str] | None = None
         self._write_lock = asyncio.Lock()
         self._engine: AsyncEngine | None = None
+        self.spool = Spool(path.with_name(path.stem + ".spool.db"), BUSY_TIMEOUT_MS)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -68,6 +70,7 @@ class SqliteStore:
         try:
             async with self._guard(), self._begin(immediate=True) as conn:
                 await conn.run_sync(migrate, time.time())
+            await self.spool.open()
         except BaseException:
             await self.close()
             raise
@@ -94,6 +97,7 @@ class SqliteStore:
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+        await self.spool.close()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -132,8 +136,14 @@ class SqliteStore:
         async with self._guard(), self._begin(immediate=False) as conn:
             yield SqlTx(conn)
 
-    async def append_inbox(self, bodies: list[tuple[float, str]]) -> None:
-        """Durably append webhook bodies in one transaction (one fsync for the batch)."""
-        rows = [{"received_at": at, "body": body} for at, body in bodies]
-        async with self.write() as tx:
-            await tx.conn.execute(insert(schema.inbox), rows)
+    async def append_inbox(self, rows: list[tuple[float, str]]) -> None:
+        """Durably append (received_at, webhook body) rows: one fsync for the batch."""
+        await self.spool.append(rows)
+
+    async def take_inbox(self, limit: int) -> list[InboxItem]:
+        """The oldest spooled rows, left in place until `delete_inbox`."""
+        return await self.spool.take(limit)
+
+    async def delete_inbox(self, ids: list[int]) -> None:
+        """Drop spooled rows once applied."""
+        await self.spool.delete(ids)

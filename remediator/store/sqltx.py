@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from remediator.store import schema as t
 from remediator.store.records import (
     OPEN_STATES,
     AuditRow,
-    InboxItem,
     Incident,
     State,
     StepRecord,
@@ -51,54 +50,55 @@ class SqlTx:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    # --- inbox ------------------------------------------------------------------------
-
-    async def take_inbox(self, limit: int) -> list[InboxItem]:
-        """Oldest stored webhook bodies first."""
-        q = select(t.inbox).order_by(t.inbox.c.id).limit(limit).with_for_update(skip_locked=True)
-        return [InboxItem(r.id, r.received_at, r.body) for r in await self.conn.execute(q)]
-
-    async def delete_inbox(self, item_id: int) -> None:
-        """Drop a body once its alerts are applied (same transaction)."""
-        await self.conn.execute(delete(t.inbox).where(t.inbox.c.id == item_id))
-
     # --- alerts -----------------------------------------------------------------------
 
-    async def alert_status(self, fingerprint: str, starts_at: str) -> str | None:
-        """The last status seen for an alert instance."""
-        q = select(t.alerts.c.status).where(
-            t.alerts.c.fingerprint == fingerprint, t.alerts.c.starts_at == starts_at
-        )
-        return (await self.conn.execute(q)).scalar_one_or_none()
+    async def alert_statuses(self, fingerprints: list[str]) -> dict[tuple[str, str], str]:
+        """Last status of every known instance of these fingerprints."""
+        a = t.alerts.c
+        out: dict[tuple[str, str], str] = {}
+        unique = sorted(set(fingerprints))
+        for i in range(0, len(unique), 500):
+            q = select(a.fingerprint, a.starts_at, a.status).where(
+                a.fingerprint.in_(unique[i : i + 500])
+            )
+            for fp, starts_at, status in await self.conn.execute(q):
+                out[(fp, starts_at)] = status
+        return out
 
-    async def save_alert(
-        self,
-        fingerprint: str,
-        starts_at: str,
-        status: str,
-        labels: dict[str, str],
-        annotations: dict[str, str],
-        ends_at: str | None,
-        now: float,
-    ) -> None:
-        """Insert or update an alert instance's last status."""
-        values = {"status": status, "annotations": annotations, "ends_at": ends_at}
-        res = await self.conn.execute(
-            update(t.alerts)
-            .where(t.alerts.c.fingerprint == fingerprint, t.alerts.c.starts_at == starts_at)
-            .values(updated_at=now, **values)
-        )
-        if res.rowcount == 0:
-            await self.conn.execute(
-                insert(t.alerts).values(
-                    fingerprint=fingerprint,
-                    starts_at=starts_at,
-                    labels=labels,
-                    first_seen_at=now,
-                    updated_at=now,
-                    **values,
+    async def save_alerts(self, new: list[dict[str, Any]], changed: list[dict[str, Any]]) -> None:
+        """Insert new alert instances and update the status of known ones, in bulk.
+
+        Rows carry fingerprint, starts_at, status, labels, annotations, ends_at, at.
+        """
+        if new:
+            rows = [{**r, "first_seen_at": r["at"], "updated_at": r["at"]} for r in new]
+            for r in rows:
+                del r["at"]
+            await self.conn.execute(insert(t.alerts), rows)
+        if changed:
+            a = t.alerts.c
+            stmt = (
+                update(t.alerts)
+                .where(a.fingerprint == bindparam("b_fp"), a.starts_at == bindparam("b_st"))
+                .values(
+                    status=bindparam("b_status"),
+                    annotations=bindparam("b_annotations"),
+                    ends_at=bindparam("b_ends_at"),
+                    updated_at=bindparam("b_at"),
                 )
             )
+            params = [
+                {
+                    "b_fp": r["fingerprint"],
+                    "b_st": r["starts_at"],
+                    "b_status": r["status"],
+                    "b_annotations": r["annotations"],
+                    "b_ends_at": r["ends_at"],
+                    "b_at": r["at"],
+                }
+                for r in changed
+            ]
+            await self.conn.execute(stmt, params)
 
     # --- incidents --------------------------------------------------------------------
 

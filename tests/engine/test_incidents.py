@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support.engine_harness import EngineHarness, notification
+from support.engine_harness import EngineHarness, notification, spooled
 from support.sshd import SshServer
 
 RULE = """\
@@ -84,7 +84,10 @@ async def test_resolve_before_any_step_closes_as_resolved(
 ) -> None:
     """Firing and resolved in one batch: the step never runs, the incident is `resolved`."""
     await h.store.append_inbox(
-        [(h.clock.now(), notification(DOWN)), (h.clock.now(), notification(DOWN, "resolved"))]
+        [
+            (h.clock.now(), spooled(notification(DOWN))),
+            (h.clock.now(), spooled(notification(DOWN, "resolved"))),
+        ]
     )
     await h.engine.tick()
     assert h.incidents()[0]["state"] == "resolved"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from remediator.actions import SshPool, build_registry
+from remediator.alerts import parse_alerts
 from remediator.clock import FakeClock
 from remediator.config import load_config
 from remediator.daemon import ssh_settings
@@ -26,6 +27,12 @@ def notification(
 ) -> str:
     alert = {"status": status, "labels": labels, "annotations": {}, "startsAt": starts_at}
     return json.dumps({"version": "4", "status": status, "alerts": [alert], **extra})
+
+
+def spooled(body: str) -> str:
+    """What the receiver spools for a webhook body: the body itself, once validated."""
+    parse_alerts(body)
+    return body
 
 
 @dataclass
@@ -52,7 +59,7 @@ class EngineHarness:
 
     async def send(self, body: str) -> None:
         """Store a webhook body as the receiver would, then let the engine run."""
-        await self.store.append_inbox([(self.clock.now(), body)])
+        await self.store.append_inbox([(self.clock.now(), spooled(body))])
         await self.engine.tick()
 
     async def fire(self, labels: dict[str, str], starts_at: str = STARTS) -> None:

@@ -1,0 +1,122 @@
+"""The webhook spool: a small SQLite file of its own, so ingest never waits on the engine.
+
+The receiver appends (group commit, one fsync per batch) and answers 200; the engine
+takes rows, applies them in a transaction on the main store, then deletes them. A crash
+between the two re-applies the rows, which changes nothing: alert status is deduplicated
+in the main store and incidents are unique per (rule, fingerprint, startsAt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from remediator.errors import StoreUnavailable
+from remediator.store.records import InboxItem
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at REAL NOT NULL,
+    body TEXT NOT NULL
+)
+"""
+
+
+class Spool:
+    """Raw sqlite3 on one dedicated thread: the receiver's hot path stays short."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int) -> None:
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, fn, *args)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"spool {self.path}: {exc}") from exc
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreUnavailable(f"spool {self.path} is not open")
+        return self._conn
+
+    def _open(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StoreUnavailable(
+                f"spool {self.path} has schema version {version}, newer than this remediator knows"
+            )
+        conn.execute(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._conn = conn
+
+    async def open(self) -> None:
+        """Create or open the spool file."""
+        await self._call(self._open)
+
+    def _append(self, rows: list[tuple[float, str]]) -> None:
+        # One multi-row INSERT: each sqlite3 call releases and retakes the GIL, and
+        # executemany would do so per row, stalling behind the busy event loop each time.
+        db = self._db()
+        placeholders = ",".join(["(?, ?)"] * len(rows))  # only "?" marks, values are bound
+        sql = f"INSERT INTO inbox (received_at, body) VALUES {placeholders}"  # noqa: S608
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(sql, [value for row in rows for value in row])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def append(self, rows: list[tuple[float, str]]) -> None:
+        """Durably append rows in one transaction."""
+        await self._call(self._append, rows)
+
+    def _take(self, limit: int) -> list[InboxItem]:
+        cur = self._db().execute(
+            "SELECT id, received_at, body FROM inbox ORDER BY id LIMIT ?", (limit,)
+        )
+        return [InboxItem(r[0], r[1], r[2]) for r in cur]
+
+    async def take(self, limit: int) -> list[InboxItem]:
+        """The oldest rows (not removed)."""
+        return await self._call(self._take, limit)
+
+    def _delete(self, ids: list[int]) -> None:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in ids])
+        db.execute("COMMIT")
+
+    async def delete(self, ids: list[int]) -> None:
+        """Remove rows once applied."""
+        await self._call(self._delete, ids)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        """Close the connection and the thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._call(self._close)
+        self._pool.shutdown(wait=True)

@@ -91,6 +91,7 @@ class Daemon:
             engine = Engine(ctx)
             await engine.recover()
             ingestor = Ingestor(store, on_stored=engine.inbox_ready.set)
+            engine.before_intake_batch = ingestor.wait_for_headroom
             receiver = Receiver(
                 auth, ingestor, self.metrics, config.file.server.max_body_bytes, self.clock.now
             )

@@ -111,6 +111,7 @@ def build_app(
         try:
             async with store.read() as tx:
                 metrics.set_incident_counts(await tx.incident_counts())
+            metrics.inbox_pending.set(await store.inbox_pending())
         except StoreError as exc:
             log.warning("metrics: incident counts unavailable", extra={"error": str(exc)})
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")

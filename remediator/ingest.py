@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -11,6 +12,7 @@ from remediator.store.base import Store
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 256
+FLOOD = 4  # webhooks waiting on the store at once: the receiver is saturated
 
 
 class Ingestor:
@@ -22,6 +24,9 @@ class Ingestor:
         self._pending: list[tuple[float, str, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._closed = False
+        self._in_flight = 0
+        self._headroom = asyncio.Event()
+        self._headroom.set()
 
     async def submit(self, received_at: float, body: str) -> None:
         """Queue a body for the next batch and wait for its commit."""
@@ -30,7 +35,15 @@ class Ingestor:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((received_at, body, fut))
         self._wake.set()
-        await fut
+        self._in_flight += 1
+        if self._in_flight >= FLOOD:
+            self._headroom.clear()
+        try:
+            await fut
+        finally:
+            self._in_flight -= 1
+            if self._in_flight < FLOOD:
+                self._headroom.set()
 
     async def run(self) -> None:
         """Commit batches until closed and drained."""
@@ -55,7 +68,18 @@ class Ingestor:
                 fut.set_result(None)
         self._on_stored()
 
+    async def wait_for_headroom(self, max_wait_s: float = 1.0) -> None:
+        """Under a flood (FLOOD or more webhooks in flight), wait, at most `max_wait_s`.
+
+        The engine calls this between batches: acknowledging webhooks (so Alertmanager
+        does not time out and resend) comes before expanding them, yet the engine still
+        takes a batch at least every `max_wait_s`. At ordinary rates nothing waits.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._headroom.wait(), max_wait_s)
+
     def close(self) -> None:
         """Stop taking new bodies; `run` returns once the queue is drained."""
         self._closed = True
         self._wake.set()
+        self._headroom.set()

@@ -47,6 +47,11 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
             registry=r,
         )
+        self.inbox_pending = Gauge(
+            "remediator_inbox_pending",
+            "Acknowledged notifications the engine has not applied yet (backlog).",
+            registry=r,
+        )
         self.engine_errors = Counter(
             "remediator_engine_errors",
             "Errors in the engine's loops (each also logged).",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 
 from remediator.engine.context import EngineContext
 from remediator.engine.intake import Intake
@@ -29,6 +30,8 @@ class Engine:
         self._poll_s = poll_s
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        # The daemon sets this to let webhook acknowledgements go first under a flood.
+        self.before_intake_batch: Callable[[], Awaitable[None]] | None = None
 
     def lease_s(self) -> float:
         """How long a claim holds: long enough for connect retries plus the command."""
@@ -63,7 +66,7 @@ class Engine:
             await _wait(self.inbox_ready, self._poll_s)
             self.inbox_ready.clear()
             try:
-                await self.intake.drain()
+                await self.intake.drain(self.before_intake_batch)
             except StoreError as exc:
                 self._error("intake", exc)
             except Exception as exc:

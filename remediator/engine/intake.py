@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from remediator.store.base import Tx
 from remediator.store.records import InboxItem, Incident, State, StepState, WorkKind
 
 log = logging.getLogger(__name__)
-BATCH = 50
+BATCH = 20  # notifications per transaction: short stalls of the event loop
 
 
 class Intake:
@@ -26,16 +27,20 @@ class Intake:
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
 
-    async def drain(self) -> int:
+    async def drain(self, before_batch: Callable[[], Awaitable[None]] | None = None) -> int:
         """Apply spooled notifications until the spool is empty; returns how many."""
         total = 0
-        while items := await self.ctx.store.take_inbox(BATCH):
+        while True:
+            if before_batch is not None:
+                await before_batch()
+            items = await self.ctx.store.take_inbox(BATCH)
+            if not items:
+                return total
             async with self.ctx.store.write() as tx:
                 await self._apply(tx, items)
             # Deleted only after the commit: a crash in between re-applies, a no-op.
             await self.ctx.store.delete_inbox([item.id for item in items])
             total += len(items)
-        return total
 
     async def _apply(self, tx: Tx, items: list[InboxItem]) -> None:
         now = self.ctx.clock.now()

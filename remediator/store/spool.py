@@ -108,6 +108,13 @@ class Spool:
         """Remove rows once applied."""
         await self._call(self._delete, ids)
 
+    def _count(self) -> int:
+        return int(self._db().execute("SELECT count(*) FROM inbox").fetchone()[0])
+
+    async def count(self) -> int:
+        """Rows not yet applied by the engine."""
+        return await self._call(self._count)
+
     def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()

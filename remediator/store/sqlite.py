@@ -144,6 +144,10 @@ class SqliteStore:
         """The oldest spooled rows, left in place until `delete_inbox`."""
         return await self.spool.take(limit)
 
+    async def inbox_pending(self) -> int:
+        """Spooled notifications the engine has not applied yet."""
+        return await self.spool.count()
+
     async def delete_inbox(self, ids: list[int]) -> None:
         """Drop spooled rows once applied."""
         await self.spool.delete(ids)

@@ -247,3 +247,4 @@ async def test_metrics_count_alerts_and_latency(h: Harness) -> None:
     assert 'remediator_webhook_requests_total{code="400"} 1.0' in text
     assert "remediator_webhook_duration_seconds_count 2.0" in text
     assert 'remediator_incidents{state="pending"} 0.0' in text
+    assert "remediator_inbox_pending 1.0" in text  # no engine runs in this harness

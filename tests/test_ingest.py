@@ -1,0 +1,79 @@
+"""Group commit and back-pressure of the webhook spool."""
+
+from __future__ import annotations
+
+import asyncio
+
+from remediator.errors import StoreUnavailable
+from remediator.ingest import FLOOD, Ingestor
+
+
+class GatedStore:
+    """Stands in for the store's append only: each batch waits for the test to open the gate."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.batches: list[list[tuple[float, str]]] = []
+        self.fail = False
+
+    async def append_inbox(self, rows: list[tuple[float, str]]) -> None:
+        await self.gate.wait()
+        if self.fail:
+            raise StoreUnavailable("disk full")
+        self.batches.append(rows)
+
+
+async def test_concurrent_submits_share_one_commit() -> None:
+    """Bodies that arrive while a commit runs go together in the next one."""
+    store = GatedStore()
+    ingestor = Ingestor(store, on_stored=lambda: None)  # type: ignore[arg-type]
+    runner = asyncio.create_task(ingestor.run())
+    first = asyncio.create_task(ingestor.submit(1.0, "a"))
+    await asyncio.sleep(0.01)
+    rest = [asyncio.create_task(ingestor.submit(2.0, b)) for b in "bcd"]
+    await asyncio.sleep(0.01)
+    store.gate.set()
+    await asyncio.gather(first, *rest)
+    ingestor.close()
+    await runner
+    assert [[body for _, body in batch] for batch in store.batches] == [["a"], ["b", "c", "d"]]
+
+
+async def test_a_failed_commit_fails_every_waiting_request() -> None:
+    """A store error reaches each request of the batch (the receiver answers 503)."""
+    store = GatedStore()
+    store.fail = True
+    store.gate.set()
+    ingestor = Ingestor(store, on_stored=lambda: None)  # type: ignore[arg-type]
+    runner = asyncio.create_task(ingestor.run())
+    results = await asyncio.gather(
+        *(ingestor.submit(1.0, str(i)) for i in range(3)), return_exceptions=True
+    )
+    ingestor.close()
+    await runner
+    assert all(isinstance(r, StoreUnavailable) for r in results)
+
+
+async def test_engine_waits_for_headroom_under_a_flood_but_not_forever() -> None:
+    """With FLOOD webhooks in flight the engine waits; it resumes when they are stored."""
+    store = GatedStore()
+    ingestor = Ingestor(store, on_stored=lambda: None)  # type: ignore[arg-type]
+    runner = asyncio.create_task(ingestor.run())
+    await asyncio.wait_for(ingestor.wait_for_headroom(max_wait_s=5), 1)  # idle: no wait
+    flood = [asyncio.create_task(ingestor.submit(1.0, str(i))) for i in range(FLOOD)]
+    await asyncio.sleep(0.01)
+    waiter = asyncio.create_task(ingestor.wait_for_headroom(max_wait_s=5))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    store.gate.set()
+    await asyncio.wait_for(waiter, 1)
+    await asyncio.gather(*flood)
+
+    store.gate.clear()
+    flood = [asyncio.create_task(ingestor.submit(1.0, str(i))) for i in range(FLOOD)]
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(ingestor.wait_for_headroom(max_wait_s=0.05), 1)  # bounded wait
+    store.gate.set()
+    await asyncio.gather(*flood)
+    ingestor.close()
+    await runner

@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the tests start for real (Alertmanager, sshd) or call (ssh-keygen).
-DEBS   := prometheus-alertmanager openssh-server openssh-client
+# Debian packages the tests start for real (Alertmanager, sshd, nftables in a network
+# namespace, logrotate over SSH) or call (ssh-keygen, ip).
+DEBS   := prometheus-alertmanager openssh-server openssh-client nftables iproute2 logrotate
 # The benchmark's load generator.
 BENCH_DEBS := wrk
 

@@ -34,3 +34,13 @@ async def hand_over(tx: Tx, incident: Incident, rule: RuleSpec, reason: str, now
             "chain": rule.escalate,
         },
     )
+
+
+async def page_now(tx: Tx, incident: Incident, rule: RuleSpec, reason: str, now: float) -> None:
+    """Tell humans at once while the step stays pending (automation paused or in a window)."""
+    detail = {"reason": reason, "escalate": rule.escalate, "automation": "pending"}
+    await tx.audit(incident.id, "escalation_started", detail, now)
+    log.warning(
+        "automation held; paging now",
+        extra={"incident": incident.id, "rule": rule.name, "reason": reason},
+    )

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from remediator.alerts import WebhookMessage
 from remediator.auth import WebhookAuthenticator
+from remediator.engine.guards import PAUSE_KEY
 from remediator.errors import StoreError
 from remediator.ingest import Ingestor
 from remediator.metrics import Metrics
@@ -111,6 +112,9 @@ def build_app(
         try:
             async with store.read() as tx:
                 metrics.set_incident_counts(await tx.incident_counts())
+                metrics.set_quarantined([(q.rule, q.target) for q in await tx.quarantined()])
+                pause = await tx.get_setting(PAUSE_KEY)
+                metrics.paused.set(1 if pause and pause.get("paused") else 0)
             metrics.inbox_pending.set(await store.inbox_pending())
         except StoreError as exc:
             log.warning("metrics: incident counts unavailable", extra={"error": str(exc)})

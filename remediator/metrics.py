@@ -52,6 +52,21 @@ class Metrics:
             "Acknowledged notifications the engine has not applied yet (backlog).",
             registry=r,
         )
+        self.guard_holds = Counter(
+            "remediator_guard_holds",
+            "Times a guard held a step back or refused it, by guard.",
+            ["guard"],
+            registry=r,
+        )
+        self.quarantined = Gauge(
+            "remediator_quarantined",
+            "1 for each (rule, target) whose automation is quarantined after repeated failures.",
+            ["rule", "target"],
+            registry=r,
+        )
+        self.paused = Gauge(
+            "remediator_paused", "1 while automation is paused (remediator pause).", registry=r
+        )
         self.engine_errors = Counter(
             "remediator_engine_errors",
             "Errors in the engine's loops (each also logged).",
@@ -81,6 +96,12 @@ class Metrics:
         """Refresh the per-state gauge from the store's counts."""
         for state in State:
             self.incidents.labels(state=state.value).set(counts.get(state.value, 0))
+
+    def set_quarantined(self, pairs: list[tuple[str, str]]) -> None:
+        """Refresh the quarantine gauge: exactly these (rule, target) pairs."""
+        self.quarantined.clear()
+        for rule, target in pairs:
+            self.quarantined.labels(rule=rule, target=target).set(1)
 
     def render(self) -> bytes:
         """The text exposition format."""

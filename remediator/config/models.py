@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from croniter import croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -263,10 +264,16 @@ class GroupLimit(Model):
     max_unavailable: int = Field(ge=1)
 
 
-class MaintenanceWindow(Model):
-    """A recurring window (cron start + duration)."""
+def _check_cron(value: str) -> str:
+    if not croniter.is_valid(value):
+        raise ValueError(f"invalid cron expression {value!r}: write it as `0 2 * * SUN`")
+    return value
 
-    cron: str
+
+class MaintenanceWindow(Model):
+    """A recurring window (cron start + duration, UTC) in which automation only notifies."""
+
+    cron: Annotated[str, AfterValidator(_check_cron)]
     duration: Duration
     mode: Literal["notify_only"] = "notify_only"
 
@@ -278,6 +285,8 @@ class Safety(Model):
     max_concurrent_actions: int | None = Field(default=None, ge=1)
     groups: dict[str, GroupLimit] = Field(default_factory=dict)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    # Failed remediations in a row after which a (rule, target) stops being automated.
+    quarantine_after: int = Field(default=3, ge=1)
 
 
 class PoliciesFile(Model):

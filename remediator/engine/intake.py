@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from remediator.alerts import Alert, parse_alerts
-from remediator.config.durations import format_duration
 from remediator.config.models import RuleSpec
 from remediator.engine.context import EngineContext
+from remediator.engine.quarantine import record_success
 from remediator.escalation import hand_over
 from remediator.rules import alert_context, check_require, resolve_target
 from remediator.store.base import Tx
@@ -105,13 +106,7 @@ class Intake:
             return
         if target.host is not None:
             await tx.update_incident(incident.id, now, target=target.host.name)
-            until = await tx.cooldown_until(rule.name, target.host.name)
-            if until is not None and until > now:
-                wait = format_duration(until - now)
-                detail = {"guard": "cooldown", "until": until, "reason": f"cooldown for {wait}"}
-                await tx.audit(incident.id, "guard_held", detail, now)
-                await hand_over(tx, incident, rule, f"cooldown active for {wait}", now)
-                return
+            incident = replace(incident, target=target.host.name)
         await tx.schedule(WorkKind.RUN_STEP, incident.id, 0, now)
         await tx.audit(
             incident.id, "step_scheduled", {"step": 0, "action": rule.steps[0].action}, now
@@ -126,6 +121,8 @@ class Intake:
         )
         state = State.REMEDIATED if ran else State.RESOLVED
         await tx.update_incident(incident.id, now, state=state, closed_at=now)
+        if state is State.REMEDIATED:
+            await record_success(tx, incident, now)
         detail = {
             "state": state.value,
             "previous": incident.state.value,

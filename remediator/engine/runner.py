@@ -9,10 +9,13 @@ from typing import Any
 
 from remediator.actions.base import Outcome, Plan
 from remediator.actions.params import ACTION_PARAMS
+from remediator.config.durations import format_duration
 from remediator.config.models import RuleSpec, StepSpec
 from remediator.engine.context import EngineContext
+from remediator.engine.guards import NOTIFY_AT_ONCE, RECHECK_S, Guards, Verdict
+from remediator.engine.quarantine import record_failure
 from remediator.errors import ActionError, OutcomeUnknown, TemplateError
-from remediator.escalation import hand_over
+from remediator.escalation import hand_over, page_now
 from remediator.rules import alert_context, host_context
 from remediator.store.base import Tx
 from remediator.store.records import Incident, State, StepRecord, StepState, WorkItem, WorkKind
@@ -37,6 +40,7 @@ class Runner:
 
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
+        self.guards = Guards(ctx.config)
 
     async def run(self, item: WorkItem) -> None:
         """Carry out one claimed work item."""
@@ -99,6 +103,9 @@ class Runner:
             if existing is not None and existing.state in FINISHED:
                 await tx.finish_work(item.id, now, "duplicate")
                 return None
+            first_run = item.step_index == 0 and existing is None
+            if not await self._guards_pass(tx, item, incident, rule, first_run, now):
+                return None
             try:
                 plan = self._plan(incident, rule, spec)
             except (TemplateError, ActionError) as exc:
@@ -119,6 +126,70 @@ class Runner:
             detail = {"step": item.step_index, "attempt": step.attempts, **plan.describe()}
             await tx.audit(incident.id, "step_dispatching", detail, now)
         return Dispatch(incident, rule, spec, step, plan)
+
+    async def _guards_pass(
+        self,
+        tx: Tx,
+        item: WorkItem,
+        incident: Incident,
+        rule: RuleSpec,
+        first_run: bool,
+        now: float,
+    ) -> bool:
+        verdict = await self.guards.check(tx, incident, rule, first_run=first_run, now=now)
+        if verdict is None:
+            released = await tx.release_hold(item.id)
+            if released is not None:
+                detail = {
+                    "step": item.step_index,
+                    "guard": released.guard,
+                    "held_s": now - released.since,
+                }
+                await tx.audit(incident.id, "guard_released", detail, now)
+            return True
+        self.ctx.metrics.guard_holds.labels(guard=verdict.guard).inc()
+        if verdict.final:
+            await tx.finish_work(item.id, now, "refused")
+            await tx.audit(
+                incident.id, "guard_refused", {"step": item.step_index, **verdict.detail()}, now
+            )
+            await hand_over(tx, incident, rule, verdict.reason, now)
+            return False
+        await self._hold(tx, item, incident, rule, verdict, now)
+        return False
+
+    async def _hold(
+        self,
+        tx: Tx,
+        item: WorkItem,
+        incident: Incident,
+        rule: RuleSpec,
+        verdict: Verdict,
+        now: float,
+    ) -> None:
+        hold = await tx.hold(item.id, verdict.guard, verdict.reason, now)
+        deadline = hold.since + rule.hold_timeout
+        if now >= deadline:
+            await tx.release_hold(item.id)
+            await tx.finish_work(item.id, now, "hold_timeout")
+            reason = (
+                f"held by {verdict.guard} for longer than hold_timeout "
+                f"({format_duration(rule.hold_timeout)}): {verdict.reason}"
+            )
+            detail = {"step": item.step_index, "guard": verdict.guard, "reason": reason}
+            await tx.audit(incident.id, "hold_timeout", detail, now)
+            await hand_over(tx, incident, rule, reason, now)
+            return
+        if hold.changed:
+            await tx.audit(
+                incident.id, "guard_held", {"step": item.step_index, **verdict.detail()}, now
+            )
+            if incident.state is not State.PENDING:
+                await tx.update_incident(incident.id, now, state=State.PENDING)
+            if verdict.guard in NOTIFY_AT_ONCE:
+                await page_now(tx, incident, rule, verdict.reason, now)
+        due = verdict.until if verdict.until is not None else now + RECHECK_S
+        await tx.reschedule(item.id, max(min(due, deadline), now + 0.01))
 
     async def _recover_executing(
         self,
@@ -210,7 +281,9 @@ class Runner:
     ) -> None:
         await tx.finish_work(item.id, now, "done")
         if not ok:
-            await hand_over(tx, incident, rule, reason or "step failed", now)
+            why = reason or "step failed"
+            await hand_over(tx, incident, rule, why, now)
+            await record_failure(self.ctx, tx, incident, rule, why, now)
             return
         verify = rule.steps[item.step_index].verify
         await tx.update_incident(incident.id, now, state=State.VERIFYING)
@@ -231,7 +304,9 @@ class Runner:
                 return
             nxt = item.step_index + 1
             if nxt >= len(rule.steps):
-                await hand_over(tx, incident, rule, "alert still firing after the last step", now)
+                why = "alert still firing after the last step"
+                await hand_over(tx, incident, rule, why, now)
+                await record_failure(self.ctx, tx, incident, rule, why, now)
                 return
             await tx.update_incident(incident.id, now, state=State.PENDING)
             await tx.schedule(WorkKind.RUN_STEP, incident.id, nxt, now)

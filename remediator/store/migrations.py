@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, inspect, select
+from sqlalchemy import Connection, Table, insert, inspect, select
 
 from remediator.errors import StoreError
 from remediator.store import schema
@@ -20,14 +20,27 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
+def _tables(names: tuple[str, ...]) -> list[Table]:
+    return [t for t in schema.metadata.sorted_tables if t.name in names]
+
+
 def _initial(conn: Connection) -> None:
-    # Version 1 creates the tables as schema.py defines them today. When a version 2
-    # alters a table, freeze this step to the version-1 definitions first.
-    tables = [t for t in schema.metadata.sorted_tables if t.name != "schema_migrations"]
-    schema.metadata.create_all(conn, tables=tables)
+    # Later versions only add tables and indexes, so version 1's tables are still
+    # schema.py's; a version that alters a table must freeze the old definition here.
+    schema.metadata.create_all(conn, tables=_tables(schema.V1_TABLES))
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial", _initial),)
+def _guards(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=_tables(schema.V2_TABLES))
+    # On a fresh store version 1 already made them along with their tables.
+    schema.ix_steps_started.create(conn, checkfirst=True)
+    schema.ix_incidents_target.create(conn, checkfirst=True)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial", _initial),
+    Migration(2, "guards: settings, holds, target health", _guards),
+)
 LATEST = MIGRATIONS[-1].version
 
 

@@ -23,6 +23,8 @@ class State(StrEnum):
 
 CLOSED_STATES = frozenset({State.REMEDIATED, State.RESOLVED})
 OPEN_STATES = frozenset(State) - CLOSED_STATES
+# A target is under remediation from its step's start until the verify window ends.
+ACTIVE_STATES = frozenset({State.RUNNING, State.VERIFYING})
 
 
 class StepState(StrEnum):
@@ -115,3 +117,27 @@ class AuditRow:
     at: float
     event: str
     detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A deferring guard holding a work item back; `changed` when the guard is new."""
+
+    work_id: int
+    guard: str
+    reason: str
+    since: float
+    guard_since: float
+    changed: bool
+
+
+@dataclass(frozen=True)
+class TargetHealth:
+    """Consecutive failed remediations of (rule, target); quarantined once too many."""
+
+    rule: str
+    target: str
+    failures: int
+    quarantined_at: float | None
+    reason: str | None
+    updated_at: float

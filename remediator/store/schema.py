@@ -84,6 +84,9 @@ steps = Table(
     Column("error", Text),
     UniqueConstraint("incident_id", "step_index", name="uq_step"),
 )
+# Version 2: the rate guard counts recent step starts.
+ix_steps_started = Index("ix_steps_started", steps.c.started_at)
+ix_incidents_target = Index("ix_incidents_target", incidents.c.target, incidents.c.state)
 
 # Durable timers and jobs: a row with a due time, claimed with a lease by a worker.
 work = Table(
@@ -120,3 +123,40 @@ cooldowns = Table(
     Column("target", String(200), primary_key=True),
     Column("until", Float, nullable=False),
 )
+
+# --- version 2: guards ----------------------------------------------------------------
+
+# Switches that must survive a restart (the global pause).
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# A work item a deferring guard holds back: since when, by which guard, why.
+holds = Table(
+    "holds",
+    metadata,
+    Column("work_id", ForeignKey("work.id"), primary_key=True),
+    Column("guard", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("since", Float, nullable=False),
+    Column("guard_since", Float, nullable=False),
+)
+
+# Consecutive failed remediations per (rule, target), and quarantine once too many.
+target_health = Table(
+    "target_health",
+    metadata,
+    Column("rule", String(200), primary_key=True),
+    Column("target", String(200), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("quarantined_at", Float),
+    Column("reason", Text),
+    Column("updated_at", Float, nullable=False),
+)
+
+V1_TABLES = ("alerts", "incidents", "steps", "work", "audit", "cooldowns")
+V2_TABLES = ("settings", "holds", "target_health")

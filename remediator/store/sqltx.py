@@ -8,6 +8,7 @@ from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from remediator.store import schema as t
+from remediator.store.guardtx import GuardQueries
 from remediator.store.records import (
     OPEN_STATES,
     AuditRow,
@@ -44,7 +45,7 @@ def _step(row: Row[Any]) -> StepRecord:
     return StepRecord(**m)
 
 
-class SqlTx:
+class SqlTx(GuardQueries):
     """One open transaction."""
 
     def __init__(self, conn: AsyncConnection) -> None:

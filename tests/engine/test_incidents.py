@@ -143,7 +143,7 @@ async def test_cooldown_holds_a_new_incident_then_lets_go(
     await h.fire(DOWN, starts_at="2026-11-23T09:10:00Z")
     second = h.incidents()[1]
     assert second["state"] == "exhausted"
-    held = dict(h.audit(second["id"]))["guard_held"]
+    held = dict(h.audit(second["id"]))["guard_refused"]
     assert held["guard"] == "cooldown"
     assert held["reason"] == "cooldown for 30m"
     assert len(sshd.calls("systemctl")) == 2

@@ -1,0 +1,189 @@
+"""Guards: what may hold a step back, checked in the transaction that starts the step.
+
+Final guards (quarantine, cooldown, max_runs) refuse a new incident's first step and the
+incident escalates. Deferring guards (pause, maintenance, per-target lock, group
+`max_unavailable`, `max_concurrent_actions`, `max_actions_per_minute`) keep the step
+pending and say when to look again. Checking and starting happen in one write
+transaction, so two steps can never both pass a guard that only one may pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from croniter import croniter
+
+from remediator.config.durations import format_duration
+from remediator.config.models import Config, RuleSpec
+from remediator.store.base import Tx
+from remediator.store.records import Incident
+
+RECHECK_S = 15.0  # a deferring guard with no known end is looked at again this often
+PAUSE_KEY = "pause"
+# Guards during which humans are told at once: automation is off, not merely busy.
+NOTIFY_AT_ONCE = frozenset({"pause", "maintenance"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A guard holding a step back: which, why, final or not, and until when if known."""
+
+    guard: str
+    reason: str
+    final: bool = False
+    until: float | None = None
+
+    def detail(self) -> dict[str, Any]:
+        """For the audit row."""
+        out: dict[str, Any] = {"guard": self.guard, "reason": self.reason}
+        if self.until is not None:
+            out["until"] = self.until
+        return out
+
+
+def _since(seconds: float) -> str:
+    return format_duration(max(seconds, 0.0))
+
+
+def maintenance_until(config: Config, now: float) -> float | None:
+    """The end of the maintenance window `now` falls in, if any (cron in UTC)."""
+    moment = datetime.fromtimestamp(now, UTC)
+    ends = []
+    for window in config.policies.safety.maintenance:
+        start = croniter(window.cron, moment).get_prev(float)
+        if start <= now < start + window.duration:
+            ends.append(start + window.duration)
+    return max(ends) if ends else None
+
+
+class Guards:
+    """Evaluates every guard for one step about to start."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.safety = config.policies.safety
+
+    async def check(
+        self, tx: Tx, incident: Incident, rule: RuleSpec, *, first_run: bool, now: float
+    ) -> Verdict | None:
+        """The first guard that holds this step back, or None when it may start.
+
+        `first_run`: the incident's first step, never dispatched before (a retry after a
+        crash is not a new run, and its own cooldown must not refuse it).
+        """
+        if first_run and incident.target is not None:
+            for final in (self._quarantine, self._cooldown, self._max_runs):
+                verdict = await final(tx, rule, incident.target, now)
+                if verdict is not None:
+                    return verdict
+        for deferring in (
+            self._pause,
+            self._maintenance,
+            self._target_lock,
+            self._group,
+            self._concurrency,
+            self._rate,
+        ):
+            verdict = await deferring(tx, incident, now)
+            if verdict is not None:
+                return verdict
+        return None
+
+    # --- final ------------------------------------------------------------------------
+
+    async def _quarantine(self, tx: Tx, rule: RuleSpec, target: str, now: float) -> Verdict | None:
+        health = await tx.target_health(rule.name, target)
+        if health is None or health.quarantined_at is None:
+            return None
+        reason = (
+            f"quarantined: {health.failures} failed remediations in a row of {rule.name} on "
+            f"{target}; a human must release it (`remediator release {rule.name} {target}`)"
+        )
+        return Verdict("quarantine", reason, final=True)
+
+    async def _cooldown(self, tx: Tx, rule: RuleSpec, target: str, now: float) -> Verdict | None:
+        until = await tx.cooldown_until(rule.name, target)
+        if until is None or until <= now:
+            return None
+        return Verdict("cooldown", f"cooldown for {_since(until - now)}", final=True, until=until)
+
+    async def _max_runs(self, tx: Tx, rule: RuleSpec, target: str, now: float) -> Verdict | None:
+        limit = rule.max_runs
+        if limit is None:
+            return None
+        starts = await tx.run_starts_since(rule.name, target, now - limit.window_s)
+        if len(starts) < limit.count:
+            return None
+        until = starts[-limit.count] + limit.window_s
+        reason = (
+            f"max_runs: {len(starts)} runs on {target} in the last "
+            f"{format_duration(limit.window_s)} (limit {limit.count}); next allowed in "
+            f"{_since(until - now)}"
+        )
+        return Verdict("max_runs", reason, final=True, until=until)
+
+    # --- deferring --------------------------------------------------------------------
+
+    async def _pause(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
+        pause = await tx.get_setting(PAUSE_KEY)
+        if not pause or not pause.get("paused"):
+            return None
+        why = pause.get("reason") or "no reason given"
+        return Verdict("pause", f"automation is paused: {why}")
+
+    async def _maintenance(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
+        until = maintenance_until(self.config, now)
+        if until is None:
+            return None
+        reason = f"maintenance window (notify only) for {_since(until - now)}"
+        return Verdict("maintenance", reason, until=until)
+
+    async def _target_lock(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
+        if incident.target is None:
+            return None
+        if not await tx.active_targets([incident.target], incident.id):
+            return None
+        reason = f"another remediation of {incident.target} is running or verifying"
+        return Verdict("target_lock", reason)
+
+    async def _group(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
+        host = self.config.hosts.get(incident.target) if incident.target else None
+        if host is None:
+            return None
+        for group in host.groups:
+            limit = self.safety.groups.get(group)
+            if limit is None:
+                continue
+            members = [
+                h.name for h in self.config.hosts.values() if group in h.groups and h is not host
+            ]
+            busy = await tx.active_targets(members, incident.id)
+            if len(busy) >= limit.max_unavailable:
+                reason = (
+                    f"group {group}: {len(busy)} member(s) under remediation "
+                    f"({', '.join(sorted(busy))}), max_unavailable {limit.max_unavailable}"
+                )
+                return Verdict("group", reason)
+        return None
+
+    async def _concurrency(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
+        limit = self.safety.max_concurrent_actions
+        if limit is None:
+            return None
+        running = await tx.steps_in_flight()
+        if running < limit:
+            return None
+        return Verdict("max_concurrent_actions", f"{running} actions running (limit {limit})")
+
+    async def _rate(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
+        limit = self.safety.max_actions_per_minute
+        if limit is None:
+            return None
+        starts = await tx.step_starts_since(now - 60.0)
+        if len(starts) < limit:
+            return None
+        until = starts[-limit] + 60.0
+        reason = f"{len(starts)} actions in the last minute (limit {limit})"
+        return Verdict("max_actions_per_minute", reason, until=until)

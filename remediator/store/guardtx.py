@@ -1,0 +1,161 @@
+"""What the guards read and write inside the engine's transaction (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from remediator.store import schema as t
+from remediator.store.records import ACTIVE_STATES, Hold, StepState, TargetHealth
+
+IN_FLIGHT = (StepState.DISPATCHING.value, StepState.EXECUTING.value)
+
+
+class GuardQueries:
+    """Mixed into SqlTx: settings, holds, activity counts, quarantine."""
+
+    conn: AsyncConnection
+
+    # --- settings ---------------------------------------------------------------------
+
+    async def get_setting(self, key: str) -> dict[str, Any] | None:
+        """A stored switch (such as the global pause), or None."""
+        q = select(t.settings.c.value).where(t.settings.c.key == key)
+        value = (await self.conn.execute(q)).scalar_one_or_none()
+        return dict(value) if value is not None else None
+
+    async def set_setting(self, key: str, value: dict[str, Any], now: float) -> None:
+        """Store a switch durably."""
+        res = await self.conn.execute(
+            update(t.settings).where(t.settings.c.key == key).values(value=value, updated_at=now)
+        )
+        if res.rowcount == 0:
+            await self.conn.execute(insert(t.settings).values(key=key, value=value, updated_at=now))
+
+    # --- holds ------------------------------------------------------------------------
+
+    async def hold(self, work_id: int, guard: str, reason: str, now: float) -> Hold:
+        """Record that `guard` holds this work item; returns the hold (new or continued)."""
+        h = t.holds.c
+        row = (await self.conn.execute(select(t.holds).where(h.work_id == work_id))).first()
+        if row is None:
+            await self.conn.execute(
+                insert(t.holds).values(
+                    work_id=work_id, guard=guard, reason=reason, since=now, guard_since=now
+                )
+            )
+            return Hold(work_id, guard, reason, since=now, guard_since=now, changed=True)
+        if row.guard == guard:
+            return Hold(work_id, guard, row.reason, row.since, row.guard_since, changed=False)
+        await self.conn.execute(
+            update(t.holds)
+            .where(h.work_id == work_id)
+            .values(guard=guard, reason=reason, guard_since=now)
+        )
+        return Hold(work_id, guard, reason, since=row.since, guard_since=now, changed=True)
+
+    async def release_hold(self, work_id: int) -> Hold | None:
+        """Drop a hold; returns what it was, if there was one."""
+        row = (await self.conn.execute(select(t.holds).where(t.holds.c.work_id == work_id))).first()
+        if row is None:
+            return None
+        await self.conn.execute(delete(t.holds).where(t.holds.c.work_id == work_id))
+        return Hold(work_id, row.guard, row.reason, row.since, row.guard_since, changed=True)
+
+    async def reschedule(self, work_id: int, due_at: float) -> None:
+        """Put a claimed item back, due again at `due_at`."""
+        await self.conn.execute(
+            update(t.work)
+            .where(t.work.c.id == work_id)
+            .values(due_at=due_at, claimed_by=None, claimed_until=None)
+        )
+
+    async def wake_held(self, guard: str, now: float) -> int:
+        """Make every item held by `guard` due now (a resume); returns how many."""
+        held = select(t.holds.c.work_id).where(t.holds.c.guard == guard)
+        res = await self.conn.execute(
+            update(t.work)
+            .where(t.work.c.id.in_(held.scalar_subquery()), t.work.c.done_at.is_(None))
+            .values(due_at=now)
+        )
+        return int(res.rowcount)
+
+    # --- activity ---------------------------------------------------------------------
+
+    async def active_targets(self, targets: list[str], exclude_incident: int) -> set[str]:
+        """Which of these targets an open incident is remediating (running or verifying)."""
+        i = t.incidents.c
+        q = select(i.target).where(
+            i.target.in_(targets),
+            i.state.in_([s.value for s in ACTIVE_STATES]),
+            i.id != exclude_incident,
+        )
+        return {row[0] for row in await self.conn.execute(q)}
+
+    async def steps_in_flight(self) -> int:
+        """Steps dispatching or executing now, across incidents."""
+        q = select(func.count()).where(t.steps.c.state.in_(IN_FLIGHT))
+        return int((await self.conn.execute(q)).scalar_one())
+
+    async def step_starts_since(self, since: float) -> list[float]:
+        """Start times of steps started after `since`, oldest first."""
+        s = t.steps.c
+        q = select(s.started_at).where(s.started_at > since).order_by(s.started_at)
+        return [float(r[0]) for r in await self.conn.execute(q)]
+
+    async def run_starts_since(self, rule: str, target: str, since: float) -> list[float]:
+        """Start times of first steps of (rule, target) incidents after `since`, oldest first."""
+        s, i = t.steps.c, t.incidents.c
+        q = (
+            select(s.started_at)
+            .join_from(t.steps, t.incidents, s.incident_id == i.id)
+            .where(i.rule == rule, i.target == target, s.step_index == 0, s.started_at > since)
+            .order_by(s.started_at)
+        )
+        return [float(r[0]) for r in await self.conn.execute(q)]
+
+    # --- quarantine -------------------------------------------------------------------
+
+    async def target_health(self, rule: str, target: str) -> TargetHealth | None:
+        """The failure streak and quarantine of (rule, target)."""
+        h = t.target_health.c
+        row = (
+            await self.conn.execute(
+                select(t.target_health).where(h.rule == rule, h.target == target)
+            )
+        ).first()
+        if row is None:
+            return None
+        return TargetHealth(
+            row.rule, row.target, row.failures, row.quarantined_at, row.reason, row.updated_at
+        )
+
+    async def save_target_health(self, health: TargetHealth) -> None:
+        """Write the streak and quarantine of (rule, target)."""
+        h = t.target_health.c
+        values = {
+            "failures": health.failures,
+            "quarantined_at": health.quarantined_at,
+            "reason": health.reason,
+            "updated_at": health.updated_at,
+        }
+        res = await self.conn.execute(
+            update(t.target_health)
+            .where(h.rule == health.rule, h.target == health.target)
+            .values(**values)
+        )
+        if res.rowcount == 0:
+            await self.conn.execute(
+                insert(t.target_health).values(rule=health.rule, target=health.target, **values)
+            )
+
+    async def quarantined(self) -> list[TargetHealth]:
+        """Every quarantined (rule, target)."""
+        h = t.target_health.c
+        q = select(t.target_health).where(h.quarantined_at.is_not(None)).order_by(h.rule, h.target)
+        return [
+            TargetHealth(r.rule, r.target, r.failures, r.quarantined_at, r.reason, r.updated_at)
+            for r in await self.conn.execute(q)
+        ]

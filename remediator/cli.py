@@ -7,15 +7,28 @@ import asyncio
 import json
 import os
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
-from remediator import __version__
+from remediator import __version__, control
 from remediator.config import load_config
 from remediator.config.models import Config
 from remediator.errors import ConfigError, RemediatorError
 from remediator.store import open_store_url
-from remediator.store.records import CLOSED_STATES, OPEN_STATES, State
+from remediator.store.base import Store
+from remediator.store.records import (
+    CLOSED_STATES,
+    OPEN_STATES,
+    AuditRow,
+    Incident,
+    State,
+    StepRecord,
+)
+
+T = TypeVar("T")
 
 
 def _config_path(value: str | None) -> Path:
@@ -67,15 +80,22 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-async def _incidents(config: Config, only_open: bool, limit: int) -> str:
+async def _with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
     store = open_store_url(config.file.store, config.base_dir, lock=False)
     await store.open()
     try:
-        async with store.read() as tx:
-            states = sorted(OPEN_STATES) if only_open else None
-            incidents = await tx.incidents([State(s) for s in states] if states else None, limit)
+        return await fn(store)
     finally:
         await store.close()
+
+
+async def _incidents(config: Config, only_open: bool, limit: int) -> str:
+    async def fetch(store: Store) -> list[Incident]:
+        async with store.read() as tx:
+            states = [State(s) for s in sorted(OPEN_STATES)] if only_open else None
+            return await tx.incidents(states, limit)
+
+    incidents = await _with_store(config, fetch)
     rows = [
         [
             str(i.id),
@@ -98,17 +118,17 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
 
 async def _show(config: Config, incident_id: int) -> str | None:
-    store = open_store_url(config.file.store, config.base_dir, lock=False)
-    await store.open()
-    try:
+    async def fetch(store: Store) -> tuple[Incident | None, list[StepRecord], list[AuditRow]]:
         async with store.read() as tx:
-            incident = await tx.incident(incident_id)
-            if incident is None:
-                return None
-            steps = await tx.steps(incident_id)
-            audit = await tx.audit_for(incident_id)
-    finally:
-        await store.close()
+            return (
+                await tx.incident(incident_id),
+                await tx.steps(incident_id),
+                await tx.audit_for(incident_id),
+            )
+
+    incident, steps, audit = await _with_store(config, fetch)
+    if incident is None:
+        return None
     closed = "closed" if incident.state in CLOSED_STATES else "open"
     out = [
         f"incident {incident.id}: {incident.state.value} ({closed})",
@@ -141,6 +161,48 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pause(args: argparse.Namespace) -> int:
+    """Pause all automation (stored: survives restarts) until `remediator resume`."""
+    paused = args.command == "pause"
+    reason = args.reason if paused else None
+    state = asyncio.run(
+        _with_store(_load(args), lambda s: control.set_paused(s, paused, reason, time.time()))
+    )
+    since = _when(state["since"]) if state.get("since") else "-"
+    word = "paused" if state["paused"] else "running"
+    print(
+        f"automation {word} since {since}" + (f": {state['reason']}" if state.get("reason") else "")
+    )
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """List quarantined (rule, target) pairs."""
+    rows = asyncio.run(_with_store(_load(args), control.quarantines))
+    table = [
+        [q.rule, q.target, str(q.failures), _when(q.quarantined_at or 0), q.reason or ""]
+        for q in rows
+    ]
+    print(_table(table, ["RULE", "TARGET", "FAILURES", "SINCE", "REASON"]))
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Lift the quarantine of a (rule, target) so automation resumes for it."""
+    who = os.environ.get("USER", "cli")
+    done = asyncio.run(
+        _with_store(
+            _load(args),
+            lambda s: control.release_quarantine(s, args.rule, args.target, who, time.time()),
+        )
+    )
+    if not done:
+        print(f"{args.rule} on {args.target} is not quarantined", file=sys.stderr)
+        return 1
+    print(f"released: {args.rule} on {args.target} is automated again")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
     parser = argparse.ArgumentParser(prog="remediator", description=__doc__)
@@ -167,6 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help=config_help)
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("pause", help="pause all automation (notifications go on)")
+    p.add_argument("-c", "--config", help=config_help)
+    p.add_argument("--reason", help="why, for the audit and the metrics")
+    p.set_defaults(func=cmd_pause)
+
+    p = sub.add_parser("resume", help="resume automation; held steps run if still wanted")
+    p.add_argument("-c", "--config", help=config_help)
+    p.set_defaults(func=cmd_pause)
+
+    p = sub.add_parser("quarantine", help="list (rule, target) pairs quarantined")
+    p.add_argument("-c", "--config", help=config_help)
+    p.set_defaults(func=cmd_quarantine)
+
+    p = sub.add_parser("release", help="lift a quarantine")
+    p.add_argument("-c", "--config", help=config_help)
+    p.add_argument("rule")
+    p.add_argument("target")
+    p.set_defaults(func=cmd_release)
     return parser
 
 

@@ -29,6 +29,7 @@ def write_config(
     hosts: dict[str, dict[str, Any]] | None = None,
     ssh_extra: str = "",
     known_hosts: Path | None = None,
+    policies: str = "",
 ) -> Path:
     """A remediator.yml with rules/, policies/ and an inventory pointing at `sshd`."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,7 @@ def write_config(
     (workdir / "rules" / "rules.yml").write_text(rules_yaml)
     (workdir / "policies").mkdir(exist_ok=True)
     (workdir / "policies" / "p.yml").write_text(
-        "escalations:\n  critical:\n    steps:\n      - notify: ['slack:#ops']\n"
+        "escalations:\n  critical:\n    steps:\n      - notify: ['slack:#ops']\n" + policies
     )
     inventory = dict(hosts or {})
     ssh = ""

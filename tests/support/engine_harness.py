@@ -42,6 +42,7 @@ class EngineHarness:
     clock: FakeClock
     pool: SshPool | None
     db: Path
+    closed: bool = False
 
     @classmethod
     async def start(
@@ -60,6 +61,12 @@ class EngineHarness:
     async def send(self, body: str) -> None:
         """Store a webhook body as the receiver would, then let the engine run."""
         await self.store.append_inbox([(self.clock.now(), spooled(body))])
+        await self.engine.tick()
+
+    async def send_many(self, alerts: list[dict[str, str]]) -> None:
+        """Several notifications stored before the engine runs: their steps start together."""
+        rows = [(self.clock.now(), spooled(notification(labels))) for labels in alerts]
+        await self.store.append_inbox(rows)
         await self.engine.tick()
 
     async def fire(self, labels: dict[str, str], starts_at: str = STARTS) -> None:
@@ -82,6 +89,9 @@ class EngineHarness:
         return storeview.audit(self.db, incident_id)
 
     async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         if self.pool is not None:
             await self.pool.close()
         await self.store.close()

@@ -50,7 +50,10 @@ test: system-deps deps lint check
 
 bench: deps
 	$(MAKE) system-deps EXTRA_DEBS="$(BENCH_DEBS)"
-	$(BIN)/python -m bench.ingest
+	status=0; \
+	$(BIN)/python -m bench.ingest || status=1; \
+	$(BIN)/python -m bench.rules || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -9,25 +9,60 @@ from typing import Any
 
 from remediator.config.models import Config, Host, RuleSpec
 from remediator.errors import TemplateError
+from remediator.matchers import Op
 from remediator.templates import render
 
 
 class RuleSet:
-    """Rules in file order; the first match owns an alert unless it says `continue`."""
+    """Rules in file order; the first match owns an alert unless it says `continue`.
+
+    Matching does not scan every rule: each rule with an equality matcher (`alertname`
+    preferred) is indexed under that (label, value); an alert only tries the rules
+    indexed under its own labels plus the few rules without any equality matcher, in
+    file order, so the first-match semantics are those of a full scan.
+    """
 
     def __init__(self, rules: Iterable[RuleSpec]) -> None:
         self.rules = tuple(rules)
         self.by_name = {r.name: r for r in self.rules}
+        self._index: dict[str, dict[str, list[int]]] = {}
+        self._scan: list[int] = []
+        for position, rule in enumerate(self.rules):
+            key = _index_key(rule)
+            if key is None:
+                self._scan.append(position)
+            else:
+                self._index.setdefault(key[0], {}).setdefault(key[1], []).append(position)
+
+    def candidates(self, labels: dict[str, str]) -> list[int]:
+        """Positions of the rules that could match, in file order."""
+        found = list(self._scan)
+        for name, by_value in self._index.items():
+            value = labels.get(name)
+            if value is not None:
+                found.extend(by_value.get(value, ()))
+        found.sort()
+        return found
 
     def match(self, labels: dict[str, str]) -> list[RuleSpec]:
         """The rules that take this alert."""
         out = []
-        for rule in self.rules:
+        for position in self.candidates(labels):
+            rule = self.rules[position]
             if all(m.matches(labels) for m in rule.match):
                 out.append(rule)
                 if not rule.continue_:
                     break
         return out
+
+
+def _index_key(rule: RuleSpec) -> tuple[str, str] | None:
+    """The (label, value) an alert must carry for this rule to match, if any."""
+    equal = [m for m in rule.match if m.op is Op.EQ and m.value != ""]
+    if not equal:
+        return None
+    best = next((m for m in equal if m.name == "alertname"), equal[0])
+    return best.name, best.value
 
 
 def _shown(value: str) -> str:

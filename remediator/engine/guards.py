@@ -58,6 +58,12 @@ def maintenance_until(config: Config, now: float) -> float | None:
     return max(ends) if ends else None
 
 
+async def _first_end(tx: Tx, targets: list[str]) -> float | None:
+    """When the first of these targets' verify windows ends (None while a step runs)."""
+    ends = await tx.verify_ends(targets)
+    return min(ends) if ends else None
+
+
 class Guards:
     """Evaluates every guard for one step about to start."""
 
@@ -146,7 +152,7 @@ class Guards:
         if not await tx.active_targets([incident.target], incident.id):
             return None
         reason = f"another remediation of {incident.target} is running or verifying"
-        return Verdict("target_lock", reason)
+        return Verdict("target_lock", reason, until=await _first_end(tx, [incident.target]))
 
     async def _group(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
         host = self.config.hosts.get(incident.target) if incident.target else None
@@ -165,7 +171,7 @@ class Guards:
                     f"group {group}: {len(busy)} member(s) under remediation "
                     f"({', '.join(sorted(busy))}), max_unavailable {limit.max_unavailable}"
                 )
-                return Verdict("group", reason)
+                return Verdict("group", reason, until=await _first_end(tx, sorted(busy)))
         return None
 
     async def _concurrency(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:

@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from remediator.store import schema as t
-from remediator.store.records import ACTIVE_STATES, Hold, StepState, TargetHealth
+from remediator.store.records import ACTIVE_STATES, Hold, StepState, TargetHealth, WorkKind
 
 IN_FLIGHT = (StepState.DISPATCHING.value, StepState.EXECUTING.value)
 
@@ -93,6 +93,21 @@ class GuardQueries:
             i.id != exclude_incident,
         )
         return {row[0] for row in await self.conn.execute(q)}
+
+    async def verify_ends(self, targets: list[str]) -> list[float]:
+        """When the verify windows of remediations on these targets end (pending timers)."""
+        i, w = t.incidents.c, t.work.c
+        q = (
+            select(w.due_at)
+            .join_from(t.work, t.incidents, w.incident_id == i.id)
+            .where(
+                i.target.in_(targets),
+                i.state.in_([s.value for s in ACTIVE_STATES]),
+                w.kind == WorkKind.VERIFY_TIMEOUT.value,
+                w.done_at.is_(None),
+            )
+        )
+        return [float(r[0]) for r in await self.conn.execute(q)]
 
     async def steps_in_flight(self) -> int:
         """Steps dispatching or executing now, across incidents."""

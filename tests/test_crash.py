@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from support import storeview
@@ -111,3 +112,38 @@ def test_sigterm_lets_the_running_step_finish(tmp_path: Path, sshd: SshServer) -
     assert d.stop() == 0
     assert "step_succeeded" in events(d)
     assert '"msg": "stopped"' in d.logs()
+
+
+def test_kill_during_a_verify_window_runs_the_next_step_on_time_once(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """kill -9 inside step 1's verify window: after restart step 2 runs when it ends, once."""
+    sshd.install_recorder("probe-stub")
+    ladder = RULE.replace(
+        "        verify: 5m\n",
+        "        verify: 4s\n      - action: ssh\n        params: {argv: [probe-stub, second]}\n",
+    )
+    d = Daemon.for_config(write_config(tmp_path / "d", ladder, sshd=sshd)).start()
+    assert d.post_webhook(ALERT) == 200
+    verifying = storeview.wait_for(
+        "step 1's verify window",
+        lambda: dict(storeview.audit(d.db, 1)).get("verifying"),
+    )
+    d.kill9()
+    assert sshd.calls("probe-stub") == []
+
+    d.start()
+    assert time.time() < verifying["until"], "restarted too late to show the timer resumes"
+    storeview.wait_for("step 2", lambda: sshd.calls("probe-stub"), timeout_s=20)
+    second = [
+        detail
+        for event, detail in storeview.audit(d.db, 1)
+        if event == "step_dispatching" and detail["step"] == 1
+    ]
+    time.sleep(1)
+    assert d.stop() == 0
+    assert sshd.calls("probe-stub") == [["second"]]
+    assert len(second) == 1
+    started = [s["started_at"] for s in storeview.steps(d.db, 1) if s["step_index"] == 1]
+    assert started[0] >= verifying["until"]
+    assert len(sshd.calls("systemctl")) == 2  # step 1 was not run again

@@ -25,7 +25,7 @@ async def set_paused(store: Store, paused: bool, reason: str | None, now: float)
         await tx.set_setting(PAUSE_KEY, value, now)
         detail: dict[str, Any] = {"reason": reason}
         if not paused:
-            detail["steps_resumed"] = await tx.wake_held("pause", now)
+            detail["steps_resumed"] = await tx.wake_held(["pause"], now)
         await tx.audit(None, "paused" if paused else "resumed", detail, now)
         return value
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from remediator.actions import SshPool, build_registry
+from remediator.actions import SshPool, build_registry, close_actions
 from remediator.actions.sshpool import SshSettings
 from remediator.auth import WebhookAuthenticator
 from remediator.clock import Clock, SystemClock
@@ -86,8 +86,9 @@ class Daemon:
         store = open_store_url(config.file.store, config.base_dir)
         await store.open()
         pool = SshPool(settings) if settings else None
+        actions = build_registry(pool, self.environ)
         try:
-            ctx = EngineContext(config, store, build_registry(pool), self.clock, self.metrics)
+            ctx = EngineContext(config, store, actions, self.clock, self.metrics)
             engine = Engine(ctx)
             await engine.recover()
             ingestor = Ingestor(store, on_stored=engine.inbox_ready.set)
@@ -98,6 +99,7 @@ class Daemon:
             app = build_app(receiver, store, self.metrics, lambda: self._ready)
             await self._serve(app, host, port, ingestor, engine)
         finally:
+            await close_actions(actions)
             if pool is not None:
                 await pool.close()
             await store.close()

@@ -2,34 +2,76 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from remediator.config.models import Host, Model
 
 BeforeSend = Callable[[], Awaitable[None]]
+OUTPUT_LIMIT = 8192
+REDACTED = "<redacted>"
+# Header and variable names whose values are credentials, never shown in the audit.
+_SECRET_NAME = re.compile(r"auth|token|secret|api[-_]?key|password|passwd|cookie", re.IGNORECASE)
+
+
+def clip_output(text: str) -> str:
+    """Keep command output to OUTPUT_LIMIT characters for the store and the audit."""
+    return text if len(text) <= OUTPUT_LIMIT else text[:OUTPUT_LIMIT] + "\n[truncated]"
+
+
+def redact(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy with the values of secret-looking names (Authorization, X-Api-Key) hidden."""
+    return {k: REDACTED if _SECRET_NAME.search(k) else v for k, v in values.items()}
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Exactly what a step will do, rendered before anything connects."""
+    """Exactly what a step will do, rendered before anything connects.
+
+    `stdin` runs parallel to `commands` (None: no input); `request` is an HTTP call
+    (method, url, headers, json, ...); `env` and `timeout_s` are for local commands.
+    """
 
     action: str
     host: Host | None
     commands: tuple[tuple[str, ...], ...] = ()
     message: str | None = None
+    stdin: tuple[str | None, ...] = ()
+    request: dict[str, Any] | None = None
+    env: dict[str, str] | None = None
+    timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.stdin and len(self.stdin) != len(self.commands):
+            raise ValueError("Plan.stdin must have one entry per command")
+
+    def stdin_for(self, index: int) -> str | None:
+        """The input of command `index`, if it has one."""
+        return self.stdin[index] if self.stdin else None
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-able description for the audit and the step record."""
+        """A JSON-able description for the audit and the step record; secrets redacted."""
         out: dict[str, Any] = {"action": self.action}
         if self.host is not None:
             out["host"] = self.host.name
             out["address"] = f"{self.host.address}:{self.host.port}"
         if self.commands:
             out["commands"] = [list(c) for c in self.commands]
+        if any(s is not None for s in self.stdin):
+            out["stdin"] = list(self.stdin)
         if self.message is not None:
             out["message"] = self.message
+        if self.request is not None:
+            request = dict(self.request)
+            if "headers" in request:
+                request["headers"] = redact(request["headers"])
+            out["request"] = request
+        if self.env:
+            out["env"] = redact(self.env)
+        if self.timeout_s is not None:
+            out["timeout_s"] = self.timeout_s
         return out
 
 
@@ -56,4 +98,13 @@ class Action(Protocol):
 
     async def execute(self, plan: Plan, before_send: BeforeSend) -> Outcome:
         """Carry out the plan; raises ActionError when it could not."""
+        ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """An action holding a client (an HTTP session) that the daemon closes on shutdown."""
+
+    async def close(self) -> None:
+        """Release the client."""
         ...

@@ -15,7 +15,8 @@ from remediator.templates import render
 _UNIT = re.compile(r"^[A-Za-z0-9@._:\\-]{1,256}$")
 
 
-def _need_host(action: str, host: Host | None) -> Host:
+def need_host(action: str, host: Host | None) -> Host:
+    """The target host, or an ActionError saying the action needs one."""
     if host is None:
         raise ActionError(f"{action} needs a target host")
     return host
@@ -23,12 +24,12 @@ def _need_host(action: str, host: Host | None) -> Host:
 
 async def run_commands(pool: SshPool, plan: Plan, before_send: BeforeSend) -> Outcome:
     """Connect, mark the step executing, then run each command until one fails."""
-    host = _need_host(plan.action, plan.host)
+    host = need_host(plan.action, plan.host)
     conn = await pool.connection(host)
     await before_send()
     results: list[CommandResult] = []
-    for argv in plan.commands:
-        result = await pool.run(conn, argv, host)
+    for index, argv in enumerate(plan.commands):
+        result = await pool.run(conn, argv, host, input=plan.stdin_for(index))
         results.append(result)
         if result.exit_status != 0:
             break
@@ -41,34 +42,36 @@ async def run_commands(pool: SshPool, plan: Plan, before_send: BeforeSend) -> Ou
     return Outcome(ok=ok, exit_status=last.exit_status, output=output, error=error)
 
 
-class SshAction:
-    """Run argv on the target; templates render per element, never re-split."""
+class SshRecipe:
+    """Base of the actions that run their plan's commands on the target over SSH."""
 
-    name = "ssh"
+    name: str
     needs_host = True
 
     def __init__(self, pool: SshPool) -> None:
         self.pool = pool
+
+    async def execute(self, plan: Plan, before_send: BeforeSend) -> Outcome:
+        """Connect, then run each command in turn until one fails."""
+        return await run_commands(self.pool, plan, before_send)
+
+
+class SshAction(SshRecipe):
+    """Run argv on the target; templates render per element, never re-split."""
+
+    name = "ssh"
 
     def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
         """Render each argv element."""
         assert isinstance(params, SshParams)
         argv = tuple(render(a, context) for a in params.argv)
-        return Plan(self.name, _need_host(self.name, host), commands=(argv,))
-
-    async def execute(self, plan: Plan, before_send: BeforeSend) -> Outcome:
-        """Run it."""
-        return await run_commands(self.pool, plan, before_send)
+        return Plan(self.name, need_host(self.name, host), commands=(argv,))
 
 
-class RestartServiceAction:
+class RestartServiceAction(SshRecipe):
     """`systemctl restart S`, then `systemctl is-active S`."""
 
     name = "restart_service"
-    needs_host = True
-
-    def __init__(self, pool: SshPool) -> None:
-        self.pool = pool
 
     def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
         """Render and check the unit name."""
@@ -77,8 +80,4 @@ class RestartServiceAction:
         if not _UNIT.match(service):
             raise ActionError(f"refusing service name {service!r}: not a systemd unit name")
         commands = (("systemctl", "restart", service), ("systemctl", "is-active", service))
-        return Plan(self.name, _need_host(self.name, host), commands=commands)
-
-    async def execute(self, plan: Plan, before_send: BeforeSend) -> Outcome:
-        """Restart, then check it is active."""
-        return await run_commands(self.pool, plan, before_send)
+        return Plan(self.name, need_host(self.name, host), commands=commands)

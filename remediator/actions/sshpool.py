@@ -12,11 +12,11 @@ from pathlib import Path
 import asyncssh
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from remediator.actions.base import clip_output
 from remediator.config.models import Host
 from remediator.errors import AuthError, ConnectError, HostKeyError, OutcomeUnknown
 
 log = logging.getLogger(__name__)
-OUTPUT_LIMIT = 8192
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,6 @@ class CommandResult:
     exit_status: int
     stdout: str
     stderr: str
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= OUTPUT_LIMIT else text[:OUTPUT_LIMIT] + "\n[truncated]"
 
 
 class SshPool:
@@ -98,12 +94,18 @@ class SshPool:
             raise ConnectError(f"{where}: cannot connect: {exc}") from None
 
     async def run(
-        self, conn: asyncssh.SSHClientConnection, argv: Sequence[str], host: Host
+        self,
+        conn: asyncssh.SSHClientConnection,
+        argv: Sequence[str],
+        host: Host,
+        input: str | None = None,
     ) -> CommandResult:
-        """Run argv with every element shell-quoted; a non-zero exit is a result."""
+        """Run argv, each element shell-quoted, `input` on stdin; a non-zero exit is a result."""
         command = shlex.join(argv)
         try:
-            proc = await conn.run(command, check=False, timeout=self.settings.command_timeout_s)
+            proc = await conn.run(
+                command, check=False, timeout=self.settings.command_timeout_s, input=input
+            )
         except asyncssh.TimeoutError:
             raise OutcomeUnknown(
                 f"{host.name}: `{command}` did not finish within "
@@ -115,7 +117,8 @@ class SshPool:
                 f"{host.name}: connection lost while running `{command}`: {exc}"
             ) from None
         status = proc.exit_status if proc.exit_status is not None else -1
-        return CommandResult(status, _clip(str(proc.stdout or "")), _clip(str(proc.stderr or "")))
+        stdout, stderr = str(proc.stdout or ""), str(proc.stderr or "")
+        return CommandResult(status, clip_output(stdout), clip_output(stderr))
 
     async def close(self) -> None:
         """Close every connection."""

@@ -24,6 +24,8 @@ RECHECK_S = 15.0  # a deferring guard with no known end is looked at again this 
 PAUSE_KEY = "pause"
 # Guards during which humans are told at once: automation is off, not merely busy.
 NOTIFY_AT_ONCE = frozenset({"pause", "maintenance"})
+# Guards that may let go as soon as a remediation under way closes.
+FREED_BY_CLOSE = ("target_lock", "group")
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,19 @@ from pydantic import ValidationError
 from remediator.alerts import Alert, parse_alerts
 from remediator.config.models import RuleSpec
 from remediator.engine.context import EngineContext
+from remediator.engine.guards import FREED_BY_CLOSE
 from remediator.engine.quarantine import record_success
 from remediator.escalation import hand_over
 from remediator.rules import alert_context, check_require, resolve_target
 from remediator.store.base import Tx
-from remediator.store.records import InboxItem, Incident, State, StepState, WorkKind
+from remediator.store.records import (
+    ACTIVE_STATES,
+    InboxItem,
+    Incident,
+    State,
+    StepState,
+    WorkKind,
+)
 
 log = logging.getLogger(__name__)
 BATCH = 20  # notifications per transaction: short stalls of the event loop
@@ -123,6 +131,10 @@ class Intake:
         await tx.update_incident(incident.id, now, state=state, closed_at=now)
         if state is State.REMEDIATED:
             await record_success(tx, incident, now)
+        if incident.state in ACTIVE_STATES:
+            # Its target (and group slot) is free before the verify window would end.
+            await tx.wake_held(list(FREED_BY_CLOSE), now)
+            self.ctx.work_ready.set()
         detail = {
             "state": state.value,
             "previous": incident.state.value,

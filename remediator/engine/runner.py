@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remediator.actions.base import Outcome, Plan
-from remediator.actions.params import ACTION_PARAMS
+from remediator.actions.params import ACTION_PARAMS, ALWAYS_NEEDS_APPROVAL
 from remediator.config.durations import format_duration
 from remediator.config.models import RuleSpec, StepSpec
 from remediator.engine.context import EngineContext
@@ -68,7 +68,11 @@ class Runner:
     def _needs_approval(self, spec: StepSpec) -> bool:
         approvals = self.ctx.config.policies.approvals
         always = approvals.always_for if approvals else []
-        return spec.approval == "required" or spec.action in always
+        return (
+            spec.approval == "required"
+            or spec.action in always
+            or spec.action in ALWAYS_NEEDS_APPROVAL
+        )
 
     def _plan(self, incident: Incident, rule: RuleSpec, spec: StepSpec) -> Plan:
         if self._needs_approval(spec):

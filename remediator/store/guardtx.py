@@ -72,9 +72,9 @@ class GuardQueries:
             .values(due_at=due_at, claimed_by=None, claimed_until=None)
         )
 
-    async def wake_held(self, guard: str, now: float) -> int:
-        """Make every item held by `guard` due now (a resume); returns how many."""
-        held = select(t.holds.c.work_id).where(t.holds.c.guard == guard)
+    async def wake_held(self, guards: list[str], now: float) -> int:
+        """Make every item held by one of `guards` due now; returns how many."""
+        held = select(t.holds.c.work_id).where(t.holds.c.guard.in_(guards))
         res = await self.conn.execute(
             update(t.work)
             .where(t.work.c.id.in_(held.scalar_subquery()), t.work.c.done_at.is_(None))

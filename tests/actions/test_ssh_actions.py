@@ -139,7 +139,7 @@ async def test_unreachable_host_fails_after_retries(tmp_path: Path, sshd: SshSer
 
 
 async def test_one_connection_per_host_is_reused(tmp_path: Path, sshd: SshServer) -> None:
-    """Steps for several incidents on one host share one SSH connection."""
+    """Steps for several incidents on one host share one SSH connection (one at a time)."""
     sshd.install_recorder("probe-stub")
     proxy = await CountingProxy(sshd.port).start()
     known = tmp_path / "known_hosts"
@@ -150,6 +150,7 @@ async def test_one_connection_per_host_is_reused(tmp_path: Path, sshd: SshServer
     try:
         for i in range(3):
             await h.fire({"alertname": "Probe", "instance": f"i{i}"})
+            await h.advance(300)  # the target lock lets the next one go after the window
     finally:
         await h.close()
         await proxy.close()

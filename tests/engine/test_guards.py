@@ -263,3 +263,22 @@ async def test_global_dry_run_applies_guards_and_records_what_would_run(
     would = dict(h.audit(1))["step_dry_run"]["would_run"]
     assert would["commands"] == [["probe-stub", "v1"]]
     assert held(h, 2)["guard"] == "group"
+
+
+async def test_firewall_lockdown_is_refused_until_approvals_exist(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """firewall_lockdown always needs approval: refused with that reason, nothing sent."""
+    rule = RULE.replace(
+        '      - action: ssh\n        params: {argv: [probe-stub, "{{ labels.instance }}"]}\n',
+        "      - action: firewall_lockdown\n        params: {allow_from: [10.0.0.0/24]}\n",
+    )
+    h = await EngineHarness.start(tmp_path, rule, sshd, hosts=hosts(sshd, "v1"))
+    try:
+        await h.fire(down("v1"))
+    finally:
+        await h.close()
+    assert h.incidents()[0]["state"] == "exhausted"
+    refused = dict(h.audit(1))["step_refused"]
+    assert "firewall_lockdown needs human approval" in refused["reason"]
+    assert "step_dispatching" not in h.events(1)

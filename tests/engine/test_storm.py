@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import time
@@ -55,10 +56,10 @@ def storm_bodies() -> list[str]:
     return bodies
 
 
-def rows(db: Path, sql: str) -> list[Any]:
+def rows(db: Path, sql: str, *args: Any) -> list[Any]:
     conn = sqlite3.connect(db)
     try:
-        return conn.execute(sql).fetchall()
+        return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
 
@@ -67,7 +68,7 @@ def remediation_windows(db: Path) -> list[tuple[float, float, str]]:
     """(start of step, end of verify window, target) of every step that ran."""
     out = []
     for incident_id, target in rows(db, "SELECT id, target FROM incidents"):
-        events = rows(db, f"SELECT at, event, detail FROM audit WHERE incident_id = {incident_id}")
+        events = rows(db, "SELECT at, event, detail FROM audit WHERE incident_id = ?", incident_id)
         starts = [at for at, event, _ in events if event == "step_dispatching"]
         ends = [json.loads(d)["until"] for _, event, d in events if event == "verifying"]
         out.extend((s, e, target) for s, e in zip(starts, ends, strict=True))
@@ -77,7 +78,9 @@ def remediation_windows(db: Path) -> list[tuple[float, float, str]]:
 async def test_storm_on_a_validator_group(tmp_path: Path, sshd: SshServer) -> None:
     """1,000 alerts in seconds: one validator at a time, <= 10 actions a minute, all audited."""
     sshd.install_recorder("probe-stub")
-    hosts = {n: {"address": "127.0.0.1", "port": sshd.port, "groups": ["validators"]} for n in VALIDATORS}
+    hosts = {
+        n: {"address": "127.0.0.1", "port": sshd.port, "groups": ["validators"]} for n in VALIDATORS
+    }
     h = await EngineHarness.start(tmp_path, RULE, sshd, hosts=hosts, policies=POLICIES)
     try:
         started = time.monotonic()
@@ -96,7 +99,7 @@ async def test_storm_on_a_validator_group(tmp_path: Path, sshd: SshServer) -> No
 
     windows = remediation_windows(db)
     assert len(windows) >= len(VALIDATORS)
-    for (_, end, target), (start, _, nxt) in zip(windows, windows[1:], strict=False):
+    for (_, end, target), (start, _, nxt) in itertools.pairwise(windows):
         assert start >= end, f"{target} and {nxt} were under remediation at the same time"
 
     starts = sorted(r[0] for r in rows(db, "SELECT started_at FROM steps"))

@@ -9,6 +9,10 @@ even for ``ssh host cmd``, and root's real dotfiles could reorder ``PATH``), so
 ``install_recorder("systemctl")`` puts a stand-in there that logs its exact argv
 to ``<workdir>/calls/systemctl.jsonl`` for ``calls()`` to read back.
 
+``SshServer.start(workdir, listen_address=..., port=22, netns=NS)`` instead runs
+``ip netns exec NS /usr/sbin/sshd`` on that address inside a network namespace
+(see tests/support/netns.py); remote commands then act on that namespace.
+
 Must run as root (sshd needs privilege separation and logs in as root).
 """
 
@@ -168,11 +172,23 @@ class SshServer:
     calls_dir: Path
     home_dir: Path
     log_path: Path
+    address: str = _HOST
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, workdir: Path) -> SshServer:
-        """Generate keys and config in ``workdir``, start sshd and wait for its banner."""
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        listen_address: str = _HOST,
+        port: int | None = None,
+        netns: str | None = None,
+    ) -> SshServer:
+        """Generate keys and config in ``workdir``, start sshd and wait for its banner.
+
+        ``port`` defaults to a free loopback port; with ``netns`` sshd runs inside
+        that network namespace (``listen_address`` must then be one of its addresses).
+        """
         workdir = Path(workdir).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         bin_dir = workdir / "bin"
@@ -186,16 +202,20 @@ class SshServer:
         _keygen(host_key, "remediator-test-host")
         _keygen(client_key, "remediator-test-client")
 
-        port = free_port()
+        port = free_port() if port is None else port
         authorized_keys = workdir / "authorized_keys"
         client_pub = _public_key(client_key.with_name(client_key.name + ".pub"))
         authorized_keys.write_text(client_pub + "\n")
         known_hosts = workdir / "known_hosts"
         host_pub = _public_key(host_key.with_name(host_key.name + ".pub"))
-        known_hosts.write_text(f"[{_HOST}]:{port} {host_pub}\n")
+        known_hosts.write_text(f"{_known_hosts_pattern(listen_address, port)} {host_pub}\n")
 
         config = workdir / "sshd_config"
-        config.write_text(_sshd_config(workdir, port, host_key, authorized_keys, bin_dir, home_dir))
+        config.write_text(
+            _sshd_config(
+                workdir, listen_address, port, host_key, authorized_keys, bin_dir, home_dir
+            )
+        )
 
         _PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
         log_path = workdir / "sshd.log"
@@ -209,10 +229,13 @@ class SshServer:
             calls_dir=calls_dir,
             home_dir=home_dir,
             log_path=log_path,
+            address=listen_address,
         )
+        # `ip netns exec` execs sshd in place, so the pid stays sshd's for stop().
+        in_netns = ["ip", "netns", "exec", netns] if netns else []
         with log_path.open("wb") as log:
             server._proc = subprocess.Popen(
-                [str(SSHD_BINARY), "-D", "-e", "-f", str(config)],
+                [*in_netns, str(SSHD_BINARY), "-D", "-e", "-f", str(config)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -238,7 +261,7 @@ class SshServer:
                     f"{self.stderr_text()}"
                 )
             try:
-                with socket.create_connection((_HOST, self.port), timeout=1.0) as sock:
+                with socket.create_connection((self.address, self.port), timeout=1.0) as sock:
                     banner = b""
                     while b"\n" not in banner and len(banner) < 256:
                         chunk = sock.recv(256)
@@ -252,7 +275,7 @@ class SshServer:
                 last_error = repr(exc)
             time.sleep(0.05)
         raise RuntimeError(
-            f"sshd did not send an SSH-2.0 banner on {_HOST}:{self.port} within "
+            f"sshd did not send an SSH-2.0 banner on {self.address}:{self.port} within "
             f"{_START_TIMEOUT_S:.0f} s ({last_error}); sshd stderr:\n{self.stderr_text()}"
         )
 
@@ -337,22 +360,28 @@ class SshServer:
         self.stop()
 
 
+def _known_hosts_pattern(address: str, port: int) -> str:
+    """The known_hosts host pattern OpenSSH and asyncssh look up for ``address:port``."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
 def _sshd_config(
     workdir: Path,
+    address: str,
     port: int,
     host_key: Path,
     authorized_keys: Path,
     bin_dir: Path,
     home_dir: Path,
 ) -> str:
-    """Render the sshd_config text for a loopback-only, key-only root server."""
+    """Render the sshd_config text for a key-only root server on ``address:port``."""
     # SetEnv is applied after sshd's own PATH/HOME defaults, so it wins.  HOME is
     # redirected because Debian's bash sources ~/.bashrc for `ssh host cmd`, and
     # /root/.bashrc may prepend to PATH (and slows every command down).
     return f"""\
 # Generated by tests/support/sshd.py
 Port {port}
-ListenAddress {_HOST}
+ListenAddress {address}
 AddressFamily inet
 HostKey "{host_key}"
 PidFile "{workdir / "sshd.pid"}"

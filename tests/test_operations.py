@@ -113,3 +113,36 @@ def test_cli_lists_and_shows_incidents_from_the_store(tmp_path: Path, sshd: SshS
     assert "[0] restart_service succeeded x1 exit=0" in shown.stdout
     assert "step_executing" in shown.stdout
     assert (missing.returncode, missing.stderr.strip()) == (1, "no incident 99")
+
+
+def test_metrics_show_quarantine_and_pause(tmp_path: Path, sshd: SshServer) -> None:
+    """Two failed remediations quarantine (rule, web1) and /metrics says so; so does a pause."""
+    sshd.install_recorder("systemctl", exit_code=1)
+    config = write_config(
+        tmp_path / "d",
+        RULE + "    cooldown: 0s\n",
+        sshd=sshd,
+        policies="safety: {quarantine_after: 2}\n",
+    )
+    d = Daemon.for_config(config).start()
+    try:
+        for minute in (0, 1):
+            body = json.loads(json.dumps(ALERT))
+            body["alerts"][0]["startsAt"] = f"2026-11-23T09:0{minute}:00Z"
+            assert d.post_webhook(body) == 200
+            storeview.wait_for(
+                "the step to fail", lambda m=minute: "exhausted" in storeview.events(d.db, m + 1)
+            )
+        _, text = d.request("GET", "/metrics")
+        labels = 'rule="restart-node",target="web1"'
+        assert sample(text.decode(), "remediator_quarantined", labels) == 1
+        assert sample(text.decode(), "remediator_paused") == 0
+        out = subprocess.run(
+            [sys.executable, "-m", "remediator", "pause", "-c", str(config), "--reason", "x"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert "paused" in out.stdout
+        _, text = d.request("GET", "/metrics")
+        assert sample(text.decode(), "remediator_paused") == 1
+    finally:
+        assert d.stop() == 0

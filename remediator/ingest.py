@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 
 from remediator.errors import StoreError, StoreUnavailable
@@ -14,7 +13,6 @@ from remediator.store.base import Store
 log = logging.getLogger(__name__)
 MAX_BATCH = 256
 FLOOD = 4  # webhooks waiting on the store at once: the receiver is saturated
-QUIET_S = 0.01  # no webhook for this long: the receiver is idle enough for the engine
 
 
 class Ingestor:
@@ -29,7 +27,6 @@ class Ingestor:
         self._in_flight = 0
         self._headroom = asyncio.Event()
         self._headroom.set()
-        self._last_submit = 0.0
 
     async def submit(self, received_at: float, body: str) -> None:
         """Queue a body for the next batch and wait for its commit."""
@@ -37,7 +34,6 @@ class Ingestor:
             raise StoreUnavailable("shutting down")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((received_at, body, fut))
-        self._last_submit = time.monotonic()
         self._wake.set()
         self._in_flight += 1
         if self._in_flight >= FLOOD:
@@ -72,29 +68,15 @@ class Ingestor:
                 fut.set_result(None)
         self._on_stored()
 
-    def flooded(self) -> bool:
-        """FLOOD or more webhooks in flight, or one arrived in the last QUIET_S."""
-        busy = self._in_flight >= FLOOD
-        return busy or time.monotonic() - self._last_submit < QUIET_S
-
-    async def wait_for_headroom(self, max_wait_s: float = 0.25) -> None:
-        """Under a flood, wait until the receiver is quiet, at most `max_wait_s`.
+    async def wait_for_headroom(self, max_wait_s: float = 1.0) -> None:
+        """Under a flood (FLOOD or more webhooks in flight), wait, at most `max_wait_s`.
 
         The engine calls this between batches: acknowledging webhooks (so Alertmanager
         does not time out and resend) comes before expanding them, yet the engine still
         takes a batch at least every `max_wait_s`. At ordinary rates nothing waits.
         """
-        deadline = time.monotonic() + max_wait_s
-        while self.flooded() and not self._closed:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            if self._in_flight >= FLOOD:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._headroom.wait(), left)
-            else:
-                quiet_at = self._last_submit + QUIET_S
-                await asyncio.sleep(min(left, max(quiet_at - time.monotonic(), 0.001)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._headroom.wait(), max_wait_s)
 
     def close(self) -> None:
         """Stop taking new bodies; `run` returns once the queue is drained."""

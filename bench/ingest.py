@@ -88,12 +88,16 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not become ready")
 
 
-def start_remediator(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+PAGE_ONLY = (
+    "rules:\n  - name: page-only\n    match: [alertname = NeverSent]\n"
+    "    steps:\n      - action: notify\n        params: {message: x}\n"
+)
+
+
+def start_remediator(workdir: Path, port: int, rules: str = PAGE_ONLY) -> subprocess.Popen[bytes]:
+    """`remediator serve` on an SQLite store in `workdir` with one rules file."""
     (workdir / "rules").mkdir()
-    (workdir / "rules" / "r.yml").write_text(
-        "rules:\n  - name: page-only\n    match: [alertname = NeverSent]\n"
-        "    steps:\n      - action: notify\n        params: {message: x}\n"
-    )
+    (workdir / "rules" / "r.yml").write_text(rules)
     (workdir / "remediator.yml").write_text(
         f"server:\n  listen: 127.0.0.1:{port}\n  webhook_auth: {{bearer_token_env: TOKEN}}\n"
         "store: sqlite:///state/remediator.db\nrules: rules/\n"

@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 import timeit
 import urllib.request
 from pathlib import Path
 
-from bench.ingest import TOKEN, backlog, drain, free_port, wait_ready
+from bench.ingest import TOKEN, backlog, drain, free_port, start_remediator, wait_ready
 from remediator.config.models import RuleSpec
 from remediator.rules import RuleSet
 
@@ -82,20 +80,12 @@ def storm_rss() -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         port = free_port()
-        (work / "rules").mkdir()
-        (work / "rules" / "r.yml").write_text(
+        proc = start_remediator(
+            work,
+            port,
             "rules:\n  - name: storm\n    match: [alertname = Storm0]\n    dry_run: true\n"
-            "    steps:\n      - action: notify\n        params: {message: '{{ labels.n }}'}\n"
+            "    steps:\n      - action: notify\n        params: {message: '{{ labels.n }}'}\n",
         )
-        (work / "remediator.yml").write_text(
-            f"server:\n  listen: 127.0.0.1:{port}\n  webhook_auth: {{bearer_token_env: TOKEN}}\n"
-            "store: sqlite:///state/remediator.db\nrules: rules/\n"
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "remediator", "serve", "-c", str(work / "remediator.yml"),
-             "--log-level", "WARNING"],
-            env={"PATH": "/usr/bin:/bin", "TOKEN": TOKEN},
-        )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(f"{url}/webhook/alertmanager", proc)

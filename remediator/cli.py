@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from remediator import __version__, control
 from remediator.config import load_config
@@ -210,44 +210,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     config_help = "config file (default: $REMEDIATOR_CONFIG, else ./remediator.yml)"
 
-    p = sub.add_parser("serve", help="run the daemon")
-    p.add_argument("-c", "--config", help=config_help)
+    def command(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Any:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("-c", "--config", help=config_help)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("serve", "run the daemon", cmd_serve)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("check", help="validate config, rules, policies and inventory")
-    p.add_argument("-c", "--config", help=config_help)
-    p.set_defaults(func=cmd_check)
-
-    p = sub.add_parser("incidents", help="list incidents, newest first")
-    p.add_argument("-c", "--config", help=config_help)
+    command("check", "validate config, rules, policies and inventory", cmd_check)
+    p = command("incidents", "list incidents, newest first", cmd_incidents)
     p.add_argument("--open", action="store_true", help="only open incidents")
     p.add_argument("--limit", type=int, default=50)
-    p.set_defaults(func=cmd_incidents)
-
-    p = sub.add_parser("show", help="show an incident with its audit trail")
-    p.add_argument("-c", "--config", help=config_help)
+    p = command("show", "show an incident with its audit trail", cmd_show)
     p.add_argument("id", type=int)
-    p.set_defaults(func=cmd_show)
-
-    p = sub.add_parser("pause", help="pause all automation (notifications go on)")
-    p.add_argument("-c", "--config", help=config_help)
+    p = command("pause", "pause all automation (notifications go on)", cmd_pause)
     p.add_argument("--reason", help="why, for the audit and the metrics")
-    p.set_defaults(func=cmd_pause)
-
-    p = sub.add_parser("resume", help="resume automation; held steps run if still wanted")
-    p.add_argument("-c", "--config", help=config_help)
-    p.set_defaults(func=cmd_pause)
-
-    p = sub.add_parser("quarantine", help="list (rule, target) pairs quarantined")
-    p.add_argument("-c", "--config", help=config_help)
-    p.set_defaults(func=cmd_quarantine)
-
-    p = sub.add_parser("release", help="lift a quarantine")
-    p.add_argument("-c", "--config", help=config_help)
+    command("resume", "resume automation; held steps run if still wanted", cmd_pause)
+    command("quarantine", "list (rule, target) pairs quarantined", cmd_quarantine)
+    p = command("release", "lift a quarantine", cmd_release)
     p.add_argument("rule")
     p.add_argument("target")
-    p.set_defaults(func=cmd_release)
     return parser
 
 

@@ -72,6 +72,11 @@ class Guards:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.safety = config.policies.safety
+        # Members of each limited group, from the inventory, once per config.
+        self.members = {
+            group: [h.name for h in config.hosts.values() if group in h.groups]
+            for group in self.safety.groups
+        }
 
     async def check(
         self, tx: Tx, incident: Incident, rule: RuleSpec, *, first_run: bool, now: float
@@ -164,10 +169,8 @@ class Guards:
             limit = self.safety.groups.get(group)
             if limit is None:
                 continue
-            members = [
-                h.name for h in self.config.hosts.values() if group in h.groups and h is not host
-            ]
-            busy = await tx.active_targets(members, incident.id)
+            others = [name for name in self.members[group] if name != host.name]
+            busy = await tx.active_targets(others, incident.id)
             if len(busy) >= limit.max_unavailable:
                 reason = (
                     f"group {group}: {len(busy)} member(s) under remediation "

@@ -9,8 +9,12 @@ DEBS   := prometheus-alertmanager openssh-server openssh-client nftables iproute
 # The benchmark's load generator.
 BENCH_DEBS := wrk
 
-# `make run` needs a webhook token; a local default so the front door opens as is.
+# `make run` needs its secrets; local defaults so the front door opens as is. Set real
+# ones in the environment (Slack deliveries fail, and are retried, with the dev token).
 export REMEDIATOR_WEBHOOK_TOKEN ?= dev-webhook-token
+export REMEDIATOR_ADMIN_TOKEN ?= dev-admin-token
+export SLACK_BOT_TOKEN ?= xoxb-dev-token
+export SLACK_SIGNING_SECRET ?= dev-signing-secret
 
 .PHONY: run test lint format bench check deps system-deps clean
 

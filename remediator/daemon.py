@@ -11,6 +11,7 @@ from aiohttp import web
 
 from remediator.actions import SshPool, build_registry, close_actions
 from remediator.actions.sshpool import SshSettings
+from remediator.api import AdminApi
 from remediator.auth import WebhookAuthenticator
 from remediator.clock import Clock, SystemClock
 from remediator.config.models import Config
@@ -19,6 +20,9 @@ from remediator.errors import StartupError
 from remediator.http import Receiver, build_app
 from remediator.ingest import Ingestor
 from remediator.metrics import Metrics
+from remediator.notify.outbox import Outbox
+from remediator.notify.setup import Notifiers, admin_token, build_notifiers
+from remediator.slackapp import SlackInteractions
 from remediator.store import open_store_url
 
 log = logging.getLogger(__name__)
@@ -81,6 +85,8 @@ class Daemon:
         """Run until asked to stop."""
         config = self.config
         auth = WebhookAuthenticator.from_config(config, self.environ)
+        notifiers = build_notifiers(config, self.environ)
+        token = admin_token(config, self.environ)
         settings = ssh_settings(config)
         host, port = parse_listen(config.file.server.listen)
         store = open_store_url(config.file.store, config.base_dir)
@@ -91,32 +97,59 @@ class Daemon:
             ctx = EngineContext(config, store, actions, self.clock, self.metrics)
             engine = Engine(ctx)
             await engine.recover()
+            outbox = Outbox(
+                store, config, self.clock, self.metrics, notifiers.slack, notifiers.email
+            )
+            outbox.ready = ctx.outbox_ready
+            await outbox.recover()
             ingestor = Ingestor(store, on_stored=engine.inbox_ready.set)
             engine.before_intake_batch = ingestor.wait_for_headroom
             receiver = Receiver(
                 auth, ingestor, self.metrics, config.file.server.max_body_bytes, self.clock.now
             )
-            app = build_app(receiver, store, self.metrics, lambda: self._ready)
-            await self._serve(app, host, port, ingestor, engine)
+            slack_app = (
+                SlackInteractions(ctx, notifiers.signing_secret)
+                if notifiers.signing_secret is not None
+                else None
+            )
+
+            def extra_routes(app: web.Application) -> None:
+                AdminApi(ctx, token).routes(app)
+                if slack_app is not None:
+                    app.router.add_post("/slack/interactions", slack_app.handle)
+
+            app = build_app(receiver, store, self.metrics, lambda: self._ready, extra_routes)
+            await self._serve(app, host, port, ingestor, engine, outbox)
+            if slack_app is not None:
+                await slack_app.close()
         finally:
             await close_actions(actions)
+            await _close_notifiers(notifiers)
             if pool is not None:
                 await pool.close()
             await store.close()
         log.info("stopped")
 
     async def _serve(
-        self, app: web.Application, host: str, port: int, ingestor: Ingestor, engine: Engine
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        ingestor: Ingestor,
+        engine: Engine,
+        outbox: Outbox,
     ) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        outbox_stop = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(ingestor.run(), name="ingest")
             tg.create_task(engine.intake_loop(), name="intake")
             tg.create_task(engine.work_loop(), name="work")
+            tg.create_task(outbox.loop(outbox_stop), name="outbox")
             try:
                 await web.TCPSite(runner, host, port).start()
                 self._ready = True
@@ -131,3 +164,10 @@ class Daemon:
                 await runner.cleanup()  # stop accepting; in-flight webhooks finish storing
                 ingestor.close()
                 await engine.stop(self.config.file.server.shutdown_grace)
+                outbox_stop.set()
+                outbox.ready.set()
+
+
+async def _close_notifiers(notifiers: Notifiers) -> None:
+    if notifiers.slack is not None:
+        await notifiers.slack.close()

@@ -12,6 +12,7 @@ RemediatorError
     ├── HostKeyError     the target's host key is unknown or does not match
     ├── AuthError        the target refused our credentials
     └── OutcomeUnknown   sent, but how it ended is unknown (timeout, lost link)
+DeliveryError            a notification (Slack, email) was not delivered
 """
 
 from __future__ import annotations
@@ -76,3 +77,14 @@ class AuthError(ActionError):
 
 class OutcomeUnknown(ActionError):
     """The command was sent but how it ended is unknown (timeout or connection lost)."""
+
+
+class DeliveryError(RemediatorError):
+    """A notification was not delivered; `permanent` when retrying cannot help."""
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after

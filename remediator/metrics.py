@@ -67,6 +67,23 @@ class Metrics:
         self.paused = Gauge(
             "remediator_paused", "1 while automation is paused (remediator pause).", registry=r
         )
+        self.notifications = Counter(
+            "remediator_notifications",
+            "Notification deliveries by channel (slack, email) and result (sent, error, failed).",
+            ["channel", "result"],
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "remediator_outbox_pending",
+            "Notifications queued and not yet delivered (or given up).",
+            registry=r,
+        )
+        self.approvals = Counter(
+            "remediator_approvals",
+            "Approval decisions by result (approved, denied, expired, refused click).",
+            ["result"],
+            registry=r,
+        )
         self.engine_errors = Counter(
             "remediator_engine_errors",
             "Errors in the engine's loops (each also logged).",

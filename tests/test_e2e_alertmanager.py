@@ -82,7 +82,7 @@ def test_hostile_instance_label_never_reaches_a_shell(
         am.add_alert({**LABELS, "instance": instance})
         [incident] = storeview.wait_for(
             "the incident to escalate",
-            lambda: [i for i in storeview.incidents(daemon.db) if i["state"] == "exhausted"],
+            lambda: [i for i in storeview.incidents(daemon.db) if i["state"] == "escalating"],
         )
     audit = dict(storeview.audit(daemon.db, incident["id"]))
     assert audit["require_failed"]["reason"] == (

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from support import storeview
-from support.daemon import Daemon, write_config
+from support.daemon import SECRETS, Daemon, write_config
 from support.metrics import sample
 from support.sshd import SshServer
 from test_crash import ALERT, RULE
@@ -59,7 +59,7 @@ def test_second_daemon_on_the_same_store_is_refused(tmp_path: Path, sshd: SshSer
     d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd)).start()
     try:
         other = write_config(tmp_path / "d", RULE, sshd=sshd)  # same store path, new port
-        result = run_cli("serve", "-c", str(other), env={"REMEDIATOR_WEBHOOK_TOKEN": "x"})
+        result = run_cli("serve", "-c", str(other), env=SECRETS)
     finally:
         assert d.stop() == 0
     assert result.returncode == 1
@@ -88,7 +88,7 @@ def test_missing_secret_is_a_clear_start_error(tmp_path: Path, sshd: SshServer) 
 def test_missing_known_hosts_is_a_clear_start_error(tmp_path: Path, sshd: SshServer) -> None:
     """Strict host keys cannot be switched off by a missing file."""
     cfg = write_config(tmp_path / "d", RULE, sshd=sshd, known_hosts=tmp_path / "nope")
-    result = run_cli("serve", "-c", str(cfg), env={"REMEDIATOR_WEBHOOK_TOKEN": "x"})
+    result = run_cli("serve", "-c", str(cfg), env=SECRETS)
     assert result.returncode == 1
     assert f"ssh.known_hosts: {tmp_path / 'nope'} does not exist" in result.stderr
 

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from remediator.actions.params import ACTION_PARAMS, SSH_ACTIONS
+from remediator.actions.params import ACTION_PARAMS, SSH_ACTIONS, needs_approval
 from remediator.config.models import (
     Config,
     ConfigFile,
@@ -122,7 +122,22 @@ def _load_rules(
     return rules, origin, problems
 
 
-def _load_policies(folder: Path, base: Path) -> tuple[Policies, list[Problem]]:
+def _check_channels(doc: YamlDoc, parsed: PoliciesFile, file: ConfigFile) -> list[Problem]:
+    """A chain that notifies through Slack or email needs that section in remediator.yml."""
+    problems = []
+    for name, chain in parsed.escalations.items():
+        for i, step in enumerate(chain.steps):
+            for j, target in enumerate(step.notify):
+                kind = target.partition(":")[0]
+                if getattr(file, kind) is None:
+                    msg = f"notifies {target!r} but remediator.yml has no `{kind}:` section"
+                    problems.append(
+                        doc.problem(("escalations", name, "steps", i, "notify", j), msg)
+                    )
+    return problems
+
+
+def _load_policies(folder: Path, base: Path, file: ConfigFile) -> tuple[Policies, list[Problem]]:
     merged: dict[str, Any] = {"severities": {}, "escalations": {}}
     problems: list[Problem] = []
     for path in _yaml_files(folder):
@@ -134,6 +149,7 @@ def _load_policies(folder: Path, base: Path) -> tuple[Policies, list[Problem]]:
         problems.extend(errs)
         if parsed is None:
             continue
+        problems.extend(_check_channels(doc, parsed, file))
         for section in ("severities", "escalations"):
             for name, value in getattr(parsed, section).items():
                 if name in merged[section]:
@@ -176,6 +192,29 @@ def _hosts(file: ConfigFile, ssh_user: str) -> dict[str, Host]:
     return out
 
 
+def _check_rule_policies(
+    rules: list[RuleSpec], origin: dict[str, str], policies: Policies
+) -> list[Problem]:
+    """What rules need from policies: their escalation chain, an approval policy."""
+    problems = []
+    always = policies.approvals.always_for if policies.approvals else []
+    for rule in rules:
+        file_name, _, line = origin[rule.name].rpartition(":")
+        if rule.escalate is not None and rule.escalate not in policies.escalations:
+            msg = f"escalation chain {rule.escalate!r} is not defined in policies"
+            problems.append(Problem(file_name, int(line), f"rule {rule.name}.escalate", msg))
+        for j, step in enumerate(rule.steps):
+            if policies.approvals is None and needs_approval(
+                step.action, step.params, step.approval, always
+            ):
+                msg = (
+                    f"step {j} ({step.action}) needs approval, but no policy file defines "
+                    "`approvals:` (who may approve, timeout, on_timeout)"
+                )
+                problems.append(Problem(file_name, int(line), f"rule {rule.name}.steps[{j}]", msg))
+    return problems
+
+
 def load_config(path: Path) -> Config:
     """Load and cross-check everything; raise ConfigError listing every problem."""
     path = path.expanduser()
@@ -200,14 +239,9 @@ def load_config(path: Path) -> Config:
         policies_dir, errs = _folder(doc, base, "policies", file.policies)
         problems.extend(errs)
         if policies_dir is not None:
-            policies, errs = _load_policies(policies_dir, base)
+            policies, errs = _load_policies(policies_dir, base, file)
             problems.extend(errs)
-    for rule in rules:
-        if rule.escalate is not None and rule.escalate not in policies.escalations:
-            where = origin[rule.name]
-            file_name, _, line = where.rpartition(":")
-            msg = f"escalation chain {rule.escalate!r} is not defined in policies"
-            problems.append(Problem(file_name, int(line), f"rule {rule.name}.escalate", msg))
+    problems.extend(_check_rule_policies(rules, origin, policies))
     if problems:
         raise ConfigError(problems)
     ssh_user = file.ssh.username if file.ssh else "remediator"

@@ -24,6 +24,11 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 MatcherField = Annotated[Matcher, BeforeValidator(parse_matcher)]
 TemplateStr = Annotated[str, AfterValidator(check_template)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+EMAIL_PATTERN = r"^[^@\s<>,;]+@[^@\s<>,;]+$"
+# Where an escalation step notifies: a Slack channel or user, or an email address.
+NOTIFY_PATTERN = (
+    r"^(slack:#[a-z0-9][a-z0-9_-]{0,79}|slack:@?[UW][A-Z0-9]{2,20}|email:[^@\s<>,;]+@[^@\s<>,;]+)$"
+)
 
 
 def _check_regex(value: str) -> str:
@@ -83,6 +88,8 @@ class ServerConfig(Model):
     webhook_auth: WebhookAuth
     admin_token_env: str | None = None
     shutdown_grace: Duration = 30.0
+    # Where operators reach this daemon; links in pages point here.
+    external_url: str | None = None
 
 
 class SshConfig(Model):
@@ -103,6 +110,7 @@ class SlackConfig(Model):
     signing_secret_env: str = "SLACK_SIGNING_SECRET"  # noqa: S105 - names an env var
     api_url: str = "https://slack.com/api/"
     channel: str
+    timeout: Duration = 10.0
 
 
 class EmailConfig(Model):
@@ -113,8 +121,26 @@ class EmailConfig(Model):
     starttls: bool = True
     username_env: str | None = None
     password_env: str | None = None
-    from_: str = Field(alias="from")
-    fallback_to: list[str] = Field(default_factory=list)
+    from_: str = Field(alias="from", pattern=EMAIL_PATTERN)
+    fallback_to: list[Annotated[str, Field(pattern=EMAIL_PATTERN)]] = Field(default_factory=list)
+    ca_file: str | None = None  # a private CA for the SMTP server's certificate
+    timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _auth_pair(self) -> EmailConfig:
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("set both username_env and password_env, or neither")
+        return self
+
+
+class NotificationsConfig(Model):
+    """How the outbox retries deliveries (Slack, email) before giving up."""
+
+    retry_min: Duration = 5.0
+    retry_max: Duration = 300.0
+    # Failed Slack deliveries (each already retried in place) before a page goes by email.
+    slack_attempts: int = Field(default=3, ge=1, le=20)
+    give_up_after: Duration = 86_400.0
 
 
 class HostDefaults(Model):
@@ -163,6 +189,7 @@ class ConfigFile(Model):
     ssh: SshConfig | None = None
     slack: SlackConfig | None = None
     email: EmailConfig | None = None
+    notifications: NotificationsConfig = NotificationsConfig()
     inventory: Inventory = Inventory()
 
 
@@ -229,16 +256,23 @@ class SeverityPolicy(Model):
 class EscalationStep(Model):
     """Who to notify, `after` the chain started."""
 
-    after: Duration = 0.0
-    notify: list[str] = Field(min_length=1)
+    after: Duration = Field(default=0.0, ge=0)
+    notify: list[Annotated[str, Field(pattern=NOTIFY_PATTERN)]] = Field(min_length=1)
 
 
 class EscalationChain(Model):
     """Timed notification steps, repeated `repeat` times."""
 
     steps: list[EscalationStep] = Field(min_length=1)
-    repeat: int = Field(default=0, ge=0)
+    repeat: int = Field(default=0, ge=0, le=100)
     acknowledgers: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _in_order(self) -> EscalationChain:
+        afters = [s.after for s in self.steps]
+        if afters != sorted(afters):
+            raise ValueError("steps' `after` must not decrease (it counts from the chain's start)")
+        return self
 
 
 class ApprovalPolicy(Model):
@@ -249,6 +283,14 @@ class ApprovalPolicy(Model):
     timeout: Duration = 900.0
     on_timeout: Literal["escalate", "deny"] = "escalate"
     required: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> ApprovalPolicy:
+        if self.required > len(set(self.approvers)):
+            raise ValueError(
+                f"required: {self.required} needs at least that many different approvers"
+            )
+        return self
 
 
 class Approvals(Model):

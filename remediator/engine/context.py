@@ -24,6 +24,7 @@ class EngineContext:
     metrics: Metrics
     rules: RuleSet = field(init=False)
     work_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.rules = RuleSet(self.config.rules)

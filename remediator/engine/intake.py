@@ -12,13 +12,16 @@ from pydantic import ValidationError
 from remediator.alerts import Alert, parse_alerts
 from remediator.config.models import RuleSpec
 from remediator.engine.context import EngineContext
+from remediator.engine.escalation import hand_over, stop_chain
 from remediator.engine.guards import FREED_BY_CLOSE
+from remediator.engine.notices import sync_approval, sync_incident
 from remediator.engine.quarantine import record_success
-from remediator.escalation import hand_over
 from remediator.rules import alert_context, check_require, resolve_target
 from remediator.store.base import Tx
 from remediator.store.records import (
     ACTIVE_STATES,
+    ApprovalState,
+    EscalationState,
     InboxItem,
     Incident,
     State,
@@ -100,17 +103,17 @@ class Intake:
         reason = check_require(rule, alert.labels)
         if reason is not None:
             await tx.audit(incident.id, "require_failed", {"reason": reason}, now)
-            await hand_over(tx, incident, rule, reason, now)
+            await hand_over(self.ctx, tx, incident, rule, reason, now)
             return
         if not rule.steps:
-            await hand_over(tx, incident, rule, "rule has no steps: page only", now)
+            await hand_over(self.ctx, tx, incident, rule, "rule has no steps: page only", now)
             return
         target = resolve_target(
             self.ctx.config, rule, alert_context(alert.labels, alert.annotations)
         )
         if target.error is not None:
             await tx.audit(incident.id, "target_refused", {"reason": target.error}, now)
-            await hand_over(tx, incident, rule, target.error, now)
+            await hand_over(self.ctx, tx, incident, rule, target.error, now)
             return
         if target.host is not None:
             await tx.update_incident(incident.id, now, target=target.host.name)
@@ -135,12 +138,19 @@ class Intake:
             # Its target (and group slot) is free before the verify window would end.
             await tx.wake_held(list(FREED_BY_CLOSE), now)
             self.ctx.work_ready.set()
+        await stop_chain(tx, incident.id, EscalationState.RESOLVED, None, now)
+        for approval in await tx.approvals_of(incident.id):
+            if approval.state is ApprovalState.PENDING:
+                why = "the alert resolved"
+                await tx.decide_approval(approval.id, ApprovalState.CANCELLED, "", why, now)
+                await sync_approval(self.ctx, tx, approval.id, incident.id, now)
         detail = {
             "state": state.value,
             "previous": incident.state.value,
             "cancelled_work": cancelled,
         }
         await tx.audit(incident.id, "resolved", detail, now)
+        await sync_incident(self.ctx, tx, incident.id, now, create=False)
         log.info("incident closed", extra={"incident": incident.id, "state": state.value})
 
 

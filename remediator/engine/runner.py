@@ -8,17 +8,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from remediator.actions.base import Outcome, Plan
-from remediator.actions.params import ACTION_PARAMS, ALWAYS_NEEDS_APPROVAL
+from remediator.actions.params import ACTION_PARAMS, needs_approval
 from remediator.config.durations import format_duration
 from remediator.config.models import RuleSpec, StepSpec
+from remediator.engine import approvals, escalation
 from remediator.engine.context import EngineContext
+from remediator.engine.escalation import hand_over, page_now
 from remediator.engine.guards import NOTIFY_AT_ONCE, RECHECK_S, Guards, Verdict
+from remediator.engine.notices import sync_incident, thread_note
 from remediator.engine.quarantine import record_failure
 from remediator.errors import ActionError, OutcomeUnknown, TemplateError
-from remediator.escalation import hand_over, page_now
 from remediator.rules import alert_context, host_context
 from remediator.store.base import Tx
-from remediator.store.records import Incident, State, StepRecord, StepState, WorkItem, WorkKind
+from remediator.store.records import (
+    ApprovalState,
+    Incident,
+    State,
+    StepRecord,
+    StepState,
+    WorkItem,
+    WorkKind,
+)
 
 log = logging.getLogger(__name__)
 FINISHED = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.UNKNOWN, StepState.DRY_RUN})
@@ -48,8 +58,14 @@ class Runner:
             dispatch = await self._prepare(item)
             if dispatch is not None:
                 await self._execute(item, dispatch)
-        else:
+        elif item.kind is WorkKind.VERIFY_TIMEOUT:
             await self._verify_expired(item)
+        else:
+            handler = (
+                approvals.expire if item.kind is WorkKind.APPROVAL_TIMEOUT else escalation.run_step
+            )
+            async with self.ctx.store.write() as tx:
+                await handler(self.ctx, tx, item, self.ctx.clock.now())
 
     async def _load(self, tx: Tx, item: WorkItem) -> tuple[Incident, RuleSpec] | None:
         now = self.ctx.clock.now()
@@ -57,6 +73,9 @@ class Runner:
         rule = self.ctx.rules.by_name.get(incident.rule) if incident else None
         if incident is None or not incident.is_open:
             await tx.finish_work(item.id, now, "incident_closed")
+            return None
+        if incident.state is State.ACKNOWLEDGED:
+            await tx.finish_work(item.id, now, "acknowledged")
             return None
         if rule is None or item.step_index >= len(rule.steps):
             await tx.finish_work(item.id, now, "rule_gone")
@@ -68,18 +87,9 @@ class Runner:
     def _needs_approval(self, spec: StepSpec) -> bool:
         approvals = self.ctx.config.policies.approvals
         always = approvals.always_for if approvals else []
-        return (
-            spec.approval == "required"
-            or spec.action in always
-            or spec.action in ALWAYS_NEEDS_APPROVAL
-        )
+        return needs_approval(spec.action, spec.params, spec.approval, always)
 
     def _plan(self, incident: Incident, rule: RuleSpec, spec: StepSpec) -> Plan:
-        if self._needs_approval(spec):
-            # Approvals arrive with Slack; until then such a step never runs unasked.
-            raise ActionError(
-                f"{spec.action} needs human approval, which this version cannot ask for"
-            )
         action = self.ctx.actions.get(spec.action)
         if action is None:
             raise ActionError(f"action {spec.action} is not available (is `ssh:` configured?)")
@@ -117,7 +127,13 @@ class Runner:
                 await tx.audit(
                     incident.id, "step_refused", {"step": item.step_index, "reason": str(exc)}, now
                 )
-                await hand_over(tx, incident, rule, f"step {item.step_index} refused: {exc}", now)
+                await hand_over(
+                    self.ctx, tx, incident, rule, f"step {item.step_index} refused: {exc}", now
+                )
+                return None
+            if self._needs_approval(spec) and not await self._approved(
+                tx, item, incident, rule, plan, now
+            ):
                 return None
             step = await tx.start_step(
                 incident.id, item.step_index, spec.action, plan.describe(), now
@@ -129,7 +145,44 @@ class Runner:
                 await tx.set_cooldown(rule.name, incident.target, now + rule.cooldown)
             detail = {"step": item.step_index, "attempt": step.attempts, **plan.describe()}
             await tx.audit(incident.id, "step_dispatching", detail, now)
+            await sync_incident(self.ctx, tx, incident.id, now)
+            await thread_note(
+                self.ctx,
+                tx,
+                incident.id,
+                f"step {item.step_index + 1} `{spec.action}`: running",
+                now,
+            )
         return Dispatch(incident, rule, spec, step, plan)
+
+    async def _approved(
+        self, tx: Tx, item: WorkItem, incident: Incident, rule: RuleSpec, plan: Plan, now: float
+    ) -> bool:
+        """Whether humans approved this step; asks them when nobody has yet."""
+        approval = await tx.approval_for(incident.id, item.step_index)
+        if approval is not None and approval.state is ApprovalState.APPROVED:
+            return True
+        if approval is None:
+            asked = await approvals.request(
+                self.ctx, tx, item, incident, plan.action, plan.describe(), now
+            )
+            if asked is not None:
+                return False
+            reason = (
+                f"step {item.step_index} ({plan.action}) needs approval, "
+                "but policies define no `approvals:`"
+            )
+        elif approval.state is ApprovalState.PENDING:
+            await tx.finish_work(item.id, now, "awaiting_approval")
+            return False
+        else:
+            reason = f"approval of step {item.step_index} is {approval.state.value}"
+        await tx.finish_work(item.id, now, "refused")
+        await tx.audit(
+            incident.id, "step_refused", {"step": item.step_index, "reason": reason}, now
+        )
+        await hand_over(self.ctx, tx, incident, rule, reason, now)
+        return False
 
     async def _guards_pass(
         self,
@@ -157,7 +210,7 @@ class Runner:
             await tx.audit(
                 incident.id, "guard_refused", {"step": item.step_index, **verdict.detail()}, now
             )
-            await hand_over(tx, incident, rule, verdict.reason, now)
+            await hand_over(self.ctx, tx, incident, rule, verdict.reason, now)
             return False
         await self._hold(tx, item, incident, rule, verdict, now)
         return False
@@ -182,7 +235,7 @@ class Runner:
             )
             detail = {"step": item.step_index, "guard": verdict.guard, "reason": reason}
             await tx.audit(incident.id, "hold_timeout", detail, now)
-            await hand_over(tx, incident, rule, reason, now)
+            await hand_over(self.ctx, tx, incident, rule, reason, now)
             return
         if hold.changed:
             await tx.audit(
@@ -191,7 +244,7 @@ class Runner:
             if incident.state is not State.PENDING:
                 await tx.update_incident(incident.id, now, state=State.PENDING)
             if verdict.guard in NOTIFY_AT_ONCE:
-                await page_now(tx, incident, rule, verdict.reason, now)
+                await page_now(self.ctx, tx, incident, rule, verdict.reason, now)
         due = verdict.until if verdict.until is not None else now + RECHECK_S
         await tx.reschedule(item.id, max(min(due, deadline), now + 0.01))
 
@@ -261,6 +314,10 @@ class Runner:
             if state is StepState.DRY_RUN:
                 detail["would_run"] = d.plan.describe()
             await tx.audit(d.incident.id, f"step_{state.value}", detail, now)
+            note = f"step {d.step.step_index + 1} `{d.spec.action}`: {state.value}"
+            if outcome.exit_status is not None:
+                note += f" (exit {outcome.exit_status})"
+            await thread_note(self.ctx, tx, d.incident.id, note, now)
             log.info(
                 "step finished",
                 extra={"incident": d.incident.id, "step": d.step.step_index, "state": state.value},
@@ -286,7 +343,7 @@ class Runner:
         await tx.finish_work(item.id, now, "done")
         if not ok:
             why = reason or "step failed"
-            await hand_over(tx, incident, rule, why, now)
+            await hand_over(self.ctx, tx, incident, rule, why, now)
             await record_failure(self.ctx, tx, incident, rule, why, now)
             return
         verify = rule.steps[item.step_index].verify
@@ -309,7 +366,7 @@ class Runner:
             nxt = item.step_index + 1
             if nxt >= len(rule.steps):
                 why = "alert still firing after the last step"
-                await hand_over(tx, incident, rule, why, now)
+                await hand_over(self.ctx, tx, incident, rule, why, now)
                 await record_failure(self.ctx, tx, incident, rule, why, now)
                 return
             await tx.update_incident(incident.id, now, state=State.PENDING)

@@ -6,14 +6,21 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from remediator.store.records import (
+    Approval,
+    ApprovalState,
     AuditRow,
+    Escalation,
+    EscalationState,
     Hold,
     InboxItem,
     Incident,
+    OutboxItem,
+    OutboxKind,
     State,
     StepRecord,
     StepState,
     TargetHealth,
+    Vote,
     WorkItem,
     WorkKind,
 )
@@ -38,7 +45,57 @@ class GuardTx(Protocol):
     async def quarantined(self) -> list[TargetHealth]: ...
 
 
-class Tx(GuardTx, Protocol):
+class HumanTx(Protocol):
+    """Approvals, escalations, the outbox and Slack message refs (store/humantx.py)."""
+
+    async def create_approval(
+        self,
+        incident_id: int,
+        step_index: int,
+        action: str,
+        command: Any,
+        required: int,
+        now: float,
+        expires_at: float,
+    ) -> Approval: ...
+    async def approval(self, approval_id: int) -> Approval | None: ...
+    async def approval_for(self, incident_id: int, step_index: int) -> Approval | None: ...
+    async def approvals_of(self, incident_id: int) -> list[Approval]: ...
+    async def add_vote(
+        self, approval_id: int, voter: str, decision: str, via: str, now: float
+    ) -> bool: ...
+    async def votes(self, approval_id: int) -> list[Vote]: ...
+    async def decide_approval(
+        self, approval_id: int, state: ApprovalState, by: str, reason: str | None, now: float
+    ) -> bool: ...
+    async def start_escalation(
+        self, incident_id: int, chain: str, reason: str, now: float
+    ) -> bool: ...
+    async def escalation(self, incident_id: int) -> Escalation | None: ...
+    async def stop_escalation(
+        self, incident_id: int, state: EscalationState, by: str | None, now: float
+    ) -> bool: ...
+    async def enqueue(
+        self,
+        kind: OutboxKind,
+        target: str,
+        payload: dict[str, Any],
+        incident_id: int | None,
+        now: float,
+        dedup_key: str | None = None,
+    ) -> int | None: ...
+    async def claim_outbox(self, now: float, limit: int, lease_s: float) -> list[OutboxItem]: ...
+    async def outbox_sent(self, item_id: int, now: float) -> None: ...
+    async def outbox_retry(self, item_id: int, due_at: float, error: str) -> None: ...
+    async def outbox_failed(self, item_id: int, now: float, error: str) -> None: ...
+    async def outbox_pending(self) -> int: ...
+    async def next_outbox_due(self) -> float | None: ...
+    async def release_outbox_claims(self) -> int: ...
+    async def slack_message(self, key: str) -> tuple[str, str] | None: ...
+    async def save_slack_message(self, key: str, channel: str, ts: str, now: float) -> None: ...
+
+
+class Tx(GuardTx, HumanTx, Protocol):
     """Operations inside one transaction; everything in it commits or nothing does."""
 
     async def alert_statuses(self, fingerprints: list[str]) -> dict[tuple[str, str], str]: ...
@@ -47,9 +104,14 @@ class Tx(GuardTx, Protocol):
     ) -> None: ...
 
     async def create_incident(
-        self, rule: str, fingerprint: str, starts_at: str, labels: dict[str, str],
-        annotations: dict[str, str], now: float,
-    ) -> Incident | None: ...  # fmt: skip
+        self,
+        rule: str,
+        fingerprint: str,
+        starts_at: str,
+        labels: dict[str, str],
+        annotations: dict[str, str],
+        now: float,
+    ) -> Incident | None: ...
     async def incident(self, incident_id: int) -> Incident | None: ...
     async def open_incidents_for(self, fingerprint: str, starts_at: str) -> list[Incident]: ...
     async def update_incident(self, incident_id: int, now: float, **fields: Any) -> None: ...
@@ -70,7 +132,9 @@ class Tx(GuardTx, Protocol):
         self, now: float, owner: str, limit: int, lease_s: float
     ) -> list[WorkItem]: ...
     async def finish_work(self, work_id: int, now: float, outcome: str) -> None: ...
-    async def cancel_work(self, incident_id: int, now: float) -> int: ...
+    async def cancel_work(
+        self, incident_id: int, now: float, kinds: list[WorkKind] | None = None
+    ) -> int: ...
     async def next_due(self) -> float | None: ...
     async def release_claims(self) -> int: ...
 

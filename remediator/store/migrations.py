@@ -37,9 +37,14 @@ def _guards(conn: Connection) -> None:
     schema.ix_incidents_target.create(conn, checkfirst=True)
 
 
+def _humans(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=_tables(schema.V3_TABLES))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "guards: settings, holds, target health", _guards),
+    Migration(3, "approvals, escalations, outbox, slack messages", _humans),
 )
 LATEST = MIGRATIONS[-1].version
 

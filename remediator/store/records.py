@@ -43,6 +43,8 @@ class WorkKind(StrEnum):
 
     RUN_STEP = "run_step"
     VERIFY_TIMEOUT = "verify_timeout"
+    APPROVAL_TIMEOUT = "approval_timeout"
+    ESCALATE = "escalate"  # step_index: the position in the chain (repeats unrolled)
 
 
 @dataclass(frozen=True)
@@ -141,3 +143,87 @@ class TargetHealth:
     quarantined_at: float | None
     reason: str | None
     updated_at: float
+
+
+class ApprovalState(StrEnum):
+    """An approval's decision; only `pending` can change."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A step waiting for (or decided by) humans."""
+
+    id: int
+    incident_id: int
+    step_index: int
+    action: str
+    command: Any
+    state: ApprovalState
+    required: int
+    created_at: float
+    expires_at: float
+    decided_at: float | None
+    decided_by: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One person's decision on an approval."""
+
+    approval_id: int
+    voter: str
+    decision: str
+    via: str
+    at: float
+
+
+class EscalationState(StrEnum):
+    """Whether an escalation chain still pages."""
+
+    ACTIVE = "active"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """An incident's escalation chain."""
+
+    incident_id: int
+    chain: str
+    state: EscalationState
+    reason: str
+    started_at: float
+    stopped_at: float | None
+    stopped_by: str | None
+
+
+class OutboxKind(StrEnum):
+    """What an outbox row delivers."""
+
+    SLACK_POST = "slack_post"  # a page to a channel or user
+    SLACK_SYNC = "slack_sync"  # post or update the message kept for a key
+    SLACK_THREAD = "slack_thread"  # a line in the thread of an incident's message
+    SLACK_EPHEMERAL = "slack_ephemeral"  # a reply only one user sees
+    EMAIL = "email"
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A claimed notification."""
+
+    id: int
+    incident_id: int | None
+    kind: OutboxKind
+    target: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: float

@@ -158,5 +158,81 @@ target_health = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# --- version 3: humans in the loop ------------------------------------------------------
+
+# A step waiting for human approval; decided once (approved, denied, expired, cancelled).
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", ForeignKey("incidents.id"), nullable=False),
+    Column("step_index", Integer, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("command", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("required", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("decided_at", Float),
+    Column("decided_by", String(200)),
+    Column("reason", Text),
+    UniqueConstraint("incident_id", "step_index", name="uq_approval_step"),
+)
+
+# One vote per person per approval: the two-person rule counts distinct voters.
+approval_votes = Table(
+    "approval_votes",
+    metadata,
+    Column("approval_id", ForeignKey("approvals.id"), primary_key=True),
+    Column("voter", String(200), primary_key=True),
+    Column("decision", String(16), nullable=False),
+    Column("via", String(16), nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+# An incident's escalation chain: started once, stopped by acknowledge or resolve.
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("incident_id", ForeignKey("incidents.id"), primary_key=True),
+    Column("chain", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("stopped_at", Float),
+    Column("stopped_by", String(200)),
+)
+
+# Every notification, delivered by a worker with retries; nothing is sent from a handler.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", ForeignKey("incidents.id")),
+    Column("kind", String(32), nullable=False),
+    Column("target", String(320), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("dedup_key", String(200), unique=True),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due_at", Float, nullable=False),
+    Column("claimed_until", Float),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("done_at", Float),
+    Index("ix_outbox_due", "state", "due_at"),
+)
+
+# Slack messages kept up to date in place: which channel and ts a message key has.
+slack_messages = Table(
+    "slack_messages",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("channel", String(80), nullable=False),
+    Column("ts", String(32), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 V1_TABLES = ("alerts", "incidents", "steps", "work", "audit", "cooldowns")
 V2_TABLES = ("settings", "holds", "target_health")
+V3_TABLES = ("approvals", "approval_votes", "escalations", "outbox", "slack_messages")

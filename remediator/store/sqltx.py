@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from remediator.store import schema as t
 from remediator.store.guardtx import GuardQueries
+from remediator.store.humantx import HumanQueries
 from remediator.store.records import (
     OPEN_STATES,
     AuditRow,
@@ -45,7 +46,7 @@ def _step(row: Row[Any]) -> StepRecord:
     return StepRecord(**m)
 
 
-class SqlTx(GuardQueries):
+class SqlTx(GuardQueries, HumanQueries):
     """One open transaction."""
 
     def __init__(self, conn: AsyncConnection) -> None:
@@ -267,13 +268,14 @@ class SqlTx(GuardQueries):
             update(t.work).where(t.work.c.id == work_id).values(done_at=now, outcome=outcome)
         )
 
-    async def cancel_work(self, incident_id: int, now: float) -> int:
-        """Cancel an incident's pending work; returns how many rows."""
-        res = await self.conn.execute(
-            update(t.work)
-            .where(t.work.c.incident_id == incident_id, t.work.c.done_at.is_(None))
-            .values(done_at=now, outcome="cancelled")
-        )
+    async def cancel_work(
+        self, incident_id: int, now: float, kinds: list[WorkKind] | None = None
+    ) -> int:
+        """Cancel an incident's pending work (only `kinds` if given); returns how many rows."""
+        q = update(t.work).where(t.work.c.incident_id == incident_id, t.work.c.done_at.is_(None))
+        if kinds is not None:
+            q = q.where(t.work.c.kind.in_([k.value for k in kinds]))
+        res = await self.conn.execute(q.values(done_at=now, outcome="cancelled"))
         return int(res.rowcount)
 
     async def next_due(self) -> float | None:

@@ -6,9 +6,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.daemon import write_config
 from support.engine_harness import EngineHarness
 from support.proxy import CountingProxy
 from support.sshd import SshServer, free_port
+
+from remediator.config import load_config
+from remediator.errors import ConfigError
 
 ECHO_RULE = """\
 rules:
@@ -171,17 +175,13 @@ async def test_dry_run_records_what_would_run(tmp_path: Path, sshd: SshServer) -
     assert sshd.calls("probe-stub") == []
 
 
-async def test_step_needing_approval_is_refused_until_approvals_exist(
+def test_step_needing_approval_without_an_approval_policy_is_a_config_error(
     tmp_path: Path, sshd: SshServer
 ) -> None:
-    """`approval: required` never runs unasked: the step is refused and escalates."""
-    sshd.install_recorder("probe-stub")
+    """`approval: required` with nobody to ask is caught by `check`, not at 3 a.m."""
     rule = ECHO_RULE + "        approval: required\n"
-    h = await EngineHarness.start(tmp_path, rule, sshd)
-    try:
-        await h.fire({"alertname": "Probe", "instance": "i"})
-    finally:
-        await h.close()
-    assert "needs human approval" in dict(h.audit())["step_refused"]["reason"]
-    assert h.incidents()[0]["state"] == "exhausted"
-    assert sshd.calls("probe-stub") == []
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path / "cfg", rule, sshd=sshd))
+    assert "steps[0]: step 0 (ssh) needs approval, but no policy file defines `approvals:`" in str(
+        err.value
+    )

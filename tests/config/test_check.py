@@ -23,6 +23,7 @@ ssh:
 inventory:
   hosts:
     web1: {address: 127.0.0.1, groups: [web]}
+slack: {channel: "#ops-alerts"}
 """
 
 RULE = """\
@@ -72,7 +73,7 @@ def test_unknown_top_level_key(tmp_path: Path, capsys: pytest.CaptureFixture[str
     path = make(tmp_path, CONFIG + "colour: blue\n")
     code, lines = check(path, capsys)
     assert code == 1
-    assert lines == [f"{path}:13: colour: unknown key"]
+    assert lines == [f"{path}:14: colour: unknown key"]
 
 
 def test_rule_problems_name_file_line_and_path(
@@ -198,7 +199,7 @@ def test_duplicate_yaml_keys_are_errors(tmp_path: Path, capsys: pytest.CaptureFi
     path = make(tmp_path, CONFIG + "store: sqlite:///other.db\n")
     code, lines = check(path, capsys)
     assert code == 1
-    assert lines == [f"{path}:13: store: duplicate key"]
+    assert lines == [f"{path}:14: store: duplicate key"]
 
 
 def test_missing_required_sections(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -143,7 +143,8 @@ async def test_pause_holds_pages_at_once_and_survives_a_restart(
     await h.fire(down("v1"))
     assert ran(sshd) == []
     assert held(h, 1)["reason"] == "automation is paused: deploy in progress"
-    assert dict(h.audit(1))["escalation_started"]["automation"] == "pending"
+    started = dict(h.audit(1))["escalation_started"]
+    assert started["reason"] == "automation is paused: deploy in progress (automation pending)"
     now = h.clock.now()
     await h.close()
 
@@ -166,7 +167,7 @@ async def test_a_hold_longer_than_hold_timeout_escalates(start: Start, sshd: Ssh
     await h.advance(599)
     assert h.incidents()[0]["state"] == "pending"
     await h.advance(1)
-    assert h.incidents()[0]["state"] == "exhausted"
+    assert h.incidents()[0]["state"] == "escalating"
     assert (
         "held by pause for longer than hold_timeout (10m)"
         in dict(h.audit(1))["exhausted"]["reason"]
@@ -201,7 +202,7 @@ async def test_max_runs_refuses_then_allows_after_the_window(start: Start, sshd:
     await h.fire(down("v1", 2))
     assert ran(sshd) == ["v1", "v1"]
     third = h.incidents()[2]
-    assert third["state"] == "exhausted"
+    assert third["state"] == "escalating"
     refused = dict(h.audit(third["id"]))["guard_refused"]
     assert refused["guard"] == "max_runs"
     await h.advance(3600)
@@ -263,22 +264,3 @@ async def test_global_dry_run_applies_guards_and_records_what_would_run(
     would = dict(h.audit(1))["step_dry_run"]["would_run"]
     assert would["commands"] == [["probe-stub", "v1"]]
     assert held(h, 2)["guard"] == "group"
-
-
-async def test_firewall_lockdown_is_refused_until_approvals_exist(
-    tmp_path: Path, sshd: SshServer
-) -> None:
-    """firewall_lockdown always needs approval: refused with that reason, nothing sent."""
-    rule = RULE.replace(
-        '      - action: ssh\n        params: {argv: [probe-stub, "{{ labels.instance }}"]}\n',
-        "      - action: firewall_lockdown\n        params: {allow_from: [10.0.0.0/24]}\n",
-    )
-    h = await EngineHarness.start(tmp_path, rule, sshd, hosts=hosts(sshd, "v1"))
-    try:
-        await h.fire(down("v1"))
-    finally:
-        await h.close()
-    assert h.incidents()[0]["state"] == "exhausted"
-    refused = dict(h.audit(1))["step_refused"]
-    assert "firewall_lockdown needs human approval" in refused["reason"]
-    assert "step_dispatching" not in h.events(1)

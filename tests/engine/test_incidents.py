@@ -108,7 +108,7 @@ async def test_failed_require_escalates_and_runs_nothing(
     """A label that fails `require` is audited with the reason; the incident escalates."""
     await h.fire({"alertname": "NodeDown", "instance": instance})
     [incident] = h.incidents()
-    assert incident["state"] == "exhausted"
+    assert incident["state"] == "escalating"
     audit = dict(h.audit())
     assert audit["require_failed"]["reason"].startswith("require: label instance=")
     assert audit["exhausted"]["escalate"] == "critical"
@@ -123,7 +123,7 @@ async def test_target_outside_the_inventory_is_never_contacted(
     await h.fire({"alertname": "NodeDown", "instance": "db9.example.org:9100"})
     audit = dict(h.audit())
     assert audit["target_refused"] == {"reason": "target 'db9.example.org' is not in the inventory"}
-    assert h.incidents()[0]["state"] == "exhausted"
+    assert h.incidents()[0]["state"] == "escalating"
     assert sshd.calls("systemctl") == []
 
 
@@ -142,7 +142,7 @@ async def test_cooldown_holds_a_new_incident_then_lets_go(
     await h.resolve(DOWN)
     await h.fire(DOWN, starts_at="2026-11-23T09:10:00Z")
     second = h.incidents()[1]
-    assert second["state"] == "exhausted"
+    assert second["state"] == "escalating"
     held = dict(h.audit(second["id"]))["guard_refused"]
     assert held["guard"] == "cooldown"
     assert held["reason"] == "cooldown for 30m"
@@ -167,4 +167,4 @@ async def test_failed_command_is_a_result_not_a_retry(tmp_path: Path, sshd: SshS
     audit = dict(h.audit())
     assert audit["step_failed"]["exit_status"] == 3
     assert audit["step_failed"]["error"] == "`systemctl restart kaldrix-node` exited 3"
-    assert h.incidents()[0]["state"] == "exhausted"
+    assert h.incidents()[0]["state"] == "escalating"

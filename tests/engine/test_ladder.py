@@ -45,7 +45,7 @@ async def test_next_step_runs_when_the_verify_window_passes(
     assert sshd.calls("probe-stub") == [["second"]]
     assert h.incidents()[0]["state"] == "verifying"
     await h.advance(600)
-    assert h.incidents()[0]["state"] == "exhausted"
+    assert h.incidents()[0]["state"] == "escalating"
     assert dict(h.audit())["exhausted"]["reason"] == "alert still firing after the last step"
 
 

@@ -17,6 +17,17 @@ from typing import Any
 from support.sshd import SshServer, free_port
 
 TOKEN = "test-webhook-token"
+ADMIN_TOKEN = "test-admin-token"
+SLACK_TOKEN = "xoxb-test-token"
+SIGNING_SECRET = "test-signing-secret"
+SECRETS = {
+    "REMEDIATOR_WEBHOOK_TOKEN": TOKEN,
+    "REMEDIATOR_ADMIN_TOKEN": ADMIN_TOKEN,
+    "SLACK_BOT_TOKEN": SLACK_TOKEN,
+    "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+}
+# Nothing listens on the discard port: Slack calls fail fast unless a test gives a fake.
+NO_SLACK = "http://127.0.0.1:9/api/"
 
 
 def write_config(
@@ -30,6 +41,8 @@ def write_config(
     ssh_extra: str = "",
     known_hosts: Path | None = None,
     policies: str = "",
+    slack_url: str = NO_SLACK,
+    email: str = "",
 ) -> Path:
     """A remediator.yml with rules/, policies/ and an inventory pointing at `sshd`."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -54,8 +67,13 @@ def write_config(
         "  max_body_bytes: 65536\n"
         "  webhook_auth: {bearer_token_env: REMEDIATOR_WEBHOOK_TOKEN}\n"
         "  shutdown_grace: 10s\n"
+        "  admin_token_env: REMEDIATOR_ADMIN_TOKEN\n"
+        "  external_url: http://remediator.test\n"
         "store: sqlite:///state/remediator.db\n"
         "rules: rules/\npolicies: policies/\n"
+        f"slack:\n  api_url: '{slack_url}'\n  channel: '#ops-alerts'\n  timeout: 5s\n"
+        "notifications:\n  retry_min: 1s\n  retry_max: 5s\n"
+        f"{email}"
         f"{ssh}"
         f"inventory:\n  hosts: {json.dumps(inventory)}\n"
         f"{extra}"
@@ -96,7 +114,7 @@ class Daemon:
 
     def start(self, timeout_s: float = 15.0) -> Daemon:
         """Start and wait for /readyz."""
-        env = {**os.environ, "REMEDIATOR_WEBHOOK_TOKEN": TOKEN}
+        env = {**os.environ, **SECRETS}
         log = self.log_path.open("ab")
         self.runs += 1
         self.proc = subprocess.Popen(

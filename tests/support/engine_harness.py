@@ -14,9 +14,12 @@ from remediator.config import load_config
 from remediator.daemon import ssh_settings
 from remediator.engine import Engine, EngineContext
 from remediator.metrics import Metrics
+from remediator.notify.outbox import Outbox
+from remediator.notify.setup import build_notifiers
 from remediator.store import SqliteStore
 from support import storeview
-from support.daemon import write_config
+from support.daemon import SECRETS, write_config
+from support.smtpsink import SMTP_ENV
 from support.sshd import SshServer
 
 STARTS = "2026-11-23T09:00:00Z"
@@ -42,6 +45,7 @@ class EngineHarness:
     clock: FakeClock
     pool: SshPool | None
     db: Path
+    outbox: Outbox
     closed: bool = False
 
     @classmethod
@@ -55,8 +59,19 @@ class EngineHarness:
         settings = ssh_settings(config)
         pool = SshPool(settings) if settings else None
         clock = FakeClock()
-        ctx = EngineContext(config, store, build_registry(pool), clock, Metrics())
-        return cls(Engine(ctx), store, clock, pool, db)
+        metrics = Metrics()
+        ctx = EngineContext(config, store, build_registry(pool), clock, metrics)
+        notifiers = build_notifiers(config, {**SECRETS, **SMTP_ENV})
+        outbox = Outbox(store, config, clock, metrics, notifiers.slack, notifiers.email)
+        return cls(Engine(ctx), store, clock, pool, db, outbox)
+
+    @property
+    def ctx(self) -> EngineContext:
+        return self.engine.ctx
+
+    async def deliver(self) -> int:
+        """Deliver every notification due now (the daemon's outbox loop does this)."""
+        return await self.outbox.deliver_due()
 
     async def send(self, body: str) -> None:
         """Store a webhook body as the receiver would, then let the engine run."""
@@ -94,4 +109,6 @@ class EngineHarness:
         self.closed = True
         if self.pool is not None:
             await self.pool.close()
+        if self.outbox.slack is not None:
+            await self.outbox.slack.close()
         await self.store.close()

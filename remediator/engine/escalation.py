@@ -1,0 +1,143 @@
+"""Hand-over from automation to humans: escalation chains with durable timers.
+
+A chain's steps notify at `after` from the chain's start; `repeat: N` runs the whole
+chain N more times, each cycle one period later (the last step's `after` plus the ack
+target of the severity with the chain's name, or 5 minutes). Each step is a work row
+(kind `escalate`), so a restart neither forgets nor doubles a page. Acknowledge or
+resolve stops the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from remediator.config.models import EscalationChain, RuleSpec
+from remediator.engine.context import EngineContext
+from remediator.engine.notices import sync_incident
+from remediator.store.base import Tx
+from remediator.store.records import (
+    EscalationState,
+    Incident,
+    OutboxKind,
+    State,
+    WorkItem,
+    WorkKind,
+)
+
+log = logging.getLogger(__name__)
+DEFAULT_CYCLE_GAP_S = 300.0
+# Automation's own timers; the chain's timers survive a hand-over.
+AUTOMATION_WORK = [WorkKind.RUN_STEP, WorkKind.VERIFY_TIMEOUT, WorkKind.APPROVAL_TIMEOUT]
+
+
+def step_offset(ctx: EngineContext, name: str, chain: EscalationChain, position: int) -> float:
+    """Seconds from the chain's start to its `position`-th notification (repeats unrolled)."""
+    cycle, index = divmod(position, len(chain.steps))
+    severity = ctx.config.policies.severities.get(name)
+    period = chain.steps[-1].after + (severity.ack if severity else DEFAULT_CYCLE_GAP_S)
+    return cycle * period + chain.steps[index].after
+
+
+async def start_chain(
+    ctx: EngineContext, tx: Tx, incident: Incident, rule: RuleSpec, reason: str, now: float
+) -> bool:
+    """Start the rule's chain (once per incident); False when there is none to start."""
+    if rule.escalate is None or rule.escalate not in ctx.config.policies.escalations:
+        return False
+    if not await tx.start_escalation(incident.id, rule.escalate, reason, now):
+        return True  # already paging (for example since automation was paused)
+    await tx.schedule(WorkKind.ESCALATE, incident.id, 0, now)
+    await tx.audit(
+        incident.id, "escalation_started", {"chain": rule.escalate, "reason": reason}, now
+    )
+    ctx.work_ready.set()
+    log.warning(
+        "escalating",
+        extra={
+            "incident": incident.id,
+            "rule": rule.name,
+            "chain": rule.escalate,
+            "reason": reason,
+        },
+    )
+    return True
+
+
+async def hand_over(
+    ctx: EngineContext, tx: Tx, incident: Incident, rule: RuleSpec, reason: str, now: float
+) -> None:
+    """Stop automating this incident and page the rule's escalation chain."""
+    await tx.cancel_work(incident.id, now, AUTOMATION_WORK)
+    await tx.audit(incident.id, "exhausted", {"reason": reason, "escalate": rule.escalate}, now)
+    paging = await start_chain(ctx, tx, incident, rule, reason, now)
+    state = State.ESCALATING if paging else State.EXHAUSTED
+    if not paging:
+        detail = {"reason": "the rule names no escalation chain (`escalate:`)"}
+        await tx.audit(incident.id, "not_escalated", detail, now)
+    await tx.update_incident(incident.id, now, state=state)
+    await sync_incident(ctx, tx, incident.id, now)
+
+
+async def page_now(
+    ctx: EngineContext, tx: Tx, incident: Incident, rule: RuleSpec, reason: str, now: float
+) -> None:
+    """Tell humans at once while the step stays pending (automation paused or in a window)."""
+    await start_chain(ctx, tx, incident, rule, f"{reason} (automation pending)", now)
+    await sync_incident(ctx, tx, incident.id, now)
+
+
+async def run_step(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> None:
+    """A due chain step: queue its notifications, schedule the next one."""
+    await tx.finish_work(item.id, now, "done")
+    esc = await tx.escalation(item.incident_id)
+    if esc is None or esc.state is not EscalationState.ACTIVE:
+        return
+    chain = ctx.config.policies.escalations.get(esc.chain)
+    if chain is None:
+        gone = {"chain": esc.chain, "reason": "the chain is no longer in policies"}
+        await tx.audit(item.incident_id, "escalation_stopped", gone, now)
+        await tx.stop_escalation(item.incident_id, EscalationState.FINISHED, None, now)
+        return
+    n = len(chain.steps)
+    cycle, index = divmod(item.step_index, n)
+    position = f"escalation {esc.chain}: step {index + 1} of {n}" + (
+        f", repeat {cycle} of {chain.repeat}" if cycle else ""
+    )
+    for target in chain.steps[index].notify:
+        kind, _, to = target.partition(":")
+        payload = {"incident_id": item.incident_id, "reason": esc.reason, "position": position}
+        await tx.enqueue(
+            OutboxKind.EMAIL if kind == "email" else OutboxKind.SLACK_POST,
+            to,
+            payload,
+            item.incident_id,
+            now,
+            dedup_key=f"page:{item.incident_id}:{item.step_index}:{target}",
+        )
+    ctx.outbox_ready.set()
+    detail: dict[str, Any] = {
+        "chain": esc.chain,
+        "step": index,
+        "cycle": cycle,
+        "notify": chain.steps[index].notify,
+    }
+    await tx.audit(item.incident_id, "escalation_notified", detail, now)
+    nxt = item.step_index + 1
+    if nxt < n * (1 + chain.repeat):
+        due = esc.started_at + step_offset(ctx, esc.chain, chain, nxt)
+        await tx.schedule(WorkKind.ESCALATE, item.incident_id, nxt, max(due, now))
+    else:
+        await tx.stop_escalation(item.incident_id, EscalationState.FINISHED, None, now)
+        await tx.audit(item.incident_id, "escalation_finished", {"chain": esc.chain}, now)
+
+
+async def stop_chain(
+    tx: Tx, incident_id: int, state: EscalationState, by: str | None, now: float
+) -> bool:
+    """Stop an incident's chain (acknowledged or resolved) and its pending timers."""
+    stopped = await tx.stop_escalation(incident_id, state, by, now)
+    await tx.cancel_work(incident_id, now, [WorkKind.ESCALATE])
+    if stopped:
+        await tx.audit(incident_id, "escalation_stopped", {"state": state.value, "by": by}, now)
+    return stopped

@@ -1,0 +1,262 @@
+"""Delivers the outbox: each notification retried (tenacity, then durable backoff), never lost.
+
+A row is claimed with a lease, delivered outside any transaction, then marked sent. A
+crash in between delivers it again after the lease (at least once; emails keep their
+Message-ID so a receiver can drop the duplicate). Slack pages that cannot be delivered
+after `notifications.slack_attempts` go to `email.fallback_to`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from remediator.clock import Clock
+from remediator.config.models import Config
+from remediator.errors import DeliveryError, StoreError
+from remediator.metrics import Metrics
+from remediator.notify.email import EmailSender, page_email
+from remediator.notify.slack import SlackSender
+from remediator.notify.slackmsg import approval_message, incident_message, page_message
+from remediator.notify.views import IncidentView, load_approval, load_incident
+from remediator.store.base import Store
+from remediator.store.records import OutboxItem, OutboxKind
+
+log = logging.getLogger(__name__)
+BATCH = 16
+LEASE_S = 120.0
+# Deliveries whose failure falls back to email: pages and approval requests.
+FALLS_BACK = frozenset({OutboxKind.SLACK_POST, OutboxKind.SLACK_SYNC})
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, DeliveryError) and not exc.permanent and exc.retry_after is None
+
+
+class Gone(Exception):
+    """What the notification was about no longer exists: nothing to deliver."""
+
+
+@dataclass
+class Outbox:
+    """The delivery worker."""
+
+    store: Store
+    config: Config
+    clock: Clock
+    metrics: Metrics
+    slack: SlackSender | None
+    email: EmailSender | None
+
+    def __post_init__(self) -> None:
+        self.ready = asyncio.Event()
+        self._url = self.config.file.server.external_url
+
+    async def recover(self) -> None:
+        """On start: free claims a dead process left."""
+        async with self.store.write() as tx:
+            await tx.release_outbox_claims()
+        self.ready.set()
+
+    async def deliver_due(self) -> int:
+        """Deliver everything due now; returns how many rows were handled."""
+        handled = 0
+        while True:
+            async with self.store.write() as tx:
+                items = await tx.claim_outbox(self.clock.now(), BATCH, LEASE_S)
+            if not items:
+                return handled
+            for item in items:
+                await self._deliver(item)
+            handled += len(items)
+
+    async def loop(self, stopping: asyncio.Event, poll_s: float = 1.0) -> None:
+        """Deliver as rows become due, until `stopping`."""
+        while not stopping.is_set():
+            try:
+                await self.deliver_due()
+                async with self.store.read() as tx:
+                    due = await tx.next_outbox_due()
+                    self.metrics.outbox_pending.set(await tx.outbox_pending())
+            except StoreError as exc:
+                log.error("outbox: store error", extra={"error": str(exc)})
+                due = None
+            wait = poll_s if due is None else min(poll_s, max(0.0, due - self.clock.now()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ready.wait(), wait)
+            self.ready.clear()
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        channel = "email" if item.kind is OutboxKind.EMAIL else "slack"
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(2),
+                wait=wait_exponential(multiplier=0.2, max=2),
+                retry=retry_if_exception(_transient),
+                reraise=True,
+            ):
+                with attempt:
+                    await self._send(item)
+        except Gone as exc:
+            async with self.store.write() as tx:
+                await tx.outbox_sent(item.id, self.clock.now())
+            log.info("outbox: nothing to deliver", extra={"outbox": item.id, "why": str(exc)})
+            return
+        except DeliveryError as exc:
+            self.metrics.notifications.labels(channel=channel, result="error").inc()
+            await self._failed(item, exc)
+            return
+        self.metrics.notifications.labels(channel=channel, result="sent").inc()
+        async with self.store.write() as tx:
+            now = self.clock.now()
+            await tx.outbox_sent(item.id, now)
+            if item.kind in (OutboxKind.SLACK_POST, OutboxKind.EMAIL) and item.incident_id:
+                detail = {"kind": item.kind.value, "to": item.target, "attempts": item.attempts}
+                await tx.audit(item.incident_id, "notified", detail, now)
+
+    async def _failed(self, item: OutboxItem, exc: DeliveryError) -> None:
+        n = self.config.file.notifications
+        now = self.clock.now()
+        is_slack = item.kind is not OutboxKind.EMAIL
+        out_of_attempts = item.attempts >= n.slack_attempts if is_slack else False
+        too_old = now - item.created_at >= n.give_up_after
+        if not (exc.permanent or out_of_attempts or too_old):
+            backoff = min(n.retry_max, n.retry_min * 2 ** (item.attempts - 1))
+            due = now + max(backoff, exc.retry_after or 0.0)
+            async with self.store.write() as tx:
+                await tx.outbox_retry(item.id, due, str(exc))
+            log.warning(
+                "notification not delivered; will retry",
+                extra={"outbox": item.id, "kind": item.kind.value, "error": str(exc), "due": due},
+            )
+            return
+        async with self.store.write() as tx:
+            await tx.outbox_failed(item.id, now, str(exc))
+            detail: dict[str, Any] = {
+                "kind": item.kind.value,
+                "to": item.target,
+                "attempts": item.attempts,
+                "error": str(exc),
+            }
+            fallback = self._fallback_to(item)
+            if fallback:
+                detail["fallback"] = fallback
+                for address in fallback:
+                    payload = {**item.payload, "fallback_for": item.kind.value, "error": str(exc)}
+                    await tx.enqueue(
+                        OutboxKind.EMAIL,
+                        address,
+                        payload,
+                        item.incident_id,
+                        now,
+                        dedup_key=f"fallback:{item.id}:{address}",
+                    )
+            if item.incident_id is not None:
+                await tx.audit(item.incident_id, "notification_failed", detail, now)
+        self.metrics.notifications.labels(
+            channel="email" if item.kind is OutboxKind.EMAIL else "slack", result="failed"
+        ).inc()
+        log.error("notification given up", extra={"outbox": item.id, **detail})
+        self.ready.set()
+
+    def _fallback_to(self, item: OutboxItem) -> list[str]:
+        email = self.config.file.email
+        if item.kind not in FALLS_BACK or email is None or self.email is None:
+            return []
+        if item.kind is OutboxKind.SLACK_SYNC and not item.payload["key"].startswith("approval:"):
+            return []  # the incident message is a status board; its pages fall back themselves
+        return list(email.fallback_to)
+
+    # --- one delivery -----------------------------------------------------------------
+
+    async def _incident(self, incident_id: int) -> IncidentView:
+        async with self.store.read() as tx:
+            view = await load_incident(tx, incident_id, self._url)
+        if view is None:
+            raise Gone(f"incident {incident_id} not found")
+        return view
+
+    async def _send(self, item: OutboxItem) -> None:
+        p = item.payload
+        if item.kind is OutboxKind.EMAIL:
+            await self._send_email(item)
+            return
+        slack = self._slack()
+        if item.kind is OutboxKind.SLACK_POST:
+            view = await self._incident(p["incident_id"])
+            text, blocks = page_message(view, p["reason"], p["position"])
+            await slack.post(item.target.lstrip("@"), text, blocks)
+        elif item.kind is OutboxKind.SLACK_SYNC:
+            await self._sync(p["key"], item.target)
+        elif item.kind is OutboxKind.SLACK_THREAD:
+            parent = await self._sync(f"incident:{p['incident_id']}", item.target, only_if_new=True)
+            await slack.post(parent[0], p["text"], [], thread_ts=parent[1])
+        elif item.kind is OutboxKind.SLACK_EPHEMERAL:
+            await slack.ephemeral(item.target, p["user"], p["text"])
+
+    def _slack(self) -> SlackSender:
+        if self.slack is None:
+            raise DeliveryError("slack is not configured (no `slack:` section)", permanent=True)
+        return self.slack
+
+    async def _sync(self, key: str, channel: str, only_if_new: bool = False) -> tuple[str, str]:
+        """Post the message kept for `key`, or update it in place; returns (channel, ts)."""
+        kind, _, ident = key.partition(":")
+        if kind == "approval":
+            async with self.store.read() as tx:
+                approval = await load_approval(tx, int(ident), self._url)
+                known = await tx.slack_message(key)
+            if approval is None:
+                raise Gone(f"approval {ident} not found")
+            text, blocks = approval_message(approval)
+        else:
+            view = await self._incident(int(ident))
+            async with self.store.read() as tx:
+                known = await tx.slack_message(key)
+            text, blocks = incident_message(view)
+        slack = self._slack()
+        if known is not None:
+            if not only_if_new:
+                await slack.update(known[0], known[1], text, blocks)
+            return known
+        where = await slack.post(channel, text, blocks)
+        async with self.store.write() as tx:
+            await tx.save_slack_message(key, where[0], where[1], self.clock.now())
+        return where
+
+    async def _send_email(self, item: OutboxItem) -> None:
+        if self.email is None:
+            raise DeliveryError("email is not configured (no `email:` section)", permanent=True)
+        p = item.payload
+        incident_id = p.get("incident_id") or (
+            int(p["key"].partition(":")[2]) if p.get("key", "").startswith("incident:") else None
+        )
+        if p.get("key", "").startswith("approval:"):
+            async with self.store.read() as tx:
+                approval = await load_approval(tx, int(p["key"].partition(":")[2]), self._url)
+            if approval is None:
+                raise Gone("approval not found")
+            view = approval.incident
+            a = approval.approval
+            reason = (
+                f"step {a.step_index + 1} ({a.action}) needs approval ({a.state.value}); Slack "
+                f"failed ({p.get('error', '')}): decide with `remediator approve|deny "
+                f"{view.incident.id}`"
+            )
+            position = "approval"
+        else:
+            if incident_id is None:
+                raise Gone("no incident")
+            view = await self._incident(int(incident_id))
+            reason = p.get("reason", "")
+            position = p.get("position", "")
+            if "fallback_for" in p:
+                reason = f"{reason} (Slack failed: {p.get('error', '')})"
+        subject, text, html_body = page_email(view, reason, position)
+        domain = self.config.file.email.from_.rpartition("@")[2] if self.config.file.email else "x"
+        await self.email.send(item.target, subject, text, html_body, f"<outbox-{item.id}@{domain}>")

@@ -1,0 +1,156 @@
+"""POST /slack/interactions: Block Kit button clicks (Approve, Deny, Acknowledge).
+
+The request is verified (Slack's `v0` signature over `v0:{timestamp}:{raw body}`, a
+5-minute window, constant-time comparison) before anything is parsed. The decision is
+recorded in one store transaction; Slack gets its 200 within 3 s even if the store is
+slow (the decision then finishes in the background). Replies to the clicking user (a
+refusal, a redundant click) go out through the outbox as ephemeral messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+from remediator.engine import approvals
+from remediator.engine.context import EngineContext
+from remediator.engine.notices import ephemeral
+from remediator.errors import StoreError
+
+log = logging.getLogger(__name__)
+WINDOW_S = 300
+MAX_BODY = 64 * 1024
+ANSWER_WITHIN_S = 2.5
+
+
+def verify_signature(
+    secret: bytes, timestamp: str | None, signature: str | None, body: bytes, now: float
+) -> str | None:
+    """None when the request is Slack's; otherwise why not."""
+    if not timestamp or not timestamp.isascii() or not timestamp.isdigit():
+        return "missing or non-numeric X-Slack-Request-Timestamp"
+    if abs(now - int(timestamp)) > WINDOW_S:
+        return "X-Slack-Request-Timestamp is outside the 5-minute window"
+    if not signature:
+        return "missing X-Slack-Signature"
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+        return "signature does not match"
+    return None
+
+
+@dataclass(frozen=True)
+class Click:
+    """One button click from a block_actions payload."""
+
+    action_id: str
+    value: str
+    user: str
+    channel: str
+
+
+def parse_click(body: bytes) -> Click:
+    """The click in a form-encoded `payload=`; ValueError when it is not one."""
+    form = parse_qs(body.decode("utf-8"), strict_parsing=False)
+    raw = form.get("payload", [""])[0]
+    payload: Any = json.loads(raw)
+    if not isinstance(payload, dict) or payload.get("type") != "block_actions":
+        raise ValueError("not a block_actions payload")
+    actions = payload.get("actions") or []
+    if not actions or not isinstance(actions[0], dict):
+        raise ValueError("no action in the payload")
+    user = payload.get("user") or {}
+    channel = payload.get("channel") or {}
+    return Click(
+        action_id=str(actions[0].get("action_id", "")),
+        value=str(actions[0].get("value", "")),
+        user=str(user.get("id", "")) if isinstance(user, dict) else "",
+        channel=str(channel.get("id", "")) if isinstance(channel, dict) else "",
+    )
+
+
+@dataclass
+class SlackInteractions:
+    """The handler; decisions go through engine.approvals like the API's."""
+
+    ctx: EngineContext
+    signing_secret: bytes
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Verify, parse, decide (in the background past ANSWER_WITHIN_S)."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        body = await request.content.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        problem = verify_signature(
+            self.signing_secret,
+            request.headers.get("X-Slack-Request-Timestamp"),
+            request.headers.get("X-Slack-Signature"),
+            body,
+            self.ctx.clock.now(),
+        )
+        if problem is not None:
+            log.warning("slack interaction refused", extra={"reason": problem})
+            return _error(401, problem)
+        try:
+            click = parse_click(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, f"not a Slack block_actions payload: {exc}")
+        if click.action_id not in ("approve", "deny", "ack") or not click.value.isdigit():
+            return web.Response(status=200)  # a link button or another app's action
+        task = asyncio.create_task(self._decide(click))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), ANSWER_WITHIN_S)
+        return web.Response(status=200)
+
+    async def _decide(self, click: Click) -> None:
+        try:
+            async with self.ctx.store.write() as tx:
+                now = self.ctx.clock.now()
+                if click.action_id == "ack":
+                    outcome = await approvals.acknowledge(
+                        self.ctx, tx, int(click.value), click.user, "slack", now
+                    )
+                else:
+                    outcome = await approvals.decide(
+                        self.ctx,
+                        tx,
+                        int(click.value),
+                        click.user,
+                        click.action_id,
+                        "slack",
+                        None,
+                        now,
+                    )
+                if not outcome.changed:
+                    await ephemeral(self.ctx, tx, click.channel, click.user, outcome.message, now)
+        except StoreError as exc:
+            log.error("slack click not recorded", extra={"error": str(exc), "user": click.user})
+            return
+        log.info(
+            "slack click",
+            extra={"action": click.action_id, "user": click.user, "result": outcome.message},
+        )
+
+    async def close(self) -> None:
+        """Let decisions in flight finish."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=10)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)

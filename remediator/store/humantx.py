@@ -1,0 +1,282 @@
+"""Approvals, escalations, the notification outbox and Slack message refs (SQLite or PG)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from remediator.store import schema as t
+from remediator.store.records import (
+    Approval,
+    ApprovalState,
+    Escalation,
+    EscalationState,
+    OutboxItem,
+    OutboxKind,
+    Vote,
+)
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+
+def _approval(row: Row[Any]) -> Approval:
+    m = dict(row._mapping)
+    m["state"] = ApprovalState(m["state"])
+    return Approval(**m)
+
+
+def _escalation(row: Row[Any]) -> Escalation:
+    m = dict(row._mapping)
+    m["state"] = EscalationState(m["state"])
+    return Escalation(**m)
+
+
+class HumanQueries:
+    """Mixed into SqlTx."""
+
+    conn: AsyncConnection
+
+    # --- approvals --------------------------------------------------------------------
+
+    async def create_approval(
+        self,
+        incident_id: int,
+        step_index: int,
+        action: str,
+        command: Any,
+        required: int,
+        now: float,
+        expires_at: float,
+    ) -> Approval:
+        """A pending approval for a step (the existing one when it was already asked)."""
+        existing = await self.approval_for(incident_id, step_index)
+        if existing is not None:
+            return existing
+        await self.conn.execute(
+            insert(t.approvals).values(
+                incident_id=incident_id,
+                step_index=step_index,
+                action=action,
+                command=command,
+                state=ApprovalState.PENDING.value,
+                required=required,
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+        created = await self.approval_for(incident_id, step_index)
+        assert created is not None
+        return created
+
+    async def approval(self, approval_id: int) -> Approval | None:
+        """One approval by id."""
+        q = select(t.approvals).where(t.approvals.c.id == approval_id)
+        row = (await self.conn.execute(q)).first()
+        return _approval(row) if row else None
+
+    async def approval_for(self, incident_id: int, step_index: int) -> Approval | None:
+        """The approval asked for a step, if any."""
+        a = t.approvals.c
+        q = select(t.approvals).where(a.incident_id == incident_id, a.step_index == step_index)
+        row = (await self.conn.execute(q)).first()
+        return _approval(row) if row else None
+
+    async def approvals_of(self, incident_id: int) -> list[Approval]:
+        """Every approval of an incident, oldest first."""
+        a = t.approvals.c
+        q = select(t.approvals).where(a.incident_id == incident_id).order_by(a.id)
+        return [_approval(r) for r in await self.conn.execute(q)]
+
+    async def add_vote(
+        self, approval_id: int, voter: str, decision: str, via: str, now: float
+    ) -> bool:
+        """Record a vote; False when this person already voted on this approval."""
+        v = t.approval_votes.c
+        q = select(v.voter).where(v.approval_id == approval_id, v.voter == voter)
+        if (await self.conn.execute(q)).first() is not None:
+            return False
+        await self.conn.execute(
+            insert(t.approval_votes).values(
+                approval_id=approval_id, voter=voter, decision=decision, via=via, at=now
+            )
+        )
+        return True
+
+    async def votes(self, approval_id: int) -> list[Vote]:
+        """The votes on an approval, in order."""
+        v = t.approval_votes.c
+        q = select(t.approval_votes).where(v.approval_id == approval_id).order_by(v.at, v.voter)
+        return [Vote(**dict(r._mapping)) for r in await self.conn.execute(q)]
+
+    async def decide_approval(
+        self, approval_id: int, state: ApprovalState, by: str, reason: str | None, now: float
+    ) -> bool:
+        """Settle a pending approval; False when it was already decided (nothing changes)."""
+        a = t.approvals.c
+        res = await self.conn.execute(
+            update(t.approvals)
+            .where(a.id == approval_id, a.state == ApprovalState.PENDING.value)
+            .values(state=state.value, decided_at=now, decided_by=by, reason=reason)
+        )
+        return bool(res.rowcount == 1)
+
+    # --- escalations ------------------------------------------------------------------
+
+    async def start_escalation(self, incident_id: int, chain: str, reason: str, now: float) -> bool:
+        """Start an incident's chain; False when it already has one."""
+        if await self.escalation(incident_id) is not None:
+            return False
+        await self.conn.execute(
+            insert(t.escalations).values(
+                incident_id=incident_id,
+                chain=chain,
+                state=EscalationState.ACTIVE.value,
+                reason=reason,
+                started_at=now,
+            )
+        )
+        return True
+
+    async def escalation(self, incident_id: int) -> Escalation | None:
+        """An incident's chain, if one was started."""
+        q = select(t.escalations).where(t.escalations.c.incident_id == incident_id)
+        row = (await self.conn.execute(q)).first()
+        return _escalation(row) if row else None
+
+    async def stop_escalation(
+        self, incident_id: int, state: EscalationState, by: str | None, now: float
+    ) -> bool:
+        """Stop an active chain; False when none was active."""
+        e = t.escalations.c
+        res = await self.conn.execute(
+            update(t.escalations)
+            .where(e.incident_id == incident_id, e.state == EscalationState.ACTIVE.value)
+            .values(state=state.value, stopped_at=now, stopped_by=by)
+        )
+        return bool(res.rowcount == 1)
+
+    # --- outbox -----------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        kind: OutboxKind,
+        target: str,
+        payload: dict[str, Any],
+        incident_id: int | None,
+        now: float,
+        dedup_key: str | None = None,
+    ) -> int | None:
+        """Queue a notification; None when one with the same dedup key is queued already."""
+        if dedup_key is not None:
+            q = select(t.outbox.c.id).where(t.outbox.c.dedup_key == dedup_key)
+            if (await self.conn.execute(q)).first() is not None:
+                return None
+        res = await self.conn.execute(
+            insert(t.outbox)
+            .values(
+                incident_id=incident_id,
+                kind=kind.value,
+                target=target,
+                payload=payload,
+                dedup_key=dedup_key,
+                state=PENDING,
+                attempts=0,
+                due_at=now,
+                created_at=now,
+            )
+            .returning(t.outbox.c.id)
+        )
+        return int(res.scalar_one())
+
+    async def claim_outbox(self, now: float, limit: int, lease_s: float) -> list[OutboxItem]:
+        """Claim due notifications, oldest first."""
+        o = t.outbox.c
+        due = (
+            select(o.id)
+            .where(o.state == PENDING, o.due_at <= now)
+            .where(or_(o.claimed_until.is_(None), o.claimed_until < now))
+            .order_by(o.due_at, o.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        res = await self.conn.execute(
+            update(t.outbox)
+            .where(o.id.in_(due.scalar_subquery()))
+            .values(claimed_until=now + lease_s, attempts=o.attempts + 1)
+            .returning(o.id, o.incident_id, o.kind, o.target, o.payload, o.attempts, o.created_at)
+        )
+        items = [OutboxItem(r[0], r[1], OutboxKind(r[2]), r[3], r[4], r[5], r[6]) for r in res]
+        return sorted(items, key=lambda i: i.id)
+
+    async def outbox_sent(self, item_id: int, now: float) -> None:
+        """Delivered: never again. A sync key is free for the next update."""
+        await self.conn.execute(
+            update(t.outbox)
+            .where(t.outbox.c.id == item_id)
+            .values(state=SENT, done_at=now, claimed_until=None, dedup_key=None, last_error=None)
+        )
+
+    async def outbox_retry(self, item_id: int, due_at: float, error: str) -> None:
+        """Not delivered this time: try again at `due_at`."""
+        await self.conn.execute(
+            update(t.outbox)
+            .where(t.outbox.c.id == item_id)
+            .values(due_at=due_at, claimed_until=None, last_error=error[:2000])
+        )
+
+    async def outbox_failed(self, item_id: int, now: float, error: str) -> None:
+        """Given up: kept with its last error for the record."""
+        await self.conn.execute(
+            update(t.outbox)
+            .where(t.outbox.c.id == item_id)
+            .values(
+                state=FAILED,
+                done_at=now,
+                claimed_until=None,
+                dedup_key=None,
+                last_error=error[:2000],
+            )
+        )
+
+    async def outbox_pending(self) -> int:
+        """Notifications not yet delivered."""
+        q = select(func.count()).select_from(t.outbox).where(t.outbox.c.state == PENDING)
+        return int((await self.conn.execute(q)).scalar_one())
+
+    async def next_outbox_due(self) -> float | None:
+        """When the next pending notification is due."""
+        q = select(func.min(t.outbox.c.due_at)).where(t.outbox.c.state == PENDING)
+        value = (await self.conn.execute(q)).scalar_one_or_none()
+        return float(value) if value is not None else None
+
+    async def release_outbox_claims(self) -> int:
+        """Free every claim (the SQLite case on start: no other worker runs)."""
+        res = await self.conn.execute(
+            update(t.outbox)
+            .where(t.outbox.c.state == PENDING, t.outbox.c.claimed_until.is_not(None))
+            .values(claimed_until=None)
+        )
+        return int(res.rowcount)
+
+    # --- slack messages ---------------------------------------------------------------
+
+    async def slack_message(self, key: str) -> tuple[str, str] | None:
+        """(channel, ts) of the message kept for `key`."""
+        m = t.slack_messages.c
+        row = (await self.conn.execute(select(m.channel, m.ts).where(m.key == key))).first()
+        return (row[0], row[1]) if row else None
+
+    async def save_slack_message(self, key: str, channel: str, ts: str, now: float) -> None:
+        """Remember where the message for `key` lives."""
+        m = t.slack_messages.c
+        res = await self.conn.execute(
+            update(t.slack_messages)
+            .where(m.key == key)
+            .values(channel=channel, ts=ts, updated_at=now)
+        )
+        if res.rowcount == 0:
+            await self.conn.execute(
+                insert(t.slack_messages).values(key=key, channel=channel, ts=ts, updated_at=now)
+            )

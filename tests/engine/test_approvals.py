@@ -1,0 +1,168 @@
+"""Approvals on a fake clock: asked in Slack, decided once, two-person rule, timeouts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support.engine_harness import EngineHarness
+from support.fakeslack import FakeSlack
+from support.sshd import SshServer
+
+from remediator.engine import approvals
+from remediator.engine.approvals import Outcome
+
+RULE = """\
+rules:
+  - name: reboot-node
+    match: [alertname = NodeStuck]
+    target: web1
+    steps:
+      - action: ssh
+        params: {argv: [probe-stub, reboot]}
+        approval: required
+    escalate: critical
+"""
+ALERT = {"alertname": "NodeStuck"}
+
+
+def policy(required: int = 1, on_timeout: str = "escalate") -> str:
+    return (
+        "approvals:\n  default:\n    approvers: [U024BE7LH, U0G9QF9C6, alice]\n"
+        f"    channel: '#ops-approvals'\n    timeout: 15m\n    on_timeout: {on_timeout}\n"
+        f"    required: {required}\n"
+    )
+
+
+Start = Callable[..., Awaitable[EngineHarness]]
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack.start("xoxb-test-token")
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+async def start(tmp_path: Path, sshd: SshServer, slack: FakeSlack) -> AsyncIterator[Start]:
+    sshd.install_recorder("probe-stub")
+    made: list[EngineHarness] = []
+
+    async def make(policies: str) -> EngineHarness:
+        h = await EngineHarness.start(
+            tmp_path, RULE, sshd, policies=policies, slack_url=slack.api_url
+        )
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        await h.close()
+
+
+async def vote(h: EngineHarness, who: str, decision: str = "approve", approval: int = 1) -> Outcome:
+    async with h.store.write() as tx:
+        out = await approvals.decide(
+            h.ctx, tx, approval, who, decision, "slack", None, h.clock.now()
+        )
+    await h.engine.tick()
+    await h.deliver()
+    return out
+
+
+async def test_step_waits_for_approval_then_runs_once(
+    start: Start, sshd: SshServer, slack: FakeSlack
+) -> None:
+    """Asked in #ops-approvals with Approve/Deny (confirm dialogs); approved: runs once."""
+    h = await start(policy())
+    await h.fire(ALERT)
+    await h.deliver()
+    assert sshd.calls("probe-stub") == []
+    assert h.incidents()[0]["state"] == "awaiting_approval"
+    [ask] = [b for b in slack.of("chat.postMessage") if b["channel"] == "#ops-approvals"]
+    buttons = ask["blocks"][-1]["elements"]
+    assert [(b["action_id"], b["value"]) for b in buttons] == [("approve", "1"), ("deny", "1")]
+    assert all("confirm" in b for b in buttons)
+    assert "probe-stub reboot" in ask["blocks"][0]["text"]["text"]
+
+    refused = await vote(h, "mallory")
+    assert (refused.status, sshd.calls("probe-stub")) == (403, [])
+    assert dict(h.audit())["approval_refused"]["by"] == "mallory"
+
+    approved = await vote(h, "U024BE7LH")
+    assert approved.changed
+    assert sshd.calls("probe-stub") == [["reboot"]]
+    again = await vote(h, "U0G9QF9C6")
+    assert (again.status, again.message) == (409, "already approved by U024BE7LH")
+    await h.advance(3600)
+    assert sshd.calls("probe-stub") == [["reboot"]]
+    # The approval message lost its buttons and says who approved.
+    final = [u for u in slack.of("chat.update") if "approved" in u["text"]][-1]
+    assert all(b["type"] != "actions" for b in final["blocks"])
+
+
+async def test_two_person_rule_needs_two_different_approvers(start: Start, sshd: SshServer) -> None:
+    """`required: 2`: one approver twice is not two; a second person runs it."""
+    h = await start(policy(required=2))
+    await h.fire(ALERT)
+    first = await vote(h, "U024BE7LH")
+    assert first.message == "approval recorded; 1 more needed"
+    twice = await vote(h, "U024BE7LH")
+    assert (twice.status, sshd.calls("probe-stub")) == (409, [])
+    await vote(h, "alice")
+    assert sshd.calls("probe-stub") == [["reboot"]]
+    assert dict(h.audit())["approved"]["approvers"] == ["U024BE7LH", "alice"]
+
+
+async def test_deny_escalates_and_runs_nothing(start: Start, sshd: SshServer) -> None:
+    """A denial is final: the chain pages, the step never runs."""
+    h = await start(policy())
+    await h.fire(ALERT)
+    await vote(h, "alice", "deny")
+    await h.advance(3600)
+    assert sshd.calls("probe-stub") == []
+    assert h.incidents()[0]["state"] == "escalating"
+    assert "denied by alice" in dict(h.audit())["exhausted"]["reason"]
+
+
+async def test_timeout_with_on_timeout_escalate_pages_the_chain(
+    start: Start, sshd: SshServer, slack: FakeSlack
+) -> None:
+    """Nobody decides in 15 min: the approval expires and the chain pages."""
+    h = await start(policy(on_timeout="escalate"))
+    await h.fire(ALERT)
+    await h.advance(899)
+    assert "approval_expired" not in h.events()
+    await h.advance(1)
+    await h.deliver()
+    events = h.events()
+    assert events.index("approval_expired") < events.index("escalation_started")
+    assert [b["channel"] for b in slack.of("chat.postMessage")].count("#ops") == 1
+    late = await vote(h, "alice")
+    assert (late.status, sshd.calls("probe-stub")) == (409, [])
+
+
+async def test_timeout_with_on_timeout_deny_records_the_denial(
+    start: Start, sshd: SshServer
+) -> None:
+    """on_timeout: deny: recorded as denied by the timeout; nothing runs."""
+    h = await start(policy(on_timeout="deny"))
+    await h.fire(ALERT)
+    await h.advance(900)
+    denied = dict(h.audit())["approval_denied"]
+    assert denied["by"] == "timeout"
+    assert "on_timeout: deny" in denied["reason"]
+    assert sshd.calls("probe-stub") == []
+
+
+async def test_resolve_cancels_a_pending_approval(start: Start, sshd: SshServer) -> None:
+    """The alert resolved while waiting: the approval is cancelled; a late approve does nothing."""
+    h = await start(policy())
+    await h.fire(ALERT)
+    await h.resolve(ALERT)
+    late = await vote(h, "alice")
+    assert late.status == 409
+    assert sshd.calls("probe-stub") == []
+    assert h.incidents()[0]["state"] == "resolved"

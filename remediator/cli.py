@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from remediator import __version__, control
+from remediator import __version__, apiclient, control
 from remediator.config import load_config
 from remediator.config.models import Config
 from remediator.errors import ConfigError, RemediatorError
@@ -203,6 +203,22 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decide(args: argparse.Namespace) -> int:
+    """approve / deny / ack an incident through the running daemon's admin API."""
+    config = _load(args) if args.config or not args.url else None
+    url = apiclient.base_url(config, args.url)
+    body = {"by": args.by, "reason": args.reason}
+    status, reply = apiclient.post(
+        url, f"/api/incidents/{args.id}/{args.command}", apiclient.token(config), body
+    )
+    message = reply.get("message") or reply.get("error") or f"HTTP {status}"
+    if status != 200:
+        print(f"remediator: {args.command} {args.id}: {message}", file=sys.stderr)
+        return 1
+    print(f"incident {args.id}: {message} (state: {reply.get('state', '?')})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
     parser = argparse.ArgumentParser(prog="remediator", description=__doc__)
@@ -231,6 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("release", "lift a quarantine", cmd_release)
     p.add_argument("rule")
     p.add_argument("target")
+    for name, what in (
+        ("approve", "approve the step an incident waits on"),
+        ("deny", "deny the step an incident waits on (it escalates)"),
+        ("ack", "acknowledge an incident: automation and paging stop"),
+    ):
+        p = command(name, f"{what} (through the daemon's admin API)", cmd_decide)
+        p.add_argument("id", type=int)
+        p.add_argument(
+            "--by", default=os.environ.get("USER", ""), help="who decides (default $USER)"
+        )
+        p.add_argument("--reason", help="why, for the audit")
+        p.add_argument("--url", help="the daemon (default: from the config's server.listen)")
     return parser
 
 

@@ -147,3 +147,88 @@ def test_kill_during_a_verify_window_runs_the_next_step_on_time_once(
     started = [s["started_at"] for s in storeview.steps(d.db, 1) if s["step_index"] == 1]
     assert started[0] >= verifying["until"]
     assert len(sshd.calls("systemctl")) == 2  # step 1 was not run again
+
+
+HUMANS_RULES = """\
+rules:
+  - name: reboot-node
+    match: [alertname = NodeStuck]
+    target: web1
+    steps:
+      - action: ssh
+        params: {argv: [systemctl, reboot]}
+        approval: required
+        verify: 5m
+    escalate: critical
+  - name: page-only
+    match: [alertname = BlockProductionStopped]
+    escalate: p0
+"""
+HUMANS_POLICY = """\
+  p0:
+    steps:
+      - notify: ["slack:#ops-team-alerts"]
+      - after: 4s
+        notify: ["slack:@U024BE7LH"]
+approvals:
+  default:
+    approvers: [alice]
+    timeout: 1h
+"""
+
+
+def _firing(alertname: str) -> dict[str, object]:
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": alertname},
+        "startsAt": "2026-11-23T09:00:00Z",
+    }
+    return {"version": "4", "status": "firing", "alerts": [alert]}
+
+
+def test_kill_with_an_approval_pending_and_a_page_due(tmp_path: Path, sshd: SshServer) -> None:
+    """kill -9 while a step awaits approval and a chain's next page is due: after restart
+    the approval still decides (the step runs once) and the page goes out once."""
+    from support.daemon import ADMIN_TOKEN, SLACK_TOKEN
+    from support.fakeslack import FakeSlack
+
+    slack = FakeSlack.start(SLACK_TOKEN)
+    try:
+        d = Daemon.for_config(
+            write_config(
+                tmp_path / "d",
+                HUMANS_RULES,
+                sshd=sshd,
+                policies=HUMANS_POLICY,
+                slack_url=slack.api_url,
+            )
+        ).start()
+        assert d.post_webhook(_firing("NodeStuck")) == 200
+        assert d.post_webhook(_firing("BlockProductionStopped")) == 200
+        slack.wait_for(
+            "the first page",
+            lambda: [b for b in slack.of("chat.postMessage") if b["channel"] == "#ops-team-alerts"],
+        )
+        storeview.wait_for(
+            "the approval request", lambda: "approval_requested" in storeview.events(d.db, 1)
+        )
+        d.kill9()
+        time.sleep(5)  # the second page falls due while the daemon is down
+        d.start()
+        slack.wait_for(
+            "the second page",
+            lambda: [b for b in slack.of("chat.postMessage") if b["channel"] == "U024BE7LH"],
+        )
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+        status, _ = d.request("POST", "/api/incidents/1/approve", b'{"by": "alice"}', headers)
+        assert status == 200
+        storeview.wait_for("the step", lambda: "step_succeeded" in storeview.events(d.db, 1))
+        time.sleep(1)
+        assert d.stop() == 0
+    finally:
+        slack.close()
+    channels = [b["channel"] for b in slack.of("chat.postMessage")]
+    assert channels.count("#ops-team-alerts") == 1
+    assert channels.count("U024BE7LH") == 1
+    assert sshd.calls("systemctl") == [["reboot"]]
+    assert storeview.events(d.db, 1).count("approval_requested") == 1

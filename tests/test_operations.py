@@ -139,8 +139,11 @@ def test_metrics_show_quarantine_and_pause(tmp_path: Path, sshd: SshServer) -> N
         assert sample(text.decode(), "remediator_paused") == 0
         out = subprocess.run(
             [sys.executable, "-m", "remediator", "pause", "-c", str(config), "--reason", "x"],
-            capture_output=True, text=True, timeout=60, check=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         assert "paused" in out.stdout
         _, text = d.request("GET", "/metrics")
         assert sample(text.decode(), "remediator_paused") == 1

@@ -53,9 +53,14 @@ async def start(tmp_path: Path, slack: FakeSlack, smtp: SmtpSink) -> AsyncIterat
 
     async def make(rules: str = PAGE_ONLY, policies: str = POLICY, **kw: str) -> EngineHarness:
         h = await EngineHarness.start(
-            tmp_path, rules, None, policies=policies, slack_url=slack.api_url,
-            email=smtp.config(), **kw,
-        )  # fmt: skip
+            tmp_path,
+            rules,
+            None,
+            policies=policies,
+            slack_url=slack.api_url,
+            email=smtp.config(),
+            **kw,
+        )
         harnesses.append(h)
         return h
 
@@ -90,8 +95,11 @@ async def test_chain_pages_in_steps_and_acknowledge_stops_the_rest(
     assert len(pages_to(slack, "U024BE7LH")) == 1
     [mail] = smtp.to("blockchain-oncall@example.com")
     assert "page-only" in mail["Subject"]
-    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in mail.walk()
-             if not p.is_multipart()}  # fmt: skip
+    parts = {
+        p.get_content_type(): p.get_payload(decode=True).decode()
+        for p in mail.walk()
+        if not p.is_multipart()
+    }
     assert "chain=mainnet" in parts["text/plain"]
     assert "http://remediator.test/api/incidents/1" in parts["text/plain"]
     assert "<td>chain</td><td>mainnet</td>" in parts["text/html"]
@@ -125,8 +133,9 @@ async def test_resolve_stops_the_chain_and_updates_the_message(
     assert smtp.messages == []
     update = slack.of("chat.update")[-1]
     assert update["text"].endswith(": resolved")
-    buttons = [e["action_id"] for b in update["blocks"] if b["type"] == "actions"
-               for e in b["elements"]]  # fmt: skip
+    buttons = [
+        e["action_id"] for b in update["blocks"] if b["type"] == "actions" for e in b["elements"]
+    ]
     assert buttons == ["link"]  # no Acknowledge any more, still the link to the details
 
 

@@ -124,8 +124,14 @@ class FakeSlack:
             channel = body["channel"]
             channel_id = "C" + hashlib.sha1(channel.encode()).hexdigest()[:8].upper()  # noqa: S324
             ts = f"{int(time.time())}.{next(self._ts):06d}"
-            return web.json_response({"ok": True, "channel": channel_id, "ts": ts,
-                                      "message": {"text": body.get("text", "")}})  # fmt: skip
+            return web.json_response(
+                {
+                    "ok": True,
+                    "channel": channel_id,
+                    "ts": ts,
+                    "message": {"text": body.get("text", "")},
+                }
+            )
         if method == "chat.update":
             return web.json_response({"ok": True, "channel": body["channel"], "ts": body["ts"]})
         if method == "chat.postEphemeral":

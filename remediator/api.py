@@ -94,20 +94,22 @@ class AdminApi:
         return int(raw) if raw.isdigit() else None
 
     @staticmethod
-    async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+    async def _body(request: web.Request, need_by: bool) -> dict[str, Any] | web.Response:
+        """`{"by": "...", "reason": "..."}` (`by` only when `need_by`), or a 400."""
+        shape = '{"by": "...", "reason": "..."}' if need_by else '{"reason": "..."}'
         raw = await request.read()
         try:
             body = json.loads(raw) if raw.strip() else {}
         except (ValueError, UnicodeDecodeError):
-            return _error(400, 'body must be JSON: {"by": "...", "reason": "..."}')
+            return _error(400, f"body must be JSON: {shape}")
         if not isinstance(body, dict):
-            return _error(400, 'body must be a JSON object: {"by": "...", "reason": "..."}')
+            return _error(400, f"body must be a JSON object: {shape}")
         by, reason = body.get("by"), body.get("reason")
-        if not isinstance(by, str) or not by.strip():
+        if need_by and (not isinstance(by, str) or not by.strip()):
             return _error(400, '"by" (who decides: an approver name or Slack user id) is required')
         if reason is not None and not isinstance(reason, str):
             return _error(400, '"reason" must be a string')
-        return {"by": by.strip(), "reason": reason}
+        return {"by": by.strip() if isinstance(by, str) else None, "reason": reason}
 
     async def list_incidents(self, request: web.Request) -> web.Response:
         """GET /api/incidents[?state=open|closed|STATE][&limit=N]."""
@@ -175,7 +177,7 @@ class AdminApi:
 
     async def _decide(self, request: web.Request, decision: str) -> web.Response:
         incident_id = self._id(request)
-        body = await self._body(request)
+        body = await self._body(request, need_by=True)
         if isinstance(body, web.Response):
             return body
         async with self.ctx.store.write() as tx:
@@ -209,14 +211,10 @@ class AdminApi:
         return await self._decide(request, "ack")
 
     async def _switch(self, request: web.Request, paused: bool) -> web.Response:
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, 'body must be JSON: {"reason": "..."}')
-        reason = body.get("reason") if isinstance(body, dict) else None
-        if reason is not None and not isinstance(reason, str):
-            return _error(400, '"reason" must be a string')
+        body = await self._body(request, need_by=False)
+        if isinstance(body, web.Response):
+            return body
+        reason = body["reason"]
         state = await control.set_paused(self.ctx.store, paused, reason, self.ctx.clock.now())
         if not paused:
             self.ctx.work_ready.set()

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from remediator.config.models import Config
+from remediator.daemon import parse_listen
 from remediator.errors import RemediatorError
 
 DEFAULT_TOKEN_ENV = "REMEDIATOR_ADMIN_TOKEN"  # noqa: S105 - names an env var
@@ -21,9 +22,8 @@ def base_url(config: Config | None, url: str | None) -> str:
         return url.rstrip("/")
     if config is None:
         raise RemediatorError("give --url or a config (-c) to find the daemon")
-    host, _, port = config.file.server.listen.rpartition(":")
-    host = host.strip("[]")
-    host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    host, port = parse_listen(config.file.server.listen)
+    host = "127.0.0.1" if host == "0.0.0.0" else host
     host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{port}"
 

@@ -98,9 +98,14 @@ class Daemon:
             engine = Engine(ctx)
             await engine.recover()
             outbox = Outbox(
-                store, config, self.clock, self.metrics, notifiers.slack, notifiers.email
+                store,
+                config,
+                self.clock,
+                self.metrics,
+                notifiers.slack,
+                notifiers.email,
+                ctx.outbox_ready,
             )
-            outbox.ready = ctx.outbox_ready
             await outbox.recover()
             ingestor = Ingestor(store, on_stored=engine.inbox_ready.set)
             engine.before_intake_batch = ingestor.wait_for_headroom

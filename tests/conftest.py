@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.daemon import SLACK_TOKEN
+from support.fakeslack import FakeSlack
 from support.sshd import SshServer
 
 
@@ -15,3 +17,11 @@ def sshd(tmp_path: Path) -> Iterator[SshServer]:
     with SshServer.start(tmp_path / "sshd") as server:
         server.install_recorder("systemctl")
         yield server
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    """The local fake of the Slack Web API, taking the tests' bot token."""
+    fake = FakeSlack.start(SLACK_TOKEN)
+    yield fake
+    fake.close()

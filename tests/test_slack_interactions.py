@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from support import storeview
-from support.daemon import ADMIN_TOKEN, SIGNING_SECRET, SLACK_TOKEN, Daemon, write_config
+from support.daemon import ADMIN_TOKEN, SIGNING_SECRET, Daemon, write_config
 from support.fakeslack import FakeSlack, click_body, sign
 from support.netns import LISTENER_PORT, NetnsHost, namespace_host
 
@@ -54,13 +54,6 @@ ALERT = {
 def host(tmp_path: Path) -> Iterator[NetnsHost]:
     with namespace_host(tmp_path / "netns") as h:
         yield h
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack.start(SLACK_TOKEN)
-    yield fake
-    fake.close()
 
 
 @pytest.fixture

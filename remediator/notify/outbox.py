@@ -52,9 +52,9 @@ class Outbox:
     metrics: Metrics
     slack: SlackSender | None
     email: EmailSender | None
+    ready: asyncio.Event  # set by whoever queues a notification (EngineContext.outbox_ready)
 
     def __post_init__(self) -> None:
-        self.ready = asyncio.Event()
         self._url = self.config.file.server.external_url
 
     async def recover(self) -> None:
@@ -233,30 +233,33 @@ class Outbox:
         if self.email is None:
             raise DeliveryError("email is not configured (no `email:` section)", permanent=True)
         p = item.payload
-        incident_id = p.get("incident_id") or (
-            int(p["key"].partition(":")[2]) if p.get("key", "").startswith("incident:") else None
-        )
-        if p.get("key", "").startswith("approval:"):
-            async with self.store.read() as tx:
-                approval = await load_approval(tx, int(p["key"].partition(":")[2]), self._url)
-            if approval is None:
-                raise Gone("approval not found")
-            view = approval.incident
-            a = approval.approval
-            reason = (
-                f"step {a.step_index + 1} ({a.action}) needs approval ({a.state.value}); Slack "
-                f"failed ({p.get('error', '')}): decide with `remediator approve|deny "
-                f"{view.incident.id}`"
-            )
-            position = "approval"
+        key_kind, _, key_id = str(p.get("key", "")).partition(":")
+        if key_kind == "approval":
+            view, reason, position = await self._approval_email(int(key_id), p)
         else:
+            incident_id = p.get("incident_id") or (int(key_id) if key_kind == "incident" else None)
             if incident_id is None:
                 raise Gone("no incident")
             view = await self._incident(int(incident_id))
-            reason = p.get("reason", "")
-            position = p.get("position", "")
+            reason, position = p.get("reason", ""), p.get("position", "")
             if "fallback_for" in p:
                 reason = f"{reason} (Slack failed: {p.get('error', '')})"
         subject, text, html_body = page_email(view, reason, position)
         domain = self.config.file.email.from_.rpartition("@")[2] if self.config.file.email else "x"
         await self.email.send(item.target, subject, text, html_body, f"<outbox-{item.id}@{domain}>")
+
+    async def _approval_email(
+        self, approval_id: int, payload: dict[str, Any]
+    ) -> tuple[IncidentView, str, str]:
+        """An approval request Slack could not deliver: say how to decide without Slack."""
+        async with self.store.read() as tx:
+            approval = await load_approval(tx, approval_id, self._url)
+        if approval is None:
+            raise Gone("approval not found")
+        a, view = approval.approval, approval.incident
+        reason = (
+            f"step {a.step_index + 1} ({a.action}) needs approval ({a.state.value}); Slack "
+            f"failed ({payload.get('error', '')}): decide with `remediator approve|deny "
+            f"{view.incident.id}`"
+        )
+        return view, reason, "approval"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -36,13 +36,6 @@ def policy(required: int = 1, on_timeout: str = "escalate") -> str:
 
 
 Start = Callable[..., Awaitable[EngineHarness]]
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack.start("xoxb-test-token")
-    yield fake
-    fake.close()
 
 
 @pytest.fixture

@@ -33,13 +33,6 @@ Start = Callable[..., Awaitable[EngineHarness]]
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack.start("xoxb-test-token")
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
 def smtp(tmp_path: Path) -> Iterator[SmtpSink]:
     cert, key = make_cert(tmp_path / "tls")
     sink = SmtpSink(cert, key, free_port()).start()

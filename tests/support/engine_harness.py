@@ -62,7 +62,9 @@ class EngineHarness:
         metrics = Metrics()
         ctx = EngineContext(config, store, build_registry(pool), clock, metrics)
         notifiers = build_notifiers(config, {**SECRETS, **SMTP_ENV})
-        outbox = Outbox(store, config, clock, metrics, notifiers.slack, notifiers.email)
+        outbox = Outbox(
+            store, config, clock, metrics, notifiers.slack, notifiers.email, ctx.outbox_ready
+        )
         return cls(Engine(ctx), store, clock, pool, db, outbox)
 
     @property

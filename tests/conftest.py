@@ -1,4 +1,4 @@
-"""Shared fixtures: a real sshd on loopback with a recording `systemctl`."""
+"""Shared fixtures: a real sshd with a recording `systemctl`, the fake Slack, an SMTP sink."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from support.daemon import SLACK_TOKEN
 from support.fakeslack import FakeSlack
-from support.sshd import SshServer
+from support.smtpsink import SmtpSink, make_cert
+from support.sshd import SshServer, free_port
 
 
 @pytest.fixture
@@ -25,3 +26,12 @@ def slack() -> Iterator[FakeSlack]:
     fake = FakeSlack.start(SLACK_TOKEN)
     yield fake
     fake.close()
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd) on loopback requiring STARTTLS and AUTH."""
+    cert, key = make_cert(tmp_path / "tls")
+    sink = SmtpSink(cert, key, free_port()).start()
+    yield sink
+    sink.stop()

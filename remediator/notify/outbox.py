@@ -22,7 +22,12 @@ from remediator.errors import DeliveryError, StoreError
 from remediator.metrics import Metrics
 from remediator.notify.email import EmailSender, page_email
 from remediator.notify.slack import SlackSender
-from remediator.notify.slackmsg import approval_message, incident_message, page_message
+from remediator.notify.slackmsg import (
+    approval_message,
+    describe_command,
+    incident_message,
+    page_message,
+)
 from remediator.notify.views import IncidentView, load_approval, load_incident
 from remediator.store.base import Store
 from remediator.store.records import OutboxItem, OutboxKind
@@ -258,7 +263,8 @@ class Outbox:
             raise Gone("approval not found")
         a, view = approval.approval, approval.incident
         reason = (
-            f"step {a.step_index + 1} ({a.action}) needs approval ({a.state.value}); Slack "
+            f"step {a.step_index + 1} ({a.action}) needs approval ({a.state.value}) to run "
+            f"`{describe_command(a.command)}`; Slack "
             f"failed ({payload.get('error', '')}): decide with `remediator approve|deny "
             f"{view.incident.id}`"
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from support.engine_harness import EngineHarness
 from support.fakeslack import FakeSlack
+from support.smtpsink import SmtpSink
 from support.sshd import SshServer
 
 from remediator.engine import approvals
@@ -43,9 +44,9 @@ async def start(tmp_path: Path, sshd: SshServer, slack: FakeSlack) -> AsyncItera
     sshd.install_recorder("probe-stub")
     made: list[EngineHarness] = []
 
-    async def make(policies: str) -> EngineHarness:
+    async def make(policies: str, **kw: str) -> EngineHarness:
         h = await EngineHarness.start(
-            tmp_path, RULE, sshd, policies=policies, slack_url=slack.api_url
+            tmp_path, RULE, sshd, policies=policies, slack_url=slack.api_url, **kw
         )
         made.append(h)
         return h
@@ -159,3 +160,45 @@ async def test_resolve_cancels_a_pending_approval(start: Start, sshd: SshServer)
     assert late.status == 409
     assert sshd.calls("probe-stub") == []
     assert h.incidents()[0]["state"] == "resolved"
+
+
+async def test_step_log_is_threaded_under_the_incident_message(
+    start: Start, slack: FakeSlack
+) -> None:
+    """Each step's progress is a reply in the incident message's thread, not a new post."""
+    h = await start(policy())
+    await h.fire(ALERT)
+    await h.deliver()
+    await vote(h, "alice")
+    posts = [c for c in slack.calls if c.method == "chat.postMessage"]
+    [parent] = [c for c in posts if c.body["channel"] == "#ops-alerts"]
+    replies = [c.body for c in posts if "thread_ts" in c.body]
+    assert [r["text"] for r in replies] == [
+        "step 1 `ssh`: running",
+        "step 1 `ssh`: succeeded (exit 0)",
+    ]
+    assert all(
+        (r["channel"], r["thread_ts"]) == (parent.answer["channel"], parent.answer["ts"])
+        for r in replies
+    )
+    assert posts.index(parent) < min(posts.index(c) for c in posts if "thread_ts" in c.body)
+    assert slack.of("chat.update")[-1]["text"].endswith(": verifying")  # updated in place
+
+
+async def test_approval_request_falls_back_to_email_when_slack_refuses(
+    start: Start, slack: FakeSlack, smtp: SmtpSink, sshd: SshServer
+) -> None:
+    """Slack rejects the approval message: fallback_to gets an email saying how to decide."""
+    slack.failing("error", "channel_not_found")
+    h = await start(policy(), email=smtp.config())
+    await h.fire(ALERT)
+    await h.deliver()
+    mails = smtp.to("fallback-oncall@example.com")
+    [ask] = [m for m in mails if "needs approval" in m.get_body(("plain",)).get_content()]
+    body = ask.get_body(("plain",)).get_content()
+    assert "channel_not_found" in body
+    assert "remediator approve|deny 1" in body
+    assert "probe-stub reboot" in body
+    approved = await vote(h, "alice")
+    assert approved.changed
+    assert sshd.calls("probe-stub") == [["reboot"]]

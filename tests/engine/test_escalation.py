@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from support.engine_harness import EngineHarness
 from support.fakeslack import FakeSlack
-from support.smtpsink import SmtpSink, make_cert
-from support.sshd import free_port
+from support.smtpsink import SmtpSink
 
 from remediator.engine import approvals
 
@@ -30,14 +29,6 @@ POLICY = """\
 """
 ALERT = {"alertname": "BlockProductionStopped", "chain": "mainnet"}
 Start = Callable[..., Awaitable[EngineHarness]]
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpSink]:
-    cert, key = make_cert(tmp_path / "tls")
-    sink = SmtpSink(cert, key, free_port()).start()
-    yield sink
-    sink.stop()
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ class Call:
 
     method: str
     body: dict[str, Any]
+    answer: dict[str, Any] = field(default_factory=dict)  # what a success answered
 
 
 @dataclass
@@ -106,7 +107,8 @@ class FakeSlack:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         body = await request.json()
-        self.calls.append(Call(method, body))
+        call = Call(method, body)
+        self.calls.append(call)
         if self.fail is not None and (self.failures is None or self.failures > 0):
             if self.failures is not None:
                 self.failures -= 1
@@ -124,13 +126,9 @@ class FakeSlack:
             channel = body["channel"]
             channel_id = "C" + hashlib.sha1(channel.encode()).hexdigest()[:8].upper()  # noqa: S324
             ts = f"{int(time.time())}.{next(self._ts):06d}"
+            call.answer = {"channel": channel_id, "ts": ts}
             return web.json_response(
-                {
-                    "ok": True,
-                    "channel": channel_id,
-                    "ts": ts,
-                    "message": {"text": body.get("text", "")},
-                }
+                {"ok": True, **call.answer, "message": {"text": body.get("text", "")}}
             )
         if method == "chat.update":
             return web.json_response({"ok": True, "channel": body["channel"], "ts": body["ts"]})

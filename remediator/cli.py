@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from remediator import __version__, apiclient, control
+from remediator import __version__, apiclient, control, ruletest
 from remediator.config import load_config
 from remediator.config.models import Config
 from remediator.errors import ConfigError, RemediatorError
@@ -219,6 +220,23 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_test(args: argparse.Namespace) -> int:
+    """Run rule test files against the config's rules and policies; exit 1 on any failure."""
+    config = _load(args)
+    logging.basicConfig(level=logging.ERROR, format="remediator: %(message)s")
+    passed = failed = 0
+    for file in args.files:
+        results, problems = asyncio.run(ruletest.run_file(Path(file), config))
+        for problem in problems:
+            print(problem.format())
+        failed += len(problems)
+        for result in results:
+            print("\n".join(ruletest.report(result, args.show)))
+            passed, failed = passed + result.ok, failed + (not result.ok)
+    print(f"{passed} passed, {failed} failed", file=sys.stderr)
+    return 1 if failed or not passed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
     parser = argparse.ArgumentParser(prog="remediator", description=__doc__)
@@ -235,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("serve", "run the daemon", cmd_serve)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     command("check", "validate config, rules, policies and inventory", cmd_check)
+    p = command("test", "run rule test files (alerts in, expected decisions out)", cmd_test)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--show", action="store_true", help="print every case's actual decisions")
     p = command("incidents", "list incidents, newest first", cmd_incidents)
     p.add_argument("--open", action="store_true", help="only open incidents")
     p.add_argument("--limit", type=int, default=50)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Row, Select, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from remediator.store import schema as t
@@ -326,7 +326,17 @@ class SqlTx(GuardQueries, HumanQueries):
 
     async def audit_for(self, incident_id: int) -> list[AuditRow]:
         """An incident's audit trail in order."""
-        q = select(t.audit).where(t.audit.c.incident_id == incident_id).order_by(t.audit.c.id)
+        return await self._audit(
+            select(t.audit).where(t.audit.c.incident_id == incident_id).order_by(t.audit.c.id)
+        )
+
+    async def audit_since(self, after_id: int) -> list[AuditRow]:
+        """Every audit row (all incidents and global events) after `after_id`, in order."""
+        return await self._audit(
+            select(t.audit).where(t.audit.c.id > after_id).order_by(t.audit.c.id)
+        )
+
+    async def _audit(self, q: Select[Any]) -> list[AuditRow]:
         return [
             AuditRow(r.id, r.incident_id, r.at, r.event, r.detail)
             for r in await self.conn.execute(q)

@@ -1,0 +1,233 @@
+"""The real engine on a fake clock in dry-run, for `remediator test` and `remediator replay`.
+
+A `Simulation` owns a throw-away SQLite store, feeds it webhook bodies and human
+decisions at chosen times, runs every timer that falls due in between (in due order,
+at its due time), and reads back the decisions the engine recorded in the audit trail.
+Nothing is sent anywhere: every step is dry-run, notifications stay in the outbox.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from remediator.actions import SshPool, build_registry
+from remediator.actions.sshpool import SshSettings
+from remediator.alerts import parse_alerts
+from remediator.clock import FakeClock
+from remediator.config.durations import format_duration
+from remediator.config.models import Config
+from remediator.engine import Engine, EngineContext, approvals
+from remediator.engine.approvals import Outcome
+from remediator.errors import RemediatorError
+from remediator.metrics import Metrics
+from remediator.store import SqliteStore
+from remediator.store.records import AuditRow, Incident
+
+MAX_TICKS = 10_000  # timers run between two inputs before the simulation gives up
+
+
+def dry_run_config(config: Config) -> Config:
+    """The same config with every step forced to dry-run."""
+    return config.model_copy(update={"file": config.file.model_copy(update={"dry_run": True})})
+
+
+def _offline_ssh(config: Config) -> SshPool | None:
+    """An SSH pool that plans commands but is never connected (every step is dry-run)."""
+    ssh = config.file.ssh
+    if ssh is None:
+        return None
+    settings = SshSettings(
+        known_hosts=config.resolve_path(ssh.known_hosts),
+        client_keys=tuple(config.resolve_path(k) for k in ssh.client_keys),
+        connect_timeout_s=ssh.connect_timeout,
+        command_timeout_s=ssh.command_timeout,
+        connect_attempts=ssh.connect_attempts,
+    )
+    return SshPool(settings)
+
+
+def format_at(seconds: float) -> str:
+    """A time since the start as a duration (`0s` for the start itself)."""
+    return format_duration(seconds) if seconds >= 1 else "0s"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision the engine made, as `remediator test` compares it."""
+
+    at: float  # seconds since the simulation started
+    incident: int | None
+    fields: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """`at` and `incident` first, then what was decided."""
+        out: dict[str, Any] = {"at": format_at(self.at)}
+        if self.incident is not None:
+            out["incident"] = self.incident
+        return {**out, **self.fields}
+
+
+def _step(detail: dict[str, Any]) -> dict[str, Any]:
+    return {"step": int(detail["step"]) + 1} if "step" in detail else {}
+
+
+def _run(detail: dict[str, Any]) -> dict[str, Any]:
+    plan = detail.get("would_run") or {}
+    out: dict[str, Any] = {"run": plan.get("action", detail.get("action", "")), **_step(detail)}
+    if "host" in plan:
+        out["host"] = plan["host"]
+    if plan.get("commands"):
+        out["argv"] = plan["commands"] if len(plan["commands"]) > 1 else plan["commands"][0]
+    if "request" in plan:
+        out["request"] = {k: plan["request"][k] for k in ("method", "url") if k in plan["request"]}
+    if "message" in plan:
+        out["message"] = plan["message"]
+    return out
+
+
+def _reason(d: dict[str, Any]) -> dict[str, Any]:
+    return {"reason": d["reason"]} if "reason" in d else {}
+
+
+def _matched(d: dict[str, Any], incident: Incident | None) -> dict[str, Any]:
+    target = {"target": incident.target} if incident and incident.target else {}
+    return {"matched": d["rule"], **target}
+
+
+def _page(d: dict[str, Any], _: Incident | None) -> dict[str, Any]:
+    out = {"page": d["notify"], "chain": d["chain"], "step": int(d["step"]) + 1}
+    return out | ({"repeat": d["cycle"]} if d.get("cycle") else {})
+
+
+Describer = Callable[[dict[str, Any], Incident | None], dict[str, Any]]
+# Audit events that are decisions, and how `remediator test` names them; the others
+# (dispatching, executing, verifying, scheduled...) are bookkeeping.
+DESCRIBE: dict[str, Describer] = {
+    "matched": _matched,
+    "require_failed": lambda d, _: {"refused": "require", **_reason(d)},
+    "target_refused": lambda d, _: {"refused": "target", **_reason(d)},
+    "step_refused": lambda d, _: {"refused": "step", **_step(d), **_reason(d)},
+    "guard_refused": lambda d, _: {"refused": d["guard"], **_step(d), **_reason(d)},
+    "guard_held": lambda d, _: {"held": d["guard"], **_step(d), **_reason(d)},
+    "hold_timeout": lambda d, _: {"hold_timeout": d["guard"], **_step(d)},
+    "approval_requested": lambda d, _: {
+        "approval": d["action"],
+        **_step(d),
+        "required": d["required"],
+    },
+    "approved": lambda d, _: {"approved": d["approvers"], **_step(d)},
+    "approval_denied": lambda d, _: {"denied": d["by"], **_step(d)},
+    "approval_expired": lambda d, _: {"approval_expired": True},
+    "approval_refused": lambda d, _: {"approval_refused": d["by"]},
+    "exhausted": lambda d, _: {"exhausted": d["reason"]},
+    "escalation_started": lambda d, _: {"escalate": d["chain"]},
+    "escalation_notified": _page,
+    "acknowledged": lambda d, _: {"acknowledged": d["by"]},
+    "resolved": lambda d, _: {"closed": d["state"]},
+    "quarantined": lambda d, _: {"quarantined": d["target"]},
+    **{
+        f"step_{state}": lambda d, _: _run(d)
+        for state in ("dry_run", "succeeded", "failed", "unknown")
+    },
+}
+
+
+def describe(row: AuditRow, incident: Incident | None) -> dict[str, Any] | None:
+    """What an audit row decided, or None for a bookkeeping row."""
+    describer = DESCRIBE.get(row.event)
+    return describer(row.detail, incident) if describer else None
+
+
+class Simulation:
+    """Use as `async with Simulation(config) as sim:`; times are seconds from the start."""
+
+    def __init__(self, config: Config, start: float = 1_767_607_200.0) -> None:
+        # Default start: Monday 2026-01-05 10:00 UTC, outside any weekend window.
+        self.config = dry_run_config(config)
+        self.clock = FakeClock(start)
+        self.start = start
+        self._tmp = tempfile.TemporaryDirectory(prefix="remediator-sim-")
+        self.store = SqliteStore(Path(self._tmp.name) / "sim.db", lock=False)
+        self._pool = _offline_ssh(self.config)
+        self.ctx = EngineContext(
+            self.config, self.store, build_registry(self._pool), self.clock, Metrics()
+        )
+        self.engine = Engine(self.ctx)
+        self._seen = 0
+
+    async def __aenter__(self) -> Simulation:
+        await self.store.open()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+        await self.store.close()
+        self._tmp.cleanup()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the start."""
+        return self.clock.now() - self.start
+
+    async def run_until(self, at: float) -> None:
+        """Run every timer due before `at`, each at its own due time; then stop at `at`."""
+        target = self.start + at
+        for _ in range(MAX_TICKS):
+            await self.engine.tick()
+            async with self.store.read() as tx:
+                due = await tx.next_due()
+            if due is None or due > target:
+                break
+            self.clock.t = max(self.clock.t, due)
+        else:
+            raise RemediatorError(
+                f"the engine did not settle by {format_duration(at)}: over {MAX_TICKS} timers ran"
+            )
+        self.clock.t = max(self.clock.t, target)
+        await self.engine.tick()
+
+    async def send(self, body: str) -> None:
+        """Store one webhook body as the receiver would (it must parse), then let it run."""
+        parse_alerts(body)
+        await self.store.append_inbox([(self.clock.now(), body)])
+        await self.engine.tick()
+
+    async def decide(self, incident: int, decision: str, by: str) -> Outcome:
+        """approve / deny the incident's pending approval, or ack it, as a human would."""
+        now = self.clock.now()
+        async with self.store.write() as tx:
+            if decision == "ack":
+                outcome = await approvals.acknowledge(self.ctx, tx, incident, by, "test", now)
+            else:
+                pending = await approvals.pending_approval(tx, incident)
+                if pending is None:
+                    return Outcome(409, f"incident {incident} has no pending approval")
+                outcome = await approvals.decide(
+                    self.ctx, tx, pending.id, by, decision, "test", None, now
+                )
+        await self.engine.tick()
+        return outcome
+
+    async def decisions(self) -> list[Decision]:
+        """Decisions recorded since the last call, in the order they were made."""
+        async with self.store.read() as tx:
+            rows = await tx.audit_since(self._seen)
+            incidents = {
+                i: await tx.incident(i) for i in {r.incident_id for r in rows} if i is not None
+            }
+        out = []
+        for row in rows:
+            self._seen = max(self._seen, row.id)
+            incident = incidents.get(row.incident_id) if row.incident_id else None
+            fields = describe(row, incident)
+            if fields is not None:
+                out.append(Decision(row.at - self.start, row.incident_id, fields))
+        return out

@@ -1,0 +1,158 @@
+"""`remediator test`: rule test files through the real engine, a diff and exit 1 on failure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from support.daemon import write_config
+
+RULES = """\
+rules:
+  - name: open-breaker
+    match: [alertname = HighErrorRate]
+    target: "{{ labels.instance | host }}"
+    require: {instance: '^[a-z0-9.-]+(:[0-9]+)?$'}
+    steps:
+      - action: http
+        params: {method: POST, url: "http://{{ target.address }}:8080/admin/circuit-breaker/open"}
+        verify: 5m
+        approval: required
+    escalate: critical
+"""
+POLICIES = """\
+approvals:
+  default:
+    approvers: [U024BE7LH]
+    channel: '#ops-approvals'
+    timeout: 15m
+"""
+HOSTS = {"api1": {"address": "10.0.3.11"}}
+FIRING = "{at: 0s, labels: {alertname: HighErrorRate, instance: 'api1:9100'}}"
+RESOLVED = "{at: 3m, status: resolved, labels: {alertname: HighErrorRate, instance: 'api1:9100'}}"
+APPROVED_AND_REMEDIATED = f"""\
+tests:
+  - name: approved, the breaker opens; resolved, remediated
+    alerts:
+      - {FIRING}
+      - {RESOLVED}
+    humans:
+      - {{at: 1m, approve: U024BE7LH}}
+    expect:
+      - {{at: 0s, incident: 1, matched: open-breaker, target: api1}}
+      - {{at: 0s, incident: 1, approval: http, step: 1}}
+      - {{at: 1m, approved: [U024BE7LH]}}
+      - {{at: 1m, run: http, request: {{method: POST, url: 'http://10.0.3.11:8080/admin/circuit-breaker/open'}}}}
+      - {{at: 3m, closed: remediated}}
+  - name: nobody approves in 15 minutes, the chain pages
+    alerts:
+      - {FIRING}
+    until: 20m
+    expect:
+      - {{at: 0s, matched: open-breaker}}
+      - {{at: 0s, approval: http}}
+      - {{at: 15m, approval_expired: true}}
+      - {{at: 15m, exhausted: 'approval of step 1 (http) expired after 15m'}}
+      - {{at: 15m, escalate: critical}}
+      - {{at: 15m, page: ['slack:#ops'], chain: critical, step: 1}}
+  - name: a hostile instance label never reaches the URL
+    alerts:
+      - {{at: 0s, labels: {{alertname: HighErrorRate, instance: 'api1;reboot'}}}}
+    until: 1m
+    expect:
+      - {{at: 0s, matched: open-breaker}}
+      - {{at: 0s, refused: require}}
+      - {{at: 0s, exhausted: "require: label instance='api1;reboot' does not match '^[a-z0-9.-]+(:[0-9]+)?$'"}}
+      - {{at: 0s, escalate: critical}}
+      - {{at: 0s, page: ['slack:#ops']}}
+"""
+
+
+def run(config: Path, *files: Path, show: bool = False) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "remediator", "test", "-c", str(config), *map(str, files)]
+    return subprocess.run(
+        [*args, *(["--show"] if show else [])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def setup(tmp_path: Path, tests: str) -> tuple[Path, Path]:
+    config = write_config(tmp_path / "cfg", RULES, hosts=HOSTS, policies=POLICIES)
+    test_file = tmp_path / "breaker.test.yml"
+    test_file.write_text(tests)
+    return config, test_file
+
+
+def test_passing_file_exits_0(tmp_path: Path) -> None:
+    """Approval by a human, the rendered request, the verify window, a timeout, `require`."""
+    config, test_file = setup(tmp_path, APPROVED_AND_REMEDIATED)
+    out = run(config, test_file)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("ok   ") == 3
+    assert "3 passed, 0 failed" in out.stderr
+
+
+def test_wrong_expectation_exits_1_with_a_readable_diff(tmp_path: Path) -> None:
+    """A wrong host in one expectation: exit 1, the case's file:line, a -/+ diff."""
+    wrong = APPROVED_AND_REMEDIATED.replace("http://10.0.3.11:8080", "http://10.0.3.99:8080")
+    config, test_file = setup(tmp_path, wrong)
+    out = run(config, test_file)
+    assert out.returncode == 1
+    assert f"FAIL {test_file}:2: approved, the breaker opens" in out.stdout
+    assert (
+        "-- {at: 1m, run: http, request: {method: POST, url: 'http://10.0.3.99:8080" in out.stdout
+    )
+    assert (
+        "+- {at: 1m, run: http, request: {method: POST, url: 'http://10.0.3.11:8080" in out.stdout
+    )
+    assert "2 passed, 1 failed" in out.stderr
+
+
+def test_a_missing_or_unexpected_decision_fails(tmp_path: Path) -> None:
+    """Expectations are the whole list: a decision the engine did not make, or one not
+    expected, is a failure, not ignored."""
+    missing_page = APPROVED_AND_REMEDIATED.replace("      - {at: 0s, page: ['slack:#ops']}\n", "")
+    extra = APPROVED_AND_REMEDIATED.replace(
+        "      - {at: 3m, closed: remediated}\n",
+        "      - {at: 3m, closed: remediated}\n      - {at: 4m, page: ['slack:#ops']}\n",
+    )
+    for text in (missing_page, extra):
+        config, test_file = setup(tmp_path, text)
+        out = run(config, test_file)
+        assert out.returncode == 1, out.stdout
+        assert "+- {at: 0s, incident: 1, page:" in out.stdout or "-- {at: 4m, page:" in out.stdout
+
+
+def test_show_prints_the_actual_decisions_to_paste(tmp_path: Path) -> None:
+    """--show prints every decision in the test file's own syntax."""
+    config, test_file = setup(tmp_path, APPROVED_AND_REMEDIATED)
+    out = run(config, test_file, show=True)
+    assert out.returncode == 0
+    assert "    - {at: 3m, incident: 1, closed: remediated}" in out.stdout
+
+
+def test_a_broken_test_file_is_located_and_fails(tmp_path: Path) -> None:
+    """Unknown keys, a human with two decisions, an expectation without `at`: file:line."""
+    broken = """\
+tests:
+  - name: broken
+    alerts:
+      - {at: 0s, labels: {alertname: X}, colour: red}
+    humans:
+      - {at: 1m, approve: a, deny: b}
+    expect:
+      - {matched: open-breaker}
+"""
+    config, test_file = setup(tmp_path, broken)
+    out = run(config, test_file)
+    assert out.returncode == 1
+    assert f"{test_file}:4: tests[0].alerts[0].colour: unknown key" in out.stdout
+    assert "give exactly one of approve, deny, ack" in out.stdout
+    assert "every expected decision needs `at`" in out.stdout
+    bad_yaml = setup(tmp_path, "tests: [\n")[1]
+    out = run(config, bad_yaml)
+    assert (out.returncode, f"{bad_yaml}:") == (1, out.stdout[: len(str(bad_yaml)) + 1])

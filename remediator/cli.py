@@ -14,8 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from remediator import __version__, apiclient, control, ruletest
+from remediator import __version__, apiclient, control, replay, ruletest
 from remediator.config import load_config
+from remediator.config.durations import parse_duration
 from remediator.config.models import Config
 from remediator.errors import ConfigError, RemediatorError
 from remediator.store import open_store_url
@@ -237,6 +238,18 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 1 if failed or not passed else 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay recorded webhook bodies in dry-run; print the timeline of decisions."""
+    config = _load(args)
+    logging.basicConfig(level=logging.ERROR, format="remediator: %(message)s")
+    until = parse_duration(args.until)
+    replayed, skipped = asyncio.run(
+        replay.replay(config, Path(args.file), until, sys.stdout, sys.stderr)
+    )
+    print(f"{replayed} notifications replayed, {skipped} lines skipped", file=sys.stderr)
+    return 1 if skipped else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
     parser = argparse.ArgumentParser(prog="remediator", description=__doc__)
@@ -256,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("test", "run rule test files (alerts in, expected decisions out)", cmd_test)
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--show", action="store_true", help="print every case's actual decisions")
+    p = command("replay", "replay recorded webhook bodies (JSON lines) in dry-run", cmd_replay)
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--until", default="1h", help="run timers this long after the last line")
     p = command("incidents", "list incidents, newest first", cmd_incidents)
     p.add_argument("--open", action="store_true", help="only open incidents")
     p.add_argument("--limit", type=int, default=50)

@@ -22,6 +22,8 @@ from remediator.ingest import Ingestor
 from remediator.metrics import Metrics
 from remediator.notify.outbox import Outbox
 from remediator.notify.setup import Notifiers, admin_token, build_notifiers
+from remediator.record import Recorder
+from remediator.reload import Reloader
 from remediator.slackapp import SlackInteractions
 from remediator.store import open_store_url
 
@@ -107,7 +109,9 @@ class Daemon:
                 ctx.outbox_ready,
             )
             await outbox.recover()
-            ingestor = Ingestor(store, on_stored=engine.inbox_ready.set)
+            record = config.file.record
+            recorder = Recorder(config.resolve_path(record)) if record else None
+            ingestor = Ingestor(store, on_stored=engine.inbox_ready.set, recorder=recorder)
             engine.before_intake_batch = ingestor.wait_for_headroom
             receiver = Receiver(
                 auth, ingestor, self.metrics, config.file.server.max_body_bytes, self.clock.now
@@ -124,9 +128,12 @@ class Daemon:
                     app.router.add_post("/slack/interactions", slack_app.handle)
 
             app = build_app(receiver, store, self.metrics, lambda: self._ready, extra_routes)
-            await self._serve(app, host, port, ingestor, engine, outbox)
+            reloader = Reloader(ctx, self.metrics, self.clock.now)
+            await self._serve(app, host, port, ingestor, engine, outbox, reloader)
             if slack_app is not None:
                 await slack_app.close()
+            if recorder is not None:
+                recorder.close()
         finally:
             await close_actions(actions)
             await _close_notifiers(notifiers)
@@ -143,6 +150,7 @@ class Daemon:
         ingestor: Ingestor,
         engine: Engine,
         outbox: Outbox,
+        reloader: Reloader,
     ) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -155,6 +163,10 @@ class Daemon:
             tg.create_task(engine.intake_loop(), name="intake")
             tg.create_task(engine.work_loop(), name="work")
             tg.create_task(outbox.loop(outbox_stop), name="outbox")
+            tg.create_task(reloader.watch(outbox_stop), name="reload-watch")
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: tg.create_task(reloader.reload("SIGHUP"), name="reload")
+            )
             try:
                 await web.TCPSite(runner, host, port).start()
                 self._ready = True
@@ -169,6 +181,7 @@ class Daemon:
                 await runner.cleanup()  # stop accepting; in-flight webhooks finish storing
                 ingestor.close()
                 await engine.stop(self.config.file.server.shutdown_grace)
+                loop.remove_signal_handler(signal.SIGHUP)
                 outbox_stop.set()
                 outbox.ready.set()
 

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 from remediator.errors import StoreError, StoreUnavailable
+from remediator.record import Recorder
 from remediator.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -18,9 +19,12 @@ FLOOD = 4  # webhooks waiting on the store at once: the receiver is saturated
 class Ingestor:
     """`submit` returns once the body is durably stored, or raises StoreUnavailable."""
 
-    def __init__(self, store: Store, on_stored: Callable[[], None]) -> None:
+    def __init__(
+        self, store: Store, on_stored: Callable[[], None], recorder: Recorder | None = None
+    ) -> None:
         self._store = store
         self._on_stored = on_stored
+        self._recorder = recorder
         self._pending: list[tuple[float, str, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._closed = False
@@ -67,6 +71,11 @@ class Ingestor:
             if not fut.done():
                 fut.set_result(None)
         self._on_stored()
+        if self._recorder is not None:
+            try:
+                self._recorder.write([(at, body) for at, body, _ in batch])
+            except OSError as exc:  # the recording is a convenience; the store has the alerts
+                log.error("recording webhook bodies failed", extra={"error": str(exc)})
 
     async def wait_for_headroom(self, max_wait_s: float = 1.0) -> None:
         """Under a flood (FLOOD or more webhooks in flight), wait, at most `max_wait_s`.

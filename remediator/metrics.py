@@ -89,6 +89,23 @@ class Metrics:
             "Errors in the engine's loops (each also logged).",
             registry=r,
         )
+        self.reload_ok = Gauge(
+            "remediator_config_last_reload_successful",
+            "1 if the last reload of rules/ and policies/ succeeded (0: the last good set runs).",
+            registry=r,
+        )
+        self.reload_ok.set(1)
+        self.reload_time = Gauge(
+            "remediator_config_last_reload_success_timestamp_seconds",
+            "When rules/ and policies/ were last loaded successfully (Unix time).",
+            registry=r,
+        )
+        self.reloads = Counter(
+            "remediator_config_reloads",
+            "Reloads of rules/ and policies/ by result (success, failure).",
+            ["result"],
+            registry=r,
+        )
 
         # Children bound once: the webhook path is hot.
         self._firing = self.alerts_received.labels(status="firing")

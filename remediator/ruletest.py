@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from remediator.config.durations import parse_duration
@@ -38,7 +37,7 @@ from remediator.config.loader import validate
 from remediator.config.models import Config, Duration, Model
 from remediator.config.problems import Problem
 from remediator.config.yamlfile import load_yaml
-from remediator.simulate import Decision, Simulation, format_at
+from remediator.simulate import Decision, Simulation, flow, format_at
 
 DEFAULT_UNTIL = 3600.0  # how long a case runs after its last input, unless `until:` says
 
@@ -176,8 +175,7 @@ async def run_case(sim: Simulation, case: Case) -> list[Decision]:
 
 
 def _render(item: dict[str, Any]) -> str:
-    flow = yaml.safe_dump(item, default_flow_style=True, sort_keys=False, width=10**6)
-    return "- " + flow.strip()
+    return "- " + flow(item)
 
 
 def _normal(expected: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import yaml
+
 from remediator.actions import SshPool, build_registry
 from remediator.actions.sshpool import SshSettings
 from remediator.alerts import parse_alerts
@@ -54,6 +56,12 @@ def _offline_ssh(config: Config) -> SshPool | None:
 def format_at(seconds: float) -> str:
     """A time since the start as a duration (`0s` for the start itself)."""
     return format_duration(seconds) if seconds >= 1 else "0s"
+
+
+def flow(item: dict[str, Any]) -> str:
+    """One mapping as a line of YAML flow style, as test files write decisions."""
+    text = yaml.safe_dump(item, default_flow_style=True, sort_keys=False, width=10**6)
+    return text.strip()
 
 
 @dataclass(frozen=True)
@@ -157,7 +165,7 @@ class Simulation:
         self.ctx = EngineContext(
             self.config, self.store, build_registry(self._pool), self.clock, Metrics()
         )
-        self.engine = Engine(self.ctx)
+        self.engine = Engine(self.ctx, max_parallel=1)  # one at a time: the same order every run
         self._seen = 0
 
     async def __aenter__(self) -> Simulation:

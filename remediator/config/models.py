@@ -191,6 +191,8 @@ class ConfigFile(Model):
     email: EmailConfig | None = None
     notifications: NotificationsConfig = NotificationsConfig()
     inventory: Inventory = Inventory()
+    # Append every accepted webhook body to this JSON-lines file, for `remediator replay`.
+    record: str | None = None
 
 
 # --- rules/*.yml ----------------------------------------------------------------------

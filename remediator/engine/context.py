@@ -29,6 +29,10 @@ class EngineContext:
     def __post_init__(self) -> None:
         self.rules = RuleSet(self.config.rules)
 
+    def swap_config(self, config: Config) -> None:
+        """Run on a newly loaded config from now on (both assignments between two awaits)."""
+        self.config, self.rules = config, RuleSet(config.rules)
+
     def dry_run(self, rule_dry_run: bool) -> bool:
         """Whether a step only records what it would run."""
         return self.config.file.dry_run or rule_dry_run

@@ -50,7 +50,14 @@ class Runner:
 
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
-        self.guards = Guards(ctx.config)
+        self._guards = Guards(ctx.config)
+
+    @property
+    def guards(self) -> Guards:
+        """The guards of the config in force (rebuilt after a reload)."""
+        if self._guards.config is not self.ctx.config:
+            self._guards = Guards(self.ctx.config)
+        return self._guards
 
     async def run(self, item: WorkItem) -> None:
         """Carry out one claimed work item."""

@@ -1,0 +1,34 @@
+"""The daemon's `record:` option: accepted webhook bodies appended as JSON lines.
+
+Each line is `{"received_at": <epoch seconds>, "body": <the webhook body>}`, the format
+`remediator replay` reads, so a real incident can be replayed against new rules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import IO
+
+
+class Recorder:
+    """Appends accepted webhook bodies to a JSON-lines file (mode 0600: alerts are private)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.path = path
+        self._file: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
+
+    def write(self, batch: list[tuple[float, str]]) -> None:
+        """One line per body; flushed per batch (a crash may lose the last batch's lines)."""
+        for received_at, body in batch:
+            if "\n" in body or "\r" in body:
+                body = json.dumps(json.loads(body), separators=(",", ":"))
+            self._file.write(f'{{"received_at":{received_at!r},"body":{body}}}\n')
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flush and close."""
+        self._file.close()

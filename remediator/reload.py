@@ -1,0 +1,117 @@
+"""Hot reload of rules/, policies/ and the inventory: on SIGHUP and when files change.
+
+A new set is loaded and checked in full (as `remediator check` does) off the event loop,
+then swapped in at once. A set with any problem is rejected: each problem is logged as
+`file:line: path: message`, `remediator_config_last_reload_successful` drops to 0, and
+the last good set keeps running. Sections that need a restart (server, store, ssh,
+slack, email, notifications, record) are not swapped; a change to them is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import watchfiles
+
+from remediator.config import load_config
+from remediator.config.models import Config
+from remediator.engine.context import EngineContext
+from remediator.errors import ConfigError
+from remediator.metrics import Metrics
+
+log = logging.getLogger(__name__)
+RESTART_ONLY = ("server", "store", "ssh", "slack", "email", "notifications", "record")
+SUFFIXES = (".yml", ".yaml")
+
+
+def merge(running: Config, loaded: Config) -> tuple[Config, list[str]]:
+    """What a reload may change taken from `loaded`; the rest kept; names needing a restart."""
+    restart = [
+        key for key in RESTART_ONLY if getattr(running.file, key) != getattr(loaded.file, key)
+    ]
+    file = running.file.model_copy(
+        update={"inventory": loaded.file.inventory, "dry_run": loaded.file.dry_run}
+    )
+    merged = running.model_copy(
+        update={
+            "file": file,
+            "rules": loaded.rules,
+            "rule_files": loaded.rule_files,
+            "policies": loaded.policies,
+            "hosts": loaded.hosts,
+        }
+    )
+    return merged, restart
+
+
+class Reloader:
+    """Owns the reload of one daemon's config."""
+
+    def __init__(self, ctx: EngineContext, metrics: Metrics, clock: Callable[[], float]) -> None:
+        self.ctx = ctx
+        self.metrics = metrics
+        self.clock = clock
+        self._lock = asyncio.Lock()
+        metrics.reload_time.set(clock())
+
+    async def reload(self, why: str) -> bool:
+        """Load, check and swap in the config files; False (and the old set kept) on problems."""
+        async with self._lock:
+            path = self.ctx.config.path
+            try:
+                loaded = await asyncio.to_thread(load_config, path)
+            except ConfigError as exc:
+                self._failed(why, [p.format() for p in exc.problems])
+                return False
+            except Exception as exc:  # an unreadable file must not stop the daemon
+                self._failed(why, [f"{path}: {exc}"])
+                return False
+            merged, restart = merge(self.ctx.config, loaded)
+            self.ctx.swap_config(merged)
+            self.ctx.work_ready.set()  # held steps re-check their guards under the new policies
+            self.metrics.reload_ok.set(1)
+            self.metrics.reload_time.set(self.clock())
+            self.metrics.reloads.labels(result="success").inc()
+            log.info(
+                "config reloaded",
+                extra={"why": why, "rules": len(merged.rules), "hosts": len(merged.hosts)},
+            )
+            if restart:
+                log.warning(
+                    "config sections changed that only a restart applies; still running the old",
+                    extra={"sections": restart},
+                )
+            return True
+
+    def _failed(self, why: str, problems: list[str]) -> None:
+        self.metrics.reload_ok.set(0)
+        self.metrics.reloads.labels(result="failure").inc()
+        for problem in problems:
+            log.error("reload rejected: %s", problem)
+        log.error(
+            "config reload rejected; the last good rules and policies keep running",
+            extra={"why": why, "problems": len(problems)},
+        )
+
+    def watched(self) -> list[Path]:
+        """The folders whose YAML files trigger a reload."""
+        file = self.ctx.config.file
+        names = [file.rules, *([file.policies] if file.policies else [])]
+        return [self.ctx.config.resolve_path(n) for n in names]
+
+    async def watch(self, stopping: asyncio.Event, debounce_ms: int = 400) -> None:
+        """Reload when a YAML file directly in rules/ or policies/ changes."""
+        folders = [f.resolve() for f in self.watched() if f.is_dir()]
+
+        def relevant(_: watchfiles.Change, name: str) -> bool:
+            path = Path(name)
+            return path.suffix in SUFFIXES and path.parent in folders
+
+        async for changes in watchfiles.awatch(
+            *folders, watch_filter=relevant, stop_event=stopping, debounce=debounce_ms
+        ):
+            names = sorted({Path(name).name for _, name in changes})
+            await self.reload(f"changed: {', '.join(names)}")

@@ -1,0 +1,86 @@
+"""Hot reload of rules/ and policies/: a broken set is rejected and the last good one runs."""
+
+from __future__ import annotations
+
+import copy
+import signal
+from pathlib import Path
+from typing import Any
+
+from support import storeview
+from support.daemon import Daemon, write_config
+from support.metrics import sample
+from support.sshd import SshServer
+from test_crash import ALERT, RULE
+
+RELOAD_OK = "remediator_config_last_reload_successful"
+RELOADS = "remediator_config_reloads_total"
+
+
+def alert(instance: str, starts_at: str) -> dict[str, Any]:
+    body = copy.deepcopy(ALERT)
+    body["alerts"][0]["labels"]["instance"] = instance
+    body["alerts"][0]["startsAt"] = starts_at
+    return body
+
+
+def metric(d: Daemon, name: str, labels: str = "") -> float:
+    status, text = d.request("GET", "/metrics")
+    assert status == 200
+    return sample(text.decode(), name, labels)
+
+
+def wait_metric(d: Daemon, what: str, name: str, value: float, labels: str = "") -> None:
+    storeview.wait_for(what, lambda: metric(d, name, labels) == value, timeout_s=20)
+
+
+def restarts(sshd: SshServer) -> list[str]:
+    return [argv[1] for argv in sshd.calls("systemctl") if argv[0] == "restart"]
+
+
+def test_broken_rules_keep_the_old_set_running_until_fixed(tmp_path: Path, sshd: SshServer) -> None:
+    """A file change with a bad rule: rejected, the old rules still remediate, the metric
+    says 0; the fixed file is swapped in without a restart and the metric says 1."""
+    # web2 is the same sshd under a second name: the second alert meets no target lock.
+    web2 = {"web2": {"address": "127.0.0.1", "port": sshd.port}}
+    d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd, hosts=web2))
+    rules = d.config.parent / "rules" / "rules.yml"
+    d.start()
+    assert metric(d, RELOAD_OK) == 1
+    assert metric(d, "remediator_config_last_reload_success_timestamp_seconds") > 0
+
+    rules.write_text(RULE.replace("verify: 5m", "verify: 5 minutes please"))
+    wait_metric(d, "the reload to be rejected", RELOAD_OK, 0)
+    assert metric(d, RELOADS, 'result="failure"') == 1
+    assert "rules.yml:8: rules[0].steps[0].verify: invalid duration" in d.logs()
+    assert d.post_webhook(alert("web1:9100", "2026-11-23T09:00:00Z")) == 200
+    storeview.wait_for(
+        "the old rules to restart the node", lambda: restarts(sshd) == ["kaldrix-node"]
+    )
+
+    rules.write_text(RULE.replace("kaldrix-node", "kaldrix-node-v2"))
+    wait_metric(d, "the fixed rules to load", RELOAD_OK, 1)
+    assert d.post_webhook(alert("web2:9100", "2026-11-23T10:00:00Z")) == 200
+    storeview.wait_for(
+        "the new rule to run",
+        lambda: restarts(sshd) == ["kaldrix-node", "kaldrix-node-v2"],
+    )
+    assert d.stop() == 0
+    assert d.runs == 1  # one process all along: reloaded, never restarted
+
+
+def test_sighup_reloads_policies_and_inventory(tmp_path: Path, sshd: SshServer) -> None:
+    """SIGHUP reloads remediator.yml's inventory too: a host added is targetable at once."""
+    d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd))
+    d.start()
+    assert d.post_webhook(alert("web2:9100", "2026-11-23T09:00:00Z")) == 200
+    storeview.wait_for("web2 to be refused", lambda: "target_refused" in storeview.events(d.db, 1))
+    text = d.config.read_text()
+    web1 = next(line for line in text.splitlines() if line.startswith("  hosts:"))
+    d.config.write_text(text.replace(web1, web1.replace('"web1"', '"web2"')))
+    assert d.proc is not None
+    d.proc.send_signal(signal.SIGHUP)
+    wait_metric(d, "the SIGHUP reload", RELOADS, 1, 'result="success"')
+    assert d.post_webhook(alert("web2:9100", "2026-11-23T10:00:00Z")) == 200
+    storeview.wait_for("web2 to be restarted", lambda: restarts(sshd) == ["kaldrix-node"])
+    assert d.stop() == 0

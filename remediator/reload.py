@@ -103,15 +103,25 @@ class Reloader:
         return [self.ctx.config.resolve_path(n) for n in names]
 
     async def watch(self, stopping: asyncio.Event, debounce_ms: int = 400) -> None:
-        """Reload when a YAML file directly in rules/ or policies/ changes."""
+        """Reload when a YAML file directly in rules/ or policies/ changes (or a ConfigMap
+        volume mounted there is updated)."""
         folders = [f.resolve() for f in self.watched() if f.is_dir()]
 
         def relevant(_: watchfiles.Change, name: str) -> bool:
             path = Path(name)
-            return path.suffix in SUFFIXES and path.parent in folders
+            # `..data` is the symlink a Kubernetes ConfigMap volume swaps on update.
+            return path.parent in folders and (path.suffix in SUFFIXES or path.name == "..data")
 
-        async for changes in watchfiles.awatch(
-            *folders, watch_filter=relevant, stop_event=stopping, debounce=debounce_ms
-        ):
-            names = sorted({Path(name).name for _, name in changes})
-            await self.reload(f"changed: {', '.join(names)}")
+        if not folders:
+            return
+        try:
+            async for changes in watchfiles.awatch(
+                *folders, watch_filter=relevant, stop_event=stopping, debounce=debounce_ms
+            ):
+                names = sorted({Path(name).name for _, name in changes})
+                await self.reload(f"changed: {', '.join(names)}")
+        except Exception as exc:  # e.g. the inotify watch limit: keep serving, SIGHUP works
+            log.error(
+                "watching rules/ and policies/ failed; reload with SIGHUP",
+                extra={"error": str(exc)},
+            )

@@ -109,13 +109,18 @@ class Alertmanager:
         group_wait: str = "0s",
         group_interval: str = "1s",
         repeat_interval: str = "2s",
+        config_text: str | None = None,
     ) -> Alertmanager:
-        """Write the config into ``workdir``, start Alertmanager and wait until it is ready."""
+        """Write the config into ``workdir``, start Alertmanager and wait until it is ready.
+
+        ``config_text`` replaces the generated config (the other arguments are then unused).
+        """
         workdir = Path(workdir).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         config_path = workdir / "alertmanager.yml"
         config_path.write_text(
-            render_config(
+            config_text
+            or render_config(
                 webhook_url,
                 bearer_token,
                 group_wait=group_wait,

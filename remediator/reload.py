@@ -103,20 +103,26 @@ class Reloader:
         return [self.ctx.config.resolve_path(n) for n in names]
 
     async def watch(self, stopping: asyncio.Event, debounce_ms: int = 400) -> None:
-        """Reload when a YAML file directly in rules/ or policies/ changes (or a ConfigMap
-        volume mounted there is updated)."""
+        """Reload when a YAML file directly in rules/ or policies/ changes, or when a
+        Kubernetes ConfigMap volume holding them is updated (its `..data` symlink swaps)."""
         folders = [f.resolve() for f in self.watched() if f.is_dir()]
+        config_dir = self.ctx.config.path.resolve().parent
 
         def relevant(_: watchfiles.Change, name: str) -> bool:
             path = Path(name)
-            # `..data` is the symlink a Kubernetes ConfigMap volume swaps on update.
-            return path.parent in folders and (path.suffix in SUFFIXES or path.name == "..data")
+            if path.name == "..data":
+                return True
+            return path.parent in folders and path.suffix in SUFFIXES
 
-        if not folders:
-            return
+        # Not recursive: the config's folder may hold the store, a venv, the repo.
+        paths = [*folders, *([config_dir] if config_dir not in folders else [])]
         try:
             async for changes in watchfiles.awatch(
-                *folders, watch_filter=relevant, stop_event=stopping, debounce=debounce_ms
+                *paths,
+                watch_filter=relevant,
+                stop_event=stopping,
+                debounce=debounce_ms,
+                recursive=False,
             ):
                 names = sorted({Path(name).name for _, name in changes})
                 await self.reload(f"changed: {', '.join(names)}")

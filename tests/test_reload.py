@@ -84,3 +84,26 @@ def test_sighup_reloads_policies_and_inventory(tmp_path: Path, sshd: SshServer) 
     assert d.post_webhook(alert("web2:9100", "2026-11-23T10:00:00Z")) == 200
     storeview.wait_for("web2 to be restarted", lambda: restarts(sshd) == ["kaldrix-node"])
     assert d.stop() == 0
+
+
+def test_configmap_volume_update_reloads(tmp_path: Path, sshd: SshServer) -> None:
+    """A Kubernetes ConfigMap volume: rules/ is a symlink into `..data`, which the kubelet
+    swaps atomically to a new folder on update; the daemon reloads from the new one."""
+    d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd))
+    root = d.config.parent
+    (root / "..v1" / "rules").mkdir(parents=True)
+    (root / "rules" / "rules.yml").rename(root / "..v1" / "rules" / "rules.yml")
+    (root / "rules").rmdir()
+    (root / "..data").symlink_to("..v1")
+    (root / "rules").symlink_to("..data/rules")
+    d.start()
+    (root / "..v2" / "rules").mkdir(parents=True)
+    (root / "..v2" / "rules" / "rules.yml").write_text(
+        RULE.replace("kaldrix-node", "kaldrix-node-v2")
+    )
+    (root / "..data_tmp").symlink_to("..v2")
+    (root / "..data_tmp").rename(root / "..data")  # what the kubelet's AtomicWriter does
+    wait_metric(d, "the ConfigMap reload", RELOADS, 1, 'result="success"')
+    assert d.post_webhook(alert("web1:9100", "2026-11-23T09:00:00Z")) == 200
+    storeview.wait_for("the new rule to run", lambda: restarts(sshd) == ["kaldrix-node-v2"])
+    assert d.stop() == 0

@@ -16,7 +16,7 @@ export REMEDIATOR_ADMIN_TOKEN ?= dev-admin-token
 export SLACK_BOT_TOKEN ?= xoxb-dev-token
 export SLACK_SIGNING_SECRET ?= dev-signing-secret
 
-.PHONY: run test lint format bench check deps system-deps clean
+.PHONY: run test lint format bench check ruletest deps system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ run: deps
 check: deps
 	$(BIN)/remediator check -c remediator.yml
 
+# The shipped rules' unit tests: alerts in, expected decisions out (rules/tests/).
+ruletest: deps
+	$(BIN)/remediator test -c remediator.yml rules/tests/*.test.yml
+
 lint: deps
 	$(BIN)/ruff check remediator tests bench
 	$(BIN)/ruff format --check remediator tests bench
@@ -49,7 +53,7 @@ format: deps
 	$(BIN)/ruff format remediator tests bench
 	$(BIN)/ruff check --fix remediator tests bench
 
-test: system-deps deps lint check
+test: system-deps deps lint check ruletest
 	$(BIN)/pytest -p no:cacheprovider
 
 bench: deps

@@ -17,7 +17,7 @@ export REMEDIATOR_ADMIN_TOKEN ?= dev-admin-token
 export SLACK_BOT_TOKEN ?= xoxb-dev-token
 export SLACK_SIGNING_SECRET ?= dev-signing-secret
 
-.PHONY: run test lint format bench check deps system-deps clean
+.PHONY: run test lint format bench check ruletest deps system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ run: deps
 check: deps
 	$(BIN)/remediator check -c remediator.yml
 
+# The shipped rules' unit tests: alerts in, expected decisions out (rules/tests/).
+ruletest: deps
+	$(BIN)/remediator test -c remediator.yml rules/tests/*.test.yml
+
 lint: deps
 	$(BIN)/ruff check remediator tests bench
 	$(BIN)/ruff format --check remediator tests bench
@@ -50,7 +54,7 @@ format: deps
 	$(BIN)/ruff format remediator tests bench
 	$(BIN)/ruff check --fix remediator tests bench
 
-test: system-deps deps lint check
+test: system-deps deps lint check ruletest
 	$(BIN)/pytest -p no:cacheprovider
 
 bench: deps

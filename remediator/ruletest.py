@@ -49,7 +49,8 @@ class AlertInput(Model):
     status: Literal["firing", "resolved"] = "firing"
     labels: dict[str, str] = Field(min_length=1)
     annotations: dict[str, str] = Field(default_factory=dict)
-    # When the alert started firing; default: the first firing of the same labels.
+    # When the alert started firing; default: when these labels last started firing
+    # (a firing after a resolved one is a new instance, as in Alertmanager).
     starts_at: Duration | None = None
 
 
@@ -156,14 +157,17 @@ async def run_case(sim: Simulation, case: Case) -> list[Decision]:
         *((h.at, 1, h) for h in case.humans),
     ]
     inputs.sort(key=lambda x: (x[0], x[1]))
-    first_firing: dict[str, float] = {}
+    firing: dict[str, float] = {}  # labels -> startsAt of the instance firing now
     decisions: list[Decision] = []
     for at, _, item in inputs:
         await sim.run_until(at)
         if isinstance(item, AlertInput):
             key = json.dumps(item.labels, sort_keys=True)
-            started = item.starts_at if item.starts_at is not None else first_firing.get(key, at)
-            first_firing.setdefault(key, started)
+            started = item.starts_at if item.starts_at is not None else firing.get(key, at)
+            if item.status == "firing":
+                firing.setdefault(key, started)
+            else:
+                firing.pop(key, None)  # firing again later is a new alert instance
             await sim.send(_body(item, sim.start + started))
         else:
             kind, who = item.decision

@@ -91,8 +91,11 @@ def _run(detail: dict[str, Any]) -> dict[str, Any]:
         out["host"] = plan["host"]
     if plan.get("commands"):
         out["argv"] = plan["commands"] if len(plan["commands"]) > 1 else plan["commands"][0]
+    if any(plan.get("stdin") or []):  # e.g. the nftables script piped to `nft -f -`
+        out["stdin"] = [line for text in plan["stdin"] if text for line in text.splitlines()]
     if "request" in plan:
-        out["request"] = {k: plan["request"][k] for k in ("method", "url") if k in plan["request"]}
+        keep = ("method", "url", "json")
+        out["request"] = {k: plan["request"][k] for k in keep if k in plan["request"]}
     if "message" in plan:
         out["message"] = plan["message"]
     return out
@@ -132,6 +135,7 @@ DESCRIBE: dict[str, Describer] = {
     "approval_denied": lambda d, _: {"denied": d["by"], **_step(d)},
     "approval_expired": lambda d, _: {"approval_expired": True},
     "approval_refused": lambda d, _: {"approval_refused": d["by"]},
+    "ack_refused": lambda d, _: {"ack_refused": d["by"]},
     "exhausted": lambda d, _: {"exhausted": d["reason"]},
     "escalation_started": lambda d, _: {"escalate": d["chain"]},
     "escalation_notified": _page,

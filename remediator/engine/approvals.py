@@ -144,6 +144,7 @@ async def decide(
     approvers = sorted({v.voter for v in votes if v.decision == APPROVE})
     detail = {
         "approval": approval.id,
+        "step": approval.step_index,
         "by": voter,
         "via": via,
         "approvals": len(approvers),
@@ -178,7 +179,13 @@ async def _deny(
 ) -> Outcome:
     await tx.decide_approval(approval.id, ApprovalState.DENIED, by, reason, now)
     await _settled(ctx, tx, approval, now)
-    detail = {"approval": approval.id, "by": by, "via": via, "reason": reason}
+    detail = {
+        "approval": approval.id,
+        "step": approval.step_index,
+        "by": by,
+        "via": via,
+        "reason": reason,
+    }
     await tx.audit(incident.id, "approval_denied", detail, now)
     ctx.metrics.approvals.labels(result="denied").inc()
     why = f"step {approval.step_index + 1} ({approval.action}) denied by {by}"

@@ -20,6 +20,7 @@ from remediator.rules import alert_context, check_require, resolve_target
 from remediator.store.base import Tx
 from remediator.store.records import (
     ACTIVE_STATES,
+    HANDED_OVER,
     ApprovalState,
     EscalationState,
     InboxItem,
@@ -132,7 +133,9 @@ class Intake:
         )
         state = State.REMEDIATED if ran else State.RESOLVED
         await tx.update_incident(incident.id, now, state=state, closed_at=now)
-        if state is State.REMEDIATED:
+        if state is State.REMEDIATED and incident.state not in HANDED_OVER:
+            # Resolved while automation was in charge; after a hand-over humans fixed it,
+            # and the failure streak (toward quarantine) goes on.
             await record_success(tx, incident, now)
         if incident.state in ACTIVE_STATES:
             # Its target (and group slot) is free before the verify window would end.

@@ -135,7 +135,7 @@ class Runner:
                     incident.id, "step_refused", {"step": item.step_index, "reason": str(exc)}, now
                 )
                 await hand_over(
-                    self.ctx, tx, incident, rule, f"step {item.step_index} refused: {exc}", now
+                    self.ctx, tx, incident, rule, f"step {item.step_index + 1} refused: {exc}", now
                 )
                 return None
             if self._needs_approval(spec) and not await self._approved(
@@ -176,14 +176,14 @@ class Runner:
             if asked is not None:
                 return False
             reason = (
-                f"step {item.step_index} ({plan.action}) needs approval, "
+                f"step {item.step_index + 1} ({plan.action}) needs approval, "
                 "but policies define no `approvals:`"
             )
         elif approval.state is ApprovalState.PENDING:
             await tx.finish_work(item.id, now, "awaiting_approval")
             return False
         else:
-            reason = f"approval of step {item.step_index} is {approval.state.value}"
+            reason = f"approval of step {item.step_index + 1} is {approval.state.value}"
         await tx.finish_work(item.id, now, "refused")
         await tx.audit(
             incident.id, "step_refused", {"step": item.step_index, "reason": reason}, now

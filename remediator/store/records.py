@@ -25,6 +25,8 @@ CLOSED_STATES = frozenset({State.REMEDIATED, State.RESOLVED})
 OPEN_STATES = frozenset(State) - CLOSED_STATES
 # A target is under remediation from its step's start until the verify window ends.
 ACTIVE_STATES = frozenset({State.RUNNING, State.VERIFYING})
+# Automation gave up and humans were (or are being) told: what fixes it now is not a step.
+HANDED_OVER = frozenset({State.EXHAUSTED, State.ESCALATING, State.ACKNOWLEDGED})
 
 
 class StepState(StrEnum):

@@ -9,8 +9,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from remediator.config.models import Config
-from remediator.daemon import parse_listen
+from remediator.config.models import Config, parse_listen
 from remediator.errors import RemediatorError
 
 DEFAULT_TOKEN_ENV = "REMEDIATOR_ADMIN_TOKEN"  # noqa: S105 - names an env var

@@ -1,44 +1,52 @@
 """The admin API: incidents, approve/deny/ack (for when Slack is down), pause/resume.
 
 Every route needs `Authorization: Bearer <admin token>` (server.admin_token_env); with
-no admin token configured the routes answer 403 and say how to enable them.
+no admin token configured the routes answer 403 and say how to enable them. The one
+exception is GET /api/openapi.json, the document describing them (openapi.py): it holds
+no data, and API tooling fetches it before it has credentials.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
-from remediator import control
+from remediator import control, openapi
+from remediator.apimodels import (
+    ApprovalOut,
+    AuditEntry,
+    DecisionBody,
+    DecisionReply,
+    ErrorReply,
+    EscalationOut,
+    IncidentDetail,
+    IncidentList,
+    IncidentSummary,
+    PauseBody,
+    PauseState,
+    Reply,
+    StepOut,
+)
 from remediator.engine import approvals
 from remediator.engine.context import EngineContext
 from remediator.errors import StoreError
-from remediator.store.records import CLOSED_STATES, OPEN_STATES, Incident, State
+from remediator.store.records import CLOSED_STATES, OPEN_STATES, State
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
-MAX_LIMIT = 1000
+BodyT = TypeVar("BodyT", DecisionBody, PauseBody)
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return _reply(ErrorReply(error=message), status)
 
 
-def incident_json(i: Incident) -> dict[str, Any]:
-    """An incident as the API lists it."""
-    return {
-        "id": i.id,
-        "rule": i.rule,
-        "target": i.target,
-        "state": i.state.value,
-        "labels": i.labels,
-        "started_at": i.created_at,
-        "updated_at": i.updated_at,
-    }
+def _reply(body: Reply, status: int = 200) -> web.Response:
+    return web.json_response(body.model_dump(mode="json"), status=status)
 
 
 def _states(value: str | None) -> list[State] | None:
@@ -49,6 +57,36 @@ def _states(value: str | None) -> list[State] | None:
     if value == "closed":
         return sorted(CLOSED_STATES)
     return [State(value)]
+
+
+def _whole_number(raw: str, most: int) -> int | None:
+    """A decimal from 0 to `most` in ASCII digits (not `²`, not 5,000 digits), else None."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(most)):
+        return None
+    value = int(raw)
+    return value if value <= most else None
+
+
+async def _body(request: web.Request, model: type[BodyT]) -> BodyT | web.Response:
+    """The JSON body as `model` (no body: all defaults), or a 400 saying what is wrong."""
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw if raw.strip() else b"{}")
+    except ValidationError as exc:
+        return _error(400, _body_problem(model, exc))
+
+
+def _body_problem(model: type[BaseModel], exc: ValidationError) -> str:
+    shape = '{"by": "...", "reason": "..."}' if "by" in model.model_fields else '{"reason": "..."}'
+    first = exc.errors(include_url=False, include_input=False)[0]
+    if first["type"] == "json_invalid":
+        return f"body must be JSON (UTF-8, no lone surrogates): {shape}"
+    if not first["loc"]:
+        return f"body must be a JSON object: {shape}"
+    if first["loc"][0] == "by":
+        return '"by" (who decides: an approver name or Slack user id) is required, not blank'
+    where = ".".join(str(part) for part in first["loc"])
+    return f'"{where}": {first["msg"]} (body: {shape})'
 
 
 @dataclass
@@ -71,6 +109,7 @@ class AdminApi:
         ]
         for method, path, handler in table:
             app.router.add_route(method, path, self._guarded(handler))
+        app.router.add_get(openapi.DOCUMENT_PATH, self.openapi_document, allow_head=False)
 
     def _guarded(self, handler: Handler) -> Handler:
         async def run(request: web.Request) -> web.Response:
@@ -90,26 +129,12 @@ class AdminApi:
 
     @staticmethod
     def _id(request: web.Request) -> int | None:
-        raw = request.match_info["id"]
-        return int(raw) if raw.isdigit() else None
+        return _whole_number(request.match_info["id"], openapi.MAX_ID)
 
     @staticmethod
-    async def _body(request: web.Request, need_by: bool) -> dict[str, Any] | web.Response:
-        """`{"by": "...", "reason": "..."}` (`by` only when `need_by`), or a 400."""
-        shape = '{"by": "...", "reason": "..."}' if need_by else '{"reason": "..."}'
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, f"body must be JSON: {shape}")
-        if not isinstance(body, dict):
-            return _error(400, f"body must be a JSON object: {shape}")
-        by, reason = body.get("by"), body.get("reason")
-        if need_by and (not isinstance(by, str) or not by.strip()):
-            return _error(400, '"by" (who decides: an approver name or Slack user id) is required')
-        if reason is not None and not isinstance(reason, str):
-            return _error(400, '"reason" must be a string')
-        return {"by": by.strip() if isinstance(by, str) else None, "reason": reason}
+    async def openapi_document(_: web.Request) -> web.Response:
+        """GET /api/openapi.json: public, it describes the routes and holds no data."""
+        return web.json_response(openapi.document())
 
     async def list_incidents(self, request: web.Request) -> web.Response:
         """GET /api/incidents[?state=open|closed|STATE][&limit=N]."""
@@ -118,12 +143,12 @@ class AdminApi:
         except ValueError:
             names = ", ".join(["open", "closed", *sorted(s.value for s in State)])
             return _error(400, f"state must be one of {names}")
-        raw_limit = request.query.get("limit", "100")
-        if not raw_limit.isdigit() or not 0 < int(raw_limit) <= MAX_LIMIT:
-            return _error(400, f"limit must be a number from 1 to {MAX_LIMIT}")
+        limit = _whole_number(request.query.get("limit", ""), openapi.MAX_LIMIT)
+        if "limit" in request.query and not limit:
+            return _error(400, f"limit must be a number from 1 to {openapi.MAX_LIMIT}")
         async with self.ctx.store.read() as tx:
-            rows = await tx.incidents(states, int(raw_limit))
-        return web.json_response({"incidents": [incident_json(i) for i in rows]})
+            rows = await tx.incidents(states, limit or openapi.DEFAULT_LIMIT)
+        return _reply(IncidentList(incidents=[IncidentSummary.of(i) for i in rows]))
 
     async def show_incident(self, request: web.Request) -> web.Response:
         """GET /api/incidents/{id}: with steps, approvals, escalation and audit."""
@@ -136,48 +161,18 @@ class AdminApi:
             audit = await tx.audit_for(incident.id)
             esc = await tx.escalation(incident.id)
             asked = await tx.approvals_of(incident.id)
-        out = incident_json(incident)
-        out["steps"] = [
-            {
-                "step": s.step_index,
-                "action": s.action,
-                "state": s.state.value,
-                "command": s.command,
-                "started_at": s.started_at,
-                "finished_at": s.finished_at,
-                "exit_status": s.exit_status,
-                "error": s.error,
-            }
-            for s in steps
-        ]
-        out["approvals"] = [
-            {
-                "id": a.id,
-                "step": a.step_index,
-                "action": a.action,
-                "state": a.state.value,
-                "required": a.required,
-                "expires_at": a.expires_at,
-                "decided_by": a.decided_by,
-            }
-            for a in asked
-        ]
-        out["escalation"] = (
-            {
-                "chain": esc.chain,
-                "state": esc.state.value,
-                "started_at": esc.started_at,
-                "stopped_by": esc.stopped_by,
-            }
-            if esc
-            else None
+        detail = IncidentDetail(
+            **IncidentSummary.of(incident).model_dump(),
+            steps=[StepOut.of(s) for s in steps],
+            approvals=[ApprovalOut.of(a) for a in asked],
+            escalation=EscalationOut.of(esc) if esc else None,
+            audit=[AuditEntry.of(a) for a in audit],
         )
-        out["audit"] = [{"at": a.at, "event": a.event, "detail": a.detail} for a in audit]
-        return web.json_response(out)
+        return _reply(detail)
 
     async def _decide(self, request: web.Request, decision: str) -> web.Response:
         incident_id = self._id(request)
-        body = await self._body(request, need_by=True)
+        body = await _body(request, DecisionBody)
         if isinstance(body, web.Response):
             return body
         async with self.ctx.store.write() as tx:
@@ -187,16 +182,23 @@ class AdminApi:
                 return _error(404, f"incident {request.match_info['id']} does not exist")
             if decision == "ack":
                 outcome = await approvals.acknowledge(
-                    self.ctx, tx, incident.id, body["by"], "api", now
+                    self.ctx, tx, incident.id, body.by.strip(), "api", now
                 )
             else:
                 pending = await approvals.pending_approval(tx, incident.id)
                 if pending is None:
                     return _error(409, f"incident {incident.id} has no step waiting for approval")
                 outcome = await approvals.decide(
-                    self.ctx, tx, pending.id, body["by"], decision, "api", body["reason"], now
+                    self.ctx, tx, pending.id, body.by.strip(), decision, "api", body.reason, now
                 )
-        return web.json_response(outcome.as_json(), status=outcome.status)
+        if outcome.status != 200 or outcome.incident_id is None:
+            return _error(outcome.status, outcome.message)
+        state = State(outcome.state) if outcome.state else None
+        return _reply(
+            DecisionReply(
+                result="ok", message=outcome.message, incident=outcome.incident_id, state=state
+            )
+        )
 
     async def approve(self, request: web.Request) -> web.Response:
         """POST /api/incidents/{id}/approve."""
@@ -211,19 +213,18 @@ class AdminApi:
         return await self._decide(request, "ack")
 
     async def _switch(self, request: web.Request, paused: bool) -> web.Response:
-        body = await self._body(request, need_by=False)
+        body = await _body(request, PauseBody)
         if isinstance(body, web.Response):
             return body
-        reason = body["reason"]
-        state = await control.set_paused(self.ctx.store, paused, reason, self.ctx.clock.now())
+        state = await control.set_paused(self.ctx.store, paused, body.reason, self.ctx.clock.now())
         if not paused:
             self.ctx.work_ready.set()
-        return web.json_response(
-            {
-                "paused": bool(state.get("paused")),
-                "reason": state.get("reason"),
-                "since": state.get("since"),
-            }
+        return _reply(
+            PauseState(
+                paused=bool(state.get("paused")),
+                reason=state.get("reason"),
+                since=state.get("since"),
+            )
         )
 
     async def pause(self, request: web.Request) -> web.Response:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -14,23 +13,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from remediator import __version__, apiclient, control, replay, ruletest
+from pydantic import BaseModel, ValidationError
+
+from remediator import __version__, apiclient, cliviews, control, openapi, replay, ruletest
+from remediator.apimodels import DecisionReply, IncidentDetail, IncidentList, PauseState
 from remediator.config import load_config
 from remediator.config.durations import parse_duration
 from remediator.config.models import Config
 from remediator.errors import ConfigError, RemediatorError
 from remediator.store import open_store_url
 from remediator.store.base import Store
-from remediator.store.records import (
-    CLOSED_STATES,
-    OPEN_STATES,
-    AuditRow,
-    Incident,
-    State,
-    StepRecord,
-)
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 def _config_path(value: str | None) -> Path:
@@ -91,90 +86,70 @@ async def _with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
         await store.close()
 
 
-async def _incidents(config: Config, only_open: bool, limit: int) -> str:
-    async def fetch(store: Store) -> list[Incident]:
-        async with store.read() as tx:
-            states = [State(s) for s in sorted(OPEN_STATES)] if only_open else None
-            return await tx.incidents(states, limit)
+def _client(args: argparse.Namespace) -> apiclient.AdminClient:
+    """The running daemon: --url, else the config's server.listen; token from the env."""
+    config = _load(args) if args.config or not args.url else None
+    return apiclient.AdminClient.connect(config, args.url)
 
-    incidents = await _with_store(config, fetch)
-    rows = [
-        [
-            str(i.id),
-            i.state.value,
-            i.rule,
-            i.target or "-",
-            i.labels.get("alertname", ""),
-            _when(i.created_at),
-            _when(i.updated_at),
-        ]
-        for i in incidents
-    ]
-    return _table(rows, ["ID", "STATE", "RULE", "TARGET", "ALERT", "STARTED", "UPDATED"])
+
+def _model(model: type[M], reply: dict[str, Any], client: apiclient.AdminClient) -> M:
+    try:
+        return model.model_validate(reply)
+    except ValidationError as exc:
+        raise RemediatorError(
+            f"the daemon at {client.url} answered in an unexpected shape "
+            f"(another remediator version?): {exc.errors()[0]['msg']}"
+        ) from None
+
+
+def _incident_call(incident_id: int, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return call()
+    except apiclient.ApiError as exc:
+        if exc.status == 404:
+            raise RemediatorError(f"no incident {incident_id}") from None
+        raise
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
-    """List incidents, newest first."""
-    print(asyncio.run(_incidents(_load(args), args.open, args.limit)))
+    """List incidents, newest first (admin API)."""
+    client = _client(args)
+    query = {"limit": str(args.limit)}
+    state = "open" if args.open else args.state
+    if state:
+        query["state"] = state
+    reply = client.get("/api/incidents", query)
+    if args.json:
+        cliviews.print_json(reply)
+        return 0
+    listing = _model(IncidentList, reply, client)
+    if not listing.incidents:
+        print("no incidents" + (f" ({state})" if state else ""))
+        return 0
+    cliviews.console().print(cliviews.incidents_table(listing.incidents))
     return 0
 
 
-async def _show(config: Config, incident_id: int) -> str | None:
-    async def fetch(store: Store) -> tuple[Incident | None, list[StepRecord], list[AuditRow]]:
-        async with store.read() as tx:
-            return (
-                await tx.incident(incident_id),
-                await tx.steps(incident_id),
-                await tx.audit_for(incident_id),
-            )
-
-    incident, steps, audit = await _with_store(config, fetch)
-    if incident is None:
-        return None
-    closed = "closed" if incident.state in CLOSED_STATES else "open"
-    out = [
-        f"incident {incident.id}: {incident.state.value} ({closed})",
-        f"  rule:    {incident.rule}",
-        f"  target:  {incident.target or '-'}",
-        f"  alert:   {incident.fingerprint} started {incident.starts_at}",
-        f"  labels:  {json.dumps(incident.labels, sort_keys=True)}",
-        "steps:",
-    ]
-    for s in steps:
-        exit_status = "-" if s.exit_status is None else s.exit_status
-        out.append(
-            f"  [{s.step_index}] {s.action} {s.state.value} x{s.attempts} exit={exit_status}"
-        )
-        if s.error:
-            out.append(f"      error: {s.error}")
-    out.append("audit:")
-    for a in audit:
-        out.append(f"  {_when(a.at)}  {a.event:<22} {json.dumps(a.detail, sort_keys=True)}")
-    return "\n".join(out)
-
-
 def cmd_show(args: argparse.Namespace) -> int:
-    """Show one incident with its steps and audit trail."""
-    text = asyncio.run(_show(_load(args), args.id))
-    if text is None:
-        print(f"no incident {args.id}", file=sys.stderr)
-        return 1
-    print(text)
+    """Show one incident with its steps, approvals and audit trail (admin API)."""
+    client = _client(args)
+    reply = _incident_call(args.id, lambda: client.get(f"/api/incidents/{args.id}"))
+    if args.json:
+        cliviews.print_json(reply)
+        return 0
+    cliviews.console().print(cliviews.incident_view(_model(IncidentDetail, reply, client)))
     return 0
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    """Pause all automation (stored: survives restarts) until `remediator resume`."""
-    paused = args.command == "pause"
-    reason = args.reason if paused else None
-    state = asyncio.run(
-        _with_store(_load(args), lambda s: control.set_paused(s, paused, reason, time.time()))
-    )
-    since = _when(state["since"]) if state.get("since") else "-"
-    word = "paused" if state["paused"] else "running"
-    print(
-        f"automation {word} since {since}" + (f": {state['reason']}" if state.get("reason") else "")
-    )
+    """Pause (or resume) all automation through the daemon; the switch is stored."""
+    client = _client(args)
+    body = {"reason": args.reason} if args.command == "pause" else {}
+    reply = client.post(f"/api/{args.command}", body)
+    if args.json:
+        cliviews.print_json(reply)
+        return 0
+    cliviews.console().print(cliviews.pause_line(_model(PauseState, reply, client)))
     return 0
 
 
@@ -207,17 +182,19 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_decide(args: argparse.Namespace) -> int:
     """approve / deny / ack an incident through the running daemon's admin API."""
-    config = _load(args) if args.config or not args.url else None
-    url = apiclient.base_url(config, args.url)
-    body = {"by": args.by, "reason": args.reason}
-    status, reply = apiclient.post(
-        url, f"/api/incidents/{args.id}/{args.command}", apiclient.token(config), body
-    )
-    message = reply.get("message") or reply.get("error") or f"HTTP {status}"
-    if status != 200:
-        print(f"remediator: {args.command} {args.id}: {message}", file=sys.stderr)
-        return 1
-    print(f"incident {args.id}: {message} (state: {reply.get('state', '?')})")
+    client = _client(args)
+    path = f"/api/incidents/{args.id}/{args.command}"
+    try:
+        reply = _incident_call(
+            args.id, lambda: client.post(path, {"by": args.by, "reason": args.reason})
+        )
+    except apiclient.ApiError as exc:
+        raise RemediatorError(f"{args.command} {args.id}: {exc}") from None
+    if args.json:
+        cliviews.print_json(reply)
+        return 0
+    decided = _model(DecisionReply, reply, client)
+    print(f"incident {args.id}: {decided.message} (state: {decided.state or '?'})")
     return 0
 
 
@@ -272,14 +249,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("replay", "replay recorded webhook bodies (JSON lines) in dry-run", cmd_replay)
     p.add_argument("file", metavar="FILE")
     p.add_argument("--until", default="1h", help="run timers this long after the last line")
-    p = command("incidents", "list incidents, newest first", cmd_incidents)
-    p.add_argument("--open", action="store_true", help="only open incidents")
-    p.add_argument("--limit", type=int, default=50)
-    p = command("show", "show an incident with its audit trail", cmd_show)
+
+    def admin(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Any:
+        p = command(name, f"{help_text} (through the daemon's admin API)", func)
+        p.add_argument("--url", help="the daemon (default: from the config's server.listen)")
+        p.add_argument("--json", action="store_true", help="print the daemon's JSON as is")
+        return p
+
+    p = admin("incidents", "list incidents, newest first", cmd_incidents)
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--open", action="store_true", help="only open incidents")
+    only.add_argument(
+        "--state",
+        choices=openapi.STATE_FILTERS,
+        metavar="S",
+        help=f"only these: {', '.join(openapi.STATE_FILTERS)}",
+    )
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (1 to 1000; 50)")
+    p = admin("show", "show an incident with its steps and audit trail", cmd_show)
     p.add_argument("id", type=int)
-    p = command("pause", "pause all automation (notifications go on)", cmd_pause)
+    p = admin("pause", "pause all automation (notifications go on)", cmd_pause)
     p.add_argument("--reason", help="why, for the audit and the metrics")
-    command("resume", "resume automation; held steps run if still wanted", cmd_pause)
+    admin("resume", "resume automation; held steps run if still wanted", cmd_pause)
     command("quarantine", "list (rule, target) pairs quarantined", cmd_quarantine)
     p = command("release", "lift a quarantine", cmd_release)
     p.add_argument("rule")
@@ -289,13 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("deny", "deny the step an incident waits on (it escalates)"),
         ("ack", "acknowledge an incident: automation and paging stop"),
     ):
-        p = command(name, f"{what} (through the daemon's admin API)", cmd_decide)
+        p = admin(name, what, cmd_decide)
         p.add_argument("id", type=int)
         p.add_argument(
             "--by", default=os.environ.get("USER", ""), help="who decides (default $USER)"
         )
         p.add_argument("--reason", help="why, for the audit")
-        p.add_argument("--url", help="the daemon (default: from the config's server.listen)")
     return parser
 
 

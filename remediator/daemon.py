@@ -14,7 +14,7 @@ from remediator.actions.sshpool import SshSettings
 from remediator.api import AdminApi
 from remediator.auth import WebhookAuthenticator
 from remediator.clock import Clock, SystemClock
-from remediator.config.models import Config
+from remediator.config.models import Config, parse_listen
 from remediator.engine import Engine, EngineContext
 from remediator.errors import StartupError
 from remediator.http import Receiver, build_app
@@ -28,14 +28,6 @@ from remediator.slackapp import SlackInteractions
 from remediator.store import open_store_url
 
 log = logging.getLogger(__name__)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """'127.0.0.1:9095' or '[::1]:9095' -> (host, port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"server.listen: {listen!r} is not HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def ssh_settings(config: Config) -> SshSettings | None:

@@ -1,4 +1,7 @@
-"""`remediator pause`, `resume`, `quarantine` and `release` on the store, as an operator runs them."""
+"""`remediator quarantine` and `release` on the store, as an operator runs them.
+
+(`pause` and `resume` go through the daemon: tests/test_cli_admin.py.)
+"""
 
 from __future__ import annotations
 
@@ -19,20 +22,6 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
-
-
-def test_pause_is_stored_and_reported_until_resume(tmp_path: Path) -> None:
-    """pause writes the switch with its reason; a second process sees it; resume clears it."""
-    config = write_config(tmp_path / "d", RULE)
-    out = cli(config, "pause", "--reason", "deploy of v2")
-    assert out.returncode == 0, out.stderr
-    assert "automation paused since" in out.stdout
-    assert "deploy of v2" in out.stdout
-    again = cli(config, "pause", "--reason", "other")
-    assert "deploy of v2" in again.stdout  # already paused: the first reason stands
-    out = cli(config, "resume")
-    assert out.returncode == 0, out.stderr
-    assert "automation running since" in out.stdout
 
 
 def test_release_of_a_pair_not_quarantined_says_so(tmp_path: Path) -> None:

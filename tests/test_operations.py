@@ -1,4 +1,4 @@
-"""Operating the daemon: probes, metrics, logs, start-up errors, the CLI on the store."""
+"""Operating the daemon: probes, metrics, logs, start-up errors, the CLI on its admin API."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support import storeview
+from support import cli, storeview
 from support.daemon import SECRETS, Daemon, write_config
 from support.metrics import sample
 from support.sshd import SshServer
@@ -93,26 +93,28 @@ def test_missing_known_hosts_is_a_clear_start_error(tmp_path: Path, sshd: SshSer
     assert f"ssh.known_hosts: {tmp_path / 'nope'} does not exist" in result.stderr
 
 
-def test_cli_lists_and_shows_incidents_from_the_store(tmp_path: Path, sshd: SshServer) -> None:
-    """`incidents` and `show ID` read the store, even while the daemon runs."""
+def test_cli_lists_and_shows_incidents_of_the_running_daemon(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """`incidents` and `show ID` ask the daemon (admin API): the step that ran, its exit."""
     d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd)).start()
     try:
         assert d.post_webhook(ALERT) == 200
         storeview.wait_for("the step", lambda: "verifying" in storeview.events(d.db, 1))
-        listing = run_cli("incidents", "--open", "-c", str(d.config))
-        shown = run_cli("show", "1", "-c", str(d.config))
-        missing = run_cli("show", "99", "-c", str(d.config))
+        listing = cli.run("incidents", "--open", "-c", str(d.config))
+        shown = cli.run("show", "1", "-c", str(d.config))
+        missing = cli.run("show", "99", "-c", str(d.config))
     finally:
         assert d.stop() == 0
     assert listing.returncode == 0, listing.stderr
-    header, row = listing.stdout.splitlines()
-    assert header.split() == ["ID", "STATE", "RULE", "TARGET", "ALERT", "STARTED", "UPDATED"]
-    assert row.split()[:5] == ["1", "verifying", "restart-node", "web1", "NodeDown"]
-    assert shown.returncode == 0
-    assert "incident 1: verifying (open)" in shown.stdout
-    assert "[0] restart_service succeeded x1 exit=0" in shown.stdout
+    [row] = cli.table_rows(listing.stdout)
+    assert row[:5] == ["1", "verifying", "restart-node", "web1", "NodeDown"]
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0].split() == ["incident", "1", "verifying", "(open)"]
+    step = next(r for r in cli.table_rows(shown.stdout) if r[1] == "restart_service")
+    assert (step[0], step[2], step[5]) == ("0", "succeeded", "0")
     assert "step_executing" in shown.stdout
-    assert (missing.returncode, missing.stderr.strip()) == (1, "no incident 99")
+    assert (missing.returncode, missing.stderr.strip()) == (1, "remediator: no incident 99")
 
 
 def test_metrics_show_quarantine_and_pause(tmp_path: Path, sshd: SshServer) -> None:
@@ -141,6 +143,7 @@ def test_metrics_show_quarantine_and_pause(tmp_path: Path, sshd: SshServer) -> N
             [sys.executable, "-m", "remediator", "pause", "-c", str(config), "--reason", "x"],
             capture_output=True,
             text=True,
+            env={**os.environ, **SECRETS},
             timeout=60,
             check=True,
         )

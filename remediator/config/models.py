@@ -80,6 +80,14 @@ class WebhookAuth(Model):
         return self
 
 
+def parse_listen(listen: str) -> tuple[str, int]:
+    """'127.0.0.1:9095' or '[::1]:9095' -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"server.listen: {listen!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
 class ServerConfig(Model):
     """The HTTP listener."""
 

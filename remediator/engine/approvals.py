@@ -45,18 +45,6 @@ class Outcome:
         """Whether the decision changed anything."""
         return self.status == 200
 
-    def as_json(self) -> dict[str, Any]:
-        """The admin API's body."""
-        out: dict[str, Any] = {
-            "result": "ok" if self.changed else "refused",
-            "message": self.message,
-        }
-        if self.incident_id is not None:
-            out["incident"] = self.incident_id
-        if self.state is not None:
-            out["state"] = self.state
-        return out
-
 
 def policy(ctx: EngineContext) -> ApprovalPolicy | None:
     """The approval policy, if policies define one."""

@@ -1,0 +1,195 @@
+"""The admin API's bodies as typed models: what the handlers send and read, and what
+openapi.py publishes, so the document cannot drift from the wire.
+
+Replies forbid extra keys so the published schemas say exactly what is sent; request
+bodies ignore unknown keys (clients may send more than they need to).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from remediator.store.records import (
+    Approval,
+    ApprovalState,
+    AuditRow,
+    Escalation,
+    EscalationState,
+    Incident,
+    State,
+    StepRecord,
+    StepState,
+)
+
+
+class Reply(BaseModel):
+    """A reply body: every key always present, nothing else."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ErrorReply(Reply):
+    """Any answer but 200: what went wrong and, where it can, how to fix it."""
+
+    error: str
+
+
+class IncidentSummary(Reply):
+    """An incident as GET /api/incidents lists it; times are Unix epoch seconds."""
+
+    id: int
+    rule: str
+    target: str | None
+    state: State
+    labels: dict[str, str]
+    started_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, i: Incident) -> IncidentSummary:
+        """From the store's record."""
+        return cls(
+            id=i.id,
+            rule=i.rule,
+            target=i.target,
+            state=i.state,
+            labels=i.labels,
+            started_at=i.created_at,
+            updated_at=i.updated_at,
+        )
+
+
+class IncidentList(Reply):
+    """GET /api/incidents: newest first."""
+
+    incidents: list[IncidentSummary]
+
+
+class StepOut(Reply):
+    """One attempt at a rule step (`step` counts from 0)."""
+
+    step: int
+    action: str
+    state: StepState
+    command: Any = Field(description="what was (or would be) run: argv, HTTP request...")
+    started_at: float
+    finished_at: float | None
+    exit_status: int | None
+    error: str | None
+
+    @classmethod
+    def of(cls, s: StepRecord) -> StepOut:
+        """From the store's record."""
+        return cls(
+            step=s.step_index,
+            action=s.action,
+            state=s.state,
+            command=s.command,
+            started_at=s.started_at,
+            finished_at=s.finished_at,
+            exit_status=s.exit_status,
+            error=s.error,
+        )
+
+
+class ApprovalOut(Reply):
+    """A step that waited for (or was decided by) humans."""
+
+    id: int
+    step: int
+    action: str
+    state: ApprovalState
+    command: Any = Field(description="what the step runs once approved")
+    required: int
+    expires_at: float
+    decided_by: str | None
+
+    @classmethod
+    def of(cls, a: Approval) -> ApprovalOut:
+        """From the store's record."""
+        return cls(
+            id=a.id,
+            step=a.step_index,
+            action=a.action,
+            state=a.state,
+            command=a.command,
+            required=a.required,
+            expires_at=a.expires_at,
+            decided_by=a.decided_by,
+        )
+
+
+class EscalationOut(Reply):
+    """The incident's escalation chain, once it started."""
+
+    chain: str
+    state: EscalationState
+    started_at: float
+    stopped_by: str | None
+
+    @classmethod
+    def of(cls, e: Escalation) -> EscalationOut:
+        """From the store's record."""
+        return cls(chain=e.chain, state=e.state, started_at=e.started_at, stopped_by=e.stopped_by)
+
+
+class AuditEntry(Reply):
+    """One recorded transition or decision."""
+
+    at: float
+    event: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, a: AuditRow) -> AuditEntry:
+        """From the store's record."""
+        return cls(at=a.at, event=a.event, detail=a.detail)
+
+
+class IncidentDetail(IncidentSummary):
+    """GET /api/incidents/{id}: the summary with steps, approvals, escalation and audit."""
+
+    steps: list[StepOut]
+    approvals: list[ApprovalOut]
+    escalation: EscalationOut | None
+    audit: list[AuditEntry]
+
+
+class DecisionReply(Reply):
+    """A decision (approve, deny, ack) that was recorded."""
+
+    result: Literal["ok"]
+    message: str
+    incident: int
+    state: State | None
+
+
+class PauseState(Reply):
+    """POST /api/pause and /api/resume: the switch as it now stands."""
+
+    paused: bool
+    reason: str | None
+    since: float | None
+
+
+class DecisionBody(BaseModel):
+    """Body of approve, deny and ack."""
+
+    by: Annotated[
+        str,
+        Field(
+            pattern=r"\S",
+            description="who decides: an approver name or Slack user id (not blank)",
+        ),
+    ]
+    reason: str | None = Field(
+        default=None, description="why, for the audit (approve and deny; ack records none)"
+    )
+
+
+class PauseBody(BaseModel):
+    """Body of pause and resume (optional)."""
+
+    reason: str | None = Field(default=None, description="why, for the audit and the metrics")

@@ -1,0 +1,172 @@
+"""How the CLI shows the admin API's answers: rich tables for people, JSON for scripts.
+
+Every value that came from the fleet (labels, rule names, commands, audit details) is
+hostile: it goes into a `Text`, never a markup string, so `[red]` and `:emoji:` stay
+literal, and non-printable characters (terminal escapes) are shown as `\\x1b`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from remediator.apimodels import (
+    ApprovalOut,
+    AuditEntry,
+    IncidentDetail,
+    IncidentSummary,
+    PauseState,
+    StepOut,
+)
+from remediator.notify.slackmsg import describe_command
+from remediator.store.records import CLOSED_STATES, State
+
+STATE_STYLES = {
+    State.AWAITING_APPROVAL: "bold magenta",
+    State.RUNNING: "cyan",
+    State.VERIFYING: "cyan",
+    State.EXHAUSTED: "red",
+    State.ESCALATING: "bold red",
+    State.ACKNOWLEDGED: "yellow",
+    State.REMEDIATED: "green",
+    State.RESOLVED: "green",
+}
+PIPE_WIDTH = 160  # when stdout is not a terminal: wide enough that rows rarely wrap
+
+
+def console() -> Console:
+    """stdout; colours only on a terminal (rich decides), no guessing of highlights."""
+    width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPE_WIDTH
+    return Console(highlight=False, width=width)
+
+
+def print_json(value: Any) -> None:
+    """Raw JSON for scripts, as the daemon sent it."""
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def safe(value: object) -> Text:
+    """A value from the fleet as literal text, non-printable characters escaped."""
+    raw = "-" if value is None else str(value)
+    return Text("".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in raw))
+
+
+def when(ts: float | None) -> str:
+    """Epoch seconds as local time."""
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _state(state: str) -> Text:
+    return Text(state, style=STATE_STYLES.get(State(state), ""))
+
+
+def _table(title: str | None, columns: Iterable[str]) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    return table
+
+
+def incidents_table(incidents: list[IncidentSummary]) -> Table:
+    """GET /api/incidents as a table."""
+    table = _table(None, ["ID", "STATE", "RULE", "TARGET", "ALERT", "STARTED", "UPDATED"])
+    for i in incidents:
+        table.add_row(
+            str(i.id),
+            _state(i.state),
+            safe(i.rule),
+            safe(i.target),
+            safe(i.labels.get("alertname", "")),
+            when(i.started_at),
+            when(i.updated_at),
+        )
+    return table
+
+
+def _summary(i: IncidentDetail) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    closed = "closed" if i.state in CLOSED_STATES else "open"
+    grid.add_row("incident", Text.assemble(f"{i.id} ", _state(i.state), f" ({closed})"))
+    grid.add_row("rule", safe(i.rule))
+    grid.add_row("target", safe(i.target))
+    labels = " ".join(f"{k}={v}" for k, v in sorted(i.labels.items()))
+    grid.add_row("labels", safe(labels))
+    grid.add_row("started", when(i.started_at))
+    grid.add_row("updated", when(i.updated_at))
+    if i.escalation is not None:
+        e = i.escalation
+        stopped = f", stopped by {e.stopped_by}" if e.stopped_by else ""
+        grid.add_row(
+            "escalation", safe(f"{e.chain}: {e.state} since {when(e.started_at)}{stopped}")
+        )
+    return grid
+
+
+def _steps(steps: list[StepOut]) -> Table:
+    table = _table("Steps", ["#", "ACTION", "STATE", "STARTED", "FINISHED", "EXIT", "COMMAND"])
+    for s in steps:
+        command = safe(describe_command(s.command))
+        if s.error:
+            command.append("\nerror: ", style="red").append_text(safe(s.error))
+        exit_status = "-" if s.exit_status is None else str(s.exit_status)
+        table.add_row(
+            str(s.step),
+            safe(s.action),
+            safe(s.state),
+            when(s.started_at),
+            when(s.finished_at),
+            exit_status,
+            command,
+        )
+    return table
+
+
+def _approvals(approvals: list[ApprovalOut]) -> Table:
+    table = _table("Approvals", ["ID", "STEP", "ACTION", "STATE", "NEEDS", "EXPIRES", "DECIDED BY"])
+    for a in approvals:
+        table.add_row(
+            str(a.id),
+            str(a.step),
+            Text.assemble(safe(a.action), "\n", safe(describe_command(a.command))),
+            safe(a.state),
+            str(a.required),
+            when(a.expires_at),
+            safe(a.decided_by),
+        )
+    return table
+
+
+def _audit(audit: list[AuditEntry]) -> Table:
+    table = _table("Audit", ["AT", "EVENT", "DETAIL"])
+    for a in audit:
+        table.add_row(when(a.at), safe(a.event), safe(json.dumps(a.detail, sort_keys=True)))
+    return table
+
+
+def incident_view(i: IncidentDetail) -> RenderableType:
+    """GET /api/incidents/{id}: summary, then steps, approvals and audit tables."""
+    steps = _steps(i.steps) if i.steps else Text("Steps: none run", style="bold")
+    parts: list[RenderableType] = [_summary(i), Text(), steps]
+    if i.approvals:
+        parts += [Text(), _approvals(i.approvals)]
+    parts += [Text(), _audit(i.audit)]
+    return Group(*parts)
+
+
+def pause_line(state: PauseState) -> Text:
+    """The pause switch in one line."""
+    word = "paused" if state.paused else "running"
+    line = Text(f"automation {word} since {when(state.since)}")
+    if state.reason:
+        line.append(": ").append_text(safe(state.reason))
+    return line

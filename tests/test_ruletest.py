@@ -156,3 +156,15 @@ tests:
     bad_yaml = setup(tmp_path, "tests: [\n")[1]
     out = run(config, bad_yaml)
     assert (out.returncode, f"{bad_yaml}:") == (1, out.stdout[: len(str(bad_yaml)) + 1])
+
+
+def test_readme_example_passes_against_the_shipped_rules(tmp_path: Path) -> None:
+    """The test-file example in README.md runs green on the repo's own config."""
+    repo = Path(__file__).resolve().parent.parent
+    readme = (repo / "README.md").read_text()
+    example = readme.split("```yaml\ntests:", 1)[1].split("```", 1)[0]
+    test_file = tmp_path / "readme.test.yml"
+    test_file.write_text("tests:" + example)
+    out = run(repo / "remediator.yml", test_file)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 passed, 0 failed" in out.stderr

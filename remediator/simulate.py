@@ -95,7 +95,7 @@ def _run(detail: dict[str, Any]) -> dict[str, Any]:
         out["stdin"] = [line for text in plan["stdin"] if text for line in text.splitlines()]
     if "request" in plan:
         keep = ("method", "url", "json")
-        out["request"] = {k: plan["request"][k] for k in keep if k in plan["request"]}
+        out["request"] = {k: plan["request"][k] for k in keep if plan["request"].get(k) is not None}
     if "message" in plan:
         out["message"] = plan["message"]
     return out

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from remediator.config.models import Config, parse_listen
@@ -48,7 +48,7 @@ class AdminClient:
     """Talks to one daemon with one admin token; every call returns the 200 JSON body."""
 
     url: str
-    token: str
+    token: str = field(repr=False)
     token_env: str
 
     @classmethod
@@ -81,8 +81,10 @@ class AdminClient:
             self.url + path,
             data=data,
             method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            headers={"Content-Type": "application/json"},
         )
+        # Not copied onto a redirect: the token goes to this daemon only.
+        req.add_unredirected_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:  # noqa: S310 - as above
                 return self._json(resp.read())

@@ -219,12 +219,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Replay recorded webhook bodies in dry-run; print the timeline of decisions."""
     config = _load(args)
     logging.basicConfig(level=logging.ERROR, format="remediator: %(message)s")
-    until = parse_duration(args.until)
+    until = float(args.until)
     replayed, skipped = asyncio.run(
         replay.replay(config, Path(args.file), until, sys.stdout, sys.stderr)
     )
     print(f"{replayed} notifications replayed, {skipped} lines skipped", file=sys.stderr)
     return 1 if skipped else 0
+
+
+def _duration_arg(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,7 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="print every case's actual decisions")
     p = command("replay", "replay recorded webhook bodies (JSON lines) in dry-run", cmd_replay)
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--until", default="1h", help="run timers this long after the last line")
+    p.add_argument(
+        "--until",
+        default="1h",
+        type=_duration_arg,
+        help="run timers this long after the last line (default 1h)",
+    )
 
     def admin(name: str, help_text: str, func: Callable[[argparse.Namespace], int]) -> Any:
         p = command(name, f"{help_text} (through the daemon's admin API)", func)

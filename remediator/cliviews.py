@@ -120,7 +120,7 @@ def _steps(steps: list[StepOut]) -> Table:
             command.append("\nerror: ", style="red").append_text(safe(s.error))
         exit_status = "-" if s.exit_status is None else str(s.exit_status)
         table.add_row(
-            str(s.step),
+            str(s.step + 1),  # counted from 1, as in every message
             safe(s.action),
             safe(s.state),
             when(s.started_at),
@@ -136,7 +136,7 @@ def _approvals(approvals: list[ApprovalOut]) -> Table:
     for a in approvals:
         table.add_row(
             str(a.id),
-            str(a.step),
+            str(a.step + 1),
             Text.assemble(safe(a.action), "\n", safe(describe_command(a.command))),
             safe(a.state),
             str(a.required),

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Mapping
+from pathlib import Path
 
 from aiohttp import web
 
@@ -54,6 +55,14 @@ def ssh_settings(config: Config) -> SshSettings | None:
     )
 
 
+def open_recording(path: Path) -> Recorder:
+    """The `record:` file, or a start error naming it."""
+    try:
+        return Recorder(path)
+    except OSError as exc:
+        raise StartupError(f"record: cannot open {path} for appending: {exc}") from exc
+
+
 class Daemon:
     """Receiver, engine loops and HTTP server, stopped gracefully on SIGTERM/SIGINT."""
 
@@ -87,6 +96,7 @@ class Daemon:
         await store.open()
         pool = SshPool(settings) if settings else None
         actions = build_registry(pool, self.environ)
+        recorder: Recorder | None = None
         try:
             ctx = EngineContext(config, store, actions, self.clock, self.metrics)
             engine = Engine(ctx)
@@ -101,8 +111,8 @@ class Daemon:
                 ctx.outbox_ready,
             )
             await outbox.recover()
-            record = config.file.record
-            recorder = Recorder(config.resolve_path(record)) if record else None
+            if config.file.record:
+                recorder = open_recording(config.resolve_path(config.file.record))
             ingestor = Ingestor(store, on_stored=engine.inbox_ready.set, recorder=recorder)
             engine.before_intake_batch = ingestor.wait_for_headroom
             receiver = Receiver(
@@ -124,9 +134,9 @@ class Daemon:
             await self._serve(app, host, port, ingestor, engine, outbox, reloader)
             if slack_app is not None:
                 await slack_app.close()
+        finally:
             if recorder is not None:
                 recorder.close()
-        finally:
             await close_actions(actions)
             await _close_notifiers(notifiers)
             if pool is not None:

@@ -91,7 +91,7 @@ class Metrics:
         )
         self.reload_ok = Gauge(
             "remediator_config_last_reload_successful",
-            "1 if the last reload of rules/ and policies/ succeeded (0: the last good set runs).",
+            "1 if the last config reload succeeded (0: the last good rules and policies run).",
             registry=r,
         )
         self.reload_ok.set(1)

@@ -18,6 +18,7 @@ class Recorder:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
         self.path = path
         self._file: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
 

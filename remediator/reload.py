@@ -1,4 +1,4 @@
-"""Hot reload of rules/, policies/ and the inventory: on SIGHUP and when files change.
+"""Hot reload of rules/, policies/, the inventory and dry_run: on SIGHUP and when files change.
 
 A new set is loaded and checked in full (as `remediator check` does) off the event loop,
 then swapped in at once. A set with any problem is rejected: each problem is logged as
@@ -23,7 +23,17 @@ from remediator.errors import ConfigError
 from remediator.metrics import Metrics
 
 log = logging.getLogger(__name__)
-RESTART_ONLY = ("server", "store", "ssh", "slack", "email", "notifications", "record")
+RESTART_ONLY = (
+    "server",
+    "store",
+    "rules",
+    "policies",
+    "ssh",
+    "slack",
+    "email",
+    "notifications",
+    "record",
+)
 SUFFIXES = (".yml", ".yaml")
 
 
@@ -106,11 +116,12 @@ class Reloader:
         """Reload when a YAML file directly in rules/ or policies/ changes, or when a
         Kubernetes ConfigMap volume holding them is updated (its `..data` symlink swaps)."""
         folders = [f.resolve() for f in self.watched() if f.is_dir()]
-        config_dir = self.ctx.config.path.resolve().parent
+        config_file = self.ctx.config.path.resolve()
+        config_dir = config_file.parent
 
         def relevant(_: watchfiles.Change, name: str) -> bool:
             path = Path(name)
-            if path.name == "..data":
+            if path.name == "..data" or path == config_file:
                 return True
             return path.parent in folders and path.suffix in SUFFIXES
 

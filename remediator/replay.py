@@ -45,7 +45,8 @@ def _time(value: Any, where: str) -> float:
 def read_recording(path: Path) -> Iterator[Recorded | str]:
     """Each line as a `Recorded`, or an error message (`file:line: ...`) for a bad line."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # Only "\n" ends a line: JSON may carry U+2028 and friends raw inside strings.
+        lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise RemediatorError(f"{path}: cannot read: {exc}") from exc
     for n, text in enumerate(lines, 1):

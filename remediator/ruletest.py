@@ -217,7 +217,10 @@ async def run_file(path: Path, config: Config) -> tuple[list[CaseResult], list[P
         return [], problems
     results = []
     for case, line in zip(parsed.tests, lines, strict=True):
-        start = case.start.timestamp() if case.start is not None else None
+        begin = case.start
+        if begin is not None and begin.tzinfo is None:
+            begin = begin.replace(tzinfo=UTC)  # documented as UTC, never the machine's zone
+        start = begin.timestamp() if begin is not None else None
         result = CaseResult(str(path), line, case.name, [])
         try:
             async with Simulation(config, **({"start": start} if start else {})) as sim:

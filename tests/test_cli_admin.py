@@ -126,7 +126,7 @@ def test_show_has_the_command_to_approve_then_the_step_it_ran(daemon: Daemon) ->
     assert waiting.returncode == 0, waiting.stderr
     assert "Approvals" in waiting.stdout
     assert table_rows(waiting.stdout)[:2] == [
-        ["1", "0", "script", "pending", "1", table_rows(waiting.stdout)[0][5], "-"],
+        ["1", "1", "script", "pending", "1", table_rows(waiting.stdout)[0][5], "-"],
         ["", "", "echo web1:9100", "", "", "", ""],
     ]
     denied = run("deny", "1", "--by", "mallory", "-c", cfg)
@@ -140,7 +140,7 @@ def test_show_has_the_command_to_approve_then_the_step_it_ran(daemon: Daemon) ->
     storeview.wait_for("the step", lambda: "step_succeeded" in storeview.events(daemon.db, 1))
     ran = run("show", "1", "-c", cfg)
     step = next(r for r in table_rows(ran.stdout) if r[1] == "script" and r[2] == "succeeded")
-    assert (step[0], step[5], step[6]) == ("0", "0", "echo web1:9100")
+    assert (step[0], step[5], step[6]) == ("1", "0", "echo web1:9100")  # step 1, exit 0
 
 
 def test_labels_cannot_inject_markup_or_terminal_escapes(daemon: Daemon) -> None:

@@ -212,6 +212,11 @@ def test_kill_with_an_approval_pending_and_a_page_due(tmp_path: Path, sshd: SshS
         storeview.wait_for(
             "the approval request", lambda: "approval_requested" in storeview.events(d.db, 1)
         )
+        # Killed once the first page is recorded sent: a kill between Slack's answer and
+        # that commit re-sends it (delivery is at least once; there is no idempotency key).
+        storeview.wait_for(
+            "the first page on record", lambda: "notified" in storeview.events(d.db, 2)
+        )
         d.kill9()
         time.sleep(5)  # the second page falls due while the daemon is down
         d.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -168,8 +169,14 @@ class Runner:
         """Whether humans approved this step; asks them when nobody has yet."""
         approval = await tx.approval_for(incident.id, item.step_index)
         if approval is not None and approval.state is ApprovalState.APPROVED:
-            return True
-        if approval is None:
+            # Humans approved one exact command; a reload may have changed the step or host.
+            if approval.command == json.loads(json.dumps(plan.describe())):
+                return True
+            reason = (
+                f"step {item.step_index + 1} ({plan.action}) changed after it was approved "
+                "(rules or inventory reloaded): not run; approve it again in a new incident"
+            )
+        elif approval is None:
             asked = await approvals.request(
                 self.ctx, tx, item, incident, plan.action, plan.describe(), now
             )
@@ -333,7 +340,7 @@ class Runner:
             if current is None or not current.is_open:
                 await tx.finish_work(item.id, now, state.value)
                 return
-            reason = None if outcome.ok else f"step {d.step.step_index} failed: {outcome.error}"
+            reason = None if outcome.ok else f"step {d.step.step_index + 1} failed: {outcome.error}"
             await self._after_step(tx, item, current, d.rule, ok=outcome.ok, now=now, reason=reason)
 
     async def _after_step(

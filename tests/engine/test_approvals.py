@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from support.daemon import write_config
 from support.engine_harness import EngineHarness
 from support.fakeslack import FakeSlack
 from support.smtpsink import SmtpSink
 from support.sshd import SshServer
 
+from remediator.config import load_config
 from remediator.engine import approvals
 from remediator.engine.approvals import Outcome
 
@@ -202,3 +204,22 @@ async def test_approval_request_falls_back_to_email_when_slack_refuses(
     approved = await vote(h, "alice")
     assert approved.changed
     assert sshd.calls("probe-stub") == [["reboot"]]
+
+
+async def test_a_step_changed_by_a_reload_after_approval_is_not_run(
+    start: Start, sshd: SshServer, tmp_path: Path
+) -> None:
+    """Approvers saw `probe-stub reboot`; a reload changed it: nothing runs, humans are paged."""
+    h = await start(policy())
+    await h.fire(ALERT)
+    changed = RULE.replace("[probe-stub, reboot]", "[probe-stub, poweroff]")
+    reloaded = load_config(
+        write_config(tmp_path / "reloaded", changed, sshd=sshd, policies=policy())
+    )
+    h.ctx.swap_config(reloaded)
+    approved = await vote(h, "alice")
+    assert approved.changed
+    assert sshd.calls("probe-stub") == []
+    refused = dict(h.audit())["step_refused"]
+    assert "changed after it was approved" in refused["reason"]
+    assert h.incidents()[0]["state"] == "escalating"

@@ -9,7 +9,6 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,19 +61,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args)
     asyncio.run(Daemon(config).run())
     return 0
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *rows]
-    ]
-    return "\n".join(lines)
 
 
 async def _with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
@@ -156,11 +142,10 @@ def cmd_pause(args: argparse.Namespace) -> int:
 def cmd_quarantine(args: argparse.Namespace) -> int:
     """List quarantined (rule, target) pairs."""
     rows = asyncio.run(_with_store(_load(args), control.quarantines))
-    table = [
-        [q.rule, q.target, str(q.failures), _when(q.quarantined_at or 0), q.reason or ""]
-        for q in rows
-    ]
-    print(_table(table, ["RULE", "TARGET", "FAILURES", "SINCE", "REASON"]))
+    if not rows:
+        print("no (rule, target) pair is quarantined")
+        return 0
+    cliviews.console().print(cliviews.quarantine_table(rows))
     return 0
 
 

@@ -27,7 +27,7 @@ from remediator.apimodels import (
     StepOut,
 )
 from remediator.notify.slackmsg import describe_command
-from remediator.store.records import CLOSED_STATES, State
+from remediator.store.records import CLOSED_STATES, State, TargetHealth
 
 STATE_STYLES = {
     State.AWAITING_APPROVAL: "bold magenta",
@@ -170,3 +170,13 @@ def pause_line(state: PauseState) -> Text:
     if state.reason:
         line.append(": ").append_text(safe(state.reason))
     return line
+
+
+def quarantine_table(rows: list[TargetHealth]) -> Table:
+    """Quarantined (rule, target) pairs; reasons may carry remote output, so escaped."""
+    table = _table(None, ["RULE", "TARGET", "FAILURES", "SINCE", "REASON"])
+    for q in rows:
+        table.add_row(
+            safe(q.rule), safe(q.target), str(q.failures), when(q.quarantined_at), safe(q.reason)
+        )
+    return table

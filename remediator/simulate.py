@@ -171,6 +171,7 @@ class Simulation:
         )
         self.engine = Engine(self.ctx, max_parallel=1)  # one at a time: the same order every run
         self._seen = 0
+        self._unrecorded: list[Decision] = []  # human inputs that changed nothing
 
     async def __aenter__(self) -> Simulation:
         await self.store.open()
@@ -220,11 +221,16 @@ class Simulation:
                 outcome = await approvals.acknowledge(self.ctx, tx, incident, by, "test", now)
             else:
                 pending = await approvals.pending_approval(tx, incident)
-                if pending is None:
-                    return Outcome(409, f"incident {incident} has no pending approval")
-                outcome = await approvals.decide(
-                    self.ctx, tx, pending.id, by, decision, "test", None, now
+                outcome = (
+                    Outcome(409, f"incident {incident} has no pending approval")
+                    if pending is None
+                    else await approvals.decide(
+                        self.ctx, tx, pending.id, by, decision, "test", None, now
+                    )
                 )
+        if outcome.status in (404, 409):  # nothing on record: say so, or a test hides it
+            said = {"no_effect": f"{decision} by {by}: {outcome.message}"}
+            self._unrecorded.append(Decision(self.elapsed, incident, said))
         await self.engine.tick()
         return outcome
 
@@ -242,4 +248,5 @@ class Simulation:
             fields = describe(row, incident)
             if fields is not None:
                 out.append(Decision(row.at - self.start, row.incident_id, fields))
-        return out
+        out, self._unrecorded = out + self._unrecorded, []
+        return sorted(out, key=lambda d: d.at)  # stable: the audit's order at equal times

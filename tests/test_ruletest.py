@@ -168,3 +168,29 @@ def test_readme_example_passes_against_the_shipped_rules(tmp_path: Path) -> None
     out = run(repo / "remediator.yml", test_file)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1 passed, 0 failed" in out.stderr
+
+
+def test_a_human_input_that_changes_nothing_is_a_decision_too(tmp_path: Path) -> None:
+    """A second approve, or an ack of an incident that does not exist, shows as `no_effect`
+    rather than vanishing (a test aimed at the wrong incident must not pass silently)."""
+    twice = f"""\
+tests:
+  - name: approved twice, and an ack for a wrong incident
+    alerts:
+      - {FIRING}
+    humans:
+      - {{at: 1m, approve: U024BE7LH}}
+      - {{at: 2m, approve: U024BE7LH}}
+      - {{at: 2m, incident: 7, ack: U024BE7LH}}
+    until: 3m
+    expect:
+      - {{at: 0s, matched: open-breaker}}
+      - {{at: 0s, approval: http}}
+      - {{at: 1m, approved: [U024BE7LH]}}
+      - {{at: 1m, run: http}}
+      - {{at: 2m, incident: 1, no_effect: 'approve by U024BE7LH: incident 1 has no pending approval'}}
+      - {{at: 2m, incident: 7, no_effect: 'ack by U024BE7LH: incident 7 does not exist'}}
+"""
+    config, test_file = setup(tmp_path, twice)
+    out = run(config, test_file)
+    assert out.returncode == 0, out.stdout + out.stderr

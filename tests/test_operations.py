@@ -112,7 +112,7 @@ def test_cli_lists_and_shows_incidents_of_the_running_daemon(
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines()[0].split() == ["incident", "1", "verifying", "(open)"]
     step = next(r for r in cli.table_rows(shown.stdout) if r[1] == "restart_service")
-    assert (step[0], step[2], step[5]) == ("0", "succeeded", "0")
+    assert (step[0], step[2], step[5]) == ("1", "succeeded", "0")  # step 1, exit 0
     assert "step_executing" in shown.stdout
     assert (missing.returncode, missing.stderr.strip()) == (1, "remediator: no incident 99")
 

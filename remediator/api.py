@@ -180,17 +180,9 @@ class AdminApi:
             incident = await tx.incident(incident_id) if incident_id is not None else None
             if incident is None:
                 return _error(404, f"incident {request.match_info['id']} does not exist")
-            if decision == "ack":
-                outcome = await approvals.acknowledge(
-                    self.ctx, tx, incident.id, body.by.strip(), "api", now
-                )
-            else:
-                pending = await approvals.pending_approval(tx, incident.id)
-                if pending is None:
-                    return _error(409, f"incident {incident.id} has no step waiting for approval")
-                outcome = await approvals.decide(
-                    self.ctx, tx, pending.id, body.by.strip(), decision, "api", body.reason, now
-                )
+            outcome = await approvals.decide_incident(
+                self.ctx, tx, incident.id, decision, body.by.strip(), "api", body.reason, now
+            )
         if outcome.status != 200 or outcome.incident_id is None:
             return _error(outcome.status, outcome.message)
         state = State(outcome.state) if outcome.state else None

@@ -7,19 +7,14 @@ bodies ignore unknown keys (clients may send more than they need to).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from remediator.store.records import (
-    Approval,
     ApprovalState,
-    AuditRow,
-    Escalation,
     EscalationState,
-    Incident,
     State,
-    StepRecord,
     StepState,
 )
 
@@ -28,6 +23,11 @@ class Reply(BaseModel):
     """A reply body: every key always present, nothing else."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def of(cls, record: object) -> Self:
+        """From a store record's attributes (renamed ones through `validation_alias`)."""
+        return cls.model_validate(record, from_attributes=True)
 
 
 class ErrorReply(Reply):
@@ -44,21 +44,8 @@ class IncidentSummary(Reply):
     target: str | None
     state: State
     labels: dict[str, str]
-    started_at: float
+    started_at: float = Field(validation_alias=AliasChoices("started_at", "created_at"))
     updated_at: float
-
-    @classmethod
-    def of(cls, i: Incident) -> IncidentSummary:
-        """From the store's record."""
-        return cls(
-            id=i.id,
-            rule=i.rule,
-            target=i.target,
-            state=i.state,
-            labels=i.labels,
-            started_at=i.created_at,
-            updated_at=i.updated_at,
-        )
 
 
 class IncidentList(Reply):
@@ -70,7 +57,7 @@ class IncidentList(Reply):
 class StepOut(Reply):
     """One attempt at a rule step (`step` counts from 0)."""
 
-    step: int
+    step: int = Field(validation_alias=AliasChoices("step", "step_index"))
     action: str
     state: StepState
     command: Any = Field(description="what was (or would be) run: argv, HTTP request...")
@@ -79,46 +66,18 @@ class StepOut(Reply):
     exit_status: int | None
     error: str | None
 
-    @classmethod
-    def of(cls, s: StepRecord) -> StepOut:
-        """From the store's record."""
-        return cls(
-            step=s.step_index,
-            action=s.action,
-            state=s.state,
-            command=s.command,
-            started_at=s.started_at,
-            finished_at=s.finished_at,
-            exit_status=s.exit_status,
-            error=s.error,
-        )
-
 
 class ApprovalOut(Reply):
     """A step that waited for (or was decided by) humans."""
 
     id: int
-    step: int
+    step: int = Field(validation_alias=AliasChoices("step", "step_index"))
     action: str
     state: ApprovalState
     command: Any = Field(description="what the step runs once approved")
     required: int
     expires_at: float
     decided_by: str | None
-
-    @classmethod
-    def of(cls, a: Approval) -> ApprovalOut:
-        """From the store's record."""
-        return cls(
-            id=a.id,
-            step=a.step_index,
-            action=a.action,
-            state=a.state,
-            command=a.command,
-            required=a.required,
-            expires_at=a.expires_at,
-            decided_by=a.decided_by,
-        )
 
 
 class EscalationOut(Reply):
@@ -129,11 +88,6 @@ class EscalationOut(Reply):
     started_at: float
     stopped_by: str | None
 
-    @classmethod
-    def of(cls, e: Escalation) -> EscalationOut:
-        """From the store's record."""
-        return cls(chain=e.chain, state=e.state, started_at=e.started_at, stopped_by=e.stopped_by)
-
 
 class AuditEntry(Reply):
     """One recorded transition or decision."""
@@ -141,11 +95,6 @@ class AuditEntry(Reply):
     at: float
     event: str
     detail: dict[str, Any]
-
-    @classmethod
-    def of(cls, a: AuditRow) -> AuditEntry:
-        """From the store's record."""
-        return cls(at=a.at, event=a.event, detail=a.detail)
 
 
 class IncidentDetail(IncidentSummary):

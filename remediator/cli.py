@@ -78,7 +78,13 @@ def _client(args: argparse.Namespace) -> apiclient.AdminClient:
     return apiclient.AdminClient.connect(config, args.url)
 
 
-def _model(model: type[M], reply: dict[str, Any], client: apiclient.AdminClient) -> M:
+def _model(
+    args: argparse.Namespace, model: type[M], reply: dict[str, Any], client: apiclient.AdminClient
+) -> M | None:
+    """The daemon's reply as `model`; None once printed as is (`--json`)."""
+    if args.json:
+        cliviews.print_json(reply)
+        return None
     try:
         return model.model_validate(reply)
     except ValidationError as exc:
@@ -105,10 +111,9 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     if state:
         query["state"] = state
     reply = client.get("/api/incidents", query)
-    if args.json:
-        cliviews.print_json(reply)
+    listing = _model(args, IncidentList, reply, client)
+    if listing is None:
         return 0
-    listing = _model(IncidentList, reply, client)
     if not listing.incidents:
         print("no incidents" + (f" ({state})" if state else ""))
         return 0
@@ -120,10 +125,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     """Show one incident with its steps, approvals and audit trail (admin API)."""
     client = _client(args)
     reply = _incident_call(args.id, lambda: client.get(f"/api/incidents/{args.id}"))
-    if args.json:
-        cliviews.print_json(reply)
-        return 0
-    cliviews.console().print(cliviews.incident_view(_model(IncidentDetail, reply, client)))
+    if incident := _model(args, IncidentDetail, reply, client):
+        cliviews.console().print(cliviews.incident_view(incident))
     return 0
 
 
@@ -132,10 +135,8 @@ def cmd_pause(args: argparse.Namespace) -> int:
     client = _client(args)
     body = {"reason": args.reason} if args.command == "pause" else {}
     reply = client.post(f"/api/{args.command}", body)
-    if args.json:
-        cliviews.print_json(reply)
-        return 0
-    cliviews.console().print(cliviews.pause_line(_model(PauseState, reply, client)))
+    if state := _model(args, PauseState, reply, client):
+        cliviews.console().print(cliviews.pause_line(state))
     return 0
 
 
@@ -175,11 +176,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
         )
     except apiclient.ApiError as exc:
         raise RemediatorError(f"{args.command} {args.id}: {exc}") from None
-    if args.json:
-        cliviews.print_json(reply)
-        return 0
-    decided = _model(DecisionReply, reply, client)
-    print(f"incident {args.id}: {decided.message} (state: {decided.state or '?'})")
+    if decided := _model(args, DecisionReply, reply, client):
+        print(f"incident {args.id}: {decided.message} (state: {decided.state or '?'})")
     return 0
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import watchfiles
 
 from remediator.config import load_config
+from remediator.config.loader import YAML_SUFFIXES
 from remediator.config.models import Config
 from remediator.engine.context import EngineContext
 from remediator.errors import ConfigError
@@ -34,7 +35,6 @@ RESTART_ONLY = (
     "notifications",
     "record",
 )
-SUFFIXES = (".yml", ".yaml")
 
 
 def merge(running: Config, loaded: Config) -> tuple[Config, list[str]]:
@@ -123,7 +123,7 @@ class Reloader:
             path = Path(name)
             if path.name == "..data" or path == config_file:
                 return True
-            return path.parent in folders and path.suffix in SUFFIXES
+            return path.parent in folders and path.suffix in YAML_SUFFIXES
 
         # Not recursive: the config's folder may hold the store, a venv, the repo.
         paths = [*folders, *([config_dir] if config_dir not in folders else [])]

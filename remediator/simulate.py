@@ -217,17 +217,9 @@ class Simulation:
         """approve / deny the incident's pending approval, or ack it, as a human would."""
         now = self.clock.now()
         async with self.store.write() as tx:
-            if decision == "ack":
-                outcome = await approvals.acknowledge(self.ctx, tx, incident, by, "test", now)
-            else:
-                pending = await approvals.pending_approval(tx, incident)
-                outcome = (
-                    Outcome(409, f"incident {incident} has no pending approval")
-                    if pending is None
-                    else await approvals.decide(
-                        self.ctx, tx, pending.id, by, decision, "test", None, now
-                    )
-                )
+            outcome = await approvals.decide_incident(
+                self.ctx, tx, incident, decision, by, "test", None, now
+            )
         if outcome.status in (404, 409):  # nothing on record: say so, or a test hides it
             said = {"no_effect": f"{decision} by {by}: {outcome.message}"}
             self._unrecorded.append(Decision(self.elapsed, incident, said))

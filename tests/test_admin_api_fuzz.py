@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -21,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from support import storeview
-from support.daemon import ADMIN_TOKEN, Daemon, write_config
+from support.daemon import ADMIN_TOKEN, Daemon, webhook, write_config
 
 from remediator import openapi
 
@@ -50,18 +51,8 @@ CHECKS = [
 SCHEMA = schemathesis.openapi.from_dict(openapi.document())
 
 
-def alert(name: str) -> dict[str, object]:
-    return {
-        "version": "4",
-        "status": "firing",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": {"alertname": name, "instance": "web1:9100"},
-                "startsAt": "2026-11-23T09:00:00Z",
-            }
-        ],
-    }
+def alert(name: str) -> dict[str, Any]:
+    return webhook({"alertname": name, "instance": "web1:9100"})
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import storeview
 from support.cli import run, table_rows
-from support.daemon import Daemon, write_config
+from support.daemon import Daemon, webhook, write_config
 from support.metrics import sample
 from support.sshd import free_port
 
@@ -37,18 +38,8 @@ POLICY = (
 HOSTILE = "Page[red]x[/red]:smile:\x1b[2J"
 
 
-def alert(name: str) -> dict[str, object]:
-    return {
-        "version": "4",
-        "status": "firing",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": {"alertname": name, "instance": "web1:9100"},
-                "startsAt": "2026-11-23T09:00:00Z",
-            }
-        ],
-    }
+def alert(name: str) -> dict[str, Any]:
+    return webhook({"alertname": name, "instance": "web1:9100"})
 
 
 @pytest.fixture

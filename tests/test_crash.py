@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from support import storeview
-from support.daemon import Daemon, write_config
+from support.daemon import Daemon, webhook, write_config
 from support.sshd import SshServer
 
 RULE = """\
@@ -21,17 +22,7 @@ rules:
         verify: 5m
     escalate: critical
 """
-ALERT = {
-    "version": "4",
-    "status": "firing",
-    "alerts": [
-        {
-            "status": "firing",
-            "labels": {"alertname": "NodeDown", "instance": "web1:9100"},
-            "startsAt": "2026-11-23T09:00:00Z",
-        }
-    ],
-}
+ALERT = webhook({"alertname": "NodeDown", "instance": "web1:9100"})
 
 
 def events(d: Daemon) -> list[str]:
@@ -177,13 +168,8 @@ approvals:
 """
 
 
-def _firing(alertname: str) -> dict[str, object]:
-    alert = {
-        "status": "firing",
-        "labels": {"alertname": alertname},
-        "startsAt": "2026-11-23T09:00:00Z",
-    }
-    return {"version": "4", "status": "firing", "alerts": [alert]}
+def _firing(alertname: str) -> dict[str, Any]:
+    return webhook({"alertname": alertname})
 
 
 def test_kill_with_an_approval_pending_and_a_page_due(tmp_path: Path, sshd: SshServer) -> None:

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import copy
 import signal
 from pathlib import Path
 from typing import Any
 
 from support import storeview
-from support.daemon import Daemon, write_config
+from support.daemon import Daemon, webhook, write_config
 from support.metrics import sample
 from support.sshd import SshServer
-from test_crash import ALERT, RULE
+from test_crash import RULE
 
 RELOAD_OK = "remediator_config_last_reload_successful"
 RELOADS = "remediator_config_reloads_total"
 
 
 def alert(instance: str, starts_at: str) -> dict[str, Any]:
-    body = copy.deepcopy(ALERT)
-    body["alerts"][0]["labels"]["instance"] = instance
-    body["alerts"][0]["startsAt"] = starts_at
-    return body
+    return webhook({"alertname": "NodeDown", "instance": instance}, starts_at=starts_at)
 
 
 def metric(d: Daemon, name: str, labels: str = "") -> float:

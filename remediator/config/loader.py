@@ -51,8 +51,11 @@ def validate(
         return None, problems
 
 
+YAML_SUFFIXES = (".yml", ".yaml")  # what counts as a rules or policies file
+
+
 def _yaml_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
 
 
 def _display(path: Path, base: Path) -> str:

@@ -260,3 +260,22 @@ async def pending_approval(tx: Tx, incident_id: int) -> Approval | None:
     """The incident's approval still waiting for a decision (the API decides by incident)."""
     pending = [a for a in await tx.approvals_of(incident_id) if a.state is ApprovalState.PENDING]
     return pending[-1] if pending else None
+
+
+async def decide_incident(
+    ctx: EngineContext,
+    tx: Tx,
+    incident_id: int,
+    decision: str,
+    by: str,
+    via: str,
+    reason: str | None,
+    now: float,
+) -> Outcome:
+    """`ack` an incident, or approve / deny the step it waits on (the API decides by incident)."""
+    if decision == "ack":
+        return await acknowledge(ctx, tx, incident_id, by, via, now)
+    pending = await pending_approval(tx, incident_id)
+    if pending is None:
+        return Outcome(409, f"incident {incident_id} has no pending approval", incident_id)
+    return await decide(ctx, tx, pending.id, by, decision, via, reason, now)

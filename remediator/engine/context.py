@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from remediator.actions.base import Action
 from remediator.clock import Clock
 from remediator.config.models import Config
+from remediator.engine.guards import Guards
 from remediator.metrics import Metrics
 from remediator.rules import RuleSet
 from remediator.store.base import Store
@@ -23,15 +24,16 @@ class EngineContext:
     clock: Clock
     metrics: Metrics
     rules: RuleSet = field(init=False)
+    guards: Guards = field(init=False)
     work_ready: asyncio.Event = field(default_factory=asyncio.Event)
     outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self.rules = RuleSet(self.config.rules)
+        self.swap_config(self.config)
 
     def swap_config(self, config: Config) -> None:
-        """Run on a newly loaded config from now on (both assignments between two awaits)."""
-        self.config, self.rules = config, RuleSet(config.rules)
+        """Run on a newly loaded config from now on (all assignments between two awaits)."""
+        self.config, self.rules, self.guards = config, RuleSet(config.rules), Guards(config)
 
     def dry_run(self, rule_dry_run: bool) -> bool:
         """Whether a step only records what it would run."""

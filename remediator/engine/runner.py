@@ -15,7 +15,7 @@ from remediator.config.models import RuleSpec, StepSpec
 from remediator.engine import approvals, escalation
 from remediator.engine.context import EngineContext
 from remediator.engine.escalation import hand_over, page_now
-from remediator.engine.guards import NOTIFY_AT_ONCE, RECHECK_S, Guards, Verdict
+from remediator.engine.guards import NOTIFY_AT_ONCE, RECHECK_S, Verdict
 from remediator.engine.notices import sync_incident, thread_note
 from remediator.engine.quarantine import record_failure
 from remediator.errors import ActionError, OutcomeUnknown, TemplateError
@@ -51,14 +51,6 @@ class Runner:
 
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
-        self._guards = Guards(ctx.config)
-
-    @property
-    def guards(self) -> Guards:
-        """The guards of the config in force (rebuilt after a reload)."""
-        if self._guards.config is not self.ctx.config:
-            self._guards = Guards(self.ctx.config)
-        return self._guards
 
     async def run(self, item: WorkItem) -> None:
         """Carry out one claimed work item."""
@@ -207,7 +199,7 @@ class Runner:
         first_run: bool,
         now: float,
     ) -> bool:
-        verdict = await self.guards.check(tx, incident, rule, first_run=first_run, now=now)
+        verdict = await self.ctx.guards.check(tx, incident, rule, first_run=first_run, now=now)
         if verdict is None:
             released = await tx.release_hold(item.id)
             if released is not None:

@@ -26,8 +26,17 @@ SECRETS = {
     "SLACK_BOT_TOKEN": SLACK_TOKEN,
     "SLACK_SIGNING_SECRET": SIGNING_SECRET,
 }
+STARTS = "2026-11-23T09:00:00Z"
 # Nothing listens on the discard port: Slack calls fail fast unless a test gives a fake.
 NO_SLACK = "http://127.0.0.1:9/api/"
+
+
+def webhook(
+    labels: dict[str, str], status: str = "firing", starts_at: str = STARTS, **extra: Any
+) -> dict[str, Any]:
+    """A version-4 webhook body carrying one alert, as Alertmanager posts it."""
+    alert = {"status": status, "labels": labels, "annotations": {}, "startsAt": starts_at}
+    return {"version": "4", "status": status, "alerts": [alert], **extra}
 
 
 def write_config(

@@ -18,18 +18,15 @@ from remediator.notify.outbox import Outbox
 from remediator.notify.setup import build_notifiers
 from remediator.store import SqliteStore
 from support import storeview
-from support.daemon import SECRETS, write_config
+from support.daemon import SECRETS, STARTS, webhook, write_config
 from support.smtpsink import SMTP_ENV
 from support.sshd import SshServer
-
-STARTS = "2026-11-23T09:00:00Z"
 
 
 def notification(
     labels: dict[str, str], status: str = "firing", starts_at: str = STARTS, **extra: Any
 ) -> str:
-    alert = {"status": status, "labels": labels, "annotations": {}, "startsAt": starts_at}
-    return json.dumps({"version": "4", "status": status, "alerts": [alert], **extra})
+    return json.dumps(webhook(labels, status, starts_at, **extra))
 
 
 def spooled(body: str) -> str:

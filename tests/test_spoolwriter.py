@@ -1,0 +1,153 @@
+"""The spool's writer process: framing, crash behaviour, a clean environment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from remediator.errors import StoreUnavailable
+from remediator.store import SqliteStore
+from remediator.store import spoolwriter as sw
+from remediator.store.spool import WriterProcess
+
+
+def stored(store: SqliteStore) -> list[str]:
+    conn = sqlite3.connect(store.spool.path)
+    try:
+        return [r[0] for r in conn.execute("SELECT body FROM inbox ORDER BY id")]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "s.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+def test_batches_decode_from_any_split_of_the_stream() -> None:
+    """The pipe delivers arbitrary chunks: every split point yields the same batches."""
+    sent = [
+        (1, [(1.5, '{"a": "é"}'), (2.0, "")]),
+        (2, [(3.25, "x" * 300)]),
+        (3, []),
+    ]
+    stream = b"".join(sw.encode_batch(i, rows) for i, rows in sent)
+    for cut in range(len(stream) + 1):
+        buf = bytearray(stream[:cut])
+        got = sw.decode_batches(buf)
+        buf += stream[cut:]
+        got += sw.decode_batches(buf)
+        assert got == sent, cut
+        assert buf == b""
+
+
+async def test_writer_runs_isolated_without_the_daemons_secrets(store: SqliteStore) -> None:
+    """The child gets no environment (the daemon's holds tokens) and runs with -I -S."""
+    os.environ["REMEDIATOR_TEST_SECRET"] = "s3cret"
+    try:
+        await store.append_inbox([(1.0, "a")])
+    finally:
+        del os.environ["REMEDIATOR_TEST_SECRET"]
+    pid = store.spool.writer_pid
+    assert pid is not None
+    assert Path(f"/proc/{pid}/environ").read_bytes() == b""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert argv[1:3] == [b"-I", b"-S"]
+    assert stored(store) == ["a"]
+
+
+async def test_a_killed_writer_is_replaced_and_nothing_is_lost(store: SqliteStore) -> None:
+    """SIGKILL to the writer: the next append starts another; every acknowledged row stays."""
+    await store.append_inbox([(1.0, "before")])
+    first = store.spool.writer_pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    await asyncio.sleep(0.2)
+    await store.append_inbox([(2.0, "after")])
+    assert store.spool.writer_pid not in (None, first)
+    assert stored(store) == ["before", "after"]
+
+
+async def test_a_batch_in_flight_fails_when_the_writer_dies(store: SqliteStore) -> None:
+    """The webhook waiting on a dead writer gets StoreUnavailable (a 503), not a hang."""
+    await store.append_inbox([(1.0, "warm")])
+    pid = store.spool.writer_pid
+    assert pid is not None
+    blocker = sqlite3.connect(store.spool.path, timeout=0, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the writer now waits in its busy timeout
+    try:
+        pending = asyncio.create_task(store.append_inbox([(2.0, "lost")]))
+        await asyncio.sleep(0.3)
+        assert not pending.done()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(StoreUnavailable, match="spool writer exited"):
+            await asyncio.wait_for(pending, 5)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert stored(store) == ["warm"]
+
+
+async def test_what_reached_the_writer_is_committed_when_the_daemon_dies(
+    store: SqliteStore,
+) -> None:
+    """End of input (the daemon closed the pipe or died): complete batches are committed."""
+    stream = sw.encode_batch(7, [(1.0, "one"), (1.5, "two")])
+    stream += sw.encode_batch(8, [(2.0, "three")])[:-2]  # cut short by the crash
+    child = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-I", "-S", sw.__file__, str(store.spool.path), "2000"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(child.communicate(stream), 30)
+    assert child.returncode == 0, err
+    assert out == sw.encode_ack(7, None)
+    assert stored(store) == ["one", "two"]
+
+
+async def test_closing_the_store_stops_the_writer(tmp_path: Path) -> None:
+    """No writer outlives the store."""
+    s = SqliteStore(tmp_path / "s.db")
+    await s.open()
+    await s.append_inbox([(1.0, "a")])
+    pid = s.spool.writer_pid
+    await s.close()
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+async def test_a_writer_that_cannot_start_fails_the_batch_and_logs_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its traceback reaches the daemon's log (structured), the webhook gets a 503."""
+    writer = await WriterProcess.start(tmp_path / "missing" / "s.spool.db", 2000)
+    with pytest.raises(StoreUnavailable, match="spool writer exited"):
+        await asyncio.wait_for(writer.append([(1.0, "a")]), 10)
+    await writer.close()
+    failed = [r for r in caplog.records if r.getMessage() == "spool writer failed"]
+    assert len(failed) == 1
+    assert "unable to open database file" in failed[0].__dict__["stderr"]
+
+
+async def test_ctrl_c_to_the_process_group_does_not_stop_the_writer(store: SqliteStore) -> None:
+    """The terminal's SIGINT reaches the writer too; it keeps going until end of input."""
+    await store.append_inbox([(1.0, "a")])
+    pid = store.spool.writer_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)
+    await asyncio.sleep(0.2)
+    await store.append_inbox([(2.0, "b")])
+    assert store.spool.writer_pid == pid
+    assert stored(store) == ["a", "b"]

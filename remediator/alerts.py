@@ -1,12 +1,18 @@
-"""Alertmanager webhook (version 4) payloads, parsed once into typed models."""
+"""Alertmanager webhook (version 4) payloads, parsed once into typed models.
+
+msgspec decodes and validates in one pass in C: on the receiver's hot path it is several
+times cheaper than pydantic, which the rest of the code base uses for configuration.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
 
 _FNV_OFFSET = 14695981039346656037
 _FNV_PRIME = 1099511628211
@@ -23,24 +29,23 @@ def fingerprint(labels: dict[str, str]) -> str:
     return f"{h:016x}"
 
 
-class _Lenient(BaseModel):
-    # Alertmanager adds keys over time (notification_reason, routeLabels...): ignore them.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+# Alertmanager adds keys over time (notification_reason, routeLabels...): msgspec ignores
+# keys a Struct does not declare.
 
 
-class WebhookAlert(_Lenient):
+class WebhookAlert(msgspec.Struct, frozen=True):
     """One alert as Alertmanager sends it."""
 
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
     startsAt: datetime
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
     endsAt: datetime | None = None
     generatorURL: str = ""
-    fingerprint: str | None = Field(default=None, max_length=64)
+    fingerprint: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
-class WebhookMessage(_Lenient):
+class WebhookMessage(msgspec.Struct, frozen=True):
     """A webhook notification; `version` must be "4"."""
 
     version: Literal["4"]
@@ -48,6 +53,60 @@ class WebhookMessage(_Lenient):
     alerts: list[WebhookAlert]
     receiver: str = ""
     groupKey: str = ""
+
+
+_DECODER = msgspec.json.Decoder(WebhookMessage)
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
+_STEP = re.compile(r"\.(\w+)|\[(\d+|\.\.\.)\]")
+
+
+class PayloadError(ValueError):
+    """Not a version-4 webhook: malformed JSON, or a wrong shape at `path`."""
+
+    def __init__(self, message: str, *, path: str = "", malformed: bool = False) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.message = message
+        self.path = path
+        self.malformed = malformed
+
+
+def decode_webhook(body: str | bytes) -> WebhookMessage:
+    """Decode and validate a webhook body (raises PayloadError)."""
+    try:
+        return _DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _shape_error(str(exc), body) from None
+    except msgspec.DecodeError as exc:
+        raise PayloadError(str(exc), malformed=True) from None
+    except RecursionError:
+        raise PayloadError("nested too deeply", malformed=True) from None
+
+
+def _shape_error(text: str, body: str | bytes) -> PayloadError:
+    """msgspec's "message - at `$.alerts[0].labels[...]`" as a dotted path and a message."""
+    m = _AT.match(text)
+    message, raw = (m["message"], m["path"] or "") if m else (text, "")
+    steps: list[str | int] = [
+        name if name else (int(index) if index.isdigit() else "[...]")
+        for name, index in _STEP.findall(raw)
+    ]
+    if missing := _MISSING.match(message):
+        steps.append(missing["field"])
+    elif steps and steps[-1] == "[...]":  # a dict value: msgspec does not name the key
+        steps[-1:] = _bad_key(body, steps[:-1])
+    return PayloadError(message, path=".".join(str(s) for s in steps))
+
+
+def _bad_key(body: str | bytes, steps: list[str | int]) -> list[str | int]:
+    """The first key under `steps` whose value is not a string (error path only)."""
+    try:
+        node: Any = json.loads(body)
+        for step in steps:
+            node = node[step]
+        return [key for key, value in node.items() if not isinstance(value, str)][:1]
+    except (ValueError, LookupError, TypeError, AttributeError, RecursionError):
+        return []  # the message still says what is wrong; only the key is not named
 
 
 def _stamp(value: datetime) -> str:
@@ -82,5 +141,5 @@ class Alert:
 
 
 def parse_alerts(body: str | bytes) -> list[Alert]:
-    """Parse a webhook body into alerts (raises pydantic.ValidationError)."""
-    return [Alert.from_webhook(a) for a in WebhookMessage.model_validate_json(body).alerts]
+    """Parse a webhook body into alerts (raises PayloadError)."""
+    return [Alert.from_webhook(a) for a in decode_webhook(body).alerts]

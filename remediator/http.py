@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from remediator.alerts import WebhookMessage
+from remediator.alerts import PayloadError, decode_webhook
 from remediator.auth import WebhookAuthenticator
 from remediator.engine.guards import PAUSE_KEY
 from remediator.errors import StoreError
@@ -58,8 +57,8 @@ class Receiver:
         except web.HTTPRequestEntityTooLarge:
             return self._too_large()
         try:
-            message = WebhookMessage.model_validate_json(body)
-        except ValidationError as exc:
+            message = decode_webhook(body)
+        except PayloadError as exc:
             return self._bad_request(exc)
         try:
             await self.ingestor.submit(self.clock(), body.decode("utf-8"))
@@ -76,13 +75,10 @@ class Receiver:
         return _error(413, f"body larger than server.max_body_bytes ({self.max_body_bytes})")
 
     @staticmethod
-    def _bad_request(exc: ValidationError) -> web.Response:
-        errors = exc.errors(include_url=False, include_input=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            return _error(400, "malformed JSON", detail=str(errors[0]["msg"]))
-        details = [
-            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in errors[:20]
-        ]
+    def _bad_request(exc: PayloadError) -> web.Response:
+        if exc.malformed:
+            return _error(400, "malformed JSON", detail=exc.message)
+        details = [{"path": exc.path, "message": exc.message}]
         return _error(400, "not an Alertmanager webhook (version 4) payload", details=details)
 
 

@@ -95,7 +95,7 @@ async def test_valid_notification_is_stored_before_200(h: Harness) -> None:
         [
             Alert(
                 fingerprint="0123456789abcdef",
-                starts_at="2026-11-23T09:00:00.123456+00:00",
+                starts_at="2026-11-23T09:00:00.123457+00:00",  # Go nanoseconds, rounded to µs
                 status="firing",
                 labels={"alertname": "NodeDown", "instance": "web1:9100"},
                 annotations={"summary": "down"},
@@ -118,6 +118,21 @@ async def test_malformed_json_is_400(h: Harness) -> None:
     status, answer = await h.post('{"version": "4", "alerts": [')
     assert status == 400
     assert answer["error"] == "malformed JSON"
+    assert h.stored() == []
+
+
+async def test_deeply_nested_json_is_400_not_500(h: Harness) -> None:
+    """Nesting that would exhaust the decoder's recursion, under an unknown key or not."""
+    for body in (
+        '{"version": "4", "x": ' + "[" * 1500 + "]" * 1500 + "}",
+        json.dumps(payload()).replace('"down"', "[" * 1500 + "]" * 1500, 1),
+    ):
+        status, answer = await h.post(body)
+        assert status == 400
+        assert answer["error"] in {
+            "malformed JSON",
+            "not an Alertmanager webhook (version 4) payload",
+        }
     assert h.stored() == []
 
 

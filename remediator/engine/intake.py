@@ -7,9 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from pydantic import ValidationError
-
-from remediator.alerts import Alert, parse_alerts
+from remediator.alerts import Alert, PayloadError, parse_alerts
 from remediator.config.models import RuleSpec
 from remediator.engine.context import EngineContext
 from remediator.engine.escalation import hand_over, stop_chain
@@ -61,7 +59,7 @@ class Intake:
         for item in items:
             try:
                 alerts.extend(parse_alerts(item.body))
-            except ValidationError as exc:  # validated on receipt; only corruption gets here
+            except PayloadError as exc:  # validated on receipt; only corruption gets here
                 detail = {"id": item.id, "error": str(exc)[:500]}
                 await tx.audit(None, "inbox_unreadable", detail, now)
         known = await tx.alert_statuses([a.fingerprint for a in alerts])

@@ -10,9 +10,11 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
+
+T = TypeVar("T", datetime, str)
 
 _FNV_OFFSET = 14695981039346656037
 _FNV_PRIME = 1099511628211
@@ -33,29 +35,35 @@ def fingerprint(labels: dict[str, str]) -> str:
 # keys a Struct does not declare.
 
 
-class WebhookAlert(msgspec.Struct, frozen=True):
-    """One alert as Alertmanager sends it."""
+class WebhookAlert(msgspec.Struct, Generic[T], frozen=True):
+    """One alert as Alertmanager sends it; `T` is how times are read (see below)."""
 
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
-    startsAt: datetime
+    startsAt: T
     annotations: dict[str, str] = msgspec.field(default_factory=dict)
-    endsAt: datetime | None = None
+    endsAt: T | None = None
     generatorURL: str = ""
     fingerprint: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
-class WebhookMessage(msgspec.Struct, frozen=True):
+class WebhookMessage(msgspec.Struct, Generic[T], frozen=True):
     """A webhook notification; `version` must be "4"."""
 
     version: Literal["4"]
     status: Literal["firing", "resolved"]
-    alerts: list[WebhookAlert]
+    alerts: list[WebhookAlert[T]]
     receiver: str = ""
     groupKey: str = ""
 
 
-_DECODER = msgspec.json.Decoder(WebhookMessage)
+# Two readings of one schema. The receiver checks times as RFC 3339 in C (datetime). The
+# engine reads them as text and truncates Go's nanoseconds to microseconds, as every
+# earlier version did: an alert's identity (fingerprint, startsAt) must not change when
+# remediator is upgraded, or a re-sent alert would open a second incident.
+_CHECK = msgspec.json.Decoder(WebhookMessage[datetime])
+_READ = msgspec.json.Decoder(WebhookMessage[str])
+MAX_MESSAGE = 200  # error texts can quote the sender's values: keep answers short
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
 _STEP = re.compile(r"\.(\w+)|\[(\d+|\.\.\.)\]")
@@ -71,19 +79,39 @@ class PayloadError(ValueError):
         self.malformed = malformed
 
 
-def decode_webhook(body: str | bytes) -> WebhookMessage:
+def decode_webhook(body: str) -> WebhookMessage[datetime]:
     """Decode and validate a webhook body (raises PayloadError)."""
     try:
-        return _DECODER.decode(body)
+        message = _CHECK.decode(body)
     except msgspec.ValidationError as exc:
         raise _shape_error(str(exc), body) from None
     except msgspec.DecodeError as exc:
-        raise PayloadError(str(exc), malformed=True) from None
+        raise PayloadError(str(exc)[:MAX_MESSAGE], malformed=True) from None
     except RecursionError:
         raise PayloadError("nested too deeply", malformed=True) from None
+    except UnicodeError:  # lone surrogates in the text
+        raise PayloadError("not valid UTF-8", malformed=True) from None
+    for i, alert in enumerate(message.alerts):
+        for name, value in (("startsAt", alert.startsAt), ("endsAt", alert.endsAt)):
+            if value is not None and value.year in (1, 9999) and not _in_utc_range(value):
+                raise PayloadError("outside the calendar once in UTC", path=f"alerts.{i}.{name}")
+    return message
 
 
-def _shape_error(text: str, body: str | bytes) -> PayloadError:
+def _in_utc_range(value: datetime) -> bool:
+    # Only in years 1 and 9999 can an offset move a time off the calendar.
+    try:
+        _utc(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _utc(t: datetime) -> datetime:
+    return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _shape_error(text: str, body: str) -> PayloadError:
     """msgspec's "message - at `$.alerts[0].labels[...]`" as a dotted path and a message."""
     m = _AT.match(text)
     message, raw = (m["message"], m["path"] or "") if m else (text, "")
@@ -95,10 +123,10 @@ def _shape_error(text: str, body: str | bytes) -> PayloadError:
         steps.append(missing["field"])
     elif steps and steps[-1] == "[...]":  # a dict value: msgspec does not name the key
         steps[-1:] = _bad_key(body, steps[:-1])
-    return PayloadError(message, path=".".join(str(s) for s in steps))
+    return PayloadError(message[:MAX_MESSAGE], path=".".join(str(s) for s in steps))
 
 
-def _bad_key(body: str | bytes, steps: list[str | int]) -> list[str | int]:
+def _bad_key(body: str, steps: list[str | int]) -> list[str | int]:
     """The first key under `steps` whose value is not a string (error path only)."""
     try:
         node: Any = json.loads(body)
@@ -109,10 +137,12 @@ def _bad_key(body: str | bytes, steps: list[str | int]) -> list[str | int]:
         return []  # the message still says what is wrong; only the key is not named
 
 
-def _stamp(value: datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+def _stamp(value: str) -> str:
+    try:
+        t = datetime.fromisoformat(value)  # Go's nanoseconds truncated to microseconds
+    except ValueError:  # RFC 3339 that Python does not read (lowercase t, z): as checked
+        t = msgspec.convert(value, datetime)
+    return _utc(t).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -127,9 +157,9 @@ class Alert:
     ends_at: str | None
 
     @classmethod
-    def from_webhook(cls, a: WebhookAlert) -> Alert:
+    def from_webhook(cls, a: WebhookAlert[str]) -> Alert:
         """Normalise: compute a missing fingerprint, times in UTC with microseconds."""
-        ends = a.endsAt if a.endsAt is not None and a.endsAt.year > 1 else None
+        ends = a.endsAt if a.endsAt is not None and not a.endsAt.startswith("0001-") else None
         return cls(
             fingerprint=a.fingerprint or fingerprint(a.labels),
             starts_at=_stamp(a.startsAt),
@@ -140,6 +170,7 @@ class Alert:
         )
 
 
-def parse_alerts(body: str | bytes) -> list[Alert]:
-    """Parse a webhook body into alerts (raises PayloadError)."""
-    return [Alert.from_webhook(a) for a in decode_webhook(body).alerts]
+def parse_alerts(body: str) -> list[Alert]:
+    """Validate a webhook body as the receiver does, then read its alerts (PayloadError)."""
+    decode_webhook(body)
+    return [Alert.from_webhook(a) for a in _READ.decode(body).alerts]

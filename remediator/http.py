@@ -57,11 +57,14 @@ class Receiver:
         except web.HTTPRequestEntityTooLarge:
             return self._too_large()
         try:
-            message = decode_webhook(body)
+            text = body.decode("utf-8")  # all of it: unknown keys are stored too
+            message = decode_webhook(text)
+        except UnicodeDecodeError:
+            return _error(400, "malformed JSON", detail="not valid UTF-8")
         except PayloadError as exc:
             return self._bad_request(exc)
         try:
-            await self.ingestor.submit(self.clock(), body.decode("utf-8"))
+            await self.ingestor.submit(self.clock(), text)
         except StoreError as exc:
             log.error("webhook refused: store unavailable", extra={"error": str(exc)})
             return _error(503, "store unavailable; retry later")

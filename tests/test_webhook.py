@@ -95,7 +95,7 @@ async def test_valid_notification_is_stored_before_200(h: Harness) -> None:
         [
             Alert(
                 fingerprint="0123456789abcdef",
-                starts_at="2026-11-23T09:00:00.123457+00:00",  # Go nanoseconds, rounded to µs
+                starts_at="2026-11-23T09:00:00.123456+00:00",  # Go nanoseconds, truncated to µs
                 status="firing",
                 labels={"alertname": "NodeDown", "instance": "web1:9100"},
                 annotations={"summary": "down"},
@@ -119,6 +119,58 @@ async def test_malformed_json_is_400(h: Harness) -> None:
     assert status == 400
     assert answer["error"] == "malformed JSON"
     assert h.stored() == []
+
+
+async def test_invalid_utf8_is_400_wherever_it_is(h: Harness) -> None:
+    """In a label value or under a key nobody reads: a 400, never a 500, nothing stored."""
+    good = json.dumps(payload()).encode()
+    for body in (
+        good.replace(b'"down"', b'"d\xffwn"'),
+        good[:-1] + b', "x": "\xc3\x28"}',
+    ):
+        status, answer = await h.post(body)
+        assert (status, answer["error"]) == (400, "malformed JSON")
+    assert h.stored() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("startsAt", "yesterday"),
+        ("startsAt", "2026-13-01T00:00:00Z"),
+        ("startsAt", "0001-01-01T00:00:00+01:00"),  # before year 1 in UTC
+        ("endsAt", "9999-12-31T23:59:59-01:00"),  # after year 9999 in UTC
+    ],
+)
+async def test_a_time_the_engine_could_not_use_is_400(h: Harness, field: str, value: str) -> None:
+    """Times are checked on receipt, so a 200 never spools a row the engine cannot apply."""
+    body = payload()
+    body["alerts"][0][field] = value
+    status, answer = await h.post(json.dumps(body))
+    assert status == 400
+    assert answer["details"][0]["path"] == f"alerts.0.{field}"
+    assert h.stored() == []
+
+
+async def test_rfc3339_lowercase_and_offsets_are_read(h: Harness) -> None:
+    """RFC 3339 allows "t" and "z"; offsets become UTC. All are stored and read back."""
+    body = payload()
+    body["alerts"][0]["startsAt"] = "2026-11-23t09:00:00.5z"
+    body["alerts"][0]["endsAt"] = "2026-11-23T11:30:00+02:00"
+    assert (await h.post(json.dumps(body)))[0] == 200
+    [[alert]] = h.stored()
+    assert (alert.starts_at, alert.ends_at) == (
+        "2026-11-23T09:00:00.500000+00:00",
+        "2026-11-23T09:30:00.000000+00:00",
+    )
+
+
+async def test_error_messages_do_not_echo_long_values(h: Harness) -> None:
+    """A wrong value is quoted at most in part: the answer stays small."""
+    status, answer = await h.post(json.dumps(payload(status="x" * 3500)))
+    assert status == 400
+    assert answer["details"][0]["path"] == "status"
+    assert len(json.dumps(answer)) < 500
 
 
 async def test_deeply_nested_json_is_400_not_500(h: Harness) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from remediator.alerts import Alert, PayloadError, parse_alerts
+from remediator.alerts import Alert, parse_alerts
 from remediator.config.models import RuleSpec
 from remediator.engine.context import EngineContext
 from remediator.engine.escalation import hand_over, stop_chain
@@ -59,7 +59,9 @@ class Intake:
         for item in items:
             try:
                 alerts.extend(parse_alerts(item.body))
-            except PayloadError as exc:  # validated on receipt; only corruption gets here
+            except (ValueError, OverflowError) as exc:  # PayloadError is a ValueError
+                # Validated on receipt; only corruption or an older receiver's gap gets
+                # here. Audited and dropped: one bad row must not stop the rows behind it.
                 detail = {"id": item.id, "error": str(exc)[:500]}
                 await tx.audit(None, "inbox_unreadable", detail, now)
         known = await tx.alert_statuses([a.fingerprint for a in alerts])

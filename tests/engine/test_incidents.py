@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -168,3 +169,21 @@ async def test_failed_command_is_a_result_not_a_retry(tmp_path: Path, sshd: SshS
     assert audit["step_failed"]["exit_status"] == 3
     assert audit["step_failed"]["error"] == "`systemctl restart kaldrix-node` exited 3"
     assert h.incidents()[0]["state"] == "escalating"
+
+
+async def test_an_unreadable_spooled_row_is_audited_and_skipped(
+    h: EngineHarness, sshd: SshServer
+) -> None:
+    """A row the receiver should have refused (a time off the calendar in UTC) cannot stop
+    the rows behind it: it is audited as unreadable and dropped."""
+    poison = notification(DOWN, starts_at="0001-01-01T00:00:00+01:00")
+    await h.store.append_inbox([(h.clock.now(), poison), (h.clock.now(), notification(DOWN))])
+    await h.engine.tick()
+    assert [i["state"] for i in h.incidents()] == ["verifying"]
+    assert await h.store.inbox_pending() == 0
+    conn = sqlite3.connect(h.db)
+    try:
+        rows = conn.execute("SELECT event FROM audit WHERE incident_id IS NULL").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("inbox_unreadable",)]

@@ -98,6 +98,9 @@ class Daemon:
         actions = build_registry(pool, self.environ)
         recorder: Recorder | None = None
         try:
+            # Start the spool writer now: one that cannot write stops start-up, not the
+            # first webhook.
+            await store.append_inbox([])
             ctx = EngineContext(config, store, actions, self.clock, self.metrics)
             engine = Engine(ctx)
             await engine.recover()

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from remediator.errors import StoreUnavailable
-from remediator.store import SqliteStore
+from remediator.store import SqliteStore, spoolpipe
 from remediator.store import spoolwriter as sw
-from remediator.store.spool import WriterProcess
+from remediator.store.spoolpipe import WriterProcess
 
 
 def stored(store: SqliteStore) -> list[str]:
@@ -60,7 +60,9 @@ async def test_writer_runs_isolated_without_the_daemons_secrets(store: SqliteSto
         del os.environ["REMEDIATOR_TEST_SECRET"]
     pid = store.spool.writer_pid
     assert pid is not None
-    assert Path(f"/proc/{pid}/environ").read_bytes() == b""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert {e.split(b"=")[0] for e in environ if e} <= {b"LD_LIBRARY_PATH"}
+    assert b"s3cret" not in b"".join(environ)
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert argv[1:3] == [b"-I", b"-S"]
     assert stored(store) == ["a"]
@@ -98,21 +100,21 @@ async def test_a_batch_in_flight_fails_when_the_writer_dies(store: SqliteStore) 
     assert stored(store) == ["warm"]
 
 
-async def test_what_reached_the_writer_is_committed_when_the_daemon_dies(
+async def test_what_reached_the_writer_is_committed_at_end_of_input(
     store: SqliteStore,
 ) -> None:
-    """End of input (the daemon closed the pipe or died): complete batches are committed."""
+    """End of input (the daemon closed the pipe): complete batches are committed."""
     stream = sw.encode_batch(7, [(1.0, "one"), (1.5, "two")])
     stream += sw.encode_batch(8, [(2.0, "three")])[:-2]  # cut short by the crash
     child = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-I", "-S", sw.__file__, str(store.spool.path), "2000"),
+        *(sys.executable, "-I", "-S", sw.__file__, str(store.spool.path), "2000", str(os.getpid())),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(child.communicate(stream), 30)
     assert child.returncode == 0, err
-    assert out == sw.encode_ack(7, None)
+    assert out == sw.encode_answer(7, None)
     assert stored(store) == ["one", "two"]
 
 
@@ -151,3 +153,64 @@ async def test_ctrl_c_to_the_process_group_does_not_stop_the_writer(store: Sqlit
     await store.append_inbox([(2.0, "b")])
     assert store.spool.writer_pid == pid
     assert stored(store) == ["a", "b"]
+
+
+async def test_once_the_daemon_is_gone_nothing_more_is_committed(store: SqliteStore) -> None:
+    """Batches still in the pipe of a dead daemon were never acknowledged: not committed."""
+    not_parent = "1"
+    child = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-I", "-S", sw.__file__, str(store.spool.path), "2000", not_parent),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(child.communicate(sw.encode_batch(1, [(1.0, "x")])), 30)
+    assert (child.returncode, out) == (0, b"")
+    assert stored(store) == []
+
+
+async def test_a_stuck_writer_is_killed_and_replaced(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that stops answering (SIGSTOP here; a hung disk in life): 503, then a new one."""
+    monkeypatch.setattr(spoolpipe, "ANSWER_S", 0.5)
+    await store.append_inbox([(1.0, "a")])
+    pid = store.spool.writer_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    with pytest.raises(StoreUnavailable, match="did not answer"):
+        await asyncio.wait_for(store.append_inbox([(2.0, "b")]), 5)
+    await store.append_inbox([(3.0, "c")])
+    assert store.spool.writer_pid != pid
+    assert stored(store) == ["a", "c"]
+
+
+async def test_a_cancelled_webhook_leaves_the_spool_working(store: SqliteStore) -> None:
+    """Cancelling a caller mid-commit (a client gone, a shutdown) breaks nothing after."""
+    await store.append_inbox([(1.0, "a")])
+    pid = store.spool.writer_pid
+    blocker = sqlite3.connect(store.spool.path, timeout=0, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        pending = asyncio.create_task(store.append_inbox([(2.0, "b")]))
+        await asyncio.sleep(0.2)
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    await store.append_inbox([(3.0, "c")])
+    assert store.spool.writer_pid == pid
+    assert stored(store) == ["a", "b", "c"]  # b was committed; its caller just left
+
+
+def test_a_batch_is_decoded_once_however_many_reads_it_takes() -> None:
+    """Large batches arrive in many pipe reads; nothing is decoded before the last one."""
+    stream = sw.encode_batch(1, [(1.0, "x" * 70_000)] * 4)
+    buf = bytearray()
+    for i in range(0, len(stream) - 1, 65_536):
+        buf += stream[i : i + 65_536]
+        if len(buf) < len(stream):
+            assert sw.decode_batches(buf) == []
+    buf += stream[len(buf) :]
+    assert sw.decode_batches(buf) == [(1, [(1.0, "x" * 70_000)] * 4)]

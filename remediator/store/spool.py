@@ -10,24 +10,19 @@ per (rule, fingerprint, startsAt).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import sqlite3
-import sys
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from remediator.errors import StoreUnavailable
-from remediator.store import spoolwriter
 from remediator.store.records import InboxItem
+from remediator.store.spoolpipe import WriterProcess
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-WRITER_EXIT_S = 10.0
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
@@ -36,106 +31,6 @@ CREATE TABLE IF NOT EXISTS inbox (
     body TEXT NOT NULL
 )
 """
-
-
-def _child_env() -> dict[str, str]:
-    # Nothing of the daemon's environment (tokens) but what the interpreter may need to load.
-    return {k: v for k, v in os.environ.items() if k == "LD_LIBRARY_PATH"}
-
-
-class WriterProcess:
-    """The daemon's end of one spool writer process: batches out, acknowledgements in."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self._next_id = 0
-        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
-        self._reader = asyncio.create_task(self._read_acks(), name="spool-writer-acks")
-        self._stderr = asyncio.create_task(self._log_stderr(), name="spool-writer-stderr")
-
-    @classmethod
-    async def start(cls, path: Path, busy_timeout_ms: int) -> WriterProcess:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",
-                "-S",
-                spoolwriter.__file__,
-                str(path),
-                str(busy_timeout_ms),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=_child_env(),
-            )
-        except OSError as exc:
-            raise StoreUnavailable(f"spool {path}: cannot start its writer: {exc}") from exc
-        return cls(proc)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.returncode is None and not self._reader.done()
-
-    async def append(self, rows: list[tuple[float, str]]) -> None:
-        assert self.proc.stdin is not None
-        self._next_id += 1
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((self._next_id, fut))
-        self.proc.stdin.write(spoolwriter.encode_batch(self._next_id, rows))
-        try:
-            await self.proc.stdin.drain()
-        except (ConnectionError, OSError) as exc:
-            self._fail(f"the spool writer went away: {exc}")
-        await fut
-
-    async def _read_acks(self) -> None:
-        assert self.proc.stdout is not None
-        why = "the spool writer exited"
-        try:
-            while True:
-                head = await self.proc.stdout.readexactly(spoolwriter.ACK.size)
-                batch_id, ok, length = spoolwriter.ACK.unpack(head)
-                text = (await self.proc.stdout.readexactly(length)).decode("utf-8", "replace")
-                expected, fut = self._waiting.popleft() if self._waiting else (None, None)
-                if fut is None or expected != batch_id:
-                    why = f"the spool writer answered batch {batch_id}, expected {expected}"
-                    if fut is not None:
-                        fut.set_exception(StoreUnavailable(why))
-                    self.proc.kill()
-                    break
-                if ok:
-                    fut.set_result(None)
-                else:
-                    fut.set_exception(StoreUnavailable(f"spool: {text}"))
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            why = f"the spool writer exited ({exc.__class__.__name__})"
-        finally:
-            self._fail(why)
-
-    async def _log_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        text = (await self.proc.stderr.read()).decode("utf-8", "replace").strip()
-        if text:
-            log.error("spool writer failed", extra={"pid": self.proc.pid, "stderr": text[-4000:]})
-
-    def _fail(self, why: str) -> None:
-        while self._waiting:
-            _, fut = self._waiting.popleft()
-            if not fut.done():
-                fut.set_exception(StoreUnavailable(why))
-
-    async def close(self) -> None:
-        """End of input: the writer commits what it has and exits."""
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            await asyncio.wait_for(self.proc.wait(), WRITER_EXIT_S)
-        except TimeoutError:
-            log.error("spool writer did not exit; killed", extra={"pid": self.proc.pid})
-            self.proc.kill()
-            await self.proc.wait()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(self._reader, self._stderr)
 
 
 class Spool:
@@ -196,10 +91,10 @@ class Spool:
             if self._closed or self._conn is None:
                 raise StoreUnavailable(f"spool {self.path} is not open")
             if self._writer is not None and not self._writer.alive:
-                code = self._writer.proc.returncode
+                dead, self._writer = self._writer, None
+                code = dead.proc.returncode
                 log.error("spool writer died; starting another", extra={"exit_code": code})
-                await self._writer.close()
-                self._writer = None
+                await dead.close()
             if self._writer is None:
                 self._writer = await WriterProcess.start(self.path, self._busy_timeout_ms)
             writer = self._writer
@@ -243,8 +138,8 @@ class Spool:
             return
         self._closed = True
         async with self._writer_lock:
-            if self._writer is not None:
-                await self._writer.close()
-                self._writer = None
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                await writer.close()
         await self._call(self._close)
         self._pool.shutdown(wait=True)

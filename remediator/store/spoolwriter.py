@@ -6,18 +6,18 @@ of the lock costs the loop more than the write itself (measured: about 35 % of i
 throughput). The child has its own interpreter; the daemon only writes bytes to a pipe
 and reads acknowledgements from another, inside its event loop.
 
-The child runs this file as a script (`python -I -S spoolwriter.py SPOOL BUSY_MS`):
+The child runs this file as a script (`python -I -S spoolwriter.py SPOOL BUSY_MS PPID`):
 standard library only, none of the daemon's environment (it holds tokens), no
 site-packages; what it prints to stderr (a traceback) is logged by the daemon. It
 commits every complete batch waiting in the pipe in one transaction with
 `synchronous=FULL`, then answers for each batch, in order. At end of input (the daemon
-closed the pipe, or died) it commits what it has fully received and exits; bodies
-committed but never acknowledged are re-sent by Alertmanager and applied once (the
-engine deduplicates).
+closed the pipe) it commits what it has fully received and exits. Once the daemon is
+gone (its pid is no longer the parent) it commits nothing more: nobody would answer
+Alertmanager, which sends those bodies again.
 
-Framing (little-endian), daemon -> child: BATCH (id, count), then `count` times
-RECORD (received_at, length) and `length` bytes of UTF-8 body.
-Child -> daemon: ACK (id, ok, length), then `length` bytes of UTF-8 error text.
+Framing (little-endian), daemon -> child: BATCH (id, count, size), then `size` bytes:
+`count` times RECORD (received_at, length) and `length` bytes of UTF-8 body.
+Child -> daemon: ANSWER (id, ok, length), then `length` bytes of UTF-8 error text.
 """
 
 from __future__ import annotations
@@ -29,51 +29,59 @@ import sqlite3
 import struct
 import sys
 
-BATCH = struct.Struct("<QI")
+BATCH = struct.Struct("<QIQ")
 RECORD = struct.Struct("<dI")
-ACK = struct.Struct("<QBI")
+ANSWER = struct.Struct("<QBI")
 READ_SIZE = 1 << 20
 
 
 def encode_batch(batch_id: int, rows: list[tuple[float, str]]) -> bytes:
     """One batch as the child reads it."""
-    parts = [BATCH.pack(batch_id, len(rows))]
+    parts = []
     for received_at, body in rows:
         data = body.encode("utf-8")
         parts.append(RECORD.pack(received_at, len(data)))
         parts.append(data)
-    return b"".join(parts)
+    records = b"".join(parts)
+    return BATCH.pack(batch_id, len(rows), len(records)) + records
 
 
 def decode_batches(buf: bytearray) -> list[tuple[int, list[tuple[float, str]]]]:
-    """Remove and return every complete batch at the start of `buf`."""
+    """Remove and return every complete batch at the start of `buf`.
+
+    A batch is decoded once, when all of it has arrived (the size is in its header):
+    big batches arrive in many pipe reads.
+    """
     batches: list[tuple[int, list[tuple[float, str]]]] = []
     offset = 0
     while len(buf) - offset >= BATCH.size:
-        batch_id, count = BATCH.unpack_from(buf, offset)
-        pos = offset + BATCH.size
-        rows: list[tuple[float, str]] = []
-        for _ in range(count):
-            if len(buf) - pos < RECORD.size:
-                break
-            received_at, length = RECORD.unpack_from(buf, pos)
-            pos += RECORD.size
-            if len(buf) - pos < length:
-                break
-            rows.append((received_at, buf[pos : pos + length].decode("utf-8")))
-            pos += length
-        if len(rows) < count:
+        batch_id, count, size = BATCH.unpack_from(buf, offset)
+        start = offset + BATCH.size
+        if len(buf) - start < size:
             break
-        batches.append((batch_id, rows))
-        offset = pos
+        batches.append((batch_id, _records(bytes(buf[start : start + size]), count)))
+        offset = start + size
     del buf[:offset]
     return batches
 
 
-def encode_ack(batch_id: int, error: str | None) -> bytes:
+def _records(data: bytes, count: int) -> list[tuple[float, str]]:
+    rows: list[tuple[float, str]] = []
+    pos = 0
+    for _ in range(count):
+        received_at, length = RECORD.unpack_from(data, pos)
+        pos += RECORD.size
+        rows.append((received_at, data[pos : pos + length].decode("utf-8")))
+        pos += length
+    if pos != len(data):
+        raise ValueError(f"batch of {count} records does not fill its {len(data)} bytes")
+    return rows
+
+
+def encode_answer(batch_id: int, error: str | None) -> bytes:
     """The answer for one batch: committed, or the error that stopped it."""
     text = (error or "").encode("utf-8", "replace")
-    return ACK.pack(batch_id, error is None, len(text)) + text
+    return ANSWER.pack(batch_id, error is None, len(text)) + text
 
 
 def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -91,7 +99,8 @@ def _commit(conn: sqlite3.Connection, rows: list[tuple[float, str]]) -> str | No
             conn.executemany("INSERT INTO inbox (received_at, body) VALUES (?, ?)", rows)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # a failed COMMIT may have rolled back already
+                conn.execute("ROLLBACK")
             raise
     except sqlite3.Error as exc:
         return f"{type(exc).__name__}: {exc}"
@@ -104,8 +113,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def serve(path: str, busy_timeout_ms: int, stdin: int = 0, stdout: int = 1) -> None:
-    """Commit batches from `stdin` and acknowledge them on `stdout` until end of input."""
+def serve(path: str, busy_timeout_ms: int, parent: int, stdin: int = 0, stdout: int = 1) -> None:
+    """Commit batches from `stdin` and answer them on `stdout` until end of input."""
     conn = _connect(path, busy_timeout_ms)
     buf = bytearray()
     try:
@@ -114,8 +123,11 @@ def serve(path: str, busy_timeout_ms: int, stdin: int = 0, stdout: int = 1) -> N
             batches = decode_batches(buf)
             if not batches:
                 continue
+            if os.getppid() != parent:
+                return  # the daemon died: these were never acknowledged
             error = _commit(conn, [row for _, rows in batches for row in rows])
-            _write_all(stdout, b"".join(encode_ack(batch_id, error) for batch_id, _ in batches))
+            answers = b"".join(encode_answer(batch_id, error) for batch_id, _ in batches)
+            _write_all(stdout, answers)
     finally:
         conn.close()
 
@@ -126,4 +138,4 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with contextlib.suppress(BrokenPipeError):  # the daemon went away; commits stay
-        serve(sys.argv[1], int(sys.argv[2]))
+        serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

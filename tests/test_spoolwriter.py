@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support import storeview
 
 from remediator.errors import StoreUnavailable
 from remediator.store import SqliteStore, spoolpipe
@@ -24,6 +25,19 @@ def stored(store: SqliteStore) -> list[str]:
         return [r[0] for r in conn.execute("SELECT body FROM inbox ORDER BY id")]
     finally:
         conn.close()
+
+
+async def run_writer(store: SqliteStore, stream: bytes, parent: int) -> tuple[int, bytes, bytes]:
+    """The writer run by hand on `store`'s spool: (exit code, stdout, stderr) at end of input."""
+    child = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-I", "-S", sw.__file__, str(store.spool.path), "2000", str(parent)),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(child.communicate(stream), 30)
+    assert child.returncode is not None
+    return child.returncode, out, err
 
 
 @pytest.fixture
@@ -85,18 +99,13 @@ async def test_a_batch_in_flight_fails_when_the_writer_dies(store: SqliteStore) 
     await store.append_inbox([(1.0, "warm")])
     pid = store.spool.writer_pid
     assert pid is not None
-    blocker = sqlite3.connect(store.spool.path, timeout=0, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")  # the writer now waits in its busy timeout
-    try:
+    with storeview.exclusive_lock(store.spool.path):  # the writer waits in its busy timeout
         pending = asyncio.create_task(store.append_inbox([(2.0, "lost")]))
         await asyncio.sleep(0.3)
         assert not pending.done()
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(StoreUnavailable, match="spool writer exited"):
             await asyncio.wait_for(pending, 5)
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     assert stored(store) == ["warm"]
 
 
@@ -106,14 +115,8 @@ async def test_what_reached_the_writer_is_committed_at_end_of_input(
     """End of input (the daemon closed the pipe): complete batches are committed."""
     stream = sw.encode_batch(7, [(1.0, "one"), (1.5, "two")])
     stream += sw.encode_batch(8, [(2.0, "three")])[:-2]  # cut short by the crash
-    child = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-I", "-S", sw.__file__, str(store.spool.path), "2000", str(os.getpid())),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(child.communicate(stream), 30)
-    assert child.returncode == 0, err
+    code, out, err = await run_writer(store, stream, parent=os.getpid())
+    assert code == 0, err
     assert out == sw.encode_answer(7, None)
     assert stored(store) == ["one", "two"]
 
@@ -157,14 +160,8 @@ async def test_ctrl_c_to_the_process_group_does_not_stop_the_writer(store: Sqlit
 
 async def test_once_the_daemon_is_gone_nothing_more_is_committed(store: SqliteStore) -> None:
     """Batches still in the pipe of a dead daemon were never acknowledged: not committed."""
-    not_parent = "1"
-    child = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-I", "-S", sw.__file__, str(store.spool.path), "2000", not_parent),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await asyncio.wait_for(child.communicate(sw.encode_batch(1, [(1.0, "x")])), 30)
-    assert (child.returncode, out) == (0, b"")
+    code, out, _ = await run_writer(store, sw.encode_batch(1, [(1.0, "x")]), parent=1)
+    assert (code, out) == (0, b"")
     assert stored(store) == []
 
 
@@ -188,17 +185,12 @@ async def test_a_cancelled_webhook_leaves_the_spool_working(store: SqliteStore) 
     """Cancelling a caller mid-commit (a client gone, a shutdown) breaks nothing after."""
     await store.append_inbox([(1.0, "a")])
     pid = store.spool.writer_pid
-    blocker = sqlite3.connect(store.spool.path, timeout=0, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with storeview.exclusive_lock(store.spool.path):
         pending = asyncio.create_task(store.append_inbox([(2.0, "b")]))
         await asyncio.sleep(0.2)
         pending.cancel()
         with pytest.raises(asyncio.CancelledError):
             await pending
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     await store.append_inbox([(3.0, "c")])
     assert store.spool.writer_pid == pid
     assert stored(store) == ["a", "b", "c"]  # b was committed; its caller just left

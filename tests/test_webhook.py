@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
+from support import storeview
 
 from remediator.alerts import Alert, parse_alerts
 from remediator.auth import WebhookAuthenticator
@@ -279,13 +280,8 @@ async def test_oversized_body_is_413(h: Harness) -> None:
 
 async def test_store_that_cannot_write_is_503(h: Harness) -> None:
     """When the store cannot write, the answer is 503 so Alertmanager retries."""
-    blocker = sqlite3.connect(h.db.with_name("r.spool.db"), timeout=0, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with storeview.exclusive_lock(h.db.with_name("r.spool.db")):
         status, answer = await h.post(json.dumps(payload()))
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     assert status == 503
     assert "store unavailable" in answer["error"]
     assert (await h.post(json.dumps(payload())))[0] == 200  # and recovers by itself

@@ -61,10 +61,11 @@ class WriterProcess:
     async def append(self, rows: list[tuple[float, str]]) -> None:
         """Send one batch and wait for its commit (raises StoreUnavailable)."""
         assert self.proc.stdin is not None
-        frame = spoolwriter.encode_batch(self._next_id + 1, rows)
-        self._next_id += 1
+        batch_id = self._next_id + 1
+        frame = spoolwriter.encode_batch(batch_id, rows)  # before registering: it may raise
+        self._next_id = batch_id
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((self._next_id, fut))
+        self._waiting.append((batch_id, fut))
         self.proc.stdin.write(frame)
         try:
             await self.proc.stdin.drain()

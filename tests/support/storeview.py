@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +26,18 @@ def _rows(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]
         raise
     finally:
         conn.close()
+
+
+@contextmanager
+def exclusive_lock(db: Path) -> Iterator[None]:
+    """Hold SQLite's exclusive lock on `db`: its writers wait, then time out."""
+    blocker = sqlite3.connect(db, timeout=0, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
 
 
 def incidents(db: Path) -> list[dict[str, Any]]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -17,7 +19,7 @@ from remediator.auth import WebhookAuthenticator
 from remediator.clock import Clock, SystemClock
 from remediator.config.models import Config, parse_listen
 from remediator.engine import Engine, EngineContext
-from remediator.errors import StartupError
+from remediator.errors import StartupError, StoreError, StoreGone
 from remediator.http import Receiver, build_app
 from remediator.ingest import Ingestor
 from remediator.metrics import Metrics
@@ -27,6 +29,8 @@ from remediator.record import Recorder
 from remediator.reload import Reloader
 from remediator.slackapp import SlackInteractions
 from remediator.store import open_store_url
+from remediator.store.base import Store
+from remediator.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,7 @@ class Daemon:
         self.metrics = Metrics()
         self._stop = asyncio.Event()
         self._ready = False
+        self._supervisor = Supervisor(self.metrics)
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown."""
@@ -112,11 +117,14 @@ class Daemon:
                 notifiers.slack,
                 notifiers.email,
                 ctx.outbox_ready,
+                engine.dead,
             )
             await outbox.recover()
             if config.file.record:
                 recorder = open_recording(config.resolve_path(config.file.record))
-            ingestor = Ingestor(store, on_stored=engine.inbox_ready.set, recorder=recorder)
+            ingestor = Ingestor(
+                store, on_stored=engine.inbox_ready.set, recorder=recorder, metrics=self.metrics
+            )
             engine.before_intake_batch = ingestor.wait_for_headroom
             receiver = Receiver(
                 auth, ingestor, self.metrics, config.file.server.max_body_bytes, self.clock.now
@@ -132,9 +140,9 @@ class Daemon:
                 if slack_app is not None:
                     app.router.add_post("/slack/interactions", slack_app.handle)
 
-            app = build_app(receiver, store, self.metrics, lambda: self._ready, extra_routes)
+            app = build_app(receiver, store, self.metrics, self._not_ready, extra_routes)
             reloader = Reloader(ctx, self.metrics, self.clock.now)
-            await self._serve(app, host, port, ingestor, engine, outbox, reloader)
+            await self._serve(app, host, port, store, ingestor, engine, outbox, reloader)
             if slack_app is not None:
                 await slack_app.close()
         finally:
@@ -147,11 +155,17 @@ class Daemon:
             await store.close()
         log.info("stopped")
 
+    def _not_ready(self) -> str | None:
+        if not self._ready:
+            return "starting or shutting down"
+        return self._supervisor.not_ready()
+
     async def _serve(
         self,
         app: web.Application,
         host: str,
         port: int,
+        store: Store,
         ingestor: Ingestor,
         engine: Engine,
         outbox: Outbox,
@@ -162,33 +176,59 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        outbox_stop = asyncio.Event()
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(ingestor.run(), name="ingest")
-            tg.create_task(engine.intake_loop(), name="intake")
-            tg.create_task(engine.work_loop(), name="work")
-            tg.create_task(outbox.loop(outbox_stop), name="outbox")
-            tg.create_task(reloader.watch(outbox_stop), name="reload-watch")
-            loop.add_signal_handler(
-                signal.SIGHUP, lambda: tg.create_task(reloader.reload("SIGHUP"), name="reload")
+        loops_stop = asyncio.Event()
+        sup = self._supervisor
+        sup.start("ingest", ingestor.run)
+        sup.start("intake", engine.intake_loop)
+        sup.start("work", engine.work_loop)
+        sup.start("outbox", lambda: outbox.loop(loops_stop))
+        sup.start("reload", lambda: reloader.watch(loops_stop))
+        sup.start("store", lambda: watch_store(store, loops_stop))
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: sup.spawn("SIGHUP reload", reloader.reload("SIGHUP"))
+        )
+        try:
+            await web.TCPSite(runner, host, port).start()
+            self._ready = True
+            log.info(
+                "listening",
+                extra={"address": f"{host}:{port}", "rules": len(self.config.rules)},
             )
-            try:
-                await web.TCPSite(runner, host, port).start()
-                self._ready = True
-                log.info(
-                    "listening",
-                    extra={"address": f"{host}:{port}", "rules": len(self.config.rules)},
-                )
-                await self._stop.wait()
-            finally:
-                log.info("shutting down")
-                self._ready = False
-                await runner.cleanup()  # stop accepting; in-flight webhooks finish storing
-                ingestor.close()
-                await engine.stop(self.config.file.server.shutdown_grace)
-                loop.remove_signal_handler(signal.SIGHUP)
-                outbox_stop.set()
-                outbox.ready.set()
+            await _first(self._stop.wait(), sup.fatal_event.wait())
+        finally:
+            log.info("shutting down")
+            self._ready = False
+            await runner.cleanup()  # stop accepting; in-flight webhooks finish storing
+            ingestor.close()
+            await engine.stop(self.config.file.server.shutdown_grace)
+            loop.remove_signal_handler(signal.SIGHUP)
+            loops_stop.set()
+            outbox.ready.set()
+            await sup.stop()
+        if sup.fatal is not None:
+            raise sup.fatal
+
+
+async def watch_store(store: Store, stopping: asyncio.Event, every_s: float = 5.0) -> None:
+    """Ping the store; one that is gone for good (StoreGone) ends the daemon."""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), every_s)
+        try:
+            await store.ping()
+        except StoreGone:
+            raise
+        except StoreError as exc:  # unavailable for now: /readyz says so, webhooks get 503
+            log.warning("store ping failed", extra={"error": str(exc)})
+
+
+async def _first(*aws: Coroutine[Any, Any, object]) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 async def _close_notifiers(notifiers: Notifiers) -> None:

@@ -5,7 +5,8 @@ RemediatorError
 ├── SecretError          a secret named in the config cannot be read
 ├── StoreError
 │   ├── StoreUnavailable the store cannot read or write now (the webhook answers 503)
-│   └── StoreLocked      another daemon already owns this SQLite store
+│   ├── StoreLocked      another daemon already owns this SQLite store
+│   └── StoreGone        the store's file was deleted or replaced: the daemon stops
 ├── TemplateError        a template failed to render against an alert
 └── ActionError          a step could not be carried out
     ├── ConnectError     the target could not be reached (the only retried kind)
@@ -53,6 +54,10 @@ class StoreUnavailable(StoreError):
 
 class StoreLocked(StoreError):
     """Another process holds the store's lock."""
+
+
+class StoreGone(StoreError):
+    """The store is gone for good (its file deleted or replaced): nothing acked is safe."""
 
 
 class TemplateError(RemediatorError):

@@ -89,7 +89,7 @@ def build_app(
     receiver: Receiver,
     store: Store,
     metrics: Metrics,
-    ready: Callable[[], bool],
+    not_ready: Callable[[], str | None],
     extra_routes: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
     """The aiohttp application with every route."""
@@ -99,8 +99,9 @@ def build_app(
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        if not ready():
-            return _error(503, "not ready: starting or shutting down")
+        why = not_ready()
+        if why is not None:
+            return _error(503, f"not ready: {why}")
         try:
             await store.ping()
         except StoreError as exc:

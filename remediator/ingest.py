@@ -7,7 +7,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from remediator.deadletters import describe
 from remediator.errors import StoreError, StoreUnavailable
+from remediator.metrics import Metrics
 from remediator.record import Recorder
 from remediator.store.base import Store
 
@@ -20,9 +22,14 @@ class Ingestor:
     """`submit` returns once the body is durably stored, or raises StoreUnavailable."""
 
     def __init__(
-        self, store: Store, on_stored: Callable[[], None], recorder: Recorder | None = None
+        self,
+        store: Store,
+        on_stored: Callable[[], None],
+        recorder: Recorder | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._on_stored = on_stored
         self._recorder = recorder
         self._pending: list[tuple[float, str, asyncio.Future[None]]] = []
@@ -63,9 +70,14 @@ class Ingestor:
             await self._store.append_inbox([(at, body) for at, body, _ in batch])
         except StoreError as exc:
             log.error("webhook batch not stored", extra={"error": str(exc), "size": len(batch)})
-            for _, _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(StoreUnavailable(str(exc)))
+            self._refuse(batch, str(exc))
+            return
+        except Exception as exc:
+            # Nothing was acknowledged: Alertmanager retries on the 503, nothing is lost.
+            if self._metrics is not None:
+                self._metrics.poison_items.labels(loop="ingest").inc()
+            log.exception("webhook batch not stored: internal error", extra={"size": len(batch)})
+            self._refuse(batch, f"internal error: {describe(exc)}")
             return
         for _, _, fut in batch:
             if not fut.done():
@@ -76,6 +88,12 @@ class Ingestor:
                 self._recorder.write([(at, body) for at, body, _ in batch])
             except OSError as exc:  # the recording is a convenience; the store has the alerts
                 log.error("recording webhook bodies failed", extra={"error": str(exc)})
+
+    @staticmethod
+    def _refuse(batch: list[tuple[float, str, asyncio.Future[None]]], why: str) -> None:
+        for _, _, fut in batch:
+            if not fut.done():
+                fut.set_exception(StoreUnavailable(why))
 
     async def wait_for_headroom(self, max_wait_s: float = 1.0) -> None:
         """Under a flood (FLOOD or more webhooks in flight), wait, at most `max_wait_s`.

@@ -89,6 +89,29 @@ class Metrics:
             "Errors in the engine's loops (each also logged).",
             registry=r,
         )
+        self.poison_items = Counter(
+            "remediator_poison_items",
+            "Items a loop failed on unexpectedly, by loop: each kept as a dead letter.",
+            ["loop"],
+            registry=r,
+        )
+        self.loop_restarts = Counter(
+            "remediator_loop_restarts",
+            "Background loops that died and were restarted by the supervisor, by loop.",
+            ["loop"],
+            registry=r,
+        )
+        self.loop_up = Gauge(
+            "remediator_loop_up",
+            "1 while a background loop runs, 0 while it is down awaiting restart.",
+            ["loop"],
+            registry=r,
+        )
+        self.dead_letters = Gauge(
+            "remediator_dead_letters",
+            "Dead letters kept in the store (items a loop failed on).",
+            registry=r,
+        )
         self.reload_ok = Gauge(
             "remediator_config_last_reload_successful",
             "1 if the last config reload succeeded (0: the last good rules and policies run).",

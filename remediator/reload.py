@@ -19,6 +19,7 @@ import watchfiles
 from remediator.config import load_config
 from remediator.config.loader import YAML_SUFFIXES
 from remediator.config.models import Config
+from remediator.deadletters import describe
 from remediator.engine.context import EngineContext
 from remediator.errors import ConfigError
 from remediator.metrics import Metrics
@@ -77,10 +78,17 @@ class Reloader:
                 self._failed(why, [p.format() for p in exc.problems])
                 return False
             except Exception as exc:  # an unreadable file must not stop the daemon
-                self._failed(why, [f"{path}: {exc}"])
+                self.metrics.poison_items.labels(loop="reload").inc()
+                self._failed(why, [f"{path}: {describe(exc)}"])
                 return False
-            merged, restart = merge(self.ctx.config, loaded)
-            self.ctx.swap_config(merged)
+            try:
+                merged, restart = merge(self.ctx.config, loaded)
+                self.ctx.swap_config(merged)
+            except Exception as exc:  # a bug: the old set keeps running, on record
+                self.metrics.poison_items.labels(loop="reload").inc()
+                log.exception("reload: swapping in the new config failed")
+                self._failed(why, [f"{path}: internal error: {describe(exc)}"])
+                return False
             self.ctx.work_ready.set()  # held steps re-check their guards under the new policies
             self.metrics.reload_ok.set(1)
             self.metrics.reload_time.set(self.clock())

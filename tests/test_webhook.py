@@ -71,7 +71,7 @@ async def start(tmp_path: Path, auth: WebhookAuthenticator) -> AsyncIterator[Har
     metrics = Metrics()
     ingestor = Ingestor(store, on_stored=lambda: None)
     task = asyncio.create_task(ingestor.run())
-    app = build_app(Receiver(auth, ingestor, metrics, LIMIT), store, metrics, lambda: True)
+    app = build_app(Receiver(auth, ingestor, metrics, LIMIT), store, metrics, lambda: None)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     async with ClientSession() as session:

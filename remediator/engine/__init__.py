@@ -7,12 +7,16 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 
+from remediator.deadletters import DeadLetters, describe
 from remediator.engine.context import EngineContext
+from remediator.engine.escalation import hand_over_by_id
 from remediator.engine.intake import Intake
 from remediator.engine.runner import Runner
 from remediator.errors import StoreError
-from remediator.store.records import WorkItem
+from remediator.store.base import Tx
+from remediator.store.records import StepState, WorkItem, WorkKind
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +26,8 @@ class Engine:
 
     def __init__(self, ctx: EngineContext, *, max_parallel: int = 8, poll_s: float = 1.0) -> None:
         self.ctx = ctx
-        self.intake = Intake(ctx)
+        self.dead = DeadLetters(ctx.store, ctx.metrics, ctx.clock, partial(hand_over_by_id, ctx))
+        self.intake = Intake(ctx, self.dead)
         self.runner = Runner(ctx)
         self.owner = f"remediator-{uuid.uuid4().hex[:12]}"
         self.inbox_ready = asyncio.Event()
@@ -69,9 +74,6 @@ class Engine:
                 await self.intake.drain(self.before_intake_batch)
             except StoreError as exc:
                 self._error("intake", exc)
-            except Exception as exc:
-                self._error("intake", exc)
-                log.exception("intake failed")
 
     async def work_loop(self) -> None:
         """Claim due work while slots are free; each item runs in its own task."""
@@ -95,13 +97,42 @@ class Engine:
     async def _run_one(self, item: WorkItem) -> None:
         try:
             await self.runner.run(item)
-        except Exception as exc:
+        except StoreError as exc:
             # The claim lapses after its lease and the item is retried; a step already
             # marked executing is then recorded as unknown, never re-sent.
             self._error("work item", exc)
-            log.exception("work item failed", extra={"work": item.id, "kind": item.kind.value})
+        except Exception as exc:
+            await self.bury_work(item, exc)
         finally:
             self.ctx.work_ready.set()
+
+    async def bury_work(self, item: WorkItem, exc: Exception) -> None:
+        """A work item that raised: retired as a dead letter, its step and incident settled."""
+
+        async def retire(tx: Tx, now: float) -> None:
+            await tx.finish_work(item.id, now, "poison")
+            if item.kind is not WorkKind.RUN_STEP:
+                return
+            step = await tx.step(item.incident_id, item.step_index)
+            why = f"internal error: {describe(exc)}"
+            if step is not None and step.state is StepState.DISPATCHING:
+                await tx.update_step(step.id, StepState.FAILED, finished_at=now, error=why)
+            elif step is not None and step.state is StepState.EXECUTING:
+                # The command may have been sent: its outcome is unknown, never re-sent.
+                await tx.update_step(step.id, StepState.UNKNOWN, finished_at=now, error=why)
+
+        payload = {"kind": item.kind.value, "step": item.step_index + 1}
+        try:
+            await self.dead.bury(
+                "work",
+                f"work:{item.id}",
+                exc,
+                incident_id=item.incident_id,
+                payload=payload,
+                mark=retire,
+            )
+        except StoreError as store_exc:
+            self._error("work item", store_exc)
 
     def _error(self, where: str, exc: BaseException) -> None:
         self.ctx.metrics.engine_errors.inc()

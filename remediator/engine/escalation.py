@@ -17,6 +17,7 @@ from remediator.engine.context import EngineContext
 from remediator.engine.notices import sync_incident
 from remediator.store.base import Tx
 from remediator.store.records import (
+    HANDED_OVER,
     EscalationState,
     Incident,
     OutboxKind,
@@ -77,6 +78,22 @@ async def hand_over(
         await tx.audit(incident.id, "not_escalated", detail, now)
     await tx.update_incident(incident.id, now, state=state)
     await sync_incident(ctx, tx, incident.id, now)
+
+
+async def hand_over_by_id(ctx: EngineContext, incident_id: int, reason: str) -> None:
+    """Hand an open incident still in automation's charge to humans (after a poison item)."""
+    async with ctx.store.write() as tx:
+        now = ctx.clock.now()
+        incident = await tx.incident(incident_id)
+        if incident is None or not incident.is_open or incident.state in HANDED_OVER:
+            return  # closed, or humans already have it (the chain pages on)
+        rule = ctx.rules.by_name.get(incident.rule)
+        if rule is None:
+            detail = {"reason": f"{reason}; its rule {incident.rule!r} is gone"}
+            await tx.audit(incident.id, "not_escalated", detail, now)
+            await tx.update_incident(incident.id, now, state=State.EXHAUSTED)
+            return
+        await hand_over(ctx, tx, incident, rule, reason, now)
 
 
 async def page_now(

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from remediator.alerts import Alert, parse_alerts
 from remediator.config.models import RuleSpec
+from remediator.deadletters import DeadLetters, describe
 from remediator.engine.context import EngineContext
 from remediator.engine.escalation import hand_over, stop_chain
 from remediator.engine.guards import FREED_BY_CLOSE
 from remediator.engine.notices import sync_approval, sync_incident
 from remediator.engine.quarantine import record_success
+from remediator.errors import StoreError
 from remediator.rules import alert_context, check_require, resolve_target
 from remediator.store.base import Tx
 from remediator.store.records import (
@@ -35,8 +37,9 @@ BATCH = 20  # notifications per transaction: short stalls of the event loop
 class Intake:
     """Turns the inbox into incidents; a re-sent notification changes nothing."""
 
-    def __init__(self, ctx: EngineContext) -> None:
+    def __init__(self, ctx: EngineContext, dead: DeadLetters) -> None:
         self.ctx = ctx
+        self.dead = dead
 
     async def drain(self, before_batch: Callable[[], Awaitable[None]] | None = None) -> int:
         """Apply spooled notifications until the spool is empty; returns how many."""
@@ -47,13 +50,20 @@ class Intake:
             items = await self.ctx.store.take_inbox(BATCH)
             if not items:
                 return total
-            async with self.ctx.store.write() as tx:
-                await self._apply(tx, items)
+            try:
+                async with self.ctx.store.write() as tx:
+                    await self._apply(tx, await self._read(tx, items))
+            except StoreError:
+                raise
+            except Exception:
+                # Something in the batch is poison: find it, and let the rest through.
+                for item in items:
+                    await self._apply_alone(item)
             # Deleted only after the commit: a crash in between re-applies, a no-op.
             await self.ctx.store.delete_inbox([item.id for item in items])
             total += len(items)
 
-    async def _apply(self, tx: Tx, items: list[InboxItem]) -> None:
+    async def _read(self, tx: Tx, items: list[InboxItem]) -> list[Alert]:
         now = self.ctx.clock.now()
         alerts: list[Alert] = []
         for item in items:
@@ -64,6 +74,67 @@ class Intake:
                 # here. Audited and dropped: one bad row must not stop the rows behind it.
                 detail = {"id": item.id, "error": str(exc)[:500]}
                 await tx.audit(None, "inbox_unreadable", detail, now)
+        return alerts
+
+    async def _apply_alone(self, item: InboxItem) -> None:
+        """One notification in its own transactions: each alert that fails is a dead letter."""
+        try:
+            async with self.ctx.store.write() as tx:
+                alerts = await self._read(tx, [item])
+        except StoreError:
+            raise
+        except Exception as exc:
+            body = {"received_at": item.received_at, "body": item.body}
+            await self.dead.bury("intake", f"inbox:{item.id}", exc, payload=body)
+            return
+        for alert in alerts:
+            try:
+                async with self.ctx.store.write() as tx:
+                    await self._apply(tx, [alert])
+            except StoreError:
+                raise
+            except Exception as exc:
+                payload = {"received_at": item.received_at, "alert": asdict(alert)}
+                await self.dead.bury("intake", f"inbox:{item.id}", exc, payload=payload)
+                await self._hand_over_alert(alert, describe(exc))
+
+    async def _hand_over_alert(self, alert: Alert, error: str) -> None:
+        """An alert intake failed on goes to humans: its open incidents, or new ones."""
+        reason = f"internal error while taking in the alert: {error}"
+        try:
+            async with self.ctx.store.write() as tx:
+                now = self.ctx.clock.now()
+                incidents = await tx.open_incidents_for(alert.fingerprint, alert.starts_at)
+                if not incidents and alert.status == "firing":
+                    for rule in self.ctx.rules.match(alert.labels):
+                        await self._open_handed_over(tx, rule, alert, reason, now)
+                # Known from now on: a re-send of the same poison changes nothing.
+                known = await tx.alert_statuses([alert.fingerprint])
+                key = (alert.fingerprint, alert.starts_at)
+                if known.get(key) != alert.status:
+                    row = _row(alert, now)
+                    new, changed = ([row], []) if key not in known else ([], [row])
+                    await tx.save_alerts(new, changed)
+        except StoreError:
+            raise
+        except Exception:
+            log.exception("could not page for an alert that intake failed on")
+            return
+        for incident in incidents:
+            await self.dead.hand_over(incident.id, reason)
+
+    async def _open_handed_over(
+        self, tx: Tx, rule: RuleSpec, alert: Alert, reason: str, now: float
+    ) -> None:
+        incident = await tx.create_incident(
+            rule.name, alert.fingerprint, alert.starts_at, alert.labels, alert.annotations, now
+        )
+        if incident is not None:
+            await tx.audit(incident.id, "matched", {"rule": rule.name}, now)
+            await hand_over(self.ctx, tx, incident, rule, reason, now)
+
+    async def _apply(self, tx: Tx, alerts: list[Alert]) -> None:
+        now = self.ctx.clock.now()
         known = await tx.alert_statuses([a.fingerprint for a in alerts])
         new: dict[tuple[str, str], dict[str, Any]] = {}
         changed: dict[tuple[str, str], dict[str, Any]] = {}

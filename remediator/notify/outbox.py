@@ -18,6 +18,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from remediator.clock import Clock
 from remediator.config.models import Config
+from remediator.deadletters import DeadLetters, describe
 from remediator.errors import DeliveryError, StoreError
 from remediator.metrics import Metrics
 from remediator.notify.email import EmailSender, page_email
@@ -58,9 +59,12 @@ class Outbox:
     slack: SlackSender | None
     email: EmailSender | None
     ready: asyncio.Event  # set by whoever queues a notification (EngineContext.outbox_ready)
+    dead: DeadLetters | None = None  # where a row that raises goes (built when not given)
 
     def __post_init__(self) -> None:
         self._url = self.config.file.server.external_url
+        if self.dead is None:
+            self.dead = DeadLetters(self.store, self.metrics, self.clock)
 
     async def recover(self) -> None:
         """On start: free claims a dead process left."""
@@ -77,7 +81,12 @@ class Outbox:
             if not items:
                 return handled
             for item in items:
-                await self._deliver(item)
+                try:
+                    await self._deliver(item)
+                except StoreError:
+                    raise
+                except Exception as exc:
+                    await self._poisoned(item, exc)
             handled += len(items)
 
     async def loop(self, stopping: asyncio.Event, poll_s: float = 1.0) -> None:
@@ -123,6 +132,29 @@ class Outbox:
             if item.kind in (OutboxKind.SLACK_POST, OutboxKind.EMAIL) and item.incident_id:
                 detail = {"kind": item.kind.value, "to": item.target, "attempts": item.attempts}
                 await tx.audit(item.incident_id, "notified", detail, now)
+
+    async def _poisoned(self, item: OutboxItem, exc: Exception) -> None:
+        """A row that raised (a bug, or content nothing foresaw): never delivered again.
+
+        It is given up like an undeliverable one, so a page still falls back to email
+        (built anew, and buried in turn if that raises too), then kept as a dead letter.
+        """
+        assert self.dead is not None
+        given_up = DeliveryError(f"internal error: {describe(exc)}", permanent=True)
+        try:
+            await self._failed(item, given_up)
+        except StoreError:
+            raise
+        except Exception:
+            log.exception("outbox: giving up row %s failed too", item.id)
+        await self.dead.bury(
+            "outbox",
+            f"outbox:{item.id}",
+            exc,
+            incident_id=item.incident_id,
+            payload={"kind": item.kind.value, "to": item.target},
+            mark=lambda tx, now: tx.outbox_failed(item.id, now, describe(exc)),
+        )
 
     async def _failed(self, item: OutboxItem, exc: DeliveryError) -> None:
         n = self.config.file.notifications

@@ -9,6 +9,7 @@ from remediator.store.records import (
     Approval,
     ApprovalState,
     AuditRow,
+    DeadLetter,
     Escalation,
     EscalationState,
     Hold,
@@ -95,7 +96,23 @@ class HumanTx(Protocol):
     async def save_slack_message(self, key: str, channel: str, ts: str, now: float) -> None: ...
 
 
-class Tx(GuardTx, HumanTx, Protocol):
+class DeadLetterTx(Protocol):
+    """Items a loop failed on (store/deadtx.py)."""
+
+    async def dead_letter(
+        self,
+        loop: str,
+        item: str,
+        incident_id: int | None,
+        error: str,
+        payload: Any,
+        now: float,
+    ) -> int: ...
+    async def dead_letters(self, limit: int) -> list[DeadLetter]: ...
+    async def dead_letter_count(self) -> int: ...
+
+
+class Tx(GuardTx, HumanTx, DeadLetterTx, Protocol):
     """Operations inside one transaction; everything in it commits or nothing does."""
 
     async def alert_statuses(self, fingerprints: list[str]) -> dict[tuple[str, str], str]: ...

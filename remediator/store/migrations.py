@@ -41,10 +41,15 @@ def _humans(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=_tables(schema.V3_TABLES))
 
 
+def _dead_letters(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=_tables(schema.V4_TABLES))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "guards: settings, holds, target health", _guards),
     Migration(3, "approvals, escalations, outbox, slack messages", _humans),
+    Migration(4, "dead letters", _dead_letters),
 )
 LATEST = MIGRATIONS[-1].version
 

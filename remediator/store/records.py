@@ -229,3 +229,16 @@ class OutboxItem:
     payload: dict[str, Any]
     attempts: int
     created_at: float
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An item a loop could not handle: kept for humans, never retried by a loop."""
+
+    id: int
+    loop: str
+    item: str
+    incident_id: int | None
+    error: str
+    payload: Any
+    at: float

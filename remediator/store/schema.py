@@ -233,6 +233,22 @@ slack_messages = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# --- version 4: dead letters -------------------------------------------------------------
+
+# One item a loop could not handle (a bug, or input nothing foresaw): kept, never retried.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("loop", String(32), nullable=False),
+    Column("item", String(64), nullable=False),
+    Column("incident_id", ForeignKey("incidents.id")),
+    Column("error", Text, nullable=False),
+    Column("payload", JSON),
+    Column("at", Float, nullable=False),
+)
+
 V1_TABLES = ("alerts", "incidents", "steps", "work", "audit", "cooldowns")
 V2_TABLES = ("settings", "holds", "target_health")
 V3_TABLES = ("approvals", "approval_votes", "escalations", "outbox", "slack_messages")
+V4_TABLES = ("dead_letters",)

@@ -15,7 +15,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from remediator.errors import StoreError, StoreLocked, StoreUnavailable
+from remediator.errors import StoreError, StoreGone, StoreLocked, StoreUnavailable
 from remediator.store.migrations import migrate
 from remediator.store.records import InboxItem
 from remediator.store.spool import Spool
@@ -35,6 +35,11 @@ def _on_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _identity(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
 def _on_begin(conn: Any) -> None:
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
     conn.exec_driver_sql(f"BEGIN {mode}")
@@ -49,6 +54,7 @@ class SqliteStore:
         self._lock_file: IO[str] | None = None
         self._write_lock = asyncio.Lock()
         self._engine: AsyncEngine | None = None
+        self._identity: dict[Path, tuple[int, int]] = {}
         self.spool = Spool(path.with_name(path.stem + ".spool.db"), BUSY_TIMEOUT_MS)
 
     @property
@@ -71,6 +77,7 @@ class SqliteStore:
             async with self._guard(), self._begin(immediate=True) as conn:
                 await conn.run_sync(migrate, time.time())
             await self.spool.open()
+            self._identity = {p: _identity(p) for p in (self.path, self.spool.path)}
         except BaseException:
             await self.close()
             raise
@@ -103,7 +110,20 @@ class SqliteStore:
             self._lock_file = None
 
     async def ping(self) -> None:
-        """Raise StoreUnavailable if the file cannot be read."""
+        """Raise StoreUnavailable if the file cannot be read, StoreGone if it was deleted
+        or replaced (SQLite would go on writing to the unlinked file: acks into nowhere)."""
+        for path, known in self._identity.items():
+            try:
+                same = _identity(path) == known
+            except FileNotFoundError:
+                same = False
+            except OSError as exc:
+                raise StoreUnavailable(f"store {path}: {exc}") from exc
+            if not same:
+                raise StoreGone(
+                    f"store file {path} was deleted or replaced while remediator ran; "
+                    "restore it (or start on a new store) and start remediator again"
+                )
         async with self.read() as tx:
             await tx.conn.execute(text("SELECT 1"))
 

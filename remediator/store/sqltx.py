@@ -8,6 +8,7 @@ from sqlalchemy import Row, Select, and_, bindparam, func, insert, or_, select, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from remediator.store import schema as t
+from remediator.store.deadtx import DeadLetterQueries
 from remediator.store.guardtx import GuardQueries
 from remediator.store.humantx import HumanQueries
 from remediator.store.records import (
@@ -46,7 +47,7 @@ def _step(row: Row[Any]) -> StepRecord:
     return StepRecord(**m)
 
 
-class SqlTx(GuardQueries, HumanQueries):
+class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries):
     """One open transaction."""
 
     def __init__(self, conn: AsyncConnection) -> None:
@@ -248,6 +249,8 @@ class SqlTx(GuardQueries, HumanQueries):
         due = (
             select(w.id)
             .where(w.done_at.is_(None), w.due_at <= now)
+            # A kind this version does not know (a newer replica's) is left for one that does.
+            .where(w.kind.in_([k.value for k in WorkKind]))
             .where(or_(w.claimed_until.is_(None), w.claimed_until < now))
             .order_by(w.due_at, w.id)
             .limit(limit)

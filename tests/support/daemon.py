@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from support import faults
 from support.sshd import SshServer, free_port
 
 TOKEN = "test-webhook-token"
@@ -101,6 +102,7 @@ class Daemon:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     runs: int = field(default=0)
+    faults: bool = False  # start with support.faults installed
 
     @property
     def url(self) -> str:
@@ -126,8 +128,13 @@ class Daemon:
         env = {**os.environ, **SECRETS}
         log = self.log_path.open("ab")
         self.runs += 1
+        boot = (
+            faults.boot_command(sys.executable)
+            if self.faults
+            else [sys.executable, "-m", "remediator"]
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "remediator", "serve", "-c", str(self.config)],
+            [*boot, "serve", "-c", str(self.config)],
             stdout=log,
             stderr=log,
             env=env,

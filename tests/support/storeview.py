@@ -76,3 +76,14 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 15.0) 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(0.05)
+
+
+def all_audit(db: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Every audit row's (event, detail), incidents or not."""
+    rows = _rows(db, "SELECT event, detail FROM audit ORDER BY id")
+    return [(r["event"], json.loads(r["detail"])) for r in rows]
+
+
+def query(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows of any read-only query (an absent table reads as no rows)."""
+    return _rows(db, sql, args)

@@ -3,7 +3,8 @@
 Every route needs `Authorization: Bearer <admin token>` (server.admin_token_env); with
 no admin token configured the routes answer 403 and say how to enable them. The one
 exception is GET /api/openapi.json, the document describing them (openapi.py): it holds
-no data, and API tooling fetches it before it has credentials.
+no data, and API tooling fetches it before it has credentials. The engine answers
+decisions in its own terms (engine.decisions.Result); `DECISION_STATUS` maps them to HTTP.
 """
 
 from __future__ import annotations
@@ -34,11 +35,25 @@ from remediator.apimodels import (
 )
 from remediator.engine import approvals
 from remediator.engine.context import EngineContext
+from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.errors import StoreError
 from remediator.store.records import CLOSED_STATES, OPEN_STATES, State
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 BodyT = TypeVar("BodyT", DecisionBody, PauseBody)
+DECISION_STATUS = {
+    Result.APPROVED: 200,
+    Result.VOTE_RECORDED: 200,
+    Result.DENIED: 200,
+    Result.ACKNOWLEDGED: 200,
+    Result.NOT_AN_APPROVER: 403,
+    Result.NOT_AN_ACKNOWLEDGER: 403,
+    Result.UNKNOWN_INCIDENT: 404,
+    Result.UNKNOWN_APPROVAL: 404,
+    Result.ALREADY_VOTED: 409,
+    Result.ALREADY_DECIDED: 409,
+    Result.NOTHING_WAITING: 409,
+}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -74,6 +89,17 @@ async def _body(request: web.Request, model: type[BodyT]) -> BodyT | web.Respons
         return model.model_validate_json(raw if raw.strip() else b"{}")
     except ValidationError as exc:
         return _error(400, _body_problem(model, exc))
+
+
+def _decided(outcome: Outcome) -> web.Response:
+    status = DECISION_STATUS[outcome.result]
+    if status != 200 or outcome.incident_id is None:
+        return _error(status, outcome.message)
+    return _reply(
+        DecisionReply(
+            result="ok", message=outcome.message, incident=outcome.incident_id, state=outcome.state
+        )
+    )
 
 
 def _body_problem(model: type[BaseModel], exc: ValidationError) -> str:
@@ -180,17 +206,11 @@ class AdminApi:
             incident = await tx.incident(incident_id) if incident_id is not None else None
             if incident is None:
                 return _error(404, f"incident {request.match_info['id']} does not exist")
+            voter = Voter.person(body.by.strip(), "api")
             outcome = await approvals.decide_incident(
-                self.ctx, tx, incident.id, decision, body.by.strip(), "api", body.reason, now
+                self.ctx, tx, incident.id, decision, voter, body.reason, now
             )
-        if outcome.status != 200 or outcome.incident_id is None:
-            return _error(outcome.status, outcome.message)
-        state = State(outcome.state) if outcome.state else None
-        return _reply(
-            DecisionReply(
-                result="ok", message=outcome.message, incident=outcome.incident_id, state=state
-            )
-        )
+        return _decided(outcome)
 
     async def approve(self, request: web.Request) -> web.Response:
         """POST /api/incidents/{id}/approve."""

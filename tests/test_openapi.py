@@ -9,13 +9,14 @@ from openapi_spec_validator import validate
 
 from remediator import openapi
 from remediator.api import DECISION_STATUS, AdminApi
+from remediator.auth import AdminTokens
 from remediator.engine.decisions import Result
 
 
 def registered_routes() -> set[tuple[str, str]]:
     app = web.Application()
     # routes() only binds handlers; no request runs here, so no engine context is needed.
-    AdminApi(ctx=cast(Any, None), token=b"t").routes(app)
+    AdminApi(ctx=cast(Any, None), tokens=AdminTokens({}, "t")).routes(app)
     return {(r.method.lower(), r.resource.canonical) for r in app.router.routes() if r.resource}
 
 

@@ -24,6 +24,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 MatcherField = Annotated[Matcher, BeforeValidator(parse_matcher)]
 TemplateStr = Annotated[str, AfterValidator(check_template)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+SHARED_TOKEN_NAME = "admin-token"  # noqa: S105 - the shared token's identity (engine.decisions)
 EMAIL_PATTERN = r"^[^@\s<>,;]+@[^@\s<>,;]+$"
 # Where an escalation step notifies: a Slack channel or user, or an email address.
 NOTIFY_PATTERN = (
@@ -40,6 +41,25 @@ def _check_regex(value: str) -> str:
 
 
 Regex = Annotated[str, AfterValidator(_check_regex)]
+
+
+def _check_env_name(value: str) -> str:
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is None:
+        raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+def _check_person(value: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}", value) is None:
+        raise ValueError(
+            f"{value!r} is not a person's name as approvers list them (a Slack user id or a"
+            " login: letters, digits, `.`, `_`, `@`, `-`, up to 100, not starting with a sign)"
+        )
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
+Person = Annotated[str, AfterValidator(_check_person)]
 
 
 class Model(BaseModel):
@@ -94,10 +114,28 @@ class ServerConfig(Model):
     listen: str = "127.0.0.1:9095"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     webhook_auth: WebhookAuth
+    # The shared admin token: every holder is one identity (`admin-token`) to approvals.
     admin_token_env: str | None = None
+    # One admin token per person, {NAME: ENV_VAR}: NAME is who decides with that token.
+    admin_tokens: dict[Person, EnvName] = Field(default_factory=dict)
     shutdown_grace: Duration = 30.0
     # Where operators reach this daemon; links in pages point here.
     external_url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_token_per_person(self) -> ServerConfig:
+        if SHARED_TOKEN_NAME in self.admin_tokens:
+            raise ValueError(
+                f"admin_tokens: {SHARED_TOKEN_NAME!r} is the shared token's identity"
+                " (admin_token_env); name each token after its person"
+            )
+        envs = [*self.admin_tokens.values(), self.admin_token_env]
+        for env in set(envs):
+            if env is not None and envs.count(env) > 1:
+                raise ValueError(
+                    f"admin_tokens: {env} is named more than once; a token is one person's"
+                )
+        return self
 
 
 class SshConfig(Model):

@@ -111,6 +111,11 @@ async def decide(
         return Outcome(Result.ALREADY_DECIDED, why, incident.id, incident.state)
     if not await tx.add_vote(approval.id, voter.key, decision, voter.via, now):
         why = f"{voter.key} has already voted on this approval"
+        if voter.key != voter.name:
+            why += (
+                " (the shared admin token is one person, whoever holds it: give each"
+                " approver a token of their own in server.admin_tokens)"
+            )
         return Outcome(Result.ALREADY_VOTED, why, incident.id, incident.state)
     rule = ctx.rules.by_name.get(incident.rule)
     if decision == DENY or rule is None:

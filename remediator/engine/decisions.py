@@ -11,7 +11,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from remediator.config.models import SHARED_TOKEN_NAME
 from remediator.store.records import State
+
+# The one identity every holder of the shared admin token (server.admin_token_env) is.
+SHARED_TOKEN = SHARED_TOKEN_NAME
 
 
 class Result(enum.Enum):
@@ -58,8 +62,10 @@ class Voter:
     """Who decides, and through what (`via`: slack, api, test, timeout).
 
     `key` is one person: it counts once toward `required` and is recorded as `by`.
-    `name` is checked against `approvers` and `acknowledgers`. They are the same for
-    anyone whose identity was established (a Slack user id).
+    `name` is checked against `approvers` and `acknowledgers`. They are the same person
+    (a Slack user id, a personal admin token's name) except for the shared admin token:
+    all its holders are one key, `admin-token`, whatever name they give, which is kept
+    as a note (`as`).
     """
 
     key: str
@@ -70,6 +76,11 @@ class Voter:
     def person(cls, who: str, via: str) -> Voter:
         """Someone whose identity was established: a Slack user id, a personal token's name."""
         return cls(who, who, via)
+
+    @classmethod
+    def shared_token(cls, name: str) -> Voter:
+        """A holder of the shared admin token, giving `name` (unverified)."""
+        return cls(SHARED_TOKEN, name, "api")
 
     @property
     def shown(self) -> str:

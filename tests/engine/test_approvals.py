@@ -119,6 +119,57 @@ async def test_two_person_rule_needs_two_different_approvers(start: Start, sshd:
     assert dict(h.audit())["approved"]["approvers"] == ["U024BE7LH", "alice"]
 
 
+async def test_the_shared_admin_token_is_one_person_whatever_name_it_gives(
+    start: Start, sshd: SshServer
+) -> None:
+    """`required: 2`: two shared-token votes naming two approvers are one vote; a second
+    person (a Slack click) makes two. The name given is kept as `as`, checked, not counted."""
+    h = await start(policy(required=2))
+    await h.fire(ALERT)
+    first = await vote(h, Voter.shared_token("alice"))
+    assert first.result is Result.VOTE_RECORDED
+    second = await vote(h, Voter.shared_token("U0G9QF9C6"))
+    assert (second.result, sshd.calls("probe-stub")) == (Result.ALREADY_VOTED, [])
+    assert second.message.startswith("admin-token has already voted on this approval")
+    assert "server.admin_tokens" in second.message
+    assert dict(h.audit())["approval_vote"] == {
+        "approval": 1,
+        "step": 0,
+        "by": "admin-token",
+        "via": "api",
+        "as": "alice",
+        "approvals": 1,
+        "required": 2,
+    }
+    refused = await vote(h, Voter.shared_token("mallory"))
+    assert refused.result is Result.NOT_AN_APPROVER  # the name given is still checked
+    approved = await vote(h, "U024BE7LH")
+    assert (approved.result, approved.message) == (
+        Result.APPROVED,
+        "approved by U024BE7LH, admin-token",
+    )
+    assert sshd.calls("probe-stub") == [["reboot"]]
+    assert dict(h.audit())["approved"]["approvers"] == ["U024BE7LH", "admin-token"]
+
+
+async def test_a_slack_user_and_their_personal_token_are_one_person(
+    start: Start, sshd: SshServer
+) -> None:
+    """A token named after a Slack user id votes as that user: their click and their API
+    call on one approval are one vote, not the two `required: 2` asks for."""
+    h = await start(policy(required=2))
+    await h.fire(ALERT)
+    assert (await vote(h, "U024BE7LH")).result is Result.VOTE_RECORDED
+    again = await vote(h, Voter.person("U024BE7LH", "api"))
+    assert (again.result, again.message) == (
+        Result.ALREADY_VOTED,
+        "U024BE7LH has already voted on this approval",
+    )
+    assert sshd.calls("probe-stub") == []
+    done = await vote(h, Voter.person("alice", "api"))
+    assert (done.result, sshd.calls("probe-stub")) == (Result.APPROVED, [["reboot"]])
+
+
 async def test_deny_escalates_and_runs_nothing(start: Start, sshd: SshServer) -> None:
     """A denial is final: the chain pages, the step never runs."""
     h = await start(policy())

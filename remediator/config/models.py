@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from remediator.config.durations import parse_duration
+from remediator.config.names import SHARED_TOKEN_NAME, EnvName, Person
 from remediator.matchers import Matcher, parse_matcher
 from remediator.templates import check_template
 
@@ -24,7 +25,6 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 MatcherField = Annotated[Matcher, BeforeValidator(parse_matcher)]
 TemplateStr = Annotated[str, AfterValidator(check_template)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
-SHARED_TOKEN_NAME = "admin-token"  # noqa: S105 - the shared token's identity (engine.decisions)
 EMAIL_PATTERN = r"^[^@\s<>,;]+@[^@\s<>,;]+$"
 # Where an escalation step notifies: a Slack channel or user, or an email address.
 NOTIFY_PATTERN = (
@@ -41,25 +41,6 @@ def _check_regex(value: str) -> str:
 
 
 Regex = Annotated[str, AfterValidator(_check_regex)]
-
-
-def _check_env_name(value: str) -> str:
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is None:
-        raise ValueError(f"{value!r} is not an environment variable name")
-    return value
-
-
-def _check_person(value: str) -> str:
-    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}", value) is None:
-        raise ValueError(
-            f"{value!r} is not a person's name as approvers list them (a Slack user id or a"
-            " login: letters, digits, `.`, `_`, `@`, `-`, up to 100, not starting with a sign)"
-        )
-    return value
-
-
-EnvName = Annotated[str, AfterValidator(_check_env_name)]
-Person = Annotated[str, AfterValidator(_check_person)]
 
 
 class Model(BaseModel):

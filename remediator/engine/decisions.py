@@ -11,11 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from remediator.config.models import SHARED_TOKEN_NAME
+from remediator.config.names import SHARED_TOKEN_NAME as SHARED_TOKEN
 from remediator.store.records import State
-
-# The one identity every holder of the shared admin token (server.admin_token_env) is.
-SHARED_TOKEN = SHARED_TOKEN_NAME
 
 
 class Result(enum.Enum):

@@ -1,14 +1,16 @@
 """The admin API: incidents, approve/deny/ack (for when Slack is down), pause/resume.
 
-Every route needs `Authorization: Bearer <admin token>` (server.admin_token_env); with
-no admin token configured the routes answer 403 and say how to enable them. The one
-exception is GET /api/openapi.json, the document describing them (openapi.py): it holds
-no data, and API tooling fetches it before it has credentials.
+Every route needs `Authorization: Bearer <admin token>`: a personal token
+(server.admin_tokens, whose NAME is who decides with it) or the shared one
+(server.admin_token_env, one identity whatever `by` says); with no admin token
+configured the routes answer 403 and say how to enable them. The one exception is
+GET /api/openapi.json, the document describing them (openapi.py): it holds no data, and
+API tooling fetches it before it has credentials. The engine answers decisions in its own
+terms (engine.decisions.Result); `DECISION_STATUS` maps them to HTTP.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -32,13 +34,30 @@ from remediator.apimodels import (
     Reply,
     StepOut,
 )
+from remediator.auth import AdminTokens, TokenHolder
 from remediator.engine import approvals
 from remediator.engine.context import EngineContext
+from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.errors import StoreError
 from remediator.store.records import CLOSED_STATES, OPEN_STATES, State
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 BodyT = TypeVar("BodyT", DecisionBody, PauseBody)
+HOLDER = "remediator.token_holder"  # the request key _guarded stores the TokenHolder under
+BY_HINT = "who decides: an approver name or Slack user id"
+DECISION_STATUS = {
+    Result.APPROVED: 200,
+    Result.VOTE_RECORDED: 200,
+    Result.DENIED: 200,
+    Result.ACKNOWLEDGED: 200,
+    Result.NOT_AN_APPROVER: 403,
+    Result.NOT_AN_ACKNOWLEDGER: 403,
+    Result.UNKNOWN_INCIDENT: 404,
+    Result.UNKNOWN_APPROVAL: 404,
+    Result.ALREADY_VOTED: 409,
+    Result.ALREADY_DECIDED: 409,
+    Result.NOTHING_WAITING: 409,
+}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -76,6 +95,37 @@ async def _body(request: web.Request, model: type[BodyT]) -> BodyT | web.Respons
         return _error(400, _body_problem(model, exc))
 
 
+def _voter(holder: TokenHolder, by: str | None) -> Voter | web.Response:
+    """Who decides: a personal token's owner (`by` must match if given); with the shared
+    token, `by` (required) is checked against approvers but all its votes are one person."""
+    if holder.owner is None:
+        if by is None:
+            return _error(
+                400,
+                f'"by" ({BY_HINT}) is required with the shared admin token;'
+                " a personal token (server.admin_tokens) decides as its owner",
+            )
+        return Voter.shared_token(by)
+    if by is not None and by != holder.owner:
+        return _error(
+            403,
+            f"this admin token is {holder.owner}'s: it decides as {holder.owner}, not as {by}"
+            f' (leave "by" out, or send "by": "{holder.owner}")',
+        )
+    return Voter.person(holder.owner, "api")
+
+
+def _decided(outcome: Outcome) -> web.Response:
+    status = DECISION_STATUS[outcome.result]
+    if status != 200 or outcome.incident_id is None:
+        return _error(status, outcome.message)
+    return _reply(
+        DecisionReply(
+            result="ok", message=outcome.message, incident=outcome.incident_id, state=outcome.state
+        )
+    )
+
+
 def _body_problem(model: type[BaseModel], exc: ValidationError) -> str:
     shape = '{"by": "...", "reason": "..."}' if "by" in model.model_fields else '{"reason": "..."}'
     first = exc.errors(include_url=False, include_input=False)[0]
@@ -84,7 +134,7 @@ def _body_problem(model: type[BaseModel], exc: ValidationError) -> str:
     if not first["loc"]:
         return f"body must be a JSON object: {shape}"
     if first["loc"][0] == "by":
-        return '"by" (who decides: an approver name or Slack user id) is required, not blank'
+        return f'"by" ({BY_HINT}), when given, must be a non-blank string'
     where = ".".join(str(part) for part in first["loc"])
     return f'"{where}": {first["msg"]} (body: {shape})'
 
@@ -94,7 +144,7 @@ class AdminApi:
     """Routes under /api."""
 
     ctx: EngineContext
-    token: bytes | None
+    tokens: AdminTokens | None
 
     def routes(self, app: web.Application) -> None:
         """Register every route."""
@@ -113,13 +163,16 @@ class AdminApi:
 
     def _guarded(self, handler: Handler) -> Handler:
         async def run(request: web.Request) -> web.Response:
-            if self.token is None:
-                return _error(403, "the admin API is off: set server.admin_token_env")
-            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                value.strip().encode(), self.token
-            ):
+            if self.tokens is None:
+                return _error(
+                    403,
+                    "the admin API is off: set server.admin_tokens (a token per person)"
+                    " or server.admin_token_env",
+                )
+            holder = self.tokens.identify(request.headers.get("Authorization"))
+            if holder is None:
                 return _error(401, "missing or wrong admin token")
+            request[HOLDER] = holder
             try:
                 return await handler(request)
             except StoreError as exc:
@@ -175,22 +228,20 @@ class AdminApi:
         body = await _body(request, DecisionBody)
         if isinstance(body, web.Response):
             return body
+        holder = request[HOLDER]
+        assert isinstance(holder, TokenHolder)  # _guarded put it there
+        voter = _voter(holder, body.by.strip() if body.by is not None else None)
+        if isinstance(voter, web.Response):
+            return voter
         async with self.ctx.store.write() as tx:
             now = self.ctx.clock.now()
             incident = await tx.incident(incident_id) if incident_id is not None else None
             if incident is None:
                 return _error(404, f"incident {request.match_info['id']} does not exist")
             outcome = await approvals.decide_incident(
-                self.ctx, tx, incident.id, decision, body.by.strip(), "api", body.reason, now
+                self.ctx, tx, incident.id, decision, voter, body.reason, now
             )
-        if outcome.status != 200 or outcome.incident_id is None:
-            return _error(outcome.status, outcome.message)
-        state = State(outcome.state) if outcome.state else None
-        return _reply(
-            DecisionReply(
-                result="ok", message=outcome.message, incident=outcome.incident_id, state=state
-            )
-        )
+        return _decided(outcome)
 
     async def approve(self, request: web.Request) -> web.Response:
         """POST /api/incidents/{id}/approve."""

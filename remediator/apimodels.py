@@ -127,12 +127,15 @@ class DecisionBody(BaseModel):
     """Body of approve, deny and ack."""
 
     by: Annotated[
-        str,
+        str | None,
         Field(
             pattern=r"\S",
-            description="who decides: an approver name or Slack user id (not blank)",
+            description="who decides: an approver name or Slack user id (not blank). Required "
+            "with the shared admin token (server.admin_token_env), whose holders all count as "
+            "one person, `admin-token`. A personal token (server.admin_tokens) decides as its "
+            "NAME: leave `by` out, or it must be that NAME.",
         ),
-    ]
+    ] = None
     reason: str | None = Field(
         default=None, description="why, for the audit (approve and deny; ack records none)"
     )

@@ -166,13 +166,19 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decision_body(by: str | None, reason: str | None) -> dict[str, str]:
+    """Only what was given: without --by, a personal token decides as its owner."""
+    body = {"by": by, "reason": reason}
+    return {k: v for k, v in body.items() if v is not None}
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
     """approve / deny / ack an incident through the running daemon's admin API."""
     client = _client(args)
     path = f"/api/incidents/{args.id}/{args.command}"
     try:
         reply = _incident_call(
-            args.id, lambda: client.post(path, {"by": args.by, "reason": args.reason})
+            args.id, lambda: client.post(path, _decision_body(args.by, args.reason))
         )
     except apiclient.ApiError as exc:
         raise RemediatorError(f"{args.command} {args.id}: {exc}") from None
@@ -278,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = admin(name, what, cmd_decide)
         p.add_argument("id", type=int)
         p.add_argument(
-            "--by", default=os.environ.get("USER", ""), help="who decides (default $USER)"
+            "--by",
+            help="who decides: needed with the shared admin token (all its holders are one "
+            "person, admin-token); a personal token decides as its owner",
         )
         p.add_argument("--reason", help="why, for the audit")
     return parser

@@ -15,7 +15,7 @@ from aiohttp import web
 from remediator.actions import SshPool, build_registry, close_actions
 from remediator.actions.sshpool import SshSettings
 from remediator.api import AdminApi
-from remediator.auth import WebhookAuthenticator
+from remediator.auth import AdminTokens, WebhookAuthenticator
 from remediator.clock import Clock, SystemClock
 from remediator.config.models import Config, parse_listen
 from remediator.engine import Engine, EngineContext
@@ -24,7 +24,7 @@ from remediator.http import Receiver, build_app
 from remediator.ingest import Ingestor
 from remediator.metrics import Metrics
 from remediator.notify.outbox import Outbox
-from remediator.notify.setup import Notifiers, admin_token, build_notifiers
+from remediator.notify.setup import Notifiers, build_notifiers
 from remediator.record import Recorder
 from remediator.reload import Reloader
 from remediator.slackapp import SlackInteractions
@@ -94,7 +94,7 @@ class Daemon:
         config = self.config
         auth = WebhookAuthenticator.from_config(config, self.environ)
         notifiers = build_notifiers(config, self.environ)
-        token = admin_token(config, self.environ)
+        admin_tokens = AdminTokens.from_config(config, self.environ)
         settings = ssh_settings(config)
         host, port = parse_listen(config.file.server.listen)
         store = open_store_url(config.file.store, config.base_dir)
@@ -136,7 +136,7 @@ class Daemon:
             )
 
             def extra_routes(app: web.Application) -> None:
-                AdminApi(ctx, token).routes(app)
+                AdminApi(ctx, admin_tokens).routes(app)
                 if slack_app is not None:
                     app.router.add_post("/slack/interactions", slack_app.handle)
 

@@ -34,10 +34,13 @@ DOCUMENT_PATH = "/api/openapi.json"
 
 ERRORS = {
     400: "bad query or body; `error` says which and how to fix it",
-    401: "missing or wrong admin token (Authorization: Bearer <server.admin_token_env>)",
-    403: "the admin API is off (no server.admin_token_env), or this person may not decide",
+    401: "missing or wrong admin token (Authorization: Bearer <token>)",
+    403: "the admin API is off (no server.admin_tokens nor server.admin_token_env), this "
+    "person may not decide (not an approver or acknowledger), or `by` names someone other "
+    "than the personal token's owner",
     404: "no such incident",
-    409: "already decided, or nothing waits for this decision",
+    409: "already decided, already voted (the shared admin token votes once), or nothing "
+    "waits for this decision",
     503: "the store is unavailable; retry later",
 }
 ID_PARAM = {
@@ -115,7 +118,6 @@ OPERATIONS = (
             _DECIDE,
             (ID_PARAM,),
             DecisionBody,
-            body_required=True,
         )
         for verb, summary in (
             ("approve", "Approve the step the incident waits on"),
@@ -189,7 +191,9 @@ def document() -> dict[str, Any]:
             "version": __version__,
             "description": "Incidents, decisions (approve, deny, ack) and the pause switch "
             "of a running remediator daemon. Every operation but this document needs "
-            "`Authorization: Bearer <token>`, the token read from server.admin_token_env.",
+            "`Authorization: Bearer <token>`: a personal token (server.admin_tokens, one per "
+            "person: decisions are made as its NAME) or the shared one "
+            "(server.admin_token_env: every holder is one person, `admin-token`).",
         },
         "paths": paths,
         "components": {

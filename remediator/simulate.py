@@ -24,13 +24,23 @@ from remediator.clock import FakeClock
 from remediator.config.durations import format_duration
 from remediator.config.models import Config
 from remediator.engine import Engine, EngineContext, approvals
-from remediator.engine.approvals import Outcome
+from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.errors import RemediatorError
 from remediator.metrics import Metrics
 from remediator.store import SqliteStore
 from remediator.store.records import AuditRow, Incident
 
 MAX_TICKS = 10_000  # timers run between two inputs before the simulation gives up
+# Decisions the audit does not show (a refusal is audited; these leave no row).
+_UNRECORDED = frozenset(
+    {
+        Result.UNKNOWN_INCIDENT,
+        Result.UNKNOWN_APPROVAL,
+        Result.ALREADY_VOTED,
+        Result.ALREADY_DECIDED,
+        Result.NOTHING_WAITING,
+    }
+)
 
 
 def dry_run_config(config: Config) -> Config:
@@ -218,9 +228,9 @@ class Simulation:
         now = self.clock.now()
         async with self.store.write() as tx:
             outcome = await approvals.decide_incident(
-                self.ctx, tx, incident, decision, by, "test", None, now
+                self.ctx, tx, incident, decision, Voter.person(by, "test"), None, now
             )
-        if outcome.status in (404, 409):  # nothing on record: say so, or a test hides it
+        if outcome.result in _UNRECORDED:  # nothing on record: say so, or a test hides it
             said = {"no_effect": f"{decision} by {by}: {outcome.message}"}
             self._unrecorded.append(Decision(self.elapsed, incident, said))
         await self.engine.tick()

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from remediator.engine import approvals
 from remediator.engine.context import EngineContext
+from remediator.engine.decisions import Outcome, Voter
 from remediator.engine.notices import ephemeral
 from remediator.errors import StoreError
 
@@ -121,23 +122,17 @@ class SlackInteractions:
         try:
             async with self.ctx.store.write() as tx:
                 now = self.ctx.clock.now()
+                voter = Voter.person(click.user, "slack")
                 if click.action_id == "ack":
                     outcome = await approvals.acknowledge(
-                        self.ctx, tx, int(click.value), click.user, "slack", now
+                        self.ctx, tx, int(click.value), voter, now
                     )
                 else:
                     outcome = await approvals.decide(
-                        self.ctx,
-                        tx,
-                        int(click.value),
-                        click.user,
-                        click.action_id,
-                        "slack",
-                        None,
-                        now,
+                        self.ctx, tx, int(click.value), voter, click.action_id, None, now
                     )
-                if not outcome.changed:
-                    await ephemeral(self.ctx, tx, click.channel, click.user, outcome.message, now)
+                if (answer := _ephemeral_text(outcome)) is not None:
+                    await ephemeral(self.ctx, tx, click.channel, click.user, answer, now)
         except StoreError as exc:
             log.error("slack click not recorded", extra={"error": str(exc), "user": click.user})
             return
@@ -150,6 +145,12 @@ class SlackInteractions:
         """Let decisions in flight finish."""
         if self._background:
             await asyncio.wait(set(self._background), timeout=10)
+
+
+def _ephemeral_text(outcome: Outcome) -> str | None:
+    """What the clicking user alone is told: nothing when the click did something (the
+    message itself changes), else why not."""
+    return None if outcome.changed else outcome.message
 
 
 def _error(status: int, message: str) -> web.Response:

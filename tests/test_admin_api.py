@@ -103,21 +103,24 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             "/api/incidents/1/ack",
             b'{"by": 5}',
             400,
-            '"by" (who decides: an approver name or Slack user id) is required, not blank',
+            '"by" (who decides: an approver name or Slack user id), when given, must be a'
+            " non-blank string",
         ),
         (
             "POST",
             "/api/incidents/1/ack",
             b'{"by": " "}',
             400,
-            '"by" (who decides: an approver name or Slack user id) is required, not blank',
+            '"by" (who decides: an approver name or Slack user id), when given, must be a'
+            " non-blank string",
         ),
         (
             "POST",
             "/api/incidents/1/ack",
             b"",
             400,
-            '"by" (who decides: an approver name or Slack user id) is required, not blank',
+            '"by" (who decides: an approver name or Slack user id) is required with the shared'
+            " admin token; a personal token (server.admin_tokens) decides as its owner",
         ),
     ],
 )

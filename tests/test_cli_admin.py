@@ -127,7 +127,8 @@ def test_show_has_the_command_to_approve_then_the_step_it_ran(daemon: Daemon) ->
     )
     approved = run("approve", "1", "--by", "U024BE7LH", "--reason", "go", "-c", cfg)
     assert approved.returncode == 0, approved.stderr
-    assert approved.stdout.startswith("incident 1: approved by U024BE7LH (state: ")
+    # The shared token: one identity, `admin-token`; --by is checked and kept as `as`.
+    assert approved.stdout.startswith("incident 1: approved by admin-token (as U024BE7LH) (state: ")
     storeview.wait_for("the step", lambda: "step_succeeded" in storeview.events(daemon.db, 1))
     ran = run("show", "1", "-c", cfg)
     step = next(r for r in table_rows(ran.stdout) if r[1] == "script" and r[2] == "succeeded")

@@ -8,13 +8,15 @@ from aiohttp import web
 from openapi_spec_validator import validate
 
 from remediator import openapi
-from remediator.api import AdminApi
+from remediator.api import DECISION_STATUS, AdminApi
+from remediator.auth import AdminTokens
+from remediator.engine.decisions import Result
 
 
 def registered_routes() -> set[tuple[str, str]]:
     app = web.Application()
     # routes() only binds handlers; no request runs here, so no engine context is needed.
-    AdminApi(ctx=cast(Any, None), token=b"t").routes(app)
+    AdminApi(ctx=cast(Any, None), tokens=AdminTokens({}, "t")).routes(app)
     return {(r.method.lower(), r.resource.canonical) for r in app.router.routes() if r.resource}
 
 
@@ -54,3 +56,11 @@ def test_reply_schemas_list_every_key_and_forbid_others() -> None:
     ):
         assert schemas[name]["additionalProperties"] is False, name
         assert set(schemas[name]["required"]) == set(schemas[name]["properties"]), name
+
+
+def test_every_decision_result_has_a_documented_status() -> None:
+    """Each engine result maps to a status, and each status is documented on approve/deny/ack."""
+    assert set(DECISION_STATUS) == set(Result)
+    for verb in ("approve", "deny", "ack"):
+        documented = openapi.document()["paths"][f"/api/incidents/{{id}}/{verb}"]["post"]
+        assert {str(s) for s in DECISION_STATUS.values()} <= set(documented["responses"]), verb

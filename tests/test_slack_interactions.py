@@ -155,7 +155,9 @@ def test_admin_api_decides_when_slack_is_down(daemon: Daemon, slack: FakeSlack) 
     cli = [sys.executable, "-m", "remediator", "ack", "1", "-c", str(d.config), "--by", "U024BE7LH"]
     done = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "incident 1: acknowledged by U024BE7LH (state: acknowledged)"
+    assert done.stdout.strip() == (
+        "incident 1: acknowledged by admin-token (as U024BE7LH) (state: acknowledged)"
+    )
     again = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=30, check=False)
     assert (again.returncode, again.stderr.strip()) == (
         1,

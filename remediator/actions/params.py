@@ -21,9 +21,10 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_BLOCK_IPS = 1000
 # A label must not be able to block a whole provider (or everyone): at most a /16 or a /48.
 BLOCK_MIN_PREFIX = {4: 16, 6: 48}
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_RATE = re.compile(r"^(\d{1,9})/(second|minute|hour)$")
+# Used with fullmatch: `$` would also match before a final newline ("10/second\n").
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_RATE = re.compile(r"([0-9]{1,9})/(second|minute|hour)")
 _SPLIT_IPS = re.compile(r"[,\s]+")
 _WILDCARDS = frozenset("*?[]")
 
@@ -56,7 +57,7 @@ class NotifyParams(Model):
 
 def _check_env_names(names: dict[str, str], what: str) -> None:
     for name in names:
-        if not _ENV_NAME.match(name):
+        if not _ENV_NAME.fullmatch(name):
             raise ValueError(f"{what} {name!r} is not an environment variable name")
 
 
@@ -127,7 +128,7 @@ class HttpParams(Model):
     @classmethod
     def _header_names(cls, headers: dict[str, str]) -> dict[str, str]:
         for name in headers:
-            if not _HEADER_NAME.match(name):
+            if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid HTTP header name")
         return headers
 
@@ -219,7 +220,7 @@ class RateLimitParams(Model):
     @field_validator("rate")
     @classmethod
     def _rate(cls, rate: str) -> str:
-        m = _RATE.match(rate)
+        m = _RATE.fullmatch(rate)
         if m is None or int(m.group(1)) == 0:
             raise ValueError(f"rate {rate!r} must look like 10/second (or /minute, /hour)")
         return f"{int(m.group(1))}/{m.group(2)}"

@@ -13,8 +13,8 @@ from remediator.config.models import Host, Model
 from remediator.errors import ActionError
 from remediator.templates import render
 
-# A file name in /etc/logrotate.d: no slash, no leading dot.
-_SERVICE = re.compile(r"^[A-Za-z0-9@_:-][A-Za-z0-9@._:-]{0,255}$")
+# A file name in /etc/logrotate.d: no slash, no leading dot, not an option (no leading `-`).
+_SERVICE = re.compile(r"[A-Za-z0-9@_:][A-Za-z0-9@._:-]{0,255}")
 
 
 def _config_path(params: RotateLogsParams, context: dict[str, Any]) -> str:
@@ -26,7 +26,7 @@ def _config_path(params: RotateLogsParams, context: dict[str, Any]) -> str:
             raise ActionError(f"refusing {exc}") from None
     assert params.service is not None
     service = render(params.service, context)
-    if not _SERVICE.match(service):
+    if not _SERVICE.fullmatch(service):
         raise ActionError(f"refusing service name {service!r}: not a logrotate.d file name")
     return f"/etc/logrotate.d/{service}"
 

@@ -12,7 +12,8 @@ from remediator.config.models import Host, Model
 from remediator.errors import ActionError
 from remediator.templates import render
 
-_UNIT = re.compile(r"^[A-Za-z0-9@._:\\-]{1,256}$")
+# A systemd unit name (`\x2d` escapes included); not an option, so not starting with `-`.
+_UNIT = re.compile(r"[A-Za-z0-9@._:\\][A-Za-z0-9@._:\\-]{0,255}")
 
 
 def need_host(action: str, host: Host | None) -> Host:
@@ -77,7 +78,7 @@ class RestartServiceAction(SshRecipe):
         """Render and check the unit name."""
         assert isinstance(params, RestartServiceParams)
         service = render(params.service, context)
-        if not _UNIT.match(service):
+        if not _UNIT.fullmatch(service):
             raise ActionError(f"refusing service name {service!r}: not a systemd unit name")
         commands = (("systemctl", "restart", service), ("systemctl", "is-active", service))
         return Plan(self.name, need_host(self.name, host), commands=commands)

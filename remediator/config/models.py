@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from remediator.config.durations import parse_duration
+from remediator.config.names import SHARED_TOKEN_NAME, EnvName, Person
 from remediator.matchers import Matcher, parse_matcher
 from remediator.templates import check_template
 
@@ -94,10 +95,28 @@ class ServerConfig(Model):
     listen: str = "127.0.0.1:9095"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     webhook_auth: WebhookAuth
+    # The shared admin token: every holder is one identity (`admin-token`) to approvals.
     admin_token_env: str | None = None
+    # One admin token per person, {NAME: ENV_VAR}: NAME is who decides with that token.
+    admin_tokens: dict[Person, EnvName] = Field(default_factory=dict)
     shutdown_grace: Duration = 30.0
     # Where operators reach this daemon; links in pages point here.
     external_url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_token_per_person(self) -> ServerConfig:
+        if SHARED_TOKEN_NAME in self.admin_tokens:
+            raise ValueError(
+                f"admin_tokens: {SHARED_TOKEN_NAME!r} is the shared token's identity"
+                " (admin_token_env); name each token after its person"
+            )
+        envs = [*self.admin_tokens.values(), self.admin_token_env]
+        for env in set(envs):
+            if env is not None and envs.count(env) > 1:
+                raise ValueError(
+                    f"admin_tokens: {env} is named more than once; a token is one person's"
+                )
+        return self
 
 
 class SshConfig(Model):

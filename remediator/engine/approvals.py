@@ -8,12 +8,12 @@ click on a decided approval changes nothing.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from remediator.config.durations import format_duration
 from remediator.config.models import ApprovalPolicy, RuleSpec
 from remediator.engine.context import EngineContext
+from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.engine.escalation import hand_over, stop_chain
 from remediator.engine.notices import sync_approval, sync_incident
 from remediator.store.base import Tx
@@ -29,21 +29,7 @@ from remediator.store.records import (
 
 log = logging.getLogger(__name__)
 APPROVE, DENY = "approve", "deny"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a decision did; `status` is the HTTP status the admin API answers with."""
-
-    status: int
-    message: str
-    incident_id: int | None = None
-    state: str | None = None
-
-    @property
-    def changed(self) -> bool:
-        """Whether the decision changed anything."""
-        return self.status == 200
+TIMEOUT = Voter.person("timeout", "timeout")
 
 
 def policy(ctx: EngineContext) -> ApprovalPolicy | None:
@@ -96,9 +82,8 @@ async def decide(
     ctx: EngineContext,
     tx: Tx,
     approval_id: int,
-    voter: str,
+    voter: Voter,
     decision: str,
-    via: str,
     reason: str | None,
     now: float,
 ) -> Outcome:
@@ -106,35 +91,54 @@ async def decide(
     p = policy(ctx)
     approval = await tx.approval(approval_id)
     if approval is None or p is None:
-        return Outcome(404, f"approval {approval_id} does not exist")
+        return Outcome(Result.UNKNOWN_APPROVAL, f"approval {approval_id} does not exist")
     incident = await tx.incident(approval.incident_id)
     assert incident is not None  # approvals reference incidents
-    if voter not in p.approvers:
+    if voter.name not in p.approvers:
         ctx.metrics.approvals.labels(result="refused").inc()
         detail = {
             "approval": approval.id,
-            "by": voter,
-            "via": via,
+            **voter.detail(),
             "decision": decision,
             "reason": "not in the approval policy's approvers",
         }
         await tx.audit(incident.id, "approval_refused", detail, now)
-        return Outcome(403, f"{voter} may not {decision}: not in the approvers", incident.id)
+        why = f"{voter.name} may not {decision}: not in the approvers"
+        return Outcome(Result.NOT_AN_APPROVER, why, incident.id)
     if approval.state is not ApprovalState.PENDING:
         by = f" by {approval.decided_by}" if approval.decided_by else ""
-        return Outcome(409, f"already {approval.state.value}{by}", incident.id, incident.state)
-    if not await tx.add_vote(approval.id, voter, decision, via, now):
-        return Outcome(409, f"{voter} has already voted on this approval", incident.id)
+        why = f"already {approval.state.value}{by}"
+        return Outcome(Result.ALREADY_DECIDED, why, incident.id, incident.state)
+    if not await tx.add_vote(approval.id, voter.key, decision, voter.via, now):
+        why = f"{voter.key} has already voted on this approval"
+        if voter.key != voter.name:
+            why += (
+                " (the shared admin token is one person, whoever holds it: give each"
+                " approver a token of their own in server.admin_tokens)"
+            )
+        return Outcome(Result.ALREADY_VOTED, why, incident.id, incident.state)
     rule = ctx.rules.by_name.get(incident.rule)
     if decision == DENY or rule is None:
-        return await _deny(ctx, tx, approval, incident, rule, voter, via, reason, now)
+        return await _deny(ctx, tx, approval, incident, rule, voter, reason, now)
+    return await _count(ctx, tx, approval, incident, voter, reason, now)
+
+
+async def _count(
+    ctx: EngineContext,
+    tx: Tx,
+    approval: Approval,
+    incident: Incident,
+    voter: Voter,
+    reason: str | None,
+    now: float,
+) -> Outcome:
+    """An approve vote is in: approved once `required` different people approved."""
     votes = await tx.votes(approval.id)
     approvers = sorted({v.voter for v in votes if v.decision == APPROVE})
     detail = {
         "approval": approval.id,
         "step": approval.step_index,
-        "by": voter,
-        "via": via,
+        **voter.detail(),
         "approvals": len(approvers),
         "required": approval.required,
     }
@@ -142,7 +146,8 @@ async def decide(
         await tx.audit(incident.id, "approval_vote", detail, now)
         await sync_approval(ctx, tx, approval.id, incident.id, now)
         need = approval.required - len(approvers)
-        return Outcome(200, f"approval recorded; {need} more needed", incident.id, incident.state)
+        why = f"approval recorded; {need} more needed"
+        return Outcome(Result.VOTE_RECORDED, why, incident.id, incident.state)
     await tx.decide_approval(approval.id, ApprovalState.APPROVED, ", ".join(approvers), reason, now)
     await _settled(ctx, tx, approval, now)
     await tx.schedule(WorkKind.RUN_STEP, incident.id, approval.step_index, now)
@@ -151,7 +156,8 @@ async def decide(
     await sync_incident(ctx, tx, incident.id, now)
     ctx.metrics.approvals.labels(result="approved").inc()
     ctx.work_ready.set()
-    return Outcome(200, f"approved by {', '.join(approvers)}", incident.id, State.PENDING)
+    shown = ", ".join(voter.shown if a == voter.key else a for a in approvers)
+    return Outcome(Result.APPROVED, f"approved by {shown}", incident.id, State.PENDING)
 
 
 async def _deny(
@@ -160,27 +166,25 @@ async def _deny(
     approval: Approval,
     incident: Incident,
     rule: RuleSpec | None,
-    by: str,
-    via: str,
+    voter: Voter,
     reason: str | None,
     now: float,
 ) -> Outcome:
-    await tx.decide_approval(approval.id, ApprovalState.DENIED, by, reason, now)
+    await tx.decide_approval(approval.id, ApprovalState.DENIED, voter.shown, reason, now)
     await _settled(ctx, tx, approval, now)
     detail = {
         "approval": approval.id,
         "step": approval.step_index,
-        "by": by,
-        "via": via,
+        **voter.detail(),
         "reason": reason,
     }
     await tx.audit(incident.id, "approval_denied", detail, now)
     ctx.metrics.approvals.labels(result="denied").inc()
-    why = f"step {approval.step_index + 1} ({approval.action}) denied by {by}"
+    why = f"step {approval.step_index + 1} ({approval.action}) denied by {voter.shown}"
     if rule is not None:
         await hand_over(ctx, tx, incident, rule, why + (f": {reason}" if reason else ""), now)
     current = await tx.incident(incident.id)
-    return Outcome(200, why, incident.id, current.state if current else None)
+    return Outcome(Result.DENIED, why, incident.id, current.state if current else None)
 
 
 async def expire(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> None:
@@ -194,17 +198,8 @@ async def expire(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> None
     rule = ctx.rules.by_name.get(incident.rule)
     waited = format_duration(now - approval.created_at)
     if p is not None and p.on_timeout == "deny":
-        await _deny(
-            ctx,
-            tx,
-            approval,
-            incident,
-            rule,
-            "timeout",
-            "timeout",
-            f"nobody decided within {waited} (on_timeout: deny)",
-            now,
-        )
+        why = f"nobody decided within {waited} (on_timeout: deny)"
+        await _deny(ctx, tx, approval, incident, rule, TIMEOUT, why, now)
         return
     await tx.decide_approval(approval.id, ApprovalState.EXPIRED, "timeout", None, now)
     await _settled(ctx, tx, approval, now)
@@ -218,24 +213,26 @@ async def expire(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> None
 
 
 async def acknowledge(
-    ctx: EngineContext, tx: Tx, incident_id: int, by: str, via: str, now: float
+    ctx: EngineContext, tx: Tx, incident_id: int, voter: Voter, now: float
 ) -> Outcome:
     """A human takes over: automation and paging stop for this incident."""
     incident = await tx.incident(incident_id)
     if incident is None:
-        return Outcome(404, f"incident {incident_id} does not exist")
+        return Outcome(Result.UNKNOWN_INCIDENT, f"incident {incident_id} does not exist")
     if not incident.is_open:
-        return Outcome(
-            409, f"incident {incident_id} is already {incident.state.value}", incident_id
-        )
+        why = f"incident {incident_id} is already {incident.state.value}"
+        return Outcome(Result.ALREADY_DECIDED, why, incident_id, incident.state)
     esc = await tx.escalation(incident_id)
     chain = ctx.config.policies.escalations.get(esc.chain) if esc else None
-    if chain is not None and chain.acknowledgers is not None and by not in chain.acknowledgers:
-        refused = {"by": by, "via": via, "reason": "not in the chain's acknowledgers"}
+    allowed = chain.acknowledgers if chain is not None else None
+    if allowed is not None and voter.name not in allowed:
+        refused = {**voter.detail(), "reason": "not in the chain's acknowledgers"}
         await tx.audit(incident_id, "ack_refused", refused, now)
-        return Outcome(403, f"{by} may not acknowledge: not in the acknowledgers", incident_id)
+        why = f"{voter.name} may not acknowledge: not in the acknowledgers"
+        return Outcome(Result.NOT_AN_ACKNOWLEDGER, why, incident_id)
     if incident.state is State.ACKNOWLEDGED:
-        return Outcome(409, "already acknowledged", incident_id, incident.state)
+        return Outcome(Result.ALREADY_DECIDED, "already acknowledged", incident_id, incident.state)
+    by = voter.shown
     await stop_chain(tx, incident_id, EscalationState.ACKNOWLEDGED, by, now)
     cancelled = await tx.cancel_work(incident_id, now)
     for approval in await tx.approvals_of(incident_id):
@@ -245,15 +242,14 @@ async def acknowledge(
             await sync_approval(ctx, tx, approval.id, incident_id, now)
     await tx.update_incident(incident_id, now, state=State.ACKNOWLEDGED)
     detail: dict[str, Any] = {
-        "by": by,
-        "via": via,
+        **voter.detail(),
         "previous": incident.state.value,
         "cancelled_work": cancelled,
     }
     await tx.audit(incident_id, "acknowledged", detail, now)
     await sync_incident(ctx, tx, incident_id, now)
     log.info("incident acknowledged", extra={"incident": incident_id, "by": by})
-    return Outcome(200, f"acknowledged by {by}", incident_id, State.ACKNOWLEDGED)
+    return Outcome(Result.ACKNOWLEDGED, f"acknowledged by {by}", incident_id, State.ACKNOWLEDGED)
 
 
 async def pending_approval(tx: Tx, incident_id: int) -> Approval | None:
@@ -267,15 +263,18 @@ async def decide_incident(
     tx: Tx,
     incident_id: int,
     decision: str,
-    by: str,
-    via: str,
+    voter: Voter,
     reason: str | None,
     now: float,
 ) -> Outcome:
     """`ack` an incident, or approve / deny the step it waits on (the API decides by incident)."""
     if decision == "ack":
-        return await acknowledge(ctx, tx, incident_id, by, via, now)
+        return await acknowledge(ctx, tx, incident_id, voter, now)
+    incident = await tx.incident(incident_id)
+    if incident is None:
+        return Outcome(Result.UNKNOWN_INCIDENT, f"incident {incident_id} does not exist")
     pending = await pending_approval(tx, incident_id)
     if pending is None:
-        return Outcome(409, f"incident {incident_id} has no pending approval", incident_id)
-    return await decide(ctx, tx, pending.id, by, decision, via, reason, now)
+        why = f"incident {incident_id} has no pending approval"
+        return Outcome(Result.NOTHING_WAITING, why, incident_id, incident.state)
+    return await decide(ctx, tx, pending.id, voter, decision, reason, now)

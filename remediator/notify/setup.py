@@ -44,11 +44,3 @@ def build_notifiers(config: Config, environ: Mapping[str, str] | None = None) ->
             SmtpSettings(e.host, e.port, e.starttls, user, password, e.from_, ca_file, e.timeout)
         )
     return Notifiers(slack, signing, email)
-
-
-def admin_token(config: Config, environ: Mapping[str, str] | None = None) -> bytes | None:
-    """The admin API's bearer token, if server.admin_token_env is set."""
-    env = config.file.server.admin_token_env
-    if env is None:
-        return None
-    return read_secret(env=env, file=None, where="server.admin_token_env", environ=environ).encode()

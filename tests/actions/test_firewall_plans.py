@@ -171,6 +171,8 @@ def test_empty_and_oversized_ip_lists_are_refused() -> None:
         (RateLimitParams, {"port": 0, "rate": "1/second"}, "greater than or equal to 1"),
         (RateLimitParams, {"port": 80, "rate": "10/sec"}, "must look like 10/second"),
         (RateLimitParams, {"port": 80, "rate": "0/minute"}, "must look like 10/second"),
+        (RateLimitParams, {"port": 80, "rate": "10/second\n"}, "must look like 10/second"),
+        (RateLimitParams, {"port": 80, "rate": "\u0663/second"}, "must look like 10/second"),
         (RateLimitParams, {"port": 80, "rate": "1/hour", "burst": 0}, "greater than or equal"),
         (RateLimitParams, {"port": 80, "rate": "1/hour", "protocol": "icmp"}, "'tcp' or 'udp'"),
         (BlockIpsParams, {"ips": ["1.2.3.4", "nope"]}, "'nope' is not an IP address"),

@@ -217,7 +217,9 @@ def test_header_injection_from_a_label_is_refused() -> None:
         ({"method": "TRACE"}, "Input should be"),
         ({"attempts": 0}, "greater than or equal to 1"),
         ({"headers": {"Bad Name": "x"}}, "not a valid HTTP header name"),
+        ({"headers": {"X-Alert\n": "x"}}, "not a valid HTTP header name"),
         ({"headers_from_env": {"Authorization": "not-a-var"}}, "not an environment variable"),
+        ({"headers_from_env": {"Authorization": "TOKEN\n"}}, "not an environment variable"),
         (
             {"headers": {"authorization": "x"}, "headers_from_env": {"Authorization": "T"}},
             "set in headers and headers_from_env",

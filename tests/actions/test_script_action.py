@@ -133,10 +133,11 @@ async def test_missing_program_fails_before_anything_is_sent(tmp_path: Path) -> 
 
 
 def test_params_need_a_non_empty_argv_and_valid_env_names() -> None:
-    """argv needs one element; env keys must be variable names; timeout must be positive."""
+    """argv needs one element; env keys must be whole variable names; timeout must be positive."""
     for bad in (
         {"argv": []},
         {"argv": ["x"], "env": {"A B": "1"}},
+        {"argv": ["x"], "env": {"PATH\n": "1"}},
         {"argv": ["x"], "timeout": "0s"},
     ):
         with pytest.raises(ValueError, match=r"argv|environment variable name|greater than 0"):

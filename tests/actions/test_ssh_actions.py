@@ -11,8 +11,12 @@ from support.engine_harness import EngineHarness
 from support.proxy import CountingProxy
 from support.sshd import SshServer, free_port
 
+from remediator.actions.params import RestartServiceParams
+from remediator.actions.ssh import RestartServiceAction
+from remediator.actions.sshpool import SshPool, SshSettings
 from remediator.config import load_config
-from remediator.errors import ConfigError
+from remediator.config.models import Host
+from remediator.errors import ActionError, ConfigError
 
 ECHO_RULE = """\
 rules:
@@ -70,6 +74,29 @@ async def test_service_name_from_a_label_is_validated(tmp_path: Path, sshd: SshS
     )
     assert sshd.calls("systemctl") == []
     assert not Path("/tmp/pwned").exists()
+
+
+@pytest.mark.parametrize("service", ["nginx\n", "-x", "--help", "-Hevil.example", "a b", ""])
+def test_service_names_that_are_not_whole_unit_names_are_refused(service: str) -> None:
+    """The whole name must be a unit name (no trailing newline) and cannot be an option."""
+    unused_pool = SshPool(SshSettings(Path("/dev/null"), (), 1.0, 1.0, 1))
+    host = Host(name="web1", address="192.0.2.1", port=22, user="root")
+    p = RestartServiceParams(service="{{ labels.service }}")
+    with pytest.raises(ActionError, match="not a systemd unit name"):
+        RestartServiceAction(unused_pool).plan(p, {"labels": {"service": service}}, host)
+
+
+@pytest.mark.parametrize("service", ["nginx", "nginx.service", "getty@tty1", "a\\x2db.mount"])
+def test_unit_names_systemd_writes_are_planned_as_given(service: str) -> None:
+    """Instances (`@`) and systemd's `\\x2d` escapes are unit names: restart, then is-active."""
+    unused_pool = SshPool(SshSettings(Path("/dev/null"), (), 1.0, 1.0, 1))
+    host = Host(name="web1", address="192.0.2.1", port=22, user="root")
+    p = RestartServiceParams(service="{{ labels.service }}")
+    plan = RestartServiceAction(unused_pool).plan(p, {"labels": {"service": service}}, host)
+    assert plan.commands == (
+        ("systemctl", "restart", service),
+        ("systemctl", "is-active", service),
+    )
 
 
 @pytest.fixture

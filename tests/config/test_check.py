@@ -219,3 +219,48 @@ def test_inventory_defaults_apply(tmp_path: Path) -> None:
     assert (host.port, host.user, host.groups) == (22, "ops", ("web",))
     assert config.resolve_path("known_hosts") == tmp_path / "known_hosts"
     assert config.rules[0].cooldown == 300.0
+
+
+@pytest.mark.parametrize(
+    ("tokens", "problem"),
+    [
+        (
+            "{admin-token: ALICE}",
+            "server: admin_tokens: 'admin-token' is the shared token's identity"
+            " (admin_token_env); name each token after its person",
+        ),
+        (
+            "{alice: SAME, bob: SAME}",
+            "server: admin_tokens: SAME is named more than once; a token is one person's",
+        ),
+        (
+            "{alice: TOKEN}",  # TOKEN is also the webhook's; here: the shared admin token's
+            "server: admin_tokens: TOKEN is named more than once; a token is one person's",
+        ),
+        (
+            '{alice: "ALICE\\n"}',  # a trailing newline (YAML double quotes)
+            "server.admin_tokens.alice: 'ALICE\\n' is not an environment variable name",
+        ),
+        (
+            "{alice: not-a-var}",
+            "server.admin_tokens.alice: 'not-a-var' is not an environment variable name",
+        ),
+        (
+            "{'-alice': ALICE}",
+            "server.admin_tokens.-alice.[key]: '-alice' is not a person's name as approvers",
+        ),
+    ],
+)
+def test_admin_tokens_are_one_per_person(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tokens: str, problem: str
+) -> None:
+    """Each NAME a person (not the shared token's identity), each variable named once."""
+    server = "  admin_token_env: TOKEN\n  admin_tokens: " + tokens + "\n"
+    config = CONFIG.replace(
+        "  webhook_auth: {bearer_token_env: TOKEN}\n",
+        "  webhook_auth: {bearer_token_env: WEBHOOK}\n" + server,
+    )
+    code, lines = check(make(tmp_path, config), capsys)
+    assert code == 1
+    assert len(lines) == 1
+    assert problem in lines[0], lines

@@ -14,7 +14,7 @@ from support.sshd import SshServer
 
 from remediator.config import load_config
 from remediator.engine import approvals
-from remediator.engine.approvals import Outcome
+from remediator.engine.decisions import Outcome, Result, Voter
 
 RULE = """\
 rules:
@@ -58,11 +58,12 @@ async def start(tmp_path: Path, sshd: SshServer, slack: FakeSlack) -> AsyncItera
         await h.close()
 
 
-async def vote(h: EngineHarness, who: str, decision: str = "approve", approval: int = 1) -> Outcome:
+async def vote(
+    h: EngineHarness, who: str | Voter, decision: str = "approve", approval: int = 1
+) -> Outcome:
+    voter = who if isinstance(who, Voter) else Voter.person(who, "slack")
     async with h.store.write() as tx:
-        out = await approvals.decide(
-            h.ctx, tx, approval, who, decision, "slack", None, h.clock.now()
-        )
+        out = await approvals.decide(h.ctx, tx, approval, voter, decision, None, h.clock.now())
     await h.engine.tick()
     await h.deliver()
     return out
@@ -84,14 +85,17 @@ async def test_step_waits_for_approval_then_runs_once(
     assert "probe-stub reboot" in ask["blocks"][0]["text"]["text"]
 
     refused = await vote(h, "mallory")
-    assert (refused.status, sshd.calls("probe-stub")) == (403, [])
+    assert (refused.result, sshd.calls("probe-stub")) == (Result.NOT_AN_APPROVER, [])
     assert dict(h.audit())["approval_refused"]["by"] == "mallory"
 
     approved = await vote(h, "U024BE7LH")
-    assert approved.changed
+    assert (approved.result, approved.changed) == (Result.APPROVED, True)
     assert sshd.calls("probe-stub") == [["reboot"]]
     again = await vote(h, "U0G9QF9C6")
-    assert (again.status, again.message) == (409, "already approved by U024BE7LH")
+    assert (again.result, again.message) == (
+        Result.ALREADY_DECIDED,
+        "already approved by U024BE7LH",
+    )
     await h.advance(3600)
     assert sshd.calls("probe-stub") == [["reboot"]]
     # The approval message lost its buttons and says who approved.
@@ -104,19 +108,74 @@ async def test_two_person_rule_needs_two_different_approvers(start: Start, sshd:
     h = await start(policy(required=2))
     await h.fire(ALERT)
     first = await vote(h, "U024BE7LH")
-    assert first.message == "approval recorded; 1 more needed"
+    assert (first.result, first.message) == (
+        Result.VOTE_RECORDED,
+        "approval recorded; 1 more needed",
+    )
     twice = await vote(h, "U024BE7LH")
-    assert (twice.status, sshd.calls("probe-stub")) == (409, [])
+    assert (twice.result, sshd.calls("probe-stub")) == (Result.ALREADY_VOTED, [])
     await vote(h, "alice")
     assert sshd.calls("probe-stub") == [["reboot"]]
     assert dict(h.audit())["approved"]["approvers"] == ["U024BE7LH", "alice"]
+
+
+async def test_the_shared_admin_token_is_one_person_whatever_name_it_gives(
+    start: Start, sshd: SshServer
+) -> None:
+    """`required: 2`: two shared-token votes naming two approvers are one vote; a second
+    person (a Slack click) makes two. The name given is kept as `as`, checked, not counted."""
+    h = await start(policy(required=2))
+    await h.fire(ALERT)
+    first = await vote(h, Voter.shared_token("alice"))
+    assert first.result is Result.VOTE_RECORDED
+    second = await vote(h, Voter.shared_token("U0G9QF9C6"))
+    assert (second.result, sshd.calls("probe-stub")) == (Result.ALREADY_VOTED, [])
+    assert second.message.startswith("admin-token has already voted on this approval")
+    assert "server.admin_tokens" in second.message
+    assert dict(h.audit())["approval_vote"] == {
+        "approval": 1,
+        "step": 0,
+        "by": "admin-token",
+        "via": "api",
+        "as": "alice",
+        "approvals": 1,
+        "required": 2,
+    }
+    refused = await vote(h, Voter.shared_token("mallory"))
+    assert refused.result is Result.NOT_AN_APPROVER  # the name given is still checked
+    approved = await vote(h, "U024BE7LH")
+    assert (approved.result, approved.message) == (
+        Result.APPROVED,
+        "approved by U024BE7LH, admin-token",
+    )
+    assert sshd.calls("probe-stub") == [["reboot"]]
+    assert dict(h.audit())["approved"]["approvers"] == ["U024BE7LH", "admin-token"]
+
+
+async def test_a_slack_user_and_their_personal_token_are_one_person(
+    start: Start, sshd: SshServer
+) -> None:
+    """A token named after a Slack user id votes as that user: their click and their API
+    call on one approval are one vote, not the two `required: 2` asks for."""
+    h = await start(policy(required=2))
+    await h.fire(ALERT)
+    assert (await vote(h, "U024BE7LH")).result is Result.VOTE_RECORDED
+    again = await vote(h, Voter.person("U024BE7LH", "api"))
+    assert (again.result, again.message) == (
+        Result.ALREADY_VOTED,
+        "U024BE7LH has already voted on this approval",
+    )
+    assert sshd.calls("probe-stub") == []
+    done = await vote(h, Voter.person("alice", "api"))
+    assert (done.result, sshd.calls("probe-stub")) == (Result.APPROVED, [["reboot"]])
 
 
 async def test_deny_escalates_and_runs_nothing(start: Start, sshd: SshServer) -> None:
     """A denial is final: the chain pages, the step never runs."""
     h = await start(policy())
     await h.fire(ALERT)
-    await vote(h, "alice", "deny")
+    denied = await vote(h, "alice", "deny")
+    assert (denied.result, denied.state) == (Result.DENIED, "escalating")
     await h.advance(3600)
     assert sshd.calls("probe-stub") == []
     assert h.incidents()[0]["state"] == "escalating"
@@ -137,7 +196,7 @@ async def test_timeout_with_on_timeout_escalate_pages_the_chain(
     assert events.index("approval_expired") < events.index("escalation_started")
     assert [b["channel"] for b in slack.of("chat.postMessage")].count("#ops") == 1
     late = await vote(h, "alice")
-    assert (late.status, sshd.calls("probe-stub")) == (409, [])
+    assert (late.result, sshd.calls("probe-stub")) == (Result.ALREADY_DECIDED, [])
 
 
 async def test_timeout_with_on_timeout_deny_records_the_denial(
@@ -159,7 +218,7 @@ async def test_resolve_cancels_a_pending_approval(start: Start, sshd: SshServer)
     await h.fire(ALERT)
     await h.resolve(ALERT)
     late = await vote(h, "alice")
-    assert late.status == 409
+    assert late.result is Result.ALREADY_DECIDED
     assert sshd.calls("probe-stub") == []
     assert h.incidents()[0]["state"] == "resolved"
 

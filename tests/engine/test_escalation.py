@@ -11,6 +11,7 @@ from support.fakeslack import FakeSlack
 from support.smtpsink import SmtpSink
 
 from remediator.engine import approvals
+from remediator.engine.decisions import Result, Voter
 
 PAGE_ONLY = """\
 rules:
@@ -88,8 +89,9 @@ async def test_chain_pages_in_steps_and_acknowledge_stops_the_rest(
     assert "http://remediator.test/api/incidents/1" in parts["text/plain"]
     assert "<td>chain</td><td>mainnet</td>" in parts["text/html"]
     async with h.store.write() as tx:
-        outcome = await approvals.acknowledge(h.ctx, tx, 1, "U024BE7LH", "api", h.clock.now())
-    assert outcome.changed
+        voter = Voter.person("U024BE7LH", "api")
+        outcome = await approvals.acknowledge(h.ctx, tx, 1, voter, h.clock.now())
+    assert outcome.result is Result.ACKNOWLEDGED
     await run(h, 3600)
     assert smtp.to("cto@example.com") == []
     assert h.incidents()[0]["state"] == "acknowledged"

@@ -53,6 +53,7 @@ def write_config(
     policies: str = "",
     slack_url: str = NO_SLACK,
     email: str = "",
+    server_extra: str = "",
 ) -> Path:
     """A remediator.yml with rules/, policies/ and an inventory pointing at `sshd`."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +80,7 @@ def write_config(
         "  shutdown_grace: 10s\n"
         "  admin_token_env: REMEDIATOR_ADMIN_TOKEN\n"
         "  external_url: http://remediator.test\n"
+        f"{server_extra}"
         "store: sqlite:///state/remediator.db\n"
         "rules: rules/\npolicies: policies/\n"
         f"slack:\n  api_url: '{slack_url}'\n  channel: '#ops-alerts'\n  timeout: 5s\n"
@@ -103,6 +105,7 @@ class Daemon:
     proc: subprocess.Popen[bytes] | None = None
     runs: int = field(default=0)
     faults: bool = False  # start with support.faults installed
+    env: dict[str, str] = field(default_factory=dict)  # on top of os.environ and SECRETS
 
     @property
     def url(self) -> str:
@@ -115,17 +118,18 @@ class Daemon:
         return self.config.parent / "state" / "remediator.db"
 
     @classmethod
-    def for_config(cls, config: Path) -> Daemon:
-        """Bind to the config's listen port."""
+    def for_config(cls, config: Path, env: dict[str, str] | None = None) -> Daemon:
+        """Bind to the config's listen port; `env` adds to the environment it starts with."""
         listen = next(
             line.split()[-1] for line in config.read_text().splitlines() if "listen:" in line
         )
         port = int(listen.rsplit(":", 1)[1])
-        return cls(config=config, port=port, log_path=config.parent / "daemon.log")
+        log_path = config.parent / "daemon.log"
+        return cls(config=config, port=port, log_path=log_path, env=dict(env or {}))
 
     def start(self, timeout_s: float = 15.0) -> Daemon:
         """Start and wait for /readyz."""
-        env = {**os.environ, **SECRETS}
+        env = {**os.environ, **SECRETS, **self.env}
         log = self.log_path.open("ab")
         self.runs += 1
         boot = (

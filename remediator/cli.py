@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -150,6 +151,19 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """List dead letters: items a loop failed on (kept, never retried)."""
+    rows = asyncio.run(_with_store(_load(args), lambda s: control.dead_letters(s, args.limit)))
+    if args.json:
+        cliviews.print_json([dataclasses.asdict(r) for r in rows])
+        return 0
+    if not rows:
+        print("no dead letters")
+        return 0
+    cliviews.console().print(cliviews.dead_letters_table(rows))
+    return 0
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     """Lift the quarantine of a (rule, target) so automation resumes for it."""
     who = os.environ.get("USER", "cli")
@@ -273,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why, for the audit and the metrics")
     admin("resume", "resume automation; held steps run if still wanted", cmd_pause)
     command("quarantine", "list (rule, target) pairs quarantined", cmd_quarantine)
+    p = command("dead-letters", "list items a loop failed on (never retried)", cmd_dead_letters)
+    p.add_argument("--limit", type=int, default=50, help="newest N (default 50)")
+    p.add_argument("--json", action="store_true", help="JSON with the payloads, for scripts")
     p = command("release", "lift a quarantine", cmd_release)
     p.add_argument("rule")
     p.add_argument("target")

@@ -27,7 +27,7 @@ from remediator.apimodels import (
     StepOut,
 )
 from remediator.notify.slackmsg import describe_command
-from remediator.store.records import CLOSED_STATES, State, TargetHealth
+from remediator.store.records import CLOSED_STATES, DeadLetter, State, TargetHealth
 
 STATE_STYLES = {
     State.AWAITING_APPROVAL: "bold magenta",
@@ -179,4 +179,13 @@ def quarantine_table(rows: list[TargetHealth]) -> Table:
         table.add_row(
             safe(q.rule), safe(q.target), str(q.failures), when(q.quarantined_at), safe(q.reason)
         )
+    return table
+
+
+def dead_letters_table(rows: list[DeadLetter]) -> Table:
+    """Dead letters, newest first; errors may quote fleet text, so escaped."""
+    table = _table(None, ["ID", "AT", "LOOP", "ITEM", "INCIDENT", "ERROR"])
+    for d in rows:
+        incident = str(d.incident_id) if d.incident_id is not None else "-"
+        table.add_row(str(d.id), when(d.at), d.loop, safe(d.item), incident, safe(d.error))
     return table

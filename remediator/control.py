@@ -12,7 +12,7 @@ from typing import Any
 from remediator.engine.guards import PAUSE_KEY
 from remediator.engine.quarantine import release
 from remediator.store.base import Store
-from remediator.store.records import TargetHealth
+from remediator.store.records import DeadLetter, TargetHealth
 
 
 async def set_paused(store: Store, paused: bool, reason: str | None, now: float) -> dict[str, Any]:
@@ -40,6 +40,12 @@ async def quarantines(store: Store) -> list[TargetHealth]:
     """Every quarantined (rule, target)."""
     async with store.read() as tx:
         return await tx.quarantined()
+
+
+async def dead_letters(store: Store, limit: int) -> list[DeadLetter]:
+    """The newest dead letters: items a loop failed on, kept and never retried."""
+    async with store.read() as tx:
+        return await tx.dead_letters(limit)
 
 
 async def release_quarantine(store: Store, rule: str, target: str, who: str, now: float) -> bool:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from support import storeview
+from support import cli, storeview
 from support.daemon import Daemon, webhook, write_config
 from support.metrics import sample
 
@@ -94,6 +94,14 @@ def test_intake_poison_alert_is_a_dead_letter_and_paged(tmp_path: Path) -> None:
     assert len(dead_letters(d)) == 1
     assert not bad_out.exists()
     assert d.stop() == 0
+
+    listed = cli.run("dead-letters", "-c", str(d.config))
+    assert listed.returncode == 0, listed.stderr
+    [row] = cli.table_rows(listed.stdout)
+    assert row[2:4] == ["intake", "inbox:1"]
+    assert "RuntimeError: injected fault" in " ".join(row)
+    as_json = json.loads(cli.run("dead-letters", "-c", str(d.config), "--json").stdout)
+    assert as_json[0]["payload"]["alert"]["labels"]["fault"] == "intake"
 
 
 def test_work_item_that_raises_is_retired_and_its_incident_paged(tmp_path: Path) -> None:

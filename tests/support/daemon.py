@@ -121,8 +121,8 @@ class Daemon:
         port = int(listen.rsplit(":", 1)[1])
         return cls(config=config, port=port, log_path=config.parent / "daemon.log")
 
-    def start(self, timeout_s: float = 15.0) -> Daemon:
-        """Start and wait for /readyz."""
+    def start(self, timeout_s: float = 15.0, umask: int = -1) -> Daemon:
+        """Start (under `umask`, if given) and wait for /readyz."""
         env = {**os.environ, **SECRETS}
         log = self.log_path.open("ab")
         self.runs += 1
@@ -132,6 +132,7 @@ class Daemon:
             stderr=log,
             env=env,
             cwd=self.config.parent,
+            umask=umask,
         )
         log.close()
         deadline = time.monotonic() + timeout_s

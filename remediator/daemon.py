@@ -27,6 +27,7 @@ from remediator.record import Recorder
 from remediator.reload import Reloader
 from remediator.slackapp import SlackInteractions
 from remediator.store import open_store_url
+from remediator.store.retention import Pruner
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class Daemon:
             tg.create_task(engine.work_loop(), name="work")
             tg.create_task(outbox.loop(outbox_stop), name="outbox")
             tg.create_task(reloader.watch(outbox_stop), name="reload-watch")
+            tg.create_task(Pruner.for_context(engine.ctx).loop(outbox_stop), name="retention")
             loop.add_signal_handler(
                 signal.SIGHUP, lambda: tg.create_task(reloader.reload("SIGHUP"), name="reload")
             )

@@ -15,7 +15,7 @@ import pytest
 
 from remediator.errors import StoreError, StoreLocked
 from remediator.store import SqliteStore
-from remediator.store.migrations import LATEST
+from remediator.store.migrations import MIGRATIONS
 
 
 def pragma(db: Path, name: str) -> object:
@@ -37,7 +37,7 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
-    assert versions == list(range(1, LATEST + 1))
+    assert versions == [m.version for m in MIGRATIONS]
     assert {"alerts", "incidents", "steps", "work", "audit", "cooldowns"} <= tables
     assert pragma(db, "journal_mode") == "wal"
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from remediator.store import schema as t
 from remediator.store.guardtx import GuardQueries
 from remediator.store.humantx import HumanQueries
+from remediator.store.prunetx import PruneQueries
 from remediator.store.records import (
     OPEN_STATES,
     AuditRow,
@@ -46,7 +47,7 @@ def _step(row: Row[Any]) -> StepRecord:
     return StepRecord(**m)
 
 
-class SqlTx(GuardQueries, HumanQueries):
+class SqlTx(GuardQueries, HumanQueries, PruneQueries):
     """One open transaction."""
 
     def __init__(self, conn: AsyncConnection) -> None:

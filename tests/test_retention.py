@@ -5,6 +5,7 @@ store's own API and checked with plain SQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from support.daemon import write_config
+from support.engine_harness import EngineHarness
 
 from remediator.config import load_config
 from remediator.metrics import Metrics
@@ -287,3 +289,34 @@ async def test_upgrade_adds_the_retention_indexes(tmp_path: Path) -> None:
     indexes = rows(db, "SELECT name FROM sqlite_master WHERE type = 'index'")
     assert set(names) <= indexes
     assert 5 in rows(db, "SELECT version FROM schema_migrations")
+
+
+async def test_a_storm_of_unmatched_alerts_leaves_nothing_a_day_after_it_resolved(
+    tmp_path: Path,
+) -> None:
+    """The finding: one notification of unmatched alerts left its rows for good. Once they
+    resolve and a day passes, a pass leaves the store as empty as before the storm."""
+    rules = "rules:\n  - name: r\n    match: ['alertname = Other']\n"
+    h = await EngineHarness.start(tmp_path, rules, None)
+    try:
+        storm = [
+            {
+                "status": "firing",
+                "labels": {"alertname": "Noise", "n": str(i)},
+                "annotations": {},
+                "startsAt": "2026-11-23T09:00:00Z",
+            }
+            for i in range(2000)
+        ]
+        await h.send(json.dumps({"version": "4", "status": "firing", "alerts": storm}))
+        resolved = [{**a, "status": "resolved"} for a in storm]
+        await h.send(json.dumps({"version": "4", "status": "resolved", "alerts": resolved}))
+        assert rows(h.db, "SELECT count(*) FROM alerts") == {2000}
+        prune = Pruner(h.store, h.clock, Metrics(), lambda: RETENTION)
+        assert await prune.prune_once(h.clock.now() + DAY / 2) == {}
+        assert await prune.prune_once(h.clock.now() + DAY + 1) == {"alerts": 2000}
+    finally:
+        await h.close()
+    tables = rows(h.db, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    counts = {t: rows(h.db, f"SELECT count(*) FROM {t}").pop() for t in tables}  # noqa: S608 - names from sqlite_master
+    assert {t for t, n in counts.items() if n} == {"schema_migrations"}

@@ -21,6 +21,7 @@ from remediator.config import load_config
 from remediator.config.durations import parse_duration
 from remediator.config.models import Config
 from remediator.errors import ConfigError, RemediatorError
+from remediator.private import UMASK
 from remediator.store import open_store_url
 from remediator.store.base import Store
 
@@ -60,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_level)
     config = _load(args)
+    os.umask(UMASK)  # whatever it creates holds alerts and commands: private to its user
     asyncio.run(Daemon(config).run())
     return 0
 

@@ -30,6 +30,7 @@ from remediator.reload import Reloader
 from remediator.slackapp import SlackInteractions
 from remediator.store import open_store_url
 from remediator.store.base import Store
+from remediator.store.retention import Pruner
 from remediator.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ class Daemon:
         sup.start("outbox", lambda: outbox.loop(loops_stop))
         sup.start("reload", lambda: reloader.watch(loops_stop))
         sup.start("store", lambda: watch_store(store, loops_stop))
+        sup.start("retention", lambda: Pruner.for_context(engine.ctx).loop(loops_stop))
         loop.add_signal_handler(
             signal.SIGHUP, lambda: sup.spawn("SIGHUP reload", reloader.reload("SIGHUP"))
         )

@@ -129,6 +129,18 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.store_rows = Gauge(
+            "remediator_store_rows",
+            "Rows per store table, counted after each retention pass.",
+            ["table"],
+            registry=r,
+        )
+        self.store_pruned = Counter(
+            "remediator_store_pruned_rows",
+            "Rows the retention pass deleted, by table.",
+            ["table"],
+            registry=r,
+        )
 
         # Children bound once: the webhook path is hot.
         self._firing = self.alerts_received.labels(status="firing")

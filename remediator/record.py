@@ -11,12 +11,14 @@ import os
 from pathlib import Path
 from typing import IO
 
+from remediator.private import private_dir
+
 
 class Recorder:
     """Appends accepted webhook bodies to a JSON-lines file (mode 0600: alerts are private)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
         self.path = path

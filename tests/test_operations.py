@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,26 @@ def test_probes_metrics_and_json_logs(tmp_path: Path, sshd: SshServer) -> None:
     lines = [json.loads(line) for line in d.logs().splitlines()]
     assert {"ts", "level", "logger", "msg"} <= set(lines[0])
     assert any(rec["msg"] == "step finished" and rec["state"] == "succeeded" for rec in lines)
+
+
+def test_serve_keeps_its_files_private(tmp_path: Path) -> None:
+    """Started under umask 022, `serve` runs under 077: store, spool, lock and recording are
+    0600, the folders it creates 0700."""
+    config = write_config(tmp_path / "d", "rules: []\n", extra="record: rec/received.jsonl\n")
+    d = Daemon.for_config(config).start(umask=0o022)
+    try:
+        assert d.post_webhook(ALERT) == 200
+        storeview.wait_for("the recording", lambda: (config.parent / "rec/received.jsonl").exists())
+        assert d.proc is not None
+        status = Path(f"/proc/{d.proc.pid}/status").read_text()
+        files = [*d.db.parent.iterdir(), config.parent / "rec" / "received.jsonl"]
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+    finally:
+        assert d.stop() == 0
+    assert "\nUmask:\t0077\n" in status
+    assert {"remediator.db-wal", "remediator.spool.db-wal", "received.jsonl"} <= set(modes)
+    assert set(modes.values()) == {0o600}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (d.db.parent, config.parent / "rec")} == {0o700}
 
 
 def test_second_daemon_on_the_same_store_is_refused(tmp_path: Path, sshd: SshServer) -> None:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import stat
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from remediator.errors import StoreError, StoreLocked
 from remediator.store import SqliteStore
-from remediator.store.migrations import LATEST
+from remediator.store.migrations import MIGRATIONS
 
 
 def pragma(db: Path, name: str) -> object:
@@ -31,7 +37,7 @@ async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
-    assert versions == list(range(1, LATEST + 1))
+    assert versions == [m.version for m in MIGRATIONS]
     assert {"alerts", "incidents", "steps", "work", "audit", "cooldowns"} <= tables
     assert pragma(db, "journal_mode") == "wal"
 
@@ -85,3 +91,71 @@ async def test_spool_keeps_rows_until_deleted(tmp_path: Path) -> None:
     finally:
         await store.close()
     assert pragma(tmp_path / "s.spool.db", "journal_mode") == "wal"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@contextmanager
+def umask(value: int) -> Iterator[None]:
+    """Run the block under `value` (make run's usual 022), then restore the test's umask."""
+    old = os.umask(value)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+async def test_store_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Under umask 022 the store, its WAL and SHM, the spool's, the lock file (0600) and the
+    folders the store creates (0700) are readable by the daemon's user only."""
+    db = tmp_path / "var" / "state" / "s.db"
+    with umask(0o022):
+        store = SqliteStore(db)
+        await store.open()
+        try:
+            await store.append_inbox([(1.0, "[]")])  # the writer process commits to the spool
+            async with store.write() as tx:
+                await tx.audit(None, "written", {}, 1.0)
+            modes = {p.name: mode(p) for p in db.parent.iterdir()}
+        finally:
+            await store.close()
+    names = ["s.db", "s.db-wal", "s.db-shm", "s.db.lock"]
+    names += ["s.spool.db", "s.spool.db-wal", "s.spool.db-shm"]
+    assert modes == dict.fromkeys(names, 0o600)
+    assert (mode(db.parent), mode(db.parent.parent)) == (0o700, 0o700)
+
+
+async def test_files_left_readable_are_made_private_on_open(tmp_path: Path) -> None:
+    """A store an older version left 0644, with a -wal and -shm a crash left behind, is 0600
+    once opened."""
+    db = tmp_path / "s.db"
+    crash = (
+        "import os, sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+        "c.execute('PRAGMA journal_mode=WAL'); c.execute('CREATE TABLE t (a)'); c.commit(); "
+        "os._exit(0)"
+    )
+    for path in (db, tmp_path / "s.spool.db"):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", crash, str(path), umask=0o022
+        )
+        assert await proc.wait() == 0
+    left = sorted(tmp_path.iterdir())
+    assert [p.name for p in left] == [
+        "s.db",
+        "s.db-shm",
+        "s.db-wal",
+        "s.spool.db",
+        "s.spool.db-shm",
+        "s.spool.db-wal",
+    ]
+    assert {mode(p) for p in left} == {0o644}
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        modes = {p.name: mode(p) for p in tmp_path.iterdir()}
+    finally:
+        await store.close()
+    assert set(modes.values()) == {0o600}
+    assert "s.db-wal" in modes

@@ -5,6 +5,10 @@ sent, and a 5xx says the server did not do it, so both are retried up to `attemp
 A 4xx (or any other unexpected status) is a final failure. A timeout or a lost
 connection after the request went out may or may not have acted: the outcome is
 unknown and it is never re-sent.
+
+The request goes only to the target's address or a host the step lists in
+`allowed_hosts` (actions/urls.py), never follows a redirect, ignores proxy settings
+in the environment, and carries `headers_from_env` secrets only there.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from remediator.actions.base import OUTPUT_LIMIT as BODY_LIMIT
 from remediator.actions.base import BeforeSend, Outcome, Plan, clip_output
-from remediator.actions.params import HttpParams, check_http_url
+from remediator.actions.params import HttpParams
+from remediator.actions.urls import check_target_url, normalize_host
 from remediator.config.models import Host, Model
 from remediator.errors import ActionError, ConnectError, OutcomeUnknown
-from remediator.templates import render
+from remediator.templates import UrlSafe, render, render_url
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,22 @@ def _render_json(value: Any, context: dict[str, Any]) -> Any:
     return value
 
 
+def _target_url(params: HttpParams, context: dict[str, Any], host: Host | None) -> str:
+    """Render the URL (labels percent-encoded, target values as they are) and check it."""
+    url_context = dict(context)
+    if host is not None:
+        target = context.get("target", {})
+        url_context["target"] = {
+            k: UrlSafe(v) if isinstance(v, str) else v for k, v in target.items()
+        }
+    rendered = render_url(params.url, url_context)
+    try:
+        allowed = {*params.allowed_hosts, *([normalize_host(host.address)] if host else [])}
+        return str(check_target_url(rendered, allowed, host.address if host else None))
+    except ValueError as exc:
+        raise ActionError(f"refusing URL: {exc}") from None
+
+
 def _header_value(name: str, value: str, source: str) -> str:
     if any(c in value for c in "\r\n\0"):
         raise ActionError(f"header {name} ({source}) contains a line break; refusing to send it")
@@ -104,19 +125,15 @@ class HttpAction:
         self._session: aiohttp.ClientSession | None = None
 
     def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
-        """Render URL, headers and body; the URL must be http(s) with a host."""
+        """Render URL, headers and body; the URL must reach the target or an allowed host."""
         assert isinstance(params, HttpParams)
-        rendered = render(params.url, context)
-        try:
-            url = check_http_url(rendered)
-        except ValueError as exc:
-            raise ActionError(f"refusing URL: {exc}") from None
+        url = _target_url(params, context, host)
         headers = {
             k: _header_value(k, render(v, context), "rendered") for k, v in params.headers.items()
         }
         request = {
             "method": params.method,
-            "url": str(url),
+            "url": url,
             "headers": headers,
             "headers_from_env": dict(params.headers_from_env),
             "json": _render_json(params.json_, context),

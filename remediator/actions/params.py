@@ -2,7 +2,7 @@
 
 Values an operator writes are checked here, so `remediator check` reports them. Values
 that come from a template (labels, annotations) are checked again after rendering, by
-the same functions (`split_glob`, `parse_block_ips`, `check_http_url`), in `plan()`.
+the same functions (`split_glob`, `parse_block_ips`, `check_target_url`), in `plan()`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-from yarl import URL
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
+from remediator.actions.urls import allowed_host_entry, check_http_url, check_url_template
 from remediator.config.models import Duration, Model, TemplateStr
 from remediator.templates import check_template
 
@@ -78,19 +78,6 @@ class ScriptParams(Model):
 # --- http -----------------------------------------------------------------------------
 
 
-def check_http_url(text: str) -> URL:
-    """An absolute http(s) URL with a host; ValueError saying what is wrong otherwise."""
-    try:
-        url = URL(text)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{text!r} is not a valid URL: {exc}") from None
-    if url.scheme not in ("http", "https"):
-        raise ValueError(f"{text!r} is not an http:// or https:// URL")
-    if not url.host:
-        raise ValueError(f"{text!r} is a URL without a host")
-    return url
-
-
 def _check_json_templates(value: Any) -> None:
     """Every string inside `json` renders as a template; check that each compiles."""
     if isinstance(value, str):
@@ -104,9 +91,15 @@ def _check_json_templates(value: Any) -> None:
 
 
 class HttpParams(Model):
-    """`http`: one request; retried on connection errors and 5xx only."""
+    """`http`: one request to the target (or an allowed host); retried on connection
+    errors and 5xx only."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    # Hosts besides the target's address this step may call: literal names, never templates.
+    # Declared before `url`, whose check reads it.
+    allowed_hosts: list[Annotated[str, AfterValidator(allowed_host_entry)]] = Field(
+        default_factory=list
+    )
     url: TemplateStr
     headers: dict[str, TemplateStr] = Field(default_factory=dict)
     headers_from_env: dict[str, str] = Field(default_factory=dict)
@@ -116,13 +109,6 @@ class HttpParams(Model):
     expect_status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
         default=None, min_length=1
     )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, url: str) -> str:
-        if not is_template(url):
-            check_http_url(url)
-        return url
 
     @field_validator("headers", "headers_from_env")
     @classmethod
@@ -137,6 +123,14 @@ class HttpParams(Model):
     def _json(cls, value: Any) -> Any:
         _check_json_templates(value)
         return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str, info: ValidationInfo) -> str:
+        if not is_template(url):
+            check_http_url(url)
+        check_url_template(url, info.data.get("allowed_hosts", []))
+        return url
 
     @model_validator(mode="after")
     def _env_headers(self) -> HttpParams:

@@ -13,6 +13,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    field_validator,
     model_validator,
 )
 
@@ -205,11 +206,35 @@ class Host(Model):
     groups: tuple[str, ...] = ()
 
 
+DAY_S = 86400.0
+
+
+def _store_mapping(value: Any) -> Any:
+    # `store: sqlite:///PATH` is short for `store: {url: sqlite:///PATH}`.
+    return {"url": value} if isinstance(value, str) else value
+
+
+class StoreConfig(Model):
+    """Where the store lives, and how long closed incidents stay in it."""
+
+    url: str
+    # Closed incidents (with their steps, approvals, audit and notifications) older than
+    # this are deleted; see store/retention.py for what else is pruned and when.
+    retention: Duration = 90 * DAY_S
+
+    @field_validator("retention")
+    @classmethod
+    def _at_least_a_day(cls, retention: float) -> float:
+        if retention < DAY_S:
+            raise ValueError("must be at least 1d (deduplication keeps resolved alerts a day)")
+        return retention
+
+
 class ConfigFile(Model):
     """The top-level remediator.yml as written."""
 
     server: ServerConfig
-    store: str
+    store: Annotated[StoreConfig, BeforeValidator(_store_mapping)]
     rules: str
     policies: str | None = None
     dry_run: bool = False

@@ -45,11 +45,18 @@ def _dead_letters(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=_tables(schema.V4_TABLES))
 
 
+def _retention(conn: Connection) -> None:
+    # On a fresh store versions 1 and 3 already made them along with their tables.
+    for index in schema.V5_INDEXES:
+        index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "guards: settings, holds, target health", _guards),
     Migration(3, "approvals, escalations, outbox, slack messages", _humans),
     Migration(4, "dead letters", _dead_letters),
+    Migration(5, "retention indexes", _retention),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -248,6 +248,16 @@ dead_letters = Table(
     Column("at", Float, nullable=False),
 )
 
+# --- version 5: retention -------------------------------------------------------------
+
+# The retention pass (store/retention.py) finds aged rows and an incident's rows by these;
+# deleting an incident also has SQLite check work and outbox for rows that point at it.
+ix_incidents_closed = Index("ix_incidents_closed", incidents.c.closed_at)
+ix_alerts_status_updated = Index("ix_alerts_status_updated", alerts.c.status, alerts.c.updated_at)
+ix_work_incident = Index("ix_work_incident", work.c.incident_id)
+ix_outbox_incident = Index("ix_outbox_incident", outbox.c.incident_id)
+V5_INDEXES = (ix_incidents_closed, ix_alerts_status_updated, ix_work_incident, ix_outbox_incident)
+
 V1_TABLES = ("alerts", "incidents", "steps", "work", "audit", "cooldowns")
 V2_TABLES = ("settings", "holds", "target_health")
 V3_TABLES = ("approvals", "approval_votes", "escalations", "outbox", "slack_messages")

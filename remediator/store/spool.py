@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from remediator.errors import StoreUnavailable
+from remediator.private import private_file, sqlite_files, tighten
 from remediator.store.records import InboxItem
 from remediator.store.spoolpipe import WriterProcess
 
@@ -62,6 +63,8 @@ class Spool:
         return self._conn
 
     def _open(self) -> None:
+        private_file(self.path)  # before SQLite: its -wal and -shm take the file's mode
+        tighten(*sqlite_files(self.path))
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from remediator.errors import StoreError, StoreGone, StoreLocked, StoreUnavailable
+from remediator.private import FILE_MODE, private_dir, private_file, sqlite_files, tighten
 from remediator.store.migrations import migrate
 from remediator.store.records import InboxItem
 from remediator.store.spool import Spool
@@ -65,8 +66,16 @@ class SqliteStore:
         return self._engine
 
     async def open(self) -> None:
-        """Take the lock file, connect and migrate."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Take the lock file, connect and migrate; every file private (0600)."""
+        try:
+            private_dir(self.path.parent)
+            private_file(self.path)
+            tighten(*sqlite_files(self.path))
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"store {self.path}: cannot create it or make it private (mode 0600): {exc}; "
+                "run remediator as the owner of its files"
+            ) from exc
         if self._lock:
             self._take_lock()
         engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}")
@@ -84,7 +93,9 @@ class SqliteStore:
 
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
-        f = lock_path.open("a+")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)
+        f = os.fdopen(fd, "a+")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,6 +11,7 @@ from remediator.store import schema as t
 from remediator.store.deadtx import DeadLetterQueries
 from remediator.store.guardtx import GuardQueries
 from remediator.store.humantx import HumanQueries
+from remediator.store.prunetx import PruneQueries
 from remediator.store.records import (
     OPEN_STATES,
     AuditRow,
@@ -47,7 +48,7 @@ def _step(row: Row[Any]) -> StepRecord:
     return StepRecord(**m)
 
 
-class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries):
+class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries):
     """One open transaction."""
 
     def __init__(self, conn: AsyncConnection) -> None:

@@ -145,7 +145,7 @@ def test_configmap_passes_check_and_gets_its_secrets(manifests: Manifests, tmp_p
     config = check_config(files.pop("remediator.yml"), files, tmp_path)
     assert parse_listen(config.file.server.listen) == ("0.0.0.0", DEFAULT_PORT)
     c = container(manifests)
-    store = Path(config.file.store.removeprefix("sqlite:///"))
+    store = Path(config.file.store.url.removeprefix("sqlite:///"))
     assert [str(store.parent)] == [
         m["mountPath"] for m in c["volumeMounts"] if m["name"] == "state"
     ]

@@ -109,7 +109,7 @@ def test_example_config_passes_check(tmp_path: Path) -> None:
         for p in sorted((ROOT / folder).glob("*.yml"))
     }
     config = check_config((DEPLOY / "systemd" / "remediator.yml").read_text(), files, tmp_path)
-    assert config.file.store.startswith("sqlite:////var/lib/remediator/")  # StateDirectory
+    assert config.file.store.url.startswith("sqlite:////var/lib/remediator/")  # StateDirectory
     assert parse_listen(config.file.server.listen)[1] == DEFAULT_PORT
     assert config.rules
     assert config.policies.escalations

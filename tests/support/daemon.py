@@ -127,8 +127,8 @@ class Daemon:
         log_path = config.parent / "daemon.log"
         return cls(config=config, port=port, log_path=log_path, env=dict(env or {}))
 
-    def start(self, timeout_s: float = 15.0) -> Daemon:
-        """Start and wait for /readyz."""
+    def start(self, timeout_s: float = 15.0, umask: int = -1) -> Daemon:
+        """Start (under `umask`, if given) and wait for /readyz."""
         env = {**os.environ, **SECRETS, **self.env}
         log = self.log_path.open("ab")
         self.runs += 1
@@ -143,6 +143,7 @@ class Daemon:
             stderr=log,
             env=env,
             cwd=self.config.parent,
+            umask=umask,
         )
         log.close()
         deadline = time.monotonic() + timeout_s

@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from remediator.actions.params import ACTION_PARAMS, SSH_ACTIONS, needs_approval
+from remediator.actions.approval import ALWAYS_NEEDS_APPROVAL, check_always_for
+from remediator.actions.params import ACTION_PARAMS, SSH_ACTIONS
 from remediator.config.models import (
     Config,
     ConfigFile,
@@ -140,6 +141,17 @@ def _check_channels(doc: YamlDoc, parsed: PoliciesFile, file: ConfigFile) -> lis
     return problems
 
 
+def _check_always_for(doc: YamlDoc, parsed: PoliciesFile) -> list[Problem]:
+    """`always_for` entries name a known action (and one word): a typo must not pass."""
+    entries = parsed.approvals.always_for if parsed.approvals else []
+    problems = []
+    for i, entry in enumerate(entries):
+        msg = check_always_for(entry)
+        if msg is not None:
+            problems.append(doc.problem(("approvals", "always_for", i), msg))
+    return problems
+
+
 def _load_policies(folder: Path, base: Path, file: ConfigFile) -> tuple[Policies, list[Problem]]:
     merged: dict[str, Any] = {"severities": {}, "escalations": {}}
     problems: list[Problem] = []
@@ -153,6 +165,7 @@ def _load_policies(folder: Path, base: Path, file: ConfigFile) -> tuple[Policies
         if parsed is None:
             continue
         problems.extend(_check_channels(doc, parsed, file))
+        problems.extend(_check_always_for(doc, parsed))
         for section in ("severities", "escalations"):
             for name, value in getattr(parsed, section).items():
                 if name in merged[section]:
@@ -200,16 +213,15 @@ def _check_rule_policies(
 ) -> list[Problem]:
     """What rules need from policies: their escalation chain, an approval policy."""
     problems = []
-    always = policies.approvals.always_for if policies.approvals else []
     for rule in rules:
         file_name, _, line = origin[rule.name].rpartition(":")
         if rule.escalate is not None and rule.escalate not in policies.escalations:
             msg = f"escalation chain {rule.escalate!r} is not defined in policies"
             problems.append(Problem(file_name, int(line), f"rule {rule.name}.escalate", msg))
         for j, step in enumerate(rule.steps):
-            if policies.approvals is None and needs_approval(
-                step.action, step.params, step.approval, always
-            ):
+            # Without `approvals:` there is no `always_for`: only these can need one.
+            required = step.approval == "required" or step.action in ALWAYS_NEEDS_APPROVAL
+            if policies.approvals is None and required:
                 msg = (
                     f"step {j} ({step.action}) needs approval, but no policy file defines "
                     "`approvals:` (who may approve, timeout, on_timeout)"

@@ -223,3 +223,26 @@ async def test_a_step_changed_by_a_reload_after_approval_is_not_run(
     refused = dict(h.audit())["step_refused"]
     assert "changed after it was approved" in refused["reason"]
     assert h.incidents()[0]["state"] == "escalating"
+
+
+async def test_always_for_applies_to_the_rendered_command(
+    tmp_path: Path, sshd: SshServer, slack: FakeSlack
+) -> None:
+    """`ssh:reboot` catches `[probe-stub, "{{ labels.verb }}"]` with verb=reboot (the rule's
+    text holds no `reboot`), while verb=status runs without asking."""
+    sshd.install_recorder("probe-stub")
+    rule = RULE.replace("[probe-stub, reboot]", '[probe-stub, "{{ labels.verb }}"]').replace(
+        "        approval: required\n", ""
+    )
+    always = policy() + '  always_for: ["ssh:reboot"]\n'
+    h = await EngineHarness.start(tmp_path, rule, sshd, policies=always, slack_url=slack.api_url)
+    try:
+        await h.fire({**ALERT, "verb": "reboot"})
+        assert h.incidents()[0]["state"] == "awaiting_approval"
+        assert sshd.calls("probe-stub") == []
+        await h.resolve({**ALERT, "verb": "reboot"})
+        await h.fire({**ALERT, "verb": "status"})
+        assert sshd.calls("probe-stub") == [["status"]]
+        assert "approval_requested" not in h.events(2)
+    finally:
+        await h.close()

@@ -8,7 +8,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from remediator.actions.approval import ALWAYS_NEEDS_APPROVAL, check_always_for
-from remediator.actions.params import ACTION_PARAMS, SSH_ACTIONS
+from remediator.actions.params import (
+    ACTION_PARAMS,
+    SSH_ACTIONS,
+    BlockIpsParams,
+    is_template,
+    parse_block_ips,
+)
+from remediator.actions.protected import Protected
 from remediator.config.models import (
     Config,
     ConfigFile,
@@ -20,7 +27,7 @@ from remediator.config.models import (
 )
 from remediator.config.problems import Problem
 from remediator.config.yamlfile import Loc, YamlDoc, load_yaml
-from remediator.errors import ConfigError
+from remediator.errors import ActionError, ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -230,6 +237,26 @@ def _check_rule_policies(
     return problems
 
 
+def _check_self_lockout(config: Config) -> list[Problem]:
+    """A block_ips step whose literal addresses hold an inventory host or the ops network."""
+    protected = Protected.from_config(config)
+    problems = []
+    for rule in config.rules:
+        file_name, _, line = config.rule_files[rule.name].rpartition(":")
+        for j, step in enumerate(rule.steps):
+            if step.action != "block_ips":
+                continue
+            entries = BlockIpsParams.model_validate(step.params).entries()
+            try:
+                protected.check(parse_block_ips([e for e in entries if not is_template(e)]))
+            except ValueError:
+                continue  # no literal entries
+            except ActionError as exc:
+                path = f"rule {rule.name}.steps[{j}].params.ips"
+                problems.append(Problem(file_name, int(line), path, str(exc)))
+    return problems
+
+
 def load_config(path: Path) -> Config:
     """Load and cross-check everything; raise ConfigError listing every problem."""
     path = path.expanduser()
@@ -260,7 +287,7 @@ def load_config(path: Path) -> Config:
     if problems:
         raise ConfigError(problems)
     ssh_user = file.ssh.username if file.ssh else "remediator"
-    return Config(
+    config = Config(
         path=path,
         base_dir=base,
         file=file,
@@ -269,3 +296,7 @@ def load_config(path: Path) -> Config:
         policies=policies,
         hosts=_hosts(file, ssh_user),
     )
+    problems = _check_self_lockout(config)
+    if problems:
+        raise ConfigError(problems)
+    return config

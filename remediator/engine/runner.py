@@ -102,7 +102,9 @@ class Runner:
         if host is not None:
             context["target"] = host_context(host)
         params = ACTION_PARAMS[spec.action].model_validate(spec.params)
-        return action.plan(params, context, host)
+        plan = action.plan(params, context, host)
+        self.ctx.protected.check(plan.blocks)  # of the config in force now, reloads included
+        return plan
 
     async def _prepare(self, item: WorkItem) -> Dispatch | None:
         async with self.ctx.store.write() as tx:

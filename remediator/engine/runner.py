@@ -203,7 +203,11 @@ class Runner:
         first_run: bool,
         now: float,
     ) -> bool:
-        verdict = await self.ctx.guards.check(tx, incident, rule, first_run=first_run, now=now)
+        approval = await tx.approval_for(incident.id, item.step_index)
+        approved = approval is not None and approval.state is ApprovalState.APPROVED
+        verdict = await self.ctx.guards.check(
+            tx, incident, rule, first_run=first_run, now=now, approved=approved
+        )
         if verdict is None:
             released = await tx.release_hold(item.id)
             if released is not None:

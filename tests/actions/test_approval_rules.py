@@ -93,18 +93,22 @@ def test_other_actions_entries_only_match_their_action() -> None:
 
 
 def test_http_entries_match_method_and_path_segments() -> None:
-    """`http:circuit-breaker` matches the rendered URL path, percent-encoded or not."""
+    """`http:circuit-breaker` matches the rendered URL's path, percent-encoded or not."""
     params = HttpParams.model_validate(
-        {"url": "http://{{ target.address }}:8545/admin/{{ labels.p }}"}
+        {"url": "http://{{ target.address }}:8545/admin/{{ labels.p }}/open"}
     )
     context: dict[str, Any] = {
-        "labels": {"p": "circuit%2Dbreaker/open"},
+        "labels": {"p": "circuit-breaker"},
         "target": {"address": "10.0.3.11"},
     }
     plan = HttpAction(environ={}).plan(params, context, HOST)
     assert needs(plan, always_for=["http:circuit-breaker"])
     assert needs(plan, always_for=["http:post"])
     assert not needs(plan, always_for=["http:delete"])
+    encoded = Plan(
+        "http", None, request={"method": "PUT", "url": "http://h/admin/circuit%2Dbreaker"}
+    )
+    assert needs(encoded, always_for=["http:circuit-breaker"])
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,8 @@ from remediator.apimodels import (
     PauseState,
     StepOut,
 )
-from remediator.notify.slackmsg import describe_command
+from remediator.notify.commandtext import command_lines, describe_command
+from remediator.notify.text import visible
 from remediator.store.records import CLOSED_STATES, DeadLetter, State, TargetHealth
 
 STATE_STYLES = {
@@ -55,8 +56,7 @@ def print_json(value: Any) -> None:
 
 def safe(value: object) -> Text:
     """A value from the fleet as literal text, non-printable characters escaped."""
-    raw = "-" if value is None else str(value)
-    return Text("".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in raw))
+    return Text("-" if value is None else visible(value))
 
 
 def when(ts: float | None) -> str:
@@ -137,7 +137,7 @@ def _approvals(approvals: list[ApprovalOut]) -> Table:
         table.add_row(
             str(a.id),
             str(a.step + 1),
-            Text.assemble(safe(a.action), "\n", safe(describe_command(a.command))),
+            Text.assemble(safe(a.action), "\n", "\n".join(command_lines(a.command))),
             safe(a.state),
             str(a.required),
             when(a.expires_at),

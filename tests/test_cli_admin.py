@@ -116,10 +116,13 @@ def test_show_has_the_command_to_approve_then_the_step_it_ran(daemon: Daemon) ->
     waiting = run("show", "1", "-c", cfg)
     assert waiting.returncode == 0, waiting.stderr
     assert "Approvals" in waiting.stdout
-    assert table_rows(waiting.stdout)[:2] == [
-        ["1", "1", "script", "pending", "1", table_rows(waiting.stdout)[0][5], "-"],
-        ["", "", "echo web1:9100", "", "", "", ""],
-    ]
+    rows = table_rows(waiting.stdout)
+    assert rows[0] == ["1", "1", "script", "pending", "1", rows[0][5], "-"]
+    # The whole command: where, argv, environment (a long PATH folds), timeout.
+    command = [r[2] for r in rows[1:] if not r[0]]
+    assert command[:2] == ["on the remediator host itself:", "$ echo web1:9100"]
+    assert command[2].startswith("environment:")
+    assert "timeout: 60s" in command
     denied = run("deny", "1", "--by", "mallory", "-c", cfg)
     assert (denied.returncode, denied.stderr.strip()) == (
         1,

@@ -16,6 +16,7 @@ import pytest
 from remediator.errors import StoreError, StoreLocked
 from remediator.store import SqliteStore
 from remediator.store.migrations import MIGRATIONS
+from remediator.store.records import ApprovalState, State
 
 
 def pragma(db: Path, name: str) -> object:
@@ -159,3 +160,39 @@ async def test_files_left_readable_are_made_private_on_open(tmp_path: Path) -> N
         await store.close()
     assert set(modes.values()) == {0o600}
     assert "s.db-wal" in modes
+
+
+async def test_lock_holder_counts_approvals_waiting_and_approved_steps(tmp_path: Path) -> None:
+    """The target lock: a step waiting for approvers holds it, and so does an approved one
+    until it starts; an approved step itself only waits for one running or verifying."""
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        async with store.write() as tx:
+            a = await tx.create_incident("r", "fa", "t0", {}, {}, 1.0)
+            b = await tx.create_incident("r", "fb", "t0", {}, {}, 1.0)
+            assert a is not None
+            assert b is not None
+            for incident in (a, b):
+                await tx.update_incident(incident.id, 1.0, target="web1")
+            assert await tx.lock_holder("web1", b.id, approvals_too=True) is None
+            await tx.update_incident(a.id, 1.0, state=State.AWAITING_APPROVAL)
+            approval = await tx.create_approval(a.id, 0, "ssh", {}, 1, 1.0, 99.0)
+            assert await tx.lock_holder("web1", b.id, approvals_too=True) == (
+                a.id,
+                "awaiting approval",
+            )
+            assert await tx.lock_holder("web1", b.id, approvals_too=False) is None
+            await tx.decide_approval(approval.id, ApprovalState.APPROVED, "alice", None, 2.0)
+            await tx.update_incident(a.id, 2.0, state=State.PENDING)
+            assert await tx.lock_holder("web1", b.id, approvals_too=True) == (
+                a.id,
+                "approved, about to run",
+            )
+            await tx.start_step(a.id, 0, "ssh", {}, 3.0)
+            assert await tx.lock_holder("web1", b.id, approvals_too=True) is None  # started,
+            await tx.update_incident(a.id, 3.0, state=State.RUNNING)  # and now running
+            assert await tx.lock_holder("web1", b.id, approvals_too=False) == (a.id, "running")
+            assert await tx.lock_holder("web1", a.id, approvals_too=True) is None
+    finally:
+        await store.close()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from remediator.config.models import Host, Model
+
+if TYPE_CHECKING:  # params imports the config package, whose loader imports actions
+    from remediator.actions.params import IpNetwork
 
 BeforeSend = Callable[[], Awaitable[None]]
 OUTPUT_LIMIT = 8192
@@ -31,7 +34,8 @@ class Plan:
     """Exactly what a step will do, rendered before anything connects.
 
     `stdin` runs parallel to `commands` (None: no input); `request` is an HTTP call
-    (method, url, headers, json, ...); `env` and `timeout_s` are for local commands.
+    (method, url, headers, json, ...); `env` and `timeout_s` are for local commands;
+    `blocks` lists what a firewall step will drop, for the engine's no-self-lockout check.
     """
 
     action: str
@@ -42,6 +46,7 @@ class Plan:
     request: dict[str, Any] | None = None
     env: dict[str, str] | None = None
     timeout_s: float | None = None
+    blocks: tuple[IpNetwork, ...] = ()
 
     def __post_init__(self) -> None:
         if self.stdin and len(self.stdin) != len(self.commands):

@@ -105,8 +105,9 @@ def lockdown_script(allow_from: list[IpNetwork], ssh_port: int) -> str:
 class _NftAction(SshRecipe):
     """Feeds one nft script to `nft -f -` on the target."""
 
-    def _nft_plan(self, host: Host | None, script: str) -> Plan:
-        return Plan(self.name, need_host(self.name, host), commands=(NFT_APPLY,), stdin=(script,))
+    def _nft_plan(self, host: Host | None, script: str, blocks: tuple[IpNetwork, ...] = ()) -> Plan:
+        target = need_host(self.name, host)
+        return Plan(self.name, target, commands=(NFT_APPLY,), stdin=(script,), blocks=blocks)
 
 
 class RateLimitAction(_NftAction):
@@ -133,7 +134,7 @@ class BlockIpsAction(_NftAction):
             nets = parse_block_ips(rendered)
         except ValueError as exc:
             raise ActionError(f"refusing to block: {exc}") from None
-        return self._nft_plan(host, block_ips_script(nets, params.timeout))
+        return self._nft_plan(host, block_ips_script(nets, params.timeout), tuple(nets))
 
 
 class FirewallLockdownAction(_NftAction):

@@ -306,19 +306,3 @@ ACTION_PARAMS: dict[str, type[Model]] = {
 SSH_ACTIONS = frozenset(
     {"ssh", "restart_service", "rotate_logs", "rate_limit", "block_ips", "firewall_lockdown"}
 )
-
-# Steps of these actions always wait for a human, whatever the rule or policy says.
-ALWAYS_NEEDS_APPROVAL = frozenset({"firewall_lockdown"})
-
-
-def needs_approval(
-    action: str, params: dict[str, Any], approval: str, always_for: list[str]
-) -> bool:
-    """Whether a step waits for a human: `approval: required`, an always-approved action,
-    or a policy `always_for` entry: an action name, or `action:word` when one of the
-    step's argv elements is `word` (`ssh:reboot` covers `argv: [systemctl, reboot]`)."""
-    if approval == "required" or action in ALWAYS_NEEDS_APPROVAL or action in always_for:
-        return True
-    argv = params.get("argv")
-    words = {str(a) for a in argv} if isinstance(argv, list) else set()
-    return any(f"{action}:{word}" in always_for for word in words)

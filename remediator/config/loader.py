@@ -7,7 +7,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from remediator.actions.params import ACTION_PARAMS, SSH_ACTIONS, needs_approval
+from remediator.actions.approval import ALWAYS_NEEDS_APPROVAL, check_always_for
+from remediator.actions.params import (
+    ACTION_PARAMS,
+    SSH_ACTIONS,
+    BlockIpsParams,
+    is_template,
+    parse_block_ips,
+)
+from remediator.actions.protected import Protected
 from remediator.config.models import (
     Config,
     ConfigFile,
@@ -19,7 +27,7 @@ from remediator.config.models import (
 )
 from remediator.config.problems import Problem
 from remediator.config.yamlfile import Loc, YamlDoc, load_yaml
-from remediator.errors import ConfigError
+from remediator.errors import ActionError, ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -140,6 +148,17 @@ def _check_channels(doc: YamlDoc, parsed: PoliciesFile, file: ConfigFile) -> lis
     return problems
 
 
+def _check_always_for(doc: YamlDoc, parsed: PoliciesFile) -> list[Problem]:
+    """`always_for` entries name a known action (and one word): a typo must not pass."""
+    entries = parsed.approvals.always_for if parsed.approvals else []
+    problems = []
+    for i, entry in enumerate(entries):
+        msg = check_always_for(entry)
+        if msg is not None:
+            problems.append(doc.problem(("approvals", "always_for", i), msg))
+    return problems
+
+
 def _load_policies(folder: Path, base: Path, file: ConfigFile) -> tuple[Policies, list[Problem]]:
     merged: dict[str, Any] = {"severities": {}, "escalations": {}}
     problems: list[Problem] = []
@@ -153,6 +172,7 @@ def _load_policies(folder: Path, base: Path, file: ConfigFile) -> tuple[Policies
         if parsed is None:
             continue
         problems.extend(_check_channels(doc, parsed, file))
+        problems.extend(_check_always_for(doc, parsed))
         for section in ("severities", "escalations"):
             for name, value in getattr(parsed, section).items():
                 if name in merged[section]:
@@ -200,21 +220,40 @@ def _check_rule_policies(
 ) -> list[Problem]:
     """What rules need from policies: their escalation chain, an approval policy."""
     problems = []
-    always = policies.approvals.always_for if policies.approvals else []
     for rule in rules:
         file_name, _, line = origin[rule.name].rpartition(":")
         if rule.escalate is not None and rule.escalate not in policies.escalations:
             msg = f"escalation chain {rule.escalate!r} is not defined in policies"
             problems.append(Problem(file_name, int(line), f"rule {rule.name}.escalate", msg))
         for j, step in enumerate(rule.steps):
-            if policies.approvals is None and needs_approval(
-                step.action, step.params, step.approval, always
-            ):
+            # Without `approvals:` there is no `always_for`: only these can need one.
+            required = step.approval == "required" or step.action in ALWAYS_NEEDS_APPROVAL
+            if policies.approvals is None and required:
                 msg = (
                     f"step {j} ({step.action}) needs approval, but no policy file defines "
                     "`approvals:` (who may approve, timeout, on_timeout)"
                 )
                 problems.append(Problem(file_name, int(line), f"rule {rule.name}.steps[{j}]", msg))
+    return problems
+
+
+def _check_self_lockout(config: Config) -> list[Problem]:
+    """A block_ips step whose literal addresses hold an inventory host or the ops network."""
+    protected = Protected.from_config(config)
+    problems = []
+    for rule in config.rules:
+        file_name, _, line = config.rule_files[rule.name].rpartition(":")
+        for j, step in enumerate(rule.steps):
+            if step.action != "block_ips":
+                continue
+            entries = BlockIpsParams.model_validate(step.params).entries()
+            try:
+                protected.check(parse_block_ips([e for e in entries if not is_template(e)]))
+            except ValueError:
+                continue  # no literal entries
+            except ActionError as exc:
+                path = f"rule {rule.name}.steps[{j}].params.ips"
+                problems.append(Problem(file_name, int(line), path, str(exc)))
     return problems
 
 
@@ -248,7 +287,7 @@ def load_config(path: Path) -> Config:
     if problems:
         raise ConfigError(problems)
     ssh_user = file.ssh.username if file.ssh else "remediator"
-    return Config(
+    config = Config(
         path=path,
         base_dir=base,
         file=file,
@@ -257,3 +296,7 @@ def load_config(path: Path) -> Config:
         policies=policies,
         hosts=_hosts(file, ssh_user),
     )
+    problems = _check_self_lockout(config)
+    if problems:
+        raise ConfigError(problems)
+    return config

@@ -14,7 +14,7 @@ from remediator.config.durations import format_duration
 from remediator.config.models import ApprovalPolicy, RuleSpec
 from remediator.engine.context import EngineContext
 from remediator.engine.decisions import Outcome, Result, Voter
-from remediator.engine.escalation import hand_over, stop_chain
+from remediator.engine.escalation import free_target, hand_over, stop_chain
 from remediator.engine.notices import sync_approval, sync_incident
 from remediator.store.base import Tx
 from remediator.store.records import (
@@ -241,6 +241,7 @@ async def acknowledge(
             await tx.decide_approval(approval.id, ApprovalState.CANCELLED, by, reason, now)
             await sync_approval(ctx, tx, approval.id, incident_id, now)
     await tx.update_incident(incident_id, now, state=State.ACKNOWLEDGED)
+    await free_target(ctx, tx, incident, now)
     detail: dict[str, Any] = {
         **voter.detail(),
         "previous": incident.state.value,

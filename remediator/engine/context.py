@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from remediator.actions.base import Action
+from remediator.actions.protected import Protected
 from remediator.clock import Clock
 from remediator.config.models import Config
 from remediator.engine.guards import Guards
@@ -25,6 +26,7 @@ class EngineContext:
     metrics: Metrics
     rules: RuleSet = field(init=False)
     guards: Guards = field(init=False)
+    protected: Protected = field(init=False)  # what block_ips may not drop, per config
     work_ready: asyncio.Event = field(default_factory=asyncio.Event)
     outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -34,6 +36,7 @@ class EngineContext:
     def swap_config(self, config: Config) -> None:
         """Run on a newly loaded config from now on (all assignments between two awaits)."""
         self.config, self.rules, self.guards = config, RuleSet(config.rules), Guards(config)
+        self.protected = Protected.from_config(config)
 
     def dry_run(self, rule_dry_run: bool) -> bool:
         """Whether a step only records what it would run."""

@@ -14,10 +14,12 @@ from typing import Any
 
 from remediator.config.models import EscalationChain, RuleSpec
 from remediator.engine.context import EngineContext
+from remediator.engine.guards import FREED_BY_CLOSE
 from remediator.engine.notices import sync_incident
 from remediator.store.base import Tx
 from remediator.store.records import (
     HANDED_OVER,
+    LOCK_STATES,
     EscalationState,
     Incident,
     OutboxKind,
@@ -78,6 +80,14 @@ async def hand_over(
         await tx.audit(incident.id, "not_escalated", detail, now)
     await tx.update_incident(incident.id, now, state=state)
     await sync_incident(ctx, tx, incident.id, now)
+    await free_target(ctx, tx, incident, now)
+
+
+async def free_target(ctx: EngineContext, tx: Tx, incident: Incident, now: float) -> None:
+    """`incident` (as it was) let go of its target: held steps look again now."""
+    if incident.state in LOCK_STATES:
+        await tx.wake_held(list(FREED_BY_CLOSE), now)
+        ctx.work_ready.set()
 
 
 async def hand_over_by_id(ctx: EngineContext, incident_id: int, reason: str) -> None:
@@ -92,6 +102,7 @@ async def hand_over_by_id(ctx: EngineContext, incident_id: int, reason: str) -> 
             detail = {"reason": f"{reason}; its rule {incident.rule!r} is gone"}
             await tx.audit(incident.id, "not_escalated", detail, now)
             await tx.update_incident(incident.id, now, state=State.EXHAUSTED)
+            await free_target(ctx, tx, incident, now)
             return
         await hand_over(ctx, tx, incident, rule, reason, now)
 

@@ -79,26 +79,34 @@ class Guards:
         }
 
     async def check(
-        self, tx: Tx, incident: Incident, rule: RuleSpec, *, first_run: bool, now: float
+        self,
+        tx: Tx,
+        incident: Incident,
+        rule: RuleSpec,
+        *,
+        first_run: bool,
+        now: float,
+        approved: bool = False,
     ) -> Verdict | None:
         """The first guard that holds this step back, or None when it may start.
 
         `first_run`: the incident's first step, never dispatched before (a retry after a
-        crash is not a new run, and its own cooldown must not refuse it).
+        crash is not a new run, and its own cooldown must not refuse it). `approved`: humans
+        approved this step; it goes before steps still waiting for (or not yet asking) theirs.
         """
         if first_run and incident.target is not None:
             for final in (self._quarantine, self._cooldown, self._max_runs):
                 verdict = await final(tx, rule, incident.target, now)
                 if verdict is not None:
                     return verdict
-        for deferring in (
-            self._pause,
-            self._maintenance,
-            self._target_lock,
-            self._group,
-            self._concurrency,
-            self._rate,
-        ):
+        for deferring in (self._pause, self._maintenance):
+            verdict = await deferring(tx, incident, now)
+            if verdict is not None:
+                return verdict
+        verdict = await self._target_lock(tx, incident, approved)
+        if verdict is not None:
+            return verdict
+        for deferring in (self._group, self._concurrency, self._rate):
             verdict = await deferring(tx, incident, now)
             if verdict is not None:
                 return verdict
@@ -153,12 +161,19 @@ class Guards:
         reason = f"maintenance window (notify only) for {_since(until - now)}"
         return Verdict("maintenance", reason, until=until)
 
-    async def _target_lock(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
+    async def _target_lock(self, tx: Tx, incident: Incident, approved: bool) -> Verdict | None:
+        """One remediation per host: running, verifying, or waiting for its approvers.
+
+        An approved step only waits for one running or verifying: two approved steps, or an
+        approved one and one asking, can never wait for each other.
+        """
         if incident.target is None:
             return None
-        if not await tx.active_targets([incident.target], incident.id):
+        holder = await tx.lock_holder(incident.target, incident.id, approvals_too=not approved)
+        if holder is None:
             return None
-        reason = f"another remediation of {incident.target} is running or verifying"
+        other, doing = holder
+        reason = f"another remediation of {incident.target} (incident {other}) is {doing}"
         return Verdict("target_lock", reason, until=await _first_end(tx, [incident.target]))
 
     async def _group(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:

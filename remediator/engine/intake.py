@@ -11,15 +11,13 @@ from remediator.alerts import Alert, parse_alerts
 from remediator.config.models import RuleSpec
 from remediator.deadletters import DeadLetters, describe
 from remediator.engine.context import EngineContext
-from remediator.engine.escalation import hand_over, stop_chain
-from remediator.engine.guards import FREED_BY_CLOSE
+from remediator.engine.escalation import free_target, hand_over, stop_chain
 from remediator.engine.notices import sync_approval, sync_incident
 from remediator.engine.quarantine import record_success
 from remediator.errors import StoreError
 from remediator.rules import alert_context, check_require, resolve_target
 from remediator.store.base import Tx
 from remediator.store.records import (
-    ACTIVE_STATES,
     HANDED_OVER,
     ApprovalState,
     EscalationState,
@@ -208,10 +206,8 @@ class Intake:
             # Resolved while automation was in charge; after a hand-over humans fixed it,
             # and the failure streak (toward quarantine) goes on.
             await record_success(tx, incident, now)
-        if incident.state in ACTIVE_STATES:
-            # Its target (and group slot) is free before the verify window would end.
-            await tx.wake_held(list(FREED_BY_CLOSE), now)
-            self.ctx.work_ready.set()
+        # Its target (and group slot) is free before the verify window would end.
+        await free_target(self.ctx, tx, incident, now)
         await stop_chain(tx, incident.id, EscalationState.RESOLVED, None, now)
         for approval in await tx.approvals_of(incident.id):
             if approval.state is ApprovalState.PENDING:

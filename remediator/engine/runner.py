@@ -8,8 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from remediator.actions.approval import plan_needs_approval
 from remediator.actions.base import Outcome, Plan
-from remediator.actions.params import ACTION_PARAMS, needs_approval
+from remediator.actions.params import ACTION_PARAMS
 from remediator.config.durations import format_duration
 from remediator.config.models import RuleSpec, StepSpec
 from remediator.engine import approvals, escalation
@@ -84,10 +85,11 @@ class Runner:
             return None
         return incident, rule
 
-    def _needs_approval(self, spec: StepSpec) -> bool:
+    def _needs_approval(self, spec: StepSpec, plan: Plan) -> bool:
+        """Decided on the rendered plan: what will run, not what the rule's template says."""
         approvals = self.ctx.config.policies.approvals
         always = approvals.always_for if approvals else []
-        return needs_approval(spec.action, spec.params, spec.approval, always)
+        return plan_needs_approval(plan, spec.approval, always)
 
     def _plan(self, incident: Incident, rule: RuleSpec, spec: StepSpec) -> Plan:
         action = self.ctx.actions.get(spec.action)
@@ -100,7 +102,9 @@ class Runner:
         if host is not None:
             context["target"] = host_context(host)
         params = ACTION_PARAMS[spec.action].model_validate(spec.params)
-        return action.plan(params, context, host)
+        plan = action.plan(params, context, host)
+        self.ctx.protected.check(plan.blocks)  # of the config in force now, reloads included
+        return plan
 
     async def _prepare(self, item: WorkItem) -> Dispatch | None:
         async with self.ctx.store.write() as tx:
@@ -131,7 +135,7 @@ class Runner:
                     self.ctx, tx, incident, rule, f"step {item.step_index + 1} refused: {exc}", now
                 )
                 return None
-            if self._needs_approval(spec) and not await self._approved(
+            if self._needs_approval(spec, plan) and not await self._approved(
                 tx, item, incident, rule, plan, now
             ):
                 return None
@@ -199,7 +203,11 @@ class Runner:
         first_run: bool,
         now: float,
     ) -> bool:
-        verdict = await self.ctx.guards.check(tx, incident, rule, first_run=first_run, now=now)
+        approval = await tx.approval_for(incident.id, item.step_index)
+        approved = approval is not None and approval.state is ApprovalState.APPROVED
+        verdict = await self.ctx.guards.check(
+            tx, incident, rule, first_run=first_run, now=now, approved=approved
+        )
         if verdict is None:
             released = await tx.release_hold(item.id)
             if released is not None:

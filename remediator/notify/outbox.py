@@ -23,12 +23,7 @@ from remediator.errors import DeliveryError, StoreError
 from remediator.metrics import Metrics
 from remediator.notify.email import EmailSender, page_email
 from remediator.notify.slack import SlackSender
-from remediator.notify.slackmsg import (
-    approval_message,
-    describe_command,
-    incident_message,
-    page_message,
-)
+from remediator.notify.slackmsg import approval_message, incident_message, page_message
 from remediator.notify.views import IncidentView, load_approval, load_incident
 from remediator.store.base import Store
 from remediator.store.records import OutboxItem, OutboxKind
@@ -271,8 +266,9 @@ class Outbox:
             raise DeliveryError("email is not configured (no `email:` section)", permanent=True)
         p = item.payload
         key_kind, _, key_id = str(p.get("key", "")).partition(":")
+        waiting: Any = None
         if key_kind == "approval":
-            view, reason, position = await self._approval_email(int(key_id), p)
+            view, reason, position, waiting = await self._approval_email(int(key_id), p)
         else:
             incident_id = p.get("incident_id") or (int(key_id) if key_kind == "incident" else None)
             if incident_id is None:
@@ -281,14 +277,14 @@ class Outbox:
             reason, position = p.get("reason", ""), p.get("position", "")
             if "fallback_for" in p:
                 reason = f"{reason} (Slack failed: {p.get('error', '')})"
-        subject, text, html_body = page_email(view, reason, position)
+        subject, text, html_body = page_email(view, reason, position, waiting)
         domain = self.config.file.email.from_.rpartition("@")[2] if self.config.file.email else "x"
         await self.email.send(item.target, subject, text, html_body, f"<outbox-{item.id}@{domain}>")
 
     async def _approval_email(
         self, approval_id: int, payload: dict[str, Any]
-    ) -> tuple[IncidentView, str, str]:
-        """An approval request Slack could not deliver: say how to decide without Slack."""
+    ) -> tuple[IncidentView, str, str, Any]:
+        """An approval request Slack could not deliver: its command, how to decide without it."""
         async with self.store.read() as tx:
             approval = await load_approval(tx, approval_id, self._url)
         if approval is None:
@@ -296,8 +292,7 @@ class Outbox:
         a, view = approval.approval, approval.incident
         reason = (
             f"step {a.step_index + 1} ({a.action}) needs approval ({a.state.value}) to run "
-            f"`{describe_command(a.command)}`; Slack "
-            f"failed ({payload.get('error', '')}): decide with `remediator approve|deny "
-            f"{view.incident.id}`"
+            f"the command below; Slack failed ({payload.get('error', '')}): decide with "
+            f"`remediator approve|deny {view.incident.id}`"
         )
-        return view, reason, "approval"
+        return view, reason, "approval", a.command

@@ -1,20 +1,31 @@
 """Slack messages (text + Block Kit) for incidents, approvals and pages.
 
 Labels come from the monitored fleet: every value is escaped for mrkdwn (`&`, `<`, `>`),
-so a label can never mention `@channel`, a user or smuggle a link.
+so a label can never mention `@channel`, a user or smuggle a link; non-printable
+characters are shown escaped (`notify.text`); and a backtick in a value is shown as
+U+02CB (the modifier letter grave accent, which looks alike), so a label can neither end
+a code span the message opened nor open one of its own. Label values are clipped to LABEL_LIMIT
+characters, and an approval request shows its whole command in code blocks.
 """
 
 from __future__ import annotations
 
-import shlex
 from datetime import UTC, datetime
 from typing import Any
 
+from remediator.notify.commandtext import command_lines
+from remediator.notify.text import ELLIPSIS, clip, one_line, visible
 from remediator.notify.views import ApprovalView, IncidentView
 from remediator.store.records import ApprovalState, State
 
 Blocks = list[dict[str, Any]]
 MAX_LABELS = 20
+LABEL_LIMIT = 200  # characters of one label value shown in Slack
+SECTION_LIMIT = 2900  # Slack refuses a section text over 3,000 characters
+CODE_LIMIT = 2800  # characters of one code block, escaped, fences aside
+WRAP_AT = 500  # command lines longer than this are wrapped (escaping may make them 5x longer)
+MAX_COMMAND_BLOCKS = 12  # code blocks of one approval request (a message holds 50 blocks)
+BACKTICK_STAND_IN = "\u02cb"
 STATE_ICON = {
     State.PENDING: ":hourglass_flowing_sand:",
     State.AWAITING_APPROVAL: ":raised_hand:",
@@ -29,8 +40,15 @@ STATE_ICON = {
 
 
 def esc(value: object) -> str:
-    """Escape text for Slack mrkdwn."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Escape text for Slack mrkdwn: no mention, link, code span or hidden character."""
+    text = visible(value, keep_newlines=True)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("`", BACKTICK_STAND_IN)
+
+
+def code(value: object, limit: int = LABEL_LIMIT) -> str:
+    """A value as an inline code span, on one line, clipped: nothing in it can end the span."""
+    return f"`{esc(one_line(value, limit))}`"
 
 
 def _when(epoch: float) -> str:
@@ -38,35 +56,63 @@ def _when(epoch: float) -> str:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_LIMIT)}}
 
 
 def _labels(view: IncidentView) -> str:
-    items = sorted(view.incident.labels.items())[:MAX_LABELS]
-    return "\n".join(f"`{esc(k)}` = `{esc(v)}`" for k, v in items) or "(no labels)"
+    lines, used = [], 0
+    items = sorted(view.incident.labels.items())
+    for n, (k, v) in enumerate(items[:MAX_LABELS]):
+        line = f"{code(k, 100)} = {code(v)}"
+        if used + len(line) > SECTION_LIMIT - 100:
+            lines.append(f"{ELLIPSIS} {len(items) - n} more labels")
+            return "\n".join(lines)
+        lines.append(line)
+        used += len(line) + 1
+    if len(items) > MAX_LABELS:
+        lines.append(f"{ELLIPSIS} {len(items) - MAX_LABELS} more labels")
+    return "\n".join(lines) or "(no labels)"
 
 
 def _steps(view: IncidentView) -> str:
     if not view.steps:
         return "no step has run"
     return "\n".join(
-        f"{s.step_index + 1}. `{esc(s.action)}`: {s.state.value}"
+        f"{s.step_index + 1}. {code(s.action)}: {s.state.value}"
         + (f" (exit {s.exit_status})" if s.exit_status is not None else "")
         for s in view.steps
     )
 
 
-def describe_command(command: Any) -> str:
-    """One line for a step's planned command (argv lists, an HTTP request or a message)."""
-    if not isinstance(command, dict):
-        return str(command)
-    host = f" on {command['host']}" if "host" in command else ""
-    if command.get("commands"):
-        return "; ".join(shlex.join(c) for c in command["commands"]) + host
-    if command.get("request"):
-        req = command["request"]
-        return f"{req.get('method', 'POST')} {req.get('url', '')}"
-    return str(command.get("message") or command.get("action", ""))
+def _wrap(line: str) -> list[str]:
+    """Cut a long line at spaces where it can (never inside an address), marking the rest."""
+    pieces = []
+    while len(line) > WRAP_AT:
+        comma = line.rfind(", ", WRAP_AT // 2, WRAP_AT)  # between list items, first
+        cut = comma + 1 if comma > 0 else line.rfind(" ", WRAP_AT // 2, WRAP_AT)
+        cut = cut if cut > 0 else WRAP_AT
+        pieces.append(line[:cut])
+        line = "\u21aa " + line[cut:].lstrip(" ")
+    return [*pieces, line]
+
+
+def command_blocks(command: Any) -> tuple[list[str], bool]:
+    """The whole command as code blocks that fit Slack; False when it had to be cut short."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    for raw in command_lines(command):
+        for piece in _wrap(raw):
+            line = esc(piece)
+            if current and size + len(line) + 1 > CODE_LIMIT:
+                chunks.append("\n".join(current))
+                current, size = [], 0
+            current.append(line)
+            size += len(line) + 1
+    if current:
+        chunks.append("\n".join(current))
+    shown = [f"```\n{chunk}\n```" for chunk in chunks[:MAX_COMMAND_BLOCKS]]
+    return shown, len(chunks) <= MAX_COMMAND_BLOCKS
 
 
 def _button(action_id: str, text: str, value: str, style: str | None = None) -> dict[str, Any]:
@@ -138,28 +184,51 @@ def incident_message(view: IncidentView) -> tuple[str, Blocks]:
     return f"{esc(view.title)}: {state}", blocks + _actions(view)
 
 
-def approval_message(view: ApprovalView) -> tuple[str, Blocks]:
-    """An approval request; its buttons disappear once it is decided."""
+def _approval_head(view: ApprovalView) -> str:
     a, inc = view.approval, view.incident
-    ask = (
+    command = a.command if isinstance(a.command, dict) else {}
+    where = f" on {code(command['host'])}" if "host" in command else ""
+    return (
         f":raised_hand: *Approval needed* for {esc(inc.title)}\n"
-        f"step {a.step_index + 1}: `{esc(a.action)}`: `{esc(describe_command(a.command))}`"
+        f"step {a.step_index + 1}: {code(a.action)}{where}, exactly this:"
     )
-    approvals = [v for v in view.votes if v.decision == "approve"]
+
+
+def _decide_buttons(view: ApprovalView, whole: bool) -> Blocks:
+    a, inc = view.approval, view.incident
+    for_whom = f"step {a.step_index + 1} ({a.action}) of incident #{inc.incident.id}"
+    deny = _button("deny", "Deny", str(a.id), "danger") | {
+        "confirm": _confirm("Deny?", f"Do not run {esc(for_whom)}.", "Deny")
+    }
+    if not whole:  # nobody approves what they could not read
+        return [{"type": "actions", "elements": [deny]}]
+    approve = _button("approve", "Approve", str(a.id), "primary") | {
+        "confirm": _confirm("Approve?", f"Run {esc(for_whom)} now.", "Approve")
+    }
+    return [{"type": "actions", "elements": [approve, deny]}]
+
+
+def approval_message(view: ApprovalView) -> tuple[str, Blocks]:
+    """An approval request showing the whole command; its buttons disappear once decided."""
+    a, inc = view.approval, view.incident
+    shown, whole = command_blocks(a.command)
+    blocks: Blocks = [_section(_approval_head(view)), *(_section(c) for c in shown)]
+    if not whole:
+        ident = inc.incident.id
+        blocks.append(
+            _section(
+                f"*Too long to show here whole*: read it with `remediator show {ident}`, "
+                f"then decide there (`remediator approve {ident}` or `deny {ident}`)."
+            )
+        )
     if a.state is ApprovalState.PENDING:
+        approvals = [v for v in view.votes if v.decision == "approve"]
         status = f"{len(approvals)} of {a.required} approvals; expires {_when(a.expires_at)}"
-        for_whom = f"step {a.step_index + 1} ({a.action}) of incident #{inc.incident.id}"
-        buttons = [
-            _button("approve", "Approve", str(a.id), "primary")
-            | {"confirm": _confirm("Approve?", f"Run {esc(for_whom)} now.", "Approve")},
-            _button("deny", "Deny", str(a.id), "danger")
-            | {"confirm": _confirm("Deny?", f"Do not run {esc(for_whom)}.", "Deny")},
-        ]
-        blocks: Blocks = [_section(ask), _section(status), {"type": "actions", "elements": buttons}]
+        blocks += [_section(status), *_decide_buttons(view, whole)]
     else:
         by = f" by {esc(a.decided_by)}" if a.decided_by else ""
         why = f": {esc(a.reason)}" if a.reason else ""
-        blocks = [_section(ask), _section(f"*{a.state.value}*{by}{why}")]
+        blocks.append(_section(f"*{a.state.value}*{by}{why}"))
     return f"Approval needed for {esc(inc.title)}: {a.state.value}", blocks
 
 
@@ -175,4 +244,4 @@ def page_message(view: IncidentView, reason: str, position: str) -> tuple[str, B
         _section(f"*Steps tried*\n{_steps(view)}"),
         _section(f"*Labels*\n{_labels(view)}"),
     ]
-    return f"Page: {esc(view.title)}: {esc(reason)}", blocks + _actions(view)
+    return f"Page: {esc(view.title)}: {esc(one_line(reason, 300))}", blocks + _actions(view)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from remediator.notify.text import one_line
 from remediator.store.base import Tx
 from remediator.store.records import Approval, Escalation, Incident, StepRecord, Vote
 
@@ -20,9 +21,9 @@ class IncidentView:
 
     @property
     def title(self) -> str:
-        """`#12 restart-node on validator1 (NodeDown)`."""
+        """`#12 restart-node on validator1 (NodeDown)`, on one printable line."""
         i = self.incident
-        alertname = i.labels.get("alertname", "alert")
+        alertname = one_line(i.labels.get("alertname", "alert"), 120)
         on = f" on {i.target}" if i.target else ""
         return f"#{i.id} {i.rule}{on} ({alertname})"
 

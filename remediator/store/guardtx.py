@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from remediator.store import schema as t
-from remediator.store.records import ACTIVE_STATES, Hold, StepState, TargetHealth, WorkKind
+from remediator.store.records import (
+    ACTIVE_STATES,
+    ApprovalState,
+    Hold,
+    State,
+    StepState,
+    TargetHealth,
+    WorkKind,
+)
 
 IN_FLIGHT = (StepState.DISPATCHING.value, StepState.EXECUTING.value)
 
@@ -93,6 +102,41 @@ class GuardQueries:
             i.id != exclude_incident,
         )
         return {row[0] for row in await self.conn.execute(q)}
+
+    async def lock_holder(
+        self, target: str, exclude_incident: int, *, approvals_too: bool
+    ) -> tuple[int, str] | None:
+        """The open incident holding `target`'s lock, with what it is doing, or None.
+
+        Running or verifying a step holds it; with `approvals_too`, so does waiting for
+        approvers or being approved with the step not started yet.
+        """
+        i, a, s = t.incidents.c, t.approvals.c, t.steps.c
+        holding: ColumnElement[bool] = i.state.in_([st.value for st in ACTIVE_STATES])
+        if approvals_too:
+            started = exists().where(s.incident_id == a.incident_id, s.step_index == a.step_index)
+            approved = (
+                exists()
+                .where(a.incident_id == i.id, a.state == ApprovalState.APPROVED.value)
+                .where(~started)
+            )
+            holding = or_(
+                holding,
+                i.state == State.AWAITING_APPROVAL.value,
+                and_(i.state == State.PENDING.value, approved),
+            )
+        q = (
+            select(i.id, i.state)
+            .where(i.target == target, i.id != exclude_incident, holding)
+            .order_by(i.id)
+            .limit(1)
+        )
+        row = (await self.conn.execute(q)).first()
+        if row is None:
+            return None
+        state = State(row[1])
+        doing = "approved, about to run" if state is State.PENDING else state.value
+        return int(row[0]), doing.replace("_", " ")
 
     async def verify_ends(self, targets: list[str]) -> list[float]:
         """When the verify windows of remediations on these targets end (pending timers)."""

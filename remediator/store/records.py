@@ -25,6 +25,9 @@ CLOSED_STATES = frozenset({State.REMEDIATED, State.RESOLVED})
 OPEN_STATES = frozenset(State) - CLOSED_STATES
 # A target is under remediation from its step's start until the verify window ends.
 ACTIVE_STATES = frozenset({State.RUNNING, State.VERIFYING})
+# States that hold their target's lock: a step waiting for its approvers holds it too, so
+# one host gets one approval request at a time (and an approved step is not overtaken).
+LOCK_STATES = ACTIVE_STATES | {State.AWAITING_APPROVAL}
 # Automation gave up and humans were (or are being) told: what fixes it now is not a step.
 HANDED_OVER = frozenset({State.EXHAUSTED, State.ESCALATING, State.ACKNOWLEDGED})
 

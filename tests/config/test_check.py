@@ -264,3 +264,23 @@ def test_admin_tokens_are_one_per_person(
     assert code == 1
     assert len(lines) == 1
     assert problem in lines[0], lines
+
+
+def test_always_for_entries_must_name_an_action_and_one_word(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt `always_for` entry would never match and let steps run unasked."""
+    path = make(tmp_path)
+    (tmp_path / "policies" / "a.yml").write_text(
+        "approvals:\n  default: {approvers: [alice]}\n"
+        '  always_for: [block_ips, "sssh:reboot", "ssh:systemctl reboot"]\n'
+    )
+    code, lines = check(path, capsys)
+    assert code == 1
+    assert lines == [
+        "policies/a.yml:3: approvals.always_for[1]: 'sssh:reboot': unknown action 'sssh' "
+        "(one of block_ips, firewall_lockdown, http, notify, rate_limit, restart_service, "
+        "rotate_logs, script, ssh)",
+        "policies/a.yml:3: approvals.always_for[2]: 'ssh:systemctl reboot': write one word "
+        "after the colon, like ssh:reboot",
+    ]

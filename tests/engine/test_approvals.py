@@ -82,7 +82,7 @@ async def test_step_waits_for_approval_then_runs_once(
     buttons = ask["blocks"][-1]["elements"]
     assert [(b["action_id"], b["value"]) for b in buttons] == [("approve", "1"), ("deny", "1")]
     assert all("confirm" in b for b in buttons)
-    assert "probe-stub reboot" in ask["blocks"][0]["text"]["text"]
+    assert "$ probe-stub reboot" in ask["blocks"][1]["text"]["text"]  # the whole command
 
     refused = await vote(h, "mallory")
     assert (refused.result, sshd.calls("probe-stub")) == (Result.NOT_AN_APPROVER, [])
@@ -282,3 +282,49 @@ async def test_a_step_changed_by_a_reload_after_approval_is_not_run(
     refused = dict(h.audit())["step_refused"]
     assert "changed after it was approved" in refused["reason"]
     assert h.incidents()[0]["state"] == "escalating"
+
+
+async def test_always_for_applies_to_the_rendered_command(
+    tmp_path: Path, sshd: SshServer, slack: FakeSlack
+) -> None:
+    """`ssh:reboot` catches `[probe-stub, "{{ labels.verb }}"]` with verb=reboot (the rule's
+    text holds no `reboot`), while verb=status runs without asking."""
+    sshd.install_recorder("probe-stub")
+    rule = RULE.replace("[probe-stub, reboot]", '[probe-stub, "{{ labels.verb }}"]').replace(
+        "        approval: required\n", ""
+    )
+    always = policy() + '  always_for: ["ssh:reboot"]\n'
+    h = await EngineHarness.start(tmp_path, rule, sshd, policies=always, slack_url=slack.api_url)
+    try:
+        await h.fire({**ALERT, "verb": "reboot"})
+        assert h.incidents()[0]["state"] == "awaiting_approval"
+        assert sshd.calls("probe-stub") == []
+        await h.resolve({**ALERT, "verb": "reboot"})
+        await h.fire({**ALERT, "verb": "status"})
+        assert sshd.calls("probe-stub") == [["status"]]
+        assert "approval_requested" not in h.events(2)
+    finally:
+        await h.close()
+
+
+async def test_an_alertname_with_a_line_feed_still_reaches_the_approvers_by_email(
+    tmp_path: Path, sshd: SshServer, slack: FakeSlack, smtp: SmtpSink
+) -> None:
+    """The label that crashed the outbox (an alertname ending in a line feed): the fallback
+    email is built and delivered, its Subject on one line, the whole command in its body."""
+    sshd.install_recorder("probe-stub")
+    slack.failing("error", "channel_not_found")
+    rule = RULE.replace("match: [alertname = NodeStuck]", "match: [severity = page]")
+    h = await EngineHarness.start(
+        tmp_path, rule, sshd, policies=policy(), slack_url=slack.api_url, email=smtp.config()
+    )
+    try:
+        await h.fire({"alertname": "NodeStuck\n", "severity": "page"})
+        await h.deliver()
+        [ask] = smtp.to("fallback-oncall@example.com")[:1]
+        assert ask["Subject"].endswith("(NodeStuck\\n)")
+        body = ask.get_body(("plain",)).get_content()
+        assert "$ probe-stub reboot" in body
+        assert "on web1 (127.0.0.1:" in body
+    finally:
+        await h.close()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.daemon import webhook
 from support.engine_harness import EngineHarness
 from support.sshd import SshServer
 
 from remediator import control
+from remediator.engine import approvals
+from remediator.engine.decisions import Voter
 
 RULE = """\
 rules:
@@ -264,3 +268,58 @@ async def test_global_dry_run_applies_guards_and_records_what_would_run(
     would = dict(h.audit(1))["step_dry_run"]["would_run"]
     assert would["commands"] == [["probe-stub", "v1"]]
     assert held(h, 2)["guard"] == "group"
+
+
+BLOCK_RULE = """\
+rules:
+  - name: block-sources
+    match: [alertname = FailedLoginsHigh]
+    target: web1
+    dry_run: true
+    steps:
+      - action: block_ips
+        params: {ips: "{{ labels.source_ip }}"}
+        verify: 5m
+    escalate: critical
+    cooldown: 0s
+"""
+APPROVERS = "approvals:\n  default: {approvers: [alice]}\n  always_for: [block_ips]\n"
+
+
+async def test_target_lock_counts_steps_waiting_for_approval(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """One notification with 50 source_ip values for web1 opens one approval request at a
+    time: the next is asked once the first has run and closed, then once one is denied."""
+    h = await EngineHarness.start(tmp_path, BLOCK_RULE, sshd, policies=APPROVERS)
+
+    def asked() -> list[int]:
+        return [i["id"] for i in h.incidents() if "approval_requested" in h.events(i["id"])]
+
+    async def decide(incident_id: int, decision: str) -> None:
+        async with h.store.write() as tx:
+            out = await approvals.decide_incident(
+                h.ctx, tx, incident_id, decision, Voter.person("alice", "api"), None, h.clock.now()
+            )
+        assert out.changed, out.message
+        await h.engine.tick()
+
+    sources = [{"alertname": "FailedLoginsHigh", "source_ip": f"203.0.113.{n}"} for n in range(50)]
+    body = webhook(sources[0])
+    body["alerts"] = [{**body["alerts"][0], "labels": labels} for labels in sources]
+    try:
+        await h.send(json.dumps(body))
+        assert len(h.incidents()) == 50
+        assert asked() == [1]
+        assert held(h, 2)["reason"] == (
+            "another remediation of web1 (incident 1) is awaiting approval"
+        )
+        await decide(1, "approve")
+        assert "step_dry_run" in h.events(1)
+        assert asked() == [1]
+        await h.resolve(sources[0])  # incident 1 closes: the next one asks
+        assert asked() == [1, 2]
+        await decide(2, "deny")  # denied and handed over: the next one asks at once
+        assert asked() == [1, 2, 3]
+    finally:
+        await h.close()

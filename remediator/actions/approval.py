@@ -1,0 +1,104 @@
+"""Which steps wait for a human, decided on the rendered Plan: what will actually run.
+
+A policy's `approvals.always_for` lists action names (`block_ips`: every such step) and
+`ACTION:WORD` entries (`ssh:reboot`). WORD is looked for in the plan's commands after
+rendering, so `argv: [systemctl, "{{ labels.verb }}"]` with `verb=reboot` matches. The
+match is deliberately wide (a wrong match costs a click, a missed one a reboot):
+
+- every argv element is cut into words at whitespace and shell punctuation, so
+  `sh -c "sleep 1; /sbin/reboot"` holds `reboot`;
+- a word counts by its basename (`/sbin/reboot`), without leading dashes (`--reboot`)
+  and without a suffix (`reboot.target`, `reboot.sh`), in any case;
+- the words that take a host down (POWER_WORDS) stand for each other: `ssh:reboot` also
+  covers `shutdown -r now`, `systemctl poweroff`, `halt`, `kexec` and `init 6`;
+- `ssh:WORD` looks at the commands of every action that runs commands over SSH (a
+  `restart_service` of `reboot.target` reboots the host as surely as `ssh`);
+- for `http`, the words are the method and the URL's path segments.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+from remediator.actions.params import ACTION_PARAMS, SSH_ACTIONS
+
+if TYPE_CHECKING:  # the config loader imports this module; Plan imports the config models
+    from remediator.actions.base import Plan
+
+# Steps of these actions always wait for a human, whatever the rule or policy says.
+ALWAYS_NEEDS_APPROVAL = frozenset({"firewall_lockdown"})
+# Commands (or systemctl verbs) that stop or restart the whole host.
+POWER_WORDS = frozenset(
+    {"reboot", "poweroff", "halt", "shutdown", "kexec", "soft-reboot", "init", "telinit"}
+)
+_WORD_BREAK = re.compile(r"[\s;&|()<>`$'\"\\=,{}!*?\[\]#~]+")
+
+
+def _normalise(token: str) -> set[str]:
+    """`/sbin/Reboot.target` -> {reboot.target, reboot}."""
+    base = token.rsplit("/", 1)[-1].lstrip("-").lower()
+    return {base, base.split(".", 1)[0]} - {""}
+
+
+def words(elements: Iterable[str]) -> set[str]:
+    """Every word of these argv elements (or path segments), normalised as above."""
+    found: set[str] = set()
+    for element in elements:
+        for token in _WORD_BREAK.split(element):
+            found |= _normalise(token)
+    return found
+
+
+def plan_words(plan: Plan) -> set[str]:
+    """The words an `ACTION:WORD` entry is looked for in: argv, or an HTTP method and path."""
+    found = words(element for argv in plan.commands for element in argv)
+    if plan.request is not None:
+        path = urlsplit(str(plan.request.get("url", ""))).path
+        found |= words(unquote(segment) for segment in path.split("/"))
+        found |= words([str(plan.request.get("method", ""))])
+    return found
+
+
+def _entry_applies(entry_action: str, plan_action: str) -> bool:
+    if entry_action == "ssh":
+        return plan_action in SSH_ACTIONS
+    return entry_action == plan_action
+
+
+def _word_matches(word: str, found: set[str]) -> bool:
+    word = word.lower()
+    if word in POWER_WORDS:
+        return bool(found & POWER_WORDS)
+    return word in found
+
+
+def plan_needs_approval(plan: Plan, approval: str, always_for: list[str]) -> bool:
+    """Whether this rendered step waits for a human (see the module docstring)."""
+    if approval == "required" or plan.action in ALWAYS_NEEDS_APPROVAL:
+        return True
+    found: set[str] | None = None
+    for entry in always_for:
+        action, colon, word = entry.partition(":")
+        if not colon:
+            if action == plan.action:
+                return True
+            continue
+        if _entry_applies(action, plan.action):
+            found = plan_words(plan) if found is None else found
+            if _word_matches(word, found):
+                return True
+    return False
+
+
+def check_always_for(entry: str) -> str | None:
+    """What is wrong with an `always_for` entry, or None (used by `remediator check`)."""
+    action, colon, word = entry.partition(":")
+    if action not in ACTION_PARAMS:
+        known = ", ".join(sorted(ACTION_PARAMS))
+        return f"{entry!r}: unknown action {action!r} (one of {known})"
+    if colon and (not word or _WORD_BREAK.search(word) or "/" in word):
+        return f"{entry!r}: write one word after the colon, like ssh:reboot"
+    return None

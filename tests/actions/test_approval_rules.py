@@ -1,0 +1,128 @@
+"""`approvals.always_for` decided on the rendered plan: what will run, not the template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remediator.actions.approval import check_always_for, plan_needs_approval
+from remediator.actions.base import Plan
+from remediator.actions.http import HttpAction
+from remediator.actions.params import HttpParams, RestartServiceParams, SshParams
+from remediator.actions.ssh import RestartServiceAction, SshAction
+from remediator.actions.sshpool import SshPool, SshSettings
+from remediator.config.models import Host
+
+HOST = Host(name="web1", address="192.0.2.10", port=22, user="ops")
+OFFLINE_POOL = SshPool(SshSettings(Path("/dev/null"), (), 1.0, 1.0, 1))
+POLICY = ["block_ips", "ssh:reboot"]
+
+
+def ssh(argv: list[str], **labels: str) -> Plan:
+    params = SshParams.model_validate({"argv": argv})
+    return SshAction(OFFLINE_POOL).plan(params, {"labels": labels}, HOST)
+
+
+def needs(plan: Plan, always_for: list[str] = POLICY, approval: str = "auto") -> bool:
+    return plan_needs_approval(plan, approval, always_for)
+
+
+@pytest.mark.parametrize(
+    ("argv", "labels"),
+    [
+        (["systemctl", "{{ labels.verb }}"], {"verb": "reboot"}),
+        (["{{ labels.cmd }}"], {"cmd": "/sbin/reboot"}),
+        (["/usr/sbin/REBOOT", "-f"], {}),
+        (["sh", "-c", "sleep 1; /sbin/reboot"], {}),
+        (["sh", "-c", "{{ labels.x }}"], {"x": "true&&reboot"}),
+        (["shutdown", "-r", "now"], {}),
+        (["systemctl", "{{ labels.verb }}"], {"verb": "poweroff"}),
+        (["systemctl", "start", "reboot.target"], {}),
+        (["halt", "--reboot"], {}),
+        (["init", "6"], {}),
+        (["systemctl", "kexec"], {}),
+    ],
+)
+def test_ssh_reboot_matches_what_will_run(argv: list[str], labels: dict[str, str]) -> None:
+    """`ssh:reboot` matches the rendered argv, a path's basename, a shell string, and the
+    other ways to take a host down (shutdown, poweroff, halt, kexec, init)."""
+    assert needs(ssh(argv, **labels))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["systemctl", "restart", "nginx"],
+        ["systemctl", "is-active", "rebooter"],
+        ["cat", "/var/log/reboots"],
+        ["echo", "not-a-reboot"],
+    ],
+)
+def test_ssh_reboot_leaves_other_commands_alone(argv: list[str]) -> None:
+    """Commands without a power word (a word that merely contains one) run without asking."""
+    assert not needs(ssh(argv))
+
+
+def test_ssh_entries_cover_every_action_that_runs_commands_over_ssh() -> None:
+    """A restart_service of `reboot.target` (service from a label) reboots the host: it asks."""
+    params = RestartServiceParams.model_validate({"service": "{{ labels.svc }}"})
+    plan = RestartServiceAction(OFFLINE_POOL).plan(
+        params, {"labels": {"svc": "reboot.target"}}, HOST
+    )
+    assert needs(plan)
+    plain = RestartServiceAction(OFFLINE_POOL).plan(params, {"labels": {"svc": "nginx"}}, HOST)
+    assert not needs(plain)
+
+
+def test_action_names_required_and_lockdown_always_ask() -> None:
+    """An action named in always_for, `approval: required` and firewall_lockdown always ask."""
+    assert needs(Plan("block_ips", HOST, commands=(("nft", "-f", "-"),)))
+    assert needs(ssh(["uptime"]), approval="required")
+    assert needs(Plan("firewall_lockdown", HOST), always_for=[])
+    assert not needs(ssh(["uptime"]))
+
+
+def test_other_actions_entries_only_match_their_action() -> None:
+    """`script:reboot` does not make an ssh step ask; `script` steps with reboot do."""
+    assert not needs(ssh(["reboot"]), always_for=["script:reboot"])
+    script = Plan("script", None, commands=(("/usr/local/bin/reboot-lb",),))
+    assert not needs(script, always_for=["script:reboot"])
+    assert needs(Plan("script", None, commands=(("reboot",),)), always_for=["script:reboot"])
+
+
+def test_http_entries_match_method_and_path_segments() -> None:
+    """`http:circuit-breaker` matches the rendered URL's path, percent-encoded or not."""
+    params = HttpParams.model_validate(
+        {"url": "http://{{ target.address }}:8545/admin/{{ labels.p }}/open"}
+    )
+    context: dict[str, Any] = {
+        "labels": {"p": "circuit-breaker"},
+        "target": {"address": "192.0.2.10"},
+    }
+    plan = HttpAction(environ={}).plan(params, context, HOST)
+    assert needs(plan, always_for=["http:circuit-breaker"])
+    assert needs(plan, always_for=["http:post"])
+    assert not needs(plan, always_for=["http:delete"])
+    encoded = Plan(
+        "http", None, request={"method": "PUT", "url": "http://h/admin/circuit%2Dbreaker"}
+    )
+    assert needs(encoded, always_for=["http:circuit-breaker"])
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("sssh:reboot", "unknown action 'sssh'"),
+        ("rebot", "unknown action 'rebot'"),
+        ("ssh:", "write one word after the colon"),
+        ("ssh:systemctl reboot", "write one word after the colon"),
+        ("ssh:/sbin/reboot", "write one word after the colon"),
+    ],
+)
+def test_check_refuses_always_for_entries_that_would_never_match(entry: str, problem: str) -> None:
+    """A typo in always_for would silently let steps run unasked: `check` names it."""
+    assert problem in (check_always_for(entry) or "")
+    assert check_always_for("ssh:reboot") is None
+    assert check_always_for("block_ips") is None

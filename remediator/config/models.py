@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from remediator.config.durations import parse_duration
-from remediator.matchers import Matcher, parse_matcher
+from remediator.matchers import Matcher, compile_regex, parse_matcher
 from remediator.templates import check_template
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -33,7 +33,7 @@ NOTIFY_PATTERN = (
 
 def _check_regex(value: str) -> str:
     try:
-        re.compile(value)
+        compile_regex(value)
     except re.error as exc:
         raise ValueError(f"invalid regex {value!r}: {exc}") from None
     return value

@@ -66,7 +66,7 @@ _READ = msgspec.json.Decoder(WebhookMessage[str])
 MAX_MESSAGE = 200  # error texts can quote the sender's values: keep answers short
 _AT = re.compile(r"(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)  # fullmatch
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
-_STEP = re.compile(r"\.(\w+)|\[(\d+|\.\.\.)\]")
+_STEP = re.compile(r"\.(\w+)|\[([0-9]+|\.\.\.)\]")
 
 
 class PayloadError(ValueError):

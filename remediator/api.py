@@ -32,9 +32,11 @@ from remediator.apimodels import (
     Reply,
     StepOut,
 )
+from remediator.auth import header_bytes
 from remediator.engine import approvals
 from remediator.engine.context import EngineContext
 from remediator.errors import StoreError
+from remediator.parsing import whole_number
 from remediator.store.records import CLOSED_STATES, OPEN_STATES, State
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -57,14 +59,6 @@ def _states(value: str | None) -> list[State] | None:
     if value == "closed":
         return sorted(CLOSED_STATES)
     return [State(value)]
-
-
-def _whole_number(raw: str, most: int) -> int | None:
-    """A decimal from 0 to `most` in ASCII digits (not `²`, not 5,000 digits), else None."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(most)):
-        return None
-    value = int(raw)
-    return value if value <= most else None
 
 
 async def _body(request: web.Request, model: type[BodyT]) -> BodyT | web.Response:
@@ -117,7 +111,7 @@ class AdminApi:
                 return _error(403, "the admin API is off: set server.admin_token_env")
             scheme, _, value = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
-                value.strip().encode(), self.token
+                header_bytes(value.strip()), self.token
             ):
                 return _error(401, "missing or wrong admin token")
             try:
@@ -129,7 +123,7 @@ class AdminApi:
 
     @staticmethod
     def _id(request: web.Request) -> int | None:
-        return _whole_number(request.match_info["id"], openapi.MAX_ID)
+        return whole_number(request.match_info["id"], openapi.MAX_ID)
 
     @staticmethod
     async def openapi_document(_: web.Request) -> web.Response:
@@ -143,7 +137,7 @@ class AdminApi:
         except ValueError:
             names = ", ".join(["open", "closed", *sorted(s.value for s in State)])
             return _error(400, f"state must be one of {names}")
-        limit = _whole_number(request.query.get("limit", ""), openapi.MAX_LIMIT)
+        limit = whole_number(request.query.get("limit", ""), openapi.MAX_LIMIT)
         if "limit" in request.query and not limit:
             return _error(400, f"limit must be a number from 1 to {openapi.MAX_LIMIT}")
         async with self.ctx.store.read() as tx:

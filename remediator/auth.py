@@ -12,6 +12,11 @@ from remediator.config.models import Config
 from remediator.secrets import read_secret
 
 
+def header_bytes(value: str) -> bytes:
+    """A header value's bytes as sent: aiohttp hands non-UTF-8 bytes over as surrogates."""
+    return value.encode("utf-8", "surrogateescape")
+
+
 @dataclass(frozen=True)
 class WebhookAuthenticator:
     """Checks an Authorization header against a bearer token or basic credentials."""
@@ -48,7 +53,9 @@ class WebhookAuthenticator:
         scheme, _, value = header.strip().partition(" ")
         value = value.strip()
         if self.bearer is not None:
-            return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), self.bearer)
+            return scheme.lower() == "bearer" and hmac.compare_digest(
+                header_bytes(value), self.bearer
+            )
         if scheme.lower() != "basic" or self.username is None or self.password is None:
             return False
         try:

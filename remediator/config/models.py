@@ -18,6 +18,7 @@ from pydantic import (
 
 from remediator.config.durations import parse_duration
 from remediator.matchers import Matcher, compile_regex, parse_matcher
+from remediator.parsing import whole_number
 from remediator.templates import check_template
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -82,16 +83,22 @@ class WebhookAuth(Model):
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """'127.0.0.1:9095' or '[::1]:9095' -> (host, port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"server.listen: {listen!r} is not HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    host, sep, raw_port = listen.rpartition(":")
+    port = whole_number(raw_port, 65535)
+    if not sep or port is None:
+        raise ValueError(f"{listen!r} is not HOST:PORT (a port from 0 to 65535)")
+    return host.strip("[]") or "0.0.0.0", port
+
+
+def _check_listen(listen: str) -> str:
+    parse_listen(listen)
+    return listen
 
 
 class ServerConfig(Model):
     """The HTTP listener."""
 
-    listen: str = "127.0.0.1:9095"
+    listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:9095"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     webhook_auth: WebhookAuth
     admin_token_env: str | None = None
@@ -215,7 +222,7 @@ class MaxRuns(Model):
 
 def _parse_max_runs(value: Any) -> Any:
     if isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+)\s+per\s+(\S+)\s*", value)
+        m = re.fullmatch(r"\s*([0-9]{1,9})\s+per\s+(\S+)\s*", value)
         if not m:
             raise ValueError(f"invalid max_runs {value!r}: write it as `3 per 6h`")
         return {"count": int(m.group(1)), "window_s": parse_duration(m.group(2))}

@@ -219,3 +219,15 @@ def test_inventory_defaults_apply(tmp_path: Path) -> None:
     assert (host.port, host.user, host.groups) == (22, "ops", ("web",))
     assert config.resolve_path("known_hosts") == tmp_path / "known_hosts"
     assert config.rules[0].cooldown == 300.0
+
+
+@pytest.mark.parametrize("port", ["\u00b2", "\u0663", "99999", "1" * 5000])
+def test_a_listen_port_is_ascii_and_in_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    """server.listen's port is 0 to 65535 in ASCII digits, checked before the daemon starts."""
+    path = make(tmp_path, CONFIG.replace("127.0.0.1:9095", f"127.0.0.1:{port}"))
+    code, lines = check(path, capsys)
+    assert code == 1
+    assert lines[0].startswith(f"{path}:2: server.listen: '127.0.0.1:")
+    assert lines[0].endswith("' is not HOST:PORT (a port from 0 to 65535)")

@@ -116,7 +116,12 @@ class Daemon:
             await outbox.recover()
             if config.file.record:
                 recorder = open_recording(config.resolve_path(config.file.record))
-            ingestor = Ingestor(store, on_stored=engine.inbox_ready.set, recorder=recorder)
+            ingestor = Ingestor(
+                store,
+                on_stored=engine.inbox_ready.set,
+                recorder=recorder,
+                on_record_error=self.metrics.record_errors.inc,
+            )
             engine.before_intake_batch = ingestor.wait_for_headroom
             receiver = Receiver(
                 auth, ingestor, self.metrics, config.file.server.max_body_bytes, self.clock.now

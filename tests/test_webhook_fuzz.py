@@ -18,6 +18,7 @@ import msgspec
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from support import storeview
 from support.daemon import SLACK_TOKEN, TOKEN, Daemon, write_config
 from support.fakeslack import FakeSlack
 from support.metrics import sample
@@ -40,7 +41,14 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     extra = "record: state/rec.jsonl\n"
     d = Daemon.for_config(write_config(workdir, RULES, extra=extra, slack_url=slack.api_url))
     yield d.start()
-    assert sample(d.request("GET", "/metrics")[1].decode(), "remediator_record_errors_total") == 0
+
+    def metric(name: str) -> float:
+        return sample(d.request("GET", "/metrics")[1].decode(), name)
+
+    storeview.wait_for(
+        "every notification applied", lambda: metric("remediator_inbox_pending") == 0
+    )
+    assert metric("remediator_record_errors_total") == 0
     assert d.stop() == 0
     slack.close()
     assert slack.of("chat.postMessage"), "no page was sent: the rule matched nothing"

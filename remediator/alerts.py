@@ -64,9 +64,9 @@ class WebhookMessage(msgspec.Struct, Generic[T], frozen=True):
 _CHECK = msgspec.json.Decoder(WebhookMessage[datetime])
 _READ = msgspec.json.Decoder(WebhookMessage[str])
 MAX_MESSAGE = 200  # error texts can quote the sender's values: keep answers short
-_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_AT = re.compile(r"(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)  # fullmatch
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
-_STEP = re.compile(r"\.(\w+)|\[(\d+|\.\.\.)\]")
+_STEP = re.compile(r"\.(\w+)|\[([0-9]+|\.\.\.)\]")
 
 
 class PayloadError(ValueError):
@@ -113,7 +113,7 @@ def _utc(t: datetime) -> datetime:
 
 def _shape_error(text: str, body: str) -> PayloadError:
     """msgspec's "message - at `$.alerts[0].labels[...]`" as a dotted path and a message."""
-    m = _AT.match(text)
+    m = _AT.fullmatch(text)
     message, raw = (m["message"], m["path"] or "") if m else (text, "")
     steps: list[str | int] = [
         name if name else (int(index) if index.isdigit() else "[...]")

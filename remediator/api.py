@@ -39,6 +39,7 @@ from remediator.engine import approvals
 from remediator.engine.context import EngineContext
 from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.errors import StoreError
+from remediator.parsing import whole_number
 from remediator.store.records import CLOSED_STATES, OPEN_STATES, State
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -76,14 +77,6 @@ def _states(value: str | None) -> list[State] | None:
     if value == "closed":
         return sorted(CLOSED_STATES)
     return [State(value)]
-
-
-def _whole_number(raw: str, most: int) -> int | None:
-    """A decimal from 0 to `most` in ASCII digits (not `²`, not 5,000 digits), else None."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(most)):
-        return None
-    value = int(raw)
-    return value if value <= most else None
 
 
 async def _body(request: web.Request, model: type[BodyT]) -> BodyT | web.Response:
@@ -182,7 +175,7 @@ class AdminApi:
 
     @staticmethod
     def _id(request: web.Request) -> int | None:
-        return _whole_number(request.match_info["id"], openapi.MAX_ID)
+        return whole_number(request.match_info["id"], openapi.MAX_ID)
 
     @staticmethod
     async def openapi_document(_: web.Request) -> web.Response:
@@ -196,7 +189,7 @@ class AdminApi:
         except ValueError:
             names = ", ".join(["open", "closed", *sorted(s.value for s in State)])
             return _error(400, f"state must be one of {names}")
-        limit = _whole_number(request.query.get("limit", ""), openapi.MAX_LIMIT)
+        limit = whole_number(request.query.get("limit", ""), openapi.MAX_LIMIT)
         if "limit" in request.query and not limit:
             return _error(400, f"limit must be a number from 1 to {openapi.MAX_LIMIT}")
         async with self.ctx.store.read() as tx:

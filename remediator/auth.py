@@ -15,6 +15,11 @@ from remediator.errors import SecretError
 from remediator.secrets import read_secret
 
 
+def header_bytes(value: str) -> bytes:
+    """A header value's bytes as sent: aiohttp hands non-UTF-8 bytes over as surrogates."""
+    return value.encode("utf-8", "surrogateescape")
+
+
 @dataclass(frozen=True)
 class WebhookAuthenticator:
     """Checks an Authorization header against a bearer token or basic credentials."""
@@ -51,7 +56,9 @@ class WebhookAuthenticator:
         scheme, _, value = header.strip().partition(" ")
         value = value.strip()
         if self.bearer is not None:
-            return scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), self.bearer)
+            return scheme.lower() == "bearer" and hmac.compare_digest(
+                header_bytes(value), self.bearer
+            )
         if scheme.lower() != "basic" or self.username is None or self.password is None:
             return False
         try:
@@ -116,7 +123,7 @@ class AdminTokens:
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    return hashlib.sha256(header_bytes(token)).digest()
 
 
 def _distinct(

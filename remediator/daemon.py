@@ -124,7 +124,11 @@ class Daemon:
             if config.file.record:
                 recorder = open_recording(config.resolve_path(config.file.record))
             ingestor = Ingestor(
-                store, on_stored=engine.inbox_ready.set, recorder=recorder, metrics=self.metrics
+                store,
+                on_stored=engine.inbox_ready.set,
+                recorder=recorder,
+                on_record_error=self.metrics.record_errors.inc,
+                metrics=self.metrics,
             )
             engine.before_intake_batch = ingestor.wait_for_headroom
             receiver = Receiver(

@@ -27,11 +27,13 @@ class Ingestor:
         on_stored: Callable[[], None],
         recorder: Recorder | None = None,
         metrics: Metrics | None = None,
+        on_record_error: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._on_stored = on_stored
         self._recorder = recorder
+        self._on_record_error = on_record_error
         self._pending: list[tuple[float, str, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._closed = False
@@ -84,10 +86,19 @@ class Ingestor:
                 fut.set_result(None)
         self._on_stored()
         if self._recorder is not None:
-            try:
-                self._recorder.write([(at, body) for at, body, _ in batch])
-            except OSError as exc:  # the recording is a convenience; the store has the alerts
-                log.error("recording webhook bodies failed", extra={"error": str(exc)})
+            self._record([(at, body) for at, body, _ in batch])
+
+    def _record(self, batch: list[tuple[float, str]]) -> None:
+        """Append to the `record:` file; no failure of it may stop ingest."""
+        assert self._recorder is not None
+        try:
+            self._recorder.write(batch)
+        except Exception as exc:  # the recording is a convenience; the store has the alerts
+            self._on_record_error()
+            log.exception(
+                "recording webhook bodies failed",
+                extra={"error": f"{type(exc).__name__}: {exc}", "size": len(batch)},
+            )
 
     @staticmethod
     def _refuse(batch: list[tuple[float, str, asyncio.Future[None]]], why: str) -> None:

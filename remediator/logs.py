@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
@@ -51,6 +53,22 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (answered 400: the client's error) as an
+    error with a traceback; this makes it one warning line, so a traceback in the log
+    still means remediator failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite malformed-request records in place; keep every record."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "malformed HTTP request refused", ()
+            record.exc_info = record.exc_text = None
+            record.error = str(exc).strip().splitlines()[:2]
+        return True
+
+
 def configure(level: str = "INFO", json_lines: bool | None = None) -> None:
     """Install the handler on the root logger."""
     use_json = not sys.stderr.isatty() if json_lines is None else json_lines
@@ -61,3 +79,6 @@ def configure(level: str = "INFO", json_lines: bool | None = None) -> None:
     root.setLevel(level)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    server = logging.getLogger("aiohttp.server")
+    server.filters[:] = [f for f in server.filters if not isinstance(f, MalformedRequests)]
+    server.addFilter(MalformedRequests())

@@ -112,6 +112,11 @@ class Metrics:
             "Dead letters kept in the store (items a loop failed on).",
             registry=r,
         )
+        self.record_errors = Counter(
+            "remediator_record_errors",
+            "Batches of webhook bodies the `record:` file did not take (each also logged).",
+            registry=r,
+        )
         self.reload_ok = Gauge(
             "remediator_config_last_reload_successful",
             "1 if the last config reload succeeded (0: the last good rules and policies run).",

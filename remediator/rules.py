@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from remediator.config.models import Config, Host, RuleSpec
 from remediator.errors import TemplateError
-from remediator.matchers import Op
+from remediator.matchers import Op, compile_regex
 from remediator.templates import render
 
 
@@ -70,12 +69,12 @@ def _shown(value: str) -> str:
 
 
 def check_require(rule: RuleSpec, labels: dict[str, str]) -> str | None:
-    """None when every `require` pattern fully matches, else why not."""
+    """None when every `require` pattern matches the whole value (as Go reads it), else why not."""
     for name, pattern in rule.require.items():
         value = labels.get(name)
         if value is None:
             return f"require: label {name!r} is missing"
-        if re.fullmatch(pattern, value) is None:
+        if compile_regex(pattern).fullmatch(value) is None:
             return f"require: label {name}={_shown(value)} does not match {pattern!r}"
     return None
 

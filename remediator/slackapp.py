@@ -26,20 +26,23 @@ from remediator.engine.context import EngineContext
 from remediator.engine.decisions import Outcome, Voter
 from remediator.engine.notices import ephemeral
 from remediator.errors import StoreError
+from remediator.parsing import MAX_EPOCH_S, whole_number
 
 log = logging.getLogger(__name__)
 WINDOW_S = 300
 MAX_BODY = 64 * 1024
 ANSWER_WITHIN_S = 2.5
+MAX_ID = 2**63 - 1  # SQLite INTEGER: a larger approval id cannot exist
 
 
 def verify_signature(
     secret: bytes, timestamp: str | None, signature: str | None, body: bytes, now: float
 ) -> str | None:
     """None when the request is Slack's; otherwise why not."""
-    if not timestamp or not timestamp.isascii() or not timestamp.isdigit():
-        return "missing or non-numeric X-Slack-Request-Timestamp"
-    if abs(now - int(timestamp)) > WINDOW_S:
+    sent_at = whole_number(timestamp, int(MAX_EPOCH_S))
+    if timestamp is None or sent_at is None:
+        return "missing or non-numeric X-Slack-Request-Timestamp (epoch seconds, ASCII digits)"
+    if abs(now - sent_at) > WINDOW_S:
         return "X-Slack-Request-Timestamp is outside the 5-minute window"
     if not signature:
         return "missing X-Slack-Signature"
@@ -64,20 +67,33 @@ def parse_click(body: bytes) -> Click:
     """The click in a form-encoded `payload=`; ValueError when it is not one."""
     form = parse_qs(body.decode("utf-8"), strict_parsing=False)
     raw = form.get("payload", [""])[0]
-    payload: Any = json.loads(raw)
+    try:
+        payload: Any = json.loads(raw)
+    except RecursionError:
+        raise ValueError("payload nested too deeply") from None
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         raise ValueError("not a block_actions payload")
-    actions = payload.get("actions") or []
-    if not actions or not isinstance(actions[0], dict):
+    actions = payload.get("actions")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
         raise ValueError("no action in the payload")
     user = payload.get("user") or {}
     channel = payload.get("channel") or {}
     return Click(
-        action_id=str(actions[0].get("action_id", "")),
-        value=str(actions[0].get("value", "")),
-        user=str(user.get("id", "")) if isinstance(user, dict) else "",
-        channel=str(channel.get("id", "")) if isinstance(channel, dict) else "",
+        action_id=_text(actions[0].get("action_id", "")),
+        value=_text(actions[0].get("value", "")),
+        user=_text(user.get("id", "")) if isinstance(user, dict) else "",
+        channel=_text(channel.get("id", "")) if isinstance(channel, dict) else "",
     )
+
+
+def _text(value: Any) -> str:
+    """A payload field as text the store can hold (json.loads lets `\\ud800` through)."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not UTF-8 (a lone surrogate)") from None
+    return text
 
 
 @dataclass
@@ -109,32 +125,38 @@ class SlackInteractions:
             click = parse_click(body)
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, f"not a Slack block_actions payload: {exc}")
-        if click.action_id not in ("approve", "deny", "ack") or not click.value.isdigit():
+        if click.action_id not in ("approve", "deny", "ack"):
             return web.Response(status=200)  # a link button or another app's action
-        task = asyncio.create_task(self._decide(click))
+        approval_id = whole_number(click.value, MAX_ID, least=1)
+        if approval_id is None:
+            shown = json.dumps(click.value[:40])
+            return _error(400, f"button value {shown} is not an id (ASCII digits, 1 to 2^63-1)")
+        task = asyncio.create_task(self._decide(click, approval_id))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(task), ANSWER_WITHIN_S)
         return web.Response(status=200)
 
-    async def _decide(self, click: Click) -> None:
+    async def _decide(self, click: Click, approval_id: int) -> None:
         try:
             async with self.ctx.store.write() as tx:
                 now = self.ctx.clock.now()
                 voter = Voter.person(click.user, "slack")
                 if click.action_id == "ack":
-                    outcome = await approvals.acknowledge(
-                        self.ctx, tx, int(click.value), voter, now
-                    )
+                    outcome = await approvals.acknowledge(self.ctx, tx, approval_id, voter, now)
                 else:
                     outcome = await approvals.decide(
-                        self.ctx, tx, int(click.value), voter, click.action_id, None, now
+                        self.ctx, tx, approval_id, voter, click.action_id, None, now
                     )
                 if (answer := _ephemeral_text(outcome)) is not None:
                     await ephemeral(self.ctx, tx, click.channel, click.user, answer, now)
         except StoreError as exc:
             log.error("slack click not recorded", extra={"error": str(exc), "user": click.user})
+            return
+        except Exception:  # a bug: this click fails alone, on record; Slack still gets its 200
+            self.ctx.metrics.poison_items.labels(loop="slack").inc()
+            log.exception("slack click failed", extra={"user": click.user, "id": approval_id})
             return
         log.info(
             "slack click",

@@ -137,3 +137,7 @@ def _render(
         raise TemplateError(f"template {source!r}: {exc.message}") from None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"template {source!r}: {exc}") from None
+    except Exception as exc:  # a filter meeting a label it cannot take: `"x" | round`
+        raise TemplateError(
+            f"template {source!r}: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None

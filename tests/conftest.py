@@ -1,4 +1,5 @@
-"""Shared fixtures: a real sshd with a recording `systemctl`, the fake Slack, an SMTP sink."""
+"""Shared fixtures (a real sshd with a recording `systemctl`, the fake Slack, an SMTP sink)
+and the Hypothesis profile of the property tests."""
 
 from __future__ import annotations
 
@@ -6,10 +7,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from support.daemon import SLACK_TOKEN
 from support.fakeslack import FakeSlack
 from support.smtpsink import SmtpSink, make_cert
 from support.sshd import SshServer, free_port
+
+# Property tests are reproducible (no example database, a fixed seed) and bounded: each
+# test's max_examples keeps `make test` short. Examples that are HTTP round trips to a
+# real daemon are slow by Hypothesis's measure, which is expected, not a health problem.
+settings.register_profile(
+    "remediator",
+    database=None,
+    derandomize=True,
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("remediator")
 
 
 @pytest.fixture

@@ -53,6 +53,15 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         ),
         ("GET", "/api/incidents/%C2%B2", None, 404, "incident \u00b2 does not exist"),
         ("GET", "/api/incidents/" + "1" * 5000, None, 404, f"incident {'1' * 5000} does not exist"),
+        ("GET", "/api/incidents/-1", None, 404, "incident -1 does not exist"),
+        ("GET", "/api/incidents/1e3", None, 404, "incident 1e3 does not exist"),
+        (
+            "POST",
+            "/api/incidents/%D9%A3/ack",
+            b'{"by": "me"}',
+            404,
+            "incident \u0663 does not exist",
+        ),
         (
             "POST",
             "/api/incidents/99999999999999999999/ack",
@@ -130,6 +139,15 @@ def test_bad_input_is_a_client_error_not_a_crash(
     """The answer is the documented status with a JSON error saying what to fix."""
     got, raw = daemon.request(method, path, body, AUTH)
     assert (got, json.loads(raw)) == (status, {"error": error})
+
+
+@pytest.mark.parametrize("token", ["\u00ff", ADMIN_TOKEN + "\u00ff", "\u00c3"])
+def test_a_token_that_is_not_utf8_is_a_401(daemon: Daemon, token: str) -> None:
+    """Bytes that are not UTF-8 in the bearer token are a wrong token, not a crash."""
+    status, raw = daemon.request(
+        "GET", "/api/incidents", None, {"Authorization": f"Bearer {token}"}
+    )
+    assert (status, json.loads(raw)) == (401, {"error": "missing or wrong admin token"})
 
 
 def test_the_document_is_served_without_a_token(daemon: Daemon) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+
+import pytest
 
 from remediator.errors import StoreUnavailable
 from remediator.ingest import FLOOD, Ingestor
+from remediator.record import Recorder
 
 
 class GatedStore:
@@ -77,3 +81,36 @@ async def test_engine_waits_for_headroom_under_a_flood_but_not_forever() -> None
     await asyncio.gather(*flood)
     ingestor.close()
     await runner
+
+
+class BrokenRecorder(Recorder):
+    """A recording whose write fails with something other than OSError (a bug, say)."""
+
+    def write(self, batch: list[tuple[float, str]]) -> None:
+        raise RuntimeError("recorder bug")
+
+
+async def test_a_failing_recording_never_stops_ingest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any exception from `record:` is logged and counted; every body is still stored."""
+    store = GatedStore()
+    store.gate.set()
+    failures: list[int] = []
+    recorder = BrokenRecorder(tmp_path / "rec.jsonl")
+    ingestor = Ingestor(
+        store,  # type: ignore[arg-type]
+        on_stored=lambda: None,
+        recorder=recorder,
+        on_record_error=lambda: failures.append(1),
+    )
+    runner = asyncio.create_task(ingestor.run())
+    await asyncio.wait_for(ingestor.submit(1.0, "a"), 1)
+    await asyncio.wait_for(ingestor.submit(2.0, "b"), 1)  # the loop is still running
+    ingestor.close()
+    await asyncio.wait_for(runner, 1)
+    recorder.close()
+    assert [[body for _, body in batch] for batch in store.batches] == [["a"], ["b"]]
+    assert len(failures) == 2
+    logged = [r for r in caplog.records if r.getMessage() == "recording webhook bodies failed"]
+    assert [r.__dict__["error"] for r in logged] == ["RuntimeError: recorder bug"] * 2

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from support import cli, storeview
-from support.daemon import Daemon, webhook, write_config
+from support.daemon import SIGNING_SECRET, Daemon, webhook, write_config
+from support.fakeslack import click_body, sign
 from support.metrics import sample
 
 RULES = """\
@@ -150,6 +151,22 @@ def test_ingest_failure_is_a_503_and_the_next_webhook_is_stored(tmp_path: Path) 
     assert d.post_webhook(broken(tmp_path / "never", 1, note="fault-ingest")) == 503
     assert metric(d, "remediator_poison_items_total", 'loop="ingest"') == 1
     still_works(d, tmp_path, 2)
+    assert d.stop() == 0
+
+
+def test_a_slack_click_that_raises_fails_alone(tmp_path: Path) -> None:
+    """A signed click whose decision raises: Slack gets its 200, the failure is counted,
+    and the daemon goes on."""
+    d = daemon(tmp_path)
+    body = click_body("ack", "1", "UFAULT")
+    status, _ = d.request("POST", "/slack/interactions", body, sign(SIGNING_SECRET, body))
+    assert status == 200
+    storeview.wait_for(
+        "the failed click on record",
+        lambda: metric(d, "remediator_poison_items_total", 'loop="slack"') == 1,
+    )
+    assert "slack click failed" in d.logs()
+    still_works(d, tmp_path, 1)
     assert d.stop() == 0
 
 

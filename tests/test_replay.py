@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from support import storeview
-from support.daemon import Daemon, write_config
+from support.daemon import Daemon, webhook, write_config
 from support.sshd import SshServer
 from test_crash import RULE
 
@@ -104,3 +104,73 @@ def test_bad_lines_are_reported_and_skipped(tmp_path: Path) -> None:
     )
     assert f"{recording}:4: not a webhook body" in out.stderr
     assert "1 notifications replayed, 3 lines skipped" in out.stderr
+
+
+def test_bodies_json_refuses_are_recorded_and_ingest_goes_on(tmp_path: Path) -> None:
+    """A body msgspec accepts and json refuses (a 5,000-digit integer under an unknown
+    key), pretty-printed or not, gets its 200 and one recorded line; the next alert opens
+    an incident, and `remediator replay` reads every line."""
+    rules = "rules:\n  - name: page-only\n    match: [alertname = Page]\n    escalate: critical\n"
+    extra = "record: state/received.jsonl\n"
+    d = Daemon.for_config(write_config(tmp_path / "d", rules, extra=extra)).start()
+    huge = "1" * 5000
+    other = json.dumps(notification("firing", ["web1"]))
+    pretty = json.dumps(notification("firing", ["web2"]), indent=2)[:-1] + f', "x": {huge}\n}}'
+    compact = other[:-1] + f',"x":{huge}}}'
+    headers = {"Authorization": "Bearer test-webhook-token"}
+    for body in (pretty, compact):
+        assert d.request("POST", "/webhook/alertmanager", body.encode(), headers)[0] == 200
+    assert d.post_webhook(webhook({"alertname": "Page"})) == 200
+    storeview.wait_for("the page's incident", lambda: storeview.incidents(d.db))
+    assert d.stop() == 0
+    assert "Traceback" not in d.logs()
+    recording = d.config.parent / "state" / "received.jsonl"
+    text = recording.read_text()
+    assert text.endswith("\n")
+    lines = text.splitlines()
+    assert len(lines) == 3
+    assert [f'"x":{huge}}}}}' in line for line in lines[:2]] == [True, True]
+    out = replay(d.config, recording)
+    assert out.returncode == 0, out.stderr
+    assert "3 notifications replayed, 0 lines skipped" in out.stderr
+    assert "matched: page-only" in out.stdout
+
+
+def test_times_past_the_calendar_are_reported_and_skipped(tmp_path: Path) -> None:
+    """A received_at json or float() cannot read, or past the year 9999, names its line."""
+    config = write_config(tmp_path / "d", "rules: []\n")
+    recording = tmp_path / "rec.jsonl"
+    body = json.dumps(notification("firing", ["web1"]))
+    times = ["1e400", "1" + "0" * 400, "1" * 5000, "true", '"0001-01-01T00:00:00+14:00"']
+    lines = [f'{{"received_at": {t}, "body": {body}}}' for t in times]
+    lines.append(f'{{"received_at": null, "body": {body}}}')  # null: no time, as if absent
+    lines.append(f'{{"received_at": 1767607200, "body": {json.dumps(body)}}}')  # body as text
+    recording.write_text("\n".join(lines) + "\n")
+    out = replay(config, recording)
+    assert out.returncode == 1
+    errors = out.stderr.splitlines()
+    assert errors[:5] == [
+        f"{recording}:1: expected epoch seconds or an RFC 3339 time, not 1e400",
+        f"{recording}:2: expected epoch seconds or an RFC 3339 time, not {'1' + '0' * 59}",
+        f"{recording}:3: expected epoch seconds or an RFC 3339 time, not {'1' * 60}",
+        f"{recording}:4: expected epoch seconds or an RFC 3339 time, not true",
+        f"{recording}:5: expected epoch seconds or an RFC 3339 time, not '0001-01-01T00:00:00+14:00'",
+    ]
+    assert "2 notifications replayed, 5 lines skipped" in out.stderr
+
+
+def test_an_until_past_floats_is_a_usage_error(tmp_path: Path) -> None:
+    """`--until` must be a finite duration: 400 nines of seconds is refused, not run."""
+    config = write_config(tmp_path / "d", "rules: []\n")
+    recording = tmp_path / "rec.jsonl"
+    recording.write_text(json.dumps(notification("firing", ["web1"])) + "\n")
+    until = ["--until", "9" * 400 + "s"]
+    out = subprocess.run(
+        [sys.executable, "-m", "remediator", "replay", "-c", str(config), str(recording), *until],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "not a finite number of seconds" in out.stderr

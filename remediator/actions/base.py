@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from remediator.config.models import Host, Model
+from remediator.errors import ActionError
 
 if TYPE_CHECKING:  # params imports the config package, whose loader imports actions
     from remediator.actions.params import IpNetwork
@@ -51,6 +52,10 @@ class Plan:
     def __post_init__(self) -> None:
         if self.stdin and len(self.stdin) != len(self.commands):
             raise ValueError("Plan.stdin must have one entry per command")
+        for n, command in enumerate(self.commands, 1):
+            if any("\0" in arg for arg in command):
+                # argv travels as C strings (ssh's exec request, execve): NUL would cut it
+                raise ActionError(f"refusing command {n}: an argument holds a NUL byte")
 
     def stdin_for(self, index: int) -> str | None:
         """The input of command `index`, if it has one."""

@@ -19,6 +19,11 @@ from remediator.errors import AuthError, ConnectError, HostKeyError, OutcomeUnkn
 log = logging.getLogger(__name__)
 
 
+def command_line(argv: Sequence[str]) -> str:
+    """What the remote shell gets: each element shell-quoted (shlex.join), never re-split."""
+    return shlex.join(argv)
+
+
 @dataclass(frozen=True)
 class SshSettings:
     """Resolved `ssh:` config."""
@@ -101,7 +106,7 @@ class SshPool:
         input: str | None = None,
     ) -> CommandResult:
         """Run argv, each element shell-quoted, `input` on stdin; a non-zero exit is a result."""
-        command = shlex.join(argv)
+        command = command_line(argv)
         try:
             proc = await conn.run(
                 command, check=False, timeout=self.settings.command_timeout_s, input=input

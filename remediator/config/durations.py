@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")  # ASCII digits, unlike \d
 
 
 def parse_duration(value: object) -> float:
@@ -15,7 +16,7 @@ def parse_duration(value: object) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
+        return _finite(value, value)
     if not isinstance(value, str) or not value.strip():
         raise ValueError("expected a duration like 30s, 10m or 6h")
     text = value.strip()
@@ -27,7 +28,22 @@ def parse_duration(value: object) -> float:
         pos = m.end()
     if pos != len(text) or pos == 0:
         raise ValueError(f"invalid duration {value!r}: use a number and a unit (ms, s, m, h, d, w)")
-    return total
+    return _finite(total, value)
+
+
+def _finite(seconds: float, value: object) -> float:
+    """`seconds` as a float when finite; 1e400, inf and nan are errors, not durations."""
+    try:
+        out = float(seconds)  # OverflowError for an int past float's range
+    except OverflowError:
+        out = math.inf
+    if not math.isfinite(out):
+        # Never repr() a huge int: past 4,300 digits that raises too.
+        shown = (
+            f" {value[:40]!r}{'...' if len(value) > 40 else ''}" if isinstance(value, str) else ""
+        )
+        raise ValueError(f"invalid duration{shown}: not a finite number of seconds")
+    return out
 
 
 def format_duration(seconds: float) -> str:

@@ -19,7 +19,8 @@ from pydantic import (
 
 from remediator.config.durations import parse_duration
 from remediator.config.names import SHARED_TOKEN_NAME, EnvName, Person
-from remediator.matchers import Matcher, parse_matcher
+from remediator.matchers import Matcher, compile_regex, parse_matcher
+from remediator.parsing import whole_number
 from remediator.templates import check_template
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -35,7 +36,7 @@ NOTIFY_PATTERN = (
 
 def _check_regex(value: str) -> str:
     try:
-        re.compile(value)
+        compile_regex(value)
     except re.error as exc:
         raise ValueError(f"invalid regex {value!r}: {exc}") from None
     return value
@@ -84,16 +85,22 @@ class WebhookAuth(Model):
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """'127.0.0.1:9095' or '[::1]:9095' -> (host, port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"server.listen: {listen!r} is not HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    host, sep, raw_port = listen.rpartition(":")
+    port = whole_number(raw_port, 65535)
+    if not sep or port is None:
+        raise ValueError(f"{listen!r} is not HOST:PORT (a port from 0 to 65535)")
+    return host.strip("[]") or "0.0.0.0", port
+
+
+def _check_listen(listen: str) -> str:
+    parse_listen(listen)
+    return listen
 
 
 class ServerConfig(Model):
     """The HTTP listener."""
 
-    listen: str = "127.0.0.1:9095"
+    listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:9095"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     webhook_auth: WebhookAuth
     # The shared admin token: every holder is one identity (`admin-token`) to approvals.
@@ -259,7 +266,7 @@ class MaxRuns(Model):
 
 def _parse_max_runs(value: Any) -> Any:
     if isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+)\s+per\s+(\S+)\s*", value)
+        m = re.fullmatch(r"\s*([0-9]{1,9})\s+per\s+(\S+)\s*", value)
         if not m:
             raise ValueError(f"invalid max_runs {value!r}: write it as `3 per 6h`")
         return {"count": int(m.group(1)), "window_s": parse_duration(m.group(2))}

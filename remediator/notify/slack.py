@@ -9,6 +9,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from remediator.errors import DeliveryError
+from remediator.parsing import delay_seconds
+
+MAX_RETRY_AFTER_S = 3600.0  # a longer Retry-After is read as an hour: the outbox retries
 
 # `ok: false` errors that no retry can fix: go straight to the fallback.
 PERMANENT_ERRORS = frozenset(
@@ -33,10 +36,8 @@ PERMANENT_ERRORS = frozenset(
 
 def _retry_after(headers: Any) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    # Whole seconds only: float() would read "inf" and hold the delivery back for ever.
+    return delay_seconds(value, MAX_RETRY_AFTER_S) if isinstance(value, str) else None
 
 
 class SlackSender:

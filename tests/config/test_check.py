@@ -284,3 +284,15 @@ def test_always_for_entries_must_name_an_action_and_one_word(
         "policies/a.yml:3: approvals.always_for[2]: 'ssh:systemctl reboot': write one word "
         "after the colon, like ssh:reboot",
     ]
+
+
+@pytest.mark.parametrize("port", ["\u00b2", "\u0663", "99999", "1" * 5000])
+def test_a_listen_port_is_ascii_and_in_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    """server.listen's port is 0 to 65535 in ASCII digits, checked before the daemon starts."""
+    path = make(tmp_path, CONFIG.replace("127.0.0.1:9095", f"127.0.0.1:{port}"))
+    code, lines = check(path, capsys)
+    assert code == 1
+    assert lines[0].startswith(f"{path}:2: server.listen: '127.0.0.1:")
+    assert lines[0].endswith("' is not HOST:PORT (a port from 0 to 65535)")

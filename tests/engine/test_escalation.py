@@ -202,6 +202,22 @@ async def test_rate_limited_slack_waits_retry_after_then_delivers(
     assert smtp.messages == []
 
 
+@pytest.mark.parametrize("retry_after", ["inf", "1e400"])
+async def test_a_retry_after_that_is_not_whole_seconds_waits_a_second(
+    start: Start, slack: FakeSlack, smtp: SmtpSink, retry_after: str
+) -> None:
+    """429 with Retry-After `inf` (or other non-whole seconds) does not hold the page
+    back for ever: it is retried as after a 429 without one."""
+    slack.failing("ratelimited", retry_after, times=1)
+    h = await start()
+    await h.fire(ALERT)
+    await h.deliver()
+    assert len(pages_to(slack, "#ops-alerts")) == 1
+    await run(h, 60)
+    assert len(pages_to(slack, "#ops-alerts")) == 2  # the 429'd call and its retry
+    assert smtp.messages == []
+
+
 async def test_smtp_down_for_a_while_delivers_once_when_it_returns(
     start: Start, smtp: SmtpSink
 ) -> None:

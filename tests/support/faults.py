@@ -1,7 +1,7 @@
 """Fault injection inside a real `remediator serve` child: chosen items raise, as a bug would.
 
 An alert with the label `fault=<loop>` makes its item raise in that loop (intake, work,
-outbox); a webhook body containing `fault-ingest` raises while it is stored; a file
+outbox); a Slack click by user UFAULT raises while it is decided; a webhook body containing `fault-ingest` raises while it is stored; a file
 named FAULT_RELOAD beside the config makes reloads raise, FAULT_WORK_LOOP makes the work
 loop itself die (and die again when restarted) while the file is there. Nothing else changes: the rest is the shipped daemon.
 """
@@ -32,7 +32,7 @@ def install() -> None:
     """Patch the daemon's item handlers (call before main)."""
     import remediator.notify.outbox as outbox
     import remediator.reload as reload
-    from remediator.engine import Engine
+    from remediator.engine import Engine, approvals
     from remediator.engine.intake import Intake
     from remediator.engine.runner import Runner
     from remediator.store.sqlite import SqliteStore
@@ -76,6 +76,14 @@ def install() -> None:
             raise RuntimeError("injected fault: the work loop dies")
         await dispatch_due(self)
 
+    acknowledge = approvals.acknowledge
+
+    async def faulty_acknowledge(ctx: Any, tx: Any, approval_id: int, voter: Any, now: Any) -> Any:
+        if voter.key == "UFAULT":
+            raise RuntimeError("injected fault in a Slack click")
+        return await acknowledge(ctx, tx, approval_id, voter, now)
+
+    approvals.acknowledge = faulty_acknowledge  # type: ignore[assignment]
     Intake._transition = faulty_transition  # type: ignore[method-assign]
     Runner._plan = faulty_plan  # type: ignore[method-assign]
     outbox.page_message = faulty_page_message  # type: ignore[assignment]

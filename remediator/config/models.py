@@ -1,4 +1,5 @@
-"""Typed models of remediator.yml, rules/*.yml and policies/*.yml. Unknown keys are errors."""
+"""Typed models of remediator.yml and rules/*.yml (policies/*.yml: policies.py, re-exported
+here). Unknown keys are errors."""
 
 from __future__ import annotations
 
@@ -6,32 +7,37 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from croniter import croniter
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
+from remediator.config.common import Duration, Model
 from remediator.config.durations import parse_duration
 from remediator.config.names import SHARED_TOKEN_NAME, EnvName, Person
+from remediator.config.policies import (
+    ApprovalPolicy,
+    Approvals,
+    EscalationChain,
+    EscalationStep,
+    GroupLimit,
+    MaintenanceWindow,
+    Policies,
+    PoliciesFile,
+    Safety,
+    SeverityPolicy,
+)
 from remediator.matchers import Matcher, compile_regex, parse_matcher
 from remediator.parsing import whole_number
 from remediator.templates import check_template
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 MatcherField = Annotated[Matcher, BeforeValidator(parse_matcher)]
 TemplateStr = Annotated[str, AfterValidator(check_template)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 EMAIL_PATTERN = r"^[^@\s<>,;]+@[^@\s<>,;]+$"
-# Where an escalation step notifies: a Slack channel or user, or an email address.
-NOTIFY_PATTERN = (
-    r"^(slack:#[a-z0-9][a-z0-9_-]{0,79}|slack:@?[UW][A-Z0-9]{2,20}|email:[^@\s<>,;]+@[^@\s<>,;]+)$"
-)
 
 
 def _check_regex(value: str) -> str:
@@ -43,12 +49,6 @@ def _check_regex(value: str) -> str:
 
 
 Regex = Annotated[str, AfterValidator(_check_regex)]
-
-
-class Model(BaseModel):
-    """Base: frozen, unknown keys rejected."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 # --- remediator.yml -------------------------------------------------------------------
@@ -305,111 +305,6 @@ class RulesFile(Model):
     rules: list[RuleSpec] = Field(default_factory=list)
 
 
-# --- policies/*.yml -------------------------------------------------------------------
-
-
-class SeverityPolicy(Model):
-    """Acknowledgement target of a severity."""
-
-    ack: Duration
-
-
-class EscalationStep(Model):
-    """Who to notify, `after` the chain started."""
-
-    after: Duration = Field(default=0.0, ge=0)
-    notify: list[Annotated[str, Field(pattern=NOTIFY_PATTERN)]] = Field(min_length=1)
-
-
-class EscalationChain(Model):
-    """Timed notification steps, repeated `repeat` times."""
-
-    steps: list[EscalationStep] = Field(min_length=1)
-    repeat: int = Field(default=0, ge=0, le=100)
-    acknowledgers: list[str] | None = None
-
-    @model_validator(mode="after")
-    def _in_order(self) -> EscalationChain:
-        afters = [s.after for s in self.steps]
-        if afters != sorted(afters):
-            raise ValueError("steps' `after` must not decrease (it counts from the chain's start)")
-        return self
-
-
-class ApprovalPolicy(Model):
-    """Who may approve risky steps, and what happens when nobody does."""
-
-    approvers: list[str] = Field(min_length=1)
-    channel: str | None = None
-    timeout: Duration = 900.0
-    on_timeout: Literal["escalate", "deny"] = "escalate"
-    required: int = Field(default=1, ge=1)
-
-    @model_validator(mode="after")
-    def _enough_approvers(self) -> ApprovalPolicy:
-        if self.required > len(set(self.approvers)):
-            raise ValueError(
-                f"required: {self.required} needs at least that many different approvers"
-            )
-        return self
-
-
-class Approvals(Model):
-    """Approval policy and the actions that always need it."""
-
-    default: ApprovalPolicy
-    always_for: list[str] = Field(default_factory=list)
-
-
-class GroupLimit(Model):
-    """How many members of an inventory group may be under remediation at once."""
-
-    max_unavailable: int = Field(ge=1)
-
-
-def _check_cron(value: str) -> str:
-    if not croniter.is_valid(value):
-        raise ValueError(f"invalid cron expression {value!r}: write it as `0 2 * * SUN`")
-    return value
-
-
-class MaintenanceWindow(Model):
-    """A recurring window (cron start + duration, UTC) in which automation only notifies."""
-
-    cron: Annotated[str, AfterValidator(_check_cron)]
-    duration: Duration
-    mode: Literal["notify_only"] = "notify_only"
-
-
-class Safety(Model):
-    """Global guards."""
-
-    max_actions_per_minute: int | None = Field(default=None, ge=1)
-    max_concurrent_actions: int | None = Field(default=None, ge=1)
-    groups: dict[str, GroupLimit] = Field(default_factory=dict)
-    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
-    # Failed remediations in a row after which a (rule, target) stops being automated.
-    quarantine_after: int = Field(default=3, ge=1)
-
-
-class PoliciesFile(Model):
-    """A policies/*.yml file; sections may be split across files."""
-
-    severities: dict[str, SeverityPolicy] = Field(default_factory=dict)
-    escalations: dict[str, EscalationChain] = Field(default_factory=dict)
-    approvals: Approvals | None = None
-    safety: Safety | None = None
-
-
-class Policies(Model):
-    """All policies merged."""
-
-    severities: dict[str, SeverityPolicy] = Field(default_factory=dict)
-    escalations: dict[str, EscalationChain] = Field(default_factory=dict)
-    approvals: Approvals | None = None
-    safety: Safety = Safety()
-
-
 class Config(Model):
     """Everything loaded and cross-checked; what the daemon runs on."""
 
@@ -432,3 +327,19 @@ class Config(Model):
         if host is not None:
             return host
         return next((h for h in self.hosts.values() if h.address == value), None)
+
+
+__all__ = [
+    "ApprovalPolicy",
+    "Approvals",
+    "Duration",
+    "EscalationChain",
+    "EscalationStep",
+    "GroupLimit",
+    "MaintenanceWindow",
+    "Model",
+    "Policies",
+    "PoliciesFile",
+    "Safety",
+    "SeverityPolicy",
+]

@@ -115,6 +115,7 @@ def build_app(
                 metrics.set_quarantined([(q.rule, q.target) for q in await tx.quarantined()])
                 pause = await tx.get_setting(PAUSE_KEY)
                 metrics.paused.set(1 if pause and pause.get("paused") else 0)
+                metrics.dead_letters.set(await tx.dead_letter_count())
             metrics.inbox_pending.set(await store.inbox_pending())
         except StoreError as exc:
             log.warning("metrics: incident counts unavailable", extra={"error": str(exc)})

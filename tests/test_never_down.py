@@ -117,6 +117,7 @@ def test_work_item_that_raises_is_retired_and_its_incident_paged(tmp_path: Path)
     [work] = storeview.query(d.db, "SELECT outcome FROM work WHERE kind='run_step'")
     assert work["outcome"] == "poison"
     assert metric(d, "remediator_poison_items_total", 'loop="work"') == 1
+    assert metric(d, "remediator_dead_letters") == 1
     still_works(d, tmp_path, 2)
 
     assert d.stop() == 0

@@ -67,10 +67,11 @@ class Outbox:
             await tx.release_outbox_claims()
         self.ready.set()
 
-    async def deliver_due(self) -> int:
-        """Deliver everything due now; returns how many rows were handled."""
+    async def deliver_due(self, stopping: asyncio.Event | None = None) -> int:
+        """Deliver everything due now (`stopping`: only the batch already claimed); returns
+        how many rows were handled."""
         handled = 0
-        while True:
+        while stopping is None or not stopping.is_set():
             async with self.store.write() as tx:
                 items = await tx.claim_outbox(self.clock.now(), BATCH, LEASE_S)
             if not items:
@@ -83,12 +84,13 @@ class Outbox:
                 except Exception as exc:
                     await self._poisoned(item, exc)
             handled += len(items)
+        return handled
 
     async def loop(self, stopping: asyncio.Event, poll_s: float = 1.0) -> None:
         """Deliver as rows become due, until `stopping`."""
         while not stopping.is_set():
             try:
-                await self.deliver_due()
+                await self.deliver_due(stopping)
                 async with self.store.read() as tx:
                     due = await tx.next_outbox_due()
                     self.metrics.outbox_pending.set(await tx.outbox_pending())

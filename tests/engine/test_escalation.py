@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -236,3 +237,16 @@ async def test_smtp_down_for_a_while_delivers_once_when_it_returns(
     await run(h, 600)
     assert len(smtp.to("blockchain-oncall@example.com")) == 1
     assert h.events().count("notified") == 1
+
+
+async def test_a_stopping_outbox_claims_no_more(start: Start, slack: FakeSlack) -> None:
+    """On shutdown the outbox stops between batches instead of draining a long queue
+    (with Slack unreachable that took minutes); the rows wait for the next start."""
+    h = await start()
+    await h.fire(ALERT)
+    stopping = asyncio.Event()
+    stopping.set()
+    assert await h.outbox.deliver_due(stopping) == 0
+    assert pages_to(slack, "#ops-alerts") == []
+    assert await h.outbox.deliver_due() >= 1
+    assert len(pages_to(slack, "#ops-alerts")) == 1

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 500
 
 Mark = Callable[[Tx, float], Awaitable[None]]
-Escalate = Callable[[int, str], Awaitable[None]]
+Escalate = Callable[[Tx, int, str, float], Awaitable[None]]
 
 
 def describe(exc: BaseException) -> str:
@@ -50,8 +50,12 @@ class DeadLetters:
         incident_id: int | None = None,
         payload: Any = None,
         mark: Mark | None = None,
+        settle: Mark | None = None,
     ) -> None:
-        """Keep `item` as a dead letter (`mark` retires it in the same transaction).
+        """Keep `item` as a dead letter: `mark` retires it, `settle` does what the item
+        would have done that must not be lost (the next page of a chain), and its incident
+        goes to humans, all in one transaction, so no crash can leave the incident behind.
+        Should settling or the hand-over raise too, the dead letter is kept without them.
 
         Raises StoreError when the store cannot record it: the caller's item then stays
         where it was (an unacknowledged webhook, a claim whose lease lapses).
@@ -65,6 +69,24 @@ class DeadLetters:
             exc_info=exc,
             extra={"loop": loop, "item": item, "incident": incident_id, "error": error},
         )
+        letter = (loop, item, incident_id, error, payload)
+        try:
+            await self._keep(letter, mark, settle, hand_over=True)
+        except StoreError:
+            raise
+        except Exception:
+            log.exception("%s: settling its incident failed too; kept without", item)
+            await self._keep(letter, mark, None, hand_over=False)
+
+    async def _keep(
+        self,
+        letter: tuple[str, str, int | None, str, Any],
+        mark: Mark | None,
+        settle: Mark | None,
+        *,
+        hand_over: bool,
+    ) -> None:
+        loop, item, incident_id, error, payload = letter
         async with self.store.write() as tx:
             now = self.clock.now()
             if mark is not None:
@@ -72,16 +94,22 @@ class DeadLetters:
             await tx.dead_letter(loop, item, incident_id, error, payload, now)
             detail = {"loop": loop, "item": item, "error": error}
             await tx.audit(incident_id, "poison_item", detail, now)
-        if incident_id is not None:
-            await self.hand_over(incident_id, f"internal error in the {loop} loop: {error}")
+            if settle is not None:
+                await settle(tx, now)
+            if hand_over and incident_id is not None and self.escalate is not None:
+                await self.escalate(
+                    tx, incident_id, f"internal error in the {loop} loop: {error}", now
+                )
 
     async def hand_over(self, incident_id: int, reason: str) -> None:
-        """Page humans for an incident automation could not carry on; never raises but
-        StoreError (a failure here is the same bug again: logged, the dead letter stays)."""
+        """Page humans for an incident automation could not carry on, in a transaction of
+        its own; never raises but StoreError (a failure here is logged)."""
         if self.escalate is None:
             return
+        escalate = self.escalate
         try:
-            await self.escalate(incident_id, reason)
+            async with self.store.write() as tx:
+                await escalate(tx, incident_id, reason, self.clock.now())
         except StoreError:
             raise
         except Exception:

@@ -16,7 +16,7 @@ import pytest
 from remediator.errors import StoreError, StoreLocked
 from remediator.store import SqliteStore
 from remediator.store.migrations import MIGRATIONS
-from remediator.store.records import ApprovalState, State
+from remediator.store.records import ApprovalState, State, StepState
 
 
 def pragma(db: Path, name: str) -> object:
@@ -164,7 +164,8 @@ async def test_files_left_readable_are_made_private_on_open(tmp_path: Path) -> N
 
 async def test_lock_holder_counts_approvals_waiting_and_approved_steps(tmp_path: Path) -> None:
     """The target lock: a step waiting for approvers holds it, and so does an approved one
-    until it starts; an approved step itself only waits for one running or verifying."""
+    until it starts; an approved step itself only waits for one running or verifying; a
+    step whose command may still run holds it whatever its incident's state."""
     store = SqliteStore(tmp_path / "s.db")
     await store.open()
     try:
@@ -189,10 +190,52 @@ async def test_lock_holder_counts_approvals_waiting_and_approved_steps(tmp_path:
                 a.id,
                 "approved, about to run",
             )
-            await tx.start_step(a.id, 0, "ssh", {}, 3.0)
-            assert await tx.lock_holder("web1", b.id, approvals_too=True) is None  # started,
-            await tx.update_incident(a.id, 3.0, state=State.RUNNING)  # and now running
+            step = await tx.start_step(a.id, 0, "ssh", {}, 3.0)
+            await tx.update_incident(a.id, 3.0, state=State.RUNNING)
             assert await tx.lock_holder("web1", b.id, approvals_too=False) == (a.id, "running")
             assert await tx.lock_holder("web1", a.id, approvals_too=True) is None
+            # Handed over while the command runs: the step still holds the host.
+            await tx.update_step(step.id, StepState.EXECUTING, executing_at=3.5)
+            await tx.update_incident(a.id, 4.0, state=State.ESCALATING)
+            assert await tx.lock_holder("web1", b.id, approvals_too=False) == (
+                a.id,
+                "still running a step",
+            )
+            await tx.update_step(step.id, StepState.SUCCEEDED, finished_at=5.0)
+            assert await tx.lock_holder("web1", b.id, approvals_too=True) is None
+    finally:
+        await store.close()
+
+
+async def test_outbox_rows_of_an_unknown_kind_are_neither_claimed_nor_due(tmp_path: Path) -> None:
+    """A notification kind this version cannot deliver (a newer replica's) is left alone:
+    not claimed, and not due (the outbox loop would spin on it otherwise); a claimed row
+    is due when its lease ends."""
+    from sqlalchemy import insert
+
+    from remediator.store import schema
+    from remediator.store.records import OutboxKind
+
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        async with store.write() as tx:
+            await tx.conn.execute(
+                insert(schema.outbox).values(
+                    kind="from_the_future",
+                    target="x",
+                    payload={},
+                    state="pending",
+                    attempts=0,
+                    due_at=10.0,
+                    created_at=10.0,
+                )
+            )
+            assert await tx.claim_outbox(100.0, 10, 60.0) == []
+            assert await tx.next_outbox_due() is None
+            await tx.enqueue(OutboxKind.EMAIL, "a@example.com", {}, None, 20.0)
+            [claimed] = await tx.claim_outbox(100.0, 10, 60.0)
+            assert claimed.kind is OutboxKind.EMAIL
+            assert await tx.next_outbox_due() == 160.0
     finally:
         await store.close()

@@ -30,9 +30,29 @@ if TYPE_CHECKING:  # the config loader imports this module; Plan imports the con
 
 # Steps of these actions always wait for a human, whatever the rule or policy says.
 ALWAYS_NEEDS_APPROVAL = frozenset({"firewall_lockdown"})
-# Commands (or systemctl verbs) that stop or restart the whole host.
+# Commands, systemctl verbs and systemd units that stop, restart or isolate the whole host
+# (a unit counts by its name with `systemd-` dropped: systemd-reboot.service is reboot).
 POWER_WORDS = frozenset(
-    {"reboot", "poweroff", "halt", "shutdown", "kexec", "soft-reboot", "init", "telinit"}
+    {
+        "reboot",
+        "poweroff",
+        "halt",
+        "shutdown",
+        "kexec",
+        "soft-reboot",
+        "init",
+        "telinit",
+        "ctrl-alt-del",
+        "runlevel0",
+        "runlevel6",
+        "rescue",
+        "emergency",
+        "isolate",
+        "suspend",
+        "hibernate",
+        "hybrid-sleep",
+        "suspend-then-hibernate",
+    }
 )
 _WORD_BREAK = re.compile(r"[\s;&|()<>`$'\"\\=,{}!*?\[\]#~]+")
 
@@ -40,7 +60,8 @@ _WORD_BREAK = re.compile(r"[\s;&|()<>`$'\"\\=,{}!*?\[\]#~]+")
 def _normalise(token: str) -> set[str]:
     """`/sbin/Reboot.target` -> {reboot.target, reboot}."""
     base = token.rsplit("/", 1)[-1].lstrip("-").lower()
-    return {base, base.split(".", 1)[0]} - {""}
+    stem = base.split(".", 1)[0]
+    return {base, stem, stem.removeprefix("systemd-")} - {""}
 
 
 def words(elements: Iterable[str]) -> set[str]:

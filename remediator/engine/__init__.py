@@ -11,7 +11,7 @@ from functools import partial
 
 from remediator.deadletters import DeadLetters, describe
 from remediator.engine.context import EngineContext
-from remediator.engine.escalation import hand_over_by_id
+from remediator.engine.escalation import hand_over_in, schedule_next
 from remediator.engine.intake import Intake
 from remediator.engine.runner import Runner
 from remediator.errors import StoreError
@@ -26,7 +26,7 @@ class Engine:
 
     def __init__(self, ctx: EngineContext, *, max_parallel: int = 8, poll_s: float = 1.0) -> None:
         self.ctx = ctx
-        self.dead = DeadLetters(ctx.store, ctx.metrics, ctx.clock, partial(hand_over_by_id, ctx))
+        self.dead = DeadLetters(ctx.store, ctx.metrics, ctx.clock, partial(hand_over_in, ctx))
         self.intake = Intake(ctx, self.dead)
         self.runner = Runner(ctx)
         self.owner = f"remediator-{uuid.uuid4().hex[:12]}"
@@ -49,6 +49,7 @@ class Engine:
         """On start: free claims a dead process left (SQLite: we are the only process)."""
         async with self.ctx.store.write() as tx:
             released = await tx.release_claims()
+            await settle_orphans(tx, self.ctx.clock.now())
         if released:
             log.warning("resuming work left by a previous run", extra={"items": released})
         self.inbox_ready.set()
@@ -59,7 +60,7 @@ class Engine:
         """Drain the inbox, then claim and run all due work to completion."""
         await self.intake.drain()
         while items := await self._claim(self._max_parallel):
-            await asyncio.gather(*(self.runner.run(i) for i in items))
+            await asyncio.gather(*(self._run_one(i) for i in items))
 
     async def _claim(self, limit: int) -> list[WorkItem]:
         async with self.ctx.store.write() as tx:
@@ -121,6 +122,10 @@ class Engine:
                 # The command may have been sent: its outcome is unknown, never re-sent.
                 await tx.update_step(step.id, StepState.UNKNOWN, finished_at=now, error=why)
 
+        async def page_on(tx: Tx, now: float) -> None:
+            if item.kind is WorkKind.ESCALATE:
+                await schedule_next(self.ctx, tx, item, now)
+
         payload = {"kind": item.kind.value, "step": item.step_index + 1}
         try:
             await self.dead.bury(
@@ -130,6 +135,7 @@ class Engine:
                 incident_id=item.incident_id,
                 payload=payload,
                 mark=retire,
+                settle=page_on,
             )
         except StoreError as store_exc:
             self._error("work item", store_exc)
@@ -150,6 +156,18 @@ class Engine:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+
+
+async def settle_orphans(tx: Tx, now: float) -> None:
+    """Steps left in flight by a crash after their incident was handed over: executing is
+    `unknown` (never re-sent), dispatching `failed` (nothing was sent); the target is free."""
+    for step in await tx.orphan_steps():
+        executing = step.state is StepState.EXECUTING
+        state = StepState.UNKNOWN if executing else StepState.FAILED
+        why = "the daemon stopped while the step ran, after its incident was handed over"
+        await tx.update_step(step.id, state, finished_at=now, error=why)
+        detail = {"step": step.step_index, "state": state.value, "reason": why}
+        await tx.audit(step.incident_id, "step_settled", detail, now)
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:

@@ -35,8 +35,13 @@ class EngineContext:
 
     def swap_config(self, config: Config) -> None:
         """Run on a newly loaded config from now on (all assignments between two awaits)."""
-        self.config, self.rules, self.guards = config, RuleSet(config.rules), Guards(config)
-        self.protected = Protected.from_config(config)
+        # Everything built first: a part that raises leaves the running set whole.
+        rules, guards, protected = (
+            RuleSet(config.rules),
+            Guards(config),
+            Protected.from_config(config),
+        )
+        self.config, self.rules, self.guards, self.protected = config, rules, guards, protected
 
     def dry_run(self, rule_dry_run: bool) -> bool:
         """Whether a step only records what it would run."""

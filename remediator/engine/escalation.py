@@ -15,11 +15,13 @@ from typing import Any
 from remediator.config.models import EscalationChain, RuleSpec
 from remediator.engine.context import EngineContext
 from remediator.engine.guards import FREED_BY_CLOSE
-from remediator.engine.notices import sync_incident
+from remediator.engine.notices import sync_approval, sync_incident
 from remediator.store.base import Tx
 from remediator.store.records import (
     HANDED_OVER,
     LOCK_STATES,
+    ApprovalState,
+    Escalation,
     EscalationState,
     Incident,
     OutboxKind,
@@ -79,8 +81,19 @@ async def hand_over(
         detail = {"reason": "the rule names no escalation chain (`escalate:`)"}
         await tx.audit(incident.id, "not_escalated", detail, now)
     await tx.update_incident(incident.id, now, state=state)
+    await cancel_approvals(ctx, tx, incident.id, "automation handed the incident over", now)
     await sync_incident(ctx, tx, incident.id, now)
     await free_target(ctx, tx, incident, now)
+
+
+async def cancel_approvals(
+    ctx: EngineContext, tx: Tx, incident_id: int, why: str, now: float
+) -> None:
+    """Cancel the incident's pending approvals: a late click must not run a step."""
+    for approval in await tx.approvals_of(incident_id):
+        if approval.state is ApprovalState.PENDING:
+            await tx.decide_approval(approval.id, ApprovalState.CANCELLED, "", why, now)
+            await sync_approval(ctx, tx, approval.id, incident_id, now)
 
 
 async def free_target(ctx: EngineContext, tx: Tx, incident: Incident, now: float) -> None:
@@ -90,21 +103,21 @@ async def free_target(ctx: EngineContext, tx: Tx, incident: Incident, now: float
         ctx.work_ready.set()
 
 
-async def hand_over_by_id(ctx: EngineContext, incident_id: int, reason: str) -> None:
+async def hand_over_in(
+    ctx: EngineContext, tx: Tx, incident_id: int, reason: str, now: float
+) -> None:
     """Hand an open incident still in automation's charge to humans (after a poison item)."""
-    async with ctx.store.write() as tx:
-        now = ctx.clock.now()
-        incident = await tx.incident(incident_id)
-        if incident is None or not incident.is_open or incident.state in HANDED_OVER:
-            return  # closed, or humans already have it (the chain pages on)
-        rule = ctx.rules.by_name.get(incident.rule)
-        if rule is None:
-            detail = {"reason": f"{reason}; its rule {incident.rule!r} is gone"}
-            await tx.audit(incident.id, "not_escalated", detail, now)
-            await tx.update_incident(incident.id, now, state=State.EXHAUSTED)
-            await free_target(ctx, tx, incident, now)
-            return
-        await hand_over(ctx, tx, incident, rule, reason, now)
+    incident = await tx.incident(incident_id)
+    if incident is None or not incident.is_open or incident.state in HANDED_OVER:
+        return  # closed, or humans already have it (the chain pages on)
+    rule = ctx.rules.by_name.get(incident.rule)
+    if rule is None:
+        detail = {"reason": f"{reason}; its rule {incident.rule!r} is gone"}
+        await tx.audit(incident.id, "not_escalated", detail, now)
+        await tx.update_incident(incident.id, now, state=State.EXHAUSTED)
+        await free_target(ctx, tx, incident, now)
+        return
+    await hand_over(ctx, tx, incident, rule, reason, now)
 
 
 async def page_now(
@@ -151,8 +164,22 @@ async def run_step(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> No
         "notify": chain.steps[index].notify,
     }
     await tx.audit(item.incident_id, "escalation_notified", detail, now)
+    await _schedule_after(ctx, tx, item, esc, chain, now)
+
+
+async def schedule_next(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> None:
+    """The chain step after `item`'s (whose own run failed): the chain pages on."""
+    esc = await tx.escalation(item.incident_id)
+    chain = ctx.config.policies.escalations.get(esc.chain) if esc is not None else None
+    if esc is not None and chain is not None and esc.state is EscalationState.ACTIVE:
+        await _schedule_after(ctx, tx, item, esc, chain, now)
+
+
+async def _schedule_after(
+    ctx: EngineContext, tx: Tx, item: WorkItem, esc: Escalation, chain: EscalationChain, now: float
+) -> None:
     nxt = item.step_index + 1
-    if nxt < n * (1 + chain.repeat):
+    if nxt < len(chain.steps) * (1 + chain.repeat):
         due = esc.started_at + step_offset(ctx, esc.chain, chain, nxt)
         await tx.schedule(WorkKind.ESCALATE, item.incident_id, nxt, max(due, now))
     else:

@@ -119,7 +119,21 @@ class Intake:
             log.exception("could not page for an alert that intake failed on")
             return
         for incident in incidents:
+            if alert.status == "resolved" and await self._close_alone(incident):
+                continue
             await self.dead.hand_over(incident.id, reason)
+
+    async def _close_alone(self, incident: Incident) -> bool:
+        """Close one incident of a resolved alert in its own transaction; False if it raises."""
+        try:
+            async with self.ctx.store.write() as tx:
+                await self._close(tx, incident, self.ctx.clock.now())
+        except StoreError:
+            raise
+        except Exception:
+            log.exception("closing incident %s of a resolved alert failed", incident.id)
+            return False
+        return True
 
     async def _open_handed_over(
         self, tx: Tx, rule: RuleSpec, alert: Alert, reason: str, now: float

@@ -337,7 +337,9 @@ class Runner:
                 extra={"incident": d.incident.id, "step": d.step.step_index, "state": state.value},
             )
             current = await tx.incident(d.incident.id)
-            if current is None or not current.is_open:
+            if current is None or current.state is not State.RUNNING:
+                # Closed, acknowledged or handed over while the command ran: recorded, and
+                # humans (or the resolve) decide what comes next, not the verify window.
                 await tx.finish_work(item.id, now, state.value)
                 return
             reason = None if outcome.ok else f"step {d.step.step_index + 1} failed: {outcome.error}"

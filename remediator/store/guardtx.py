@@ -112,7 +112,12 @@ class GuardQueries:
         approvers or being approved with the step not started yet.
         """
         i, a, s = t.incidents.c, t.approvals.c, t.steps.c
-        holding: ColumnElement[bool] = i.state.in_([st.value for st in ACTIVE_STATES])
+        # A step whose command may still be running holds it whatever the incident's state
+        # (handed over or acknowledged mid-step); Engine.recover settles ones a crash left.
+        in_flight = exists().where(s.incident_id == i.id, s.state.in_(IN_FLIGHT))
+        holding: ColumnElement[bool] = or_(
+            i.state.in_([st.value for st in ACTIVE_STATES]), in_flight
+        )
         if approvals_too:
             started = exists().where(s.incident_id == a.incident_id, s.step_index == a.step_index)
             approved = (
@@ -135,7 +140,12 @@ class GuardQueries:
         if row is None:
             return None
         state = State(row[1])
-        doing = "approved, about to run" if state is State.PENDING else state.value
+        doing = {
+            State.PENDING: "approved, about to run",
+            State.RUNNING: "running",
+            State.VERIFYING: "verifying",
+            State.AWAITING_APPROVAL: "awaiting approval",
+        }.get(state, "still running a step")
         return int(row[0]), doing.replace("_", " ")
 
     async def verify_ends(self, targets: list[str]) -> list[float]:

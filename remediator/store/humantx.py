@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, func, insert, or_, select, update
+from sqlalchemy import Row, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from remediator.store import schema as t
@@ -249,7 +249,15 @@ class HumanQueries:
 
     async def next_outbox_due(self) -> float | None:
         """When the next pending notification is due."""
-        q = select(func.min(t.outbox.c.due_at)).where(t.outbox.c.state == PENDING)
+        o = t.outbox.c
+        # A claimed row is not due before its lease ends; a kind this version cannot
+        # deliver is never due here (it is left for a replica that can).
+        ready = case((o.claimed_until > o.due_at, o.claimed_until), else_=o.due_at)
+        q = (
+            select(func.min(ready))
+            .where(o.state == PENDING)
+            .where(o.kind.in_([k.value for k in OutboxKind]))
+        )
         value = (await self.conn.execute(q)).scalar_one_or_none()
         return float(value) if value is not None else None
 

@@ -123,6 +123,11 @@ class SqliteStore:
     async def ping(self) -> None:
         """Raise StoreUnavailable if the file cannot be read, StoreGone if it was deleted
         or replaced (SQLite would go on writing to the unlinked file: acks into nowhere)."""
+        self._check_identity()
+        async with self.read() as tx:
+            await tx.conn.execute(text("SELECT 1"))
+
+    def _check_identity(self) -> None:
         for path, known in self._identity.items():
             try:
                 same = _identity(path) == known
@@ -135,8 +140,6 @@ class SqliteStore:
                     f"store file {path} was deleted or replaced while remediator ran; "
                     "restore it (or start on a new store) and start remediator again"
                 )
-        async with self.read() as tx:
-            await tx.conn.execute(text("SELECT 1"))
 
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
@@ -168,7 +171,9 @@ class SqliteStore:
             yield SqlTx(conn)
 
     async def append_inbox(self, rows: list[tuple[float, str]]) -> None:
-        """Durably append (received_at, webhook body) rows: one fsync for the batch."""
+        """Durably append (received_at, webhook body) rows: one fsync for the batch; never
+        into a file deleted or replaced under us (StoreGone: the webhook gets a 503)."""
+        self._check_identity()
         await self.spool.append(rows)
 
     async def take_inbox(self, limit: int) -> list[InboxItem]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Row, Select, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from remediator.store import schema as t
@@ -188,6 +188,19 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries):
         )
         row = (await self.conn.execute(q)).first()
         return _step(row) if row else None
+
+    async def orphan_steps(self) -> list[StepRecord]:
+        """Steps dispatching or executing with no pending work to finish them: their
+        incident was handed over or acknowledged mid-step and the daemon then stopped."""
+        s, w = t.steps.c, t.work.c
+        pending = (
+            exists()
+            .where(w.incident_id == s.incident_id, w.step_index == s.step_index)
+            .where(w.kind == WorkKind.RUN_STEP.value, w.done_at.is_(None))
+        )
+        in_flight = [StepState.DISPATCHING.value, StepState.EXECUTING.value]
+        q = select(t.steps).where(s.state.in_(in_flight), ~pending).order_by(s.id)
+        return [_step(r) for r in await self.conn.execute(q)]
 
     async def steps(self, incident_id: int) -> list[StepRecord]:
         """All steps of an incident in order."""

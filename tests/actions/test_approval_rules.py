@@ -126,3 +126,29 @@ def test_check_refuses_always_for_entries_that_would_never_match(entry: str, pro
     assert problem in (check_always_for(entry) or "")
     assert check_always_for("ssh:reboot") is None
     assert check_always_for("block_ips") is None
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "ctrl-alt-del.target",
+        "runlevel6.target",
+        "runlevel0.target",
+        "systemd-reboot.service",
+        "systemd-poweroff.service",
+        "rescue.target",
+        "emergency.target",
+        "hibernate.target",
+    ],
+)
+def test_every_unit_that_takes_the_host_down_asks(unit: str) -> None:
+    """Units that reboot, power off, isolate or suspend the host count as `ssh:reboot`."""
+    params = RestartServiceParams.model_validate({"service": "{{ labels.unit }}"})
+    plan = RestartServiceAction(OFFLINE_POOL).plan(params, {"labels": {"unit": unit}}, HOST)
+    assert needs(plan)
+
+
+@pytest.mark.parametrize("verb", ["rescue", "emergency", "isolate", "suspend", "hybrid-sleep"])
+def test_systemctl_verbs_that_take_the_host_down_ask(verb: str) -> None:
+    """`systemctl VERB` from a label asks when VERB stops or isolates the host."""
+    assert needs(ssh(["systemctl", verb]))

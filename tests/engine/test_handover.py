@@ -1,0 +1,163 @@
+"""Hand-overs that happen around automation (a dead letter, an acknowledgement) settle it.
+
+After a hand-over nothing automation had under way may carry on by itself: a pending
+approval is cancelled, a step that finishes afterwards does not start the verify window
+and the next step, its host stays locked while its command may run, and a step a crash
+left in flight is settled on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import storeview
+from support.engine_harness import EngineHarness, notification
+
+from remediator.engine import approvals, escalation, settle_orphans
+from remediator.engine.decisions import Result, Voter
+from remediator.store.records import StepState, WorkItem, WorkKind
+
+APPROVAL_RULE = """\
+rules:
+  - name: risky
+    match: [alertname = Risky]
+    steps:
+      - action: script
+        params: {argv: [/usr/bin/touch, "OUT"], timeout: 10s}
+        approval: required
+    escalate: critical
+"""
+POLICY = "approvals:\n  default: {approvers: [alice], timeout: 15m}\n"
+SLOW_RULE = """\
+rules:
+  - name: slow
+    match: [alertname = Slow]
+    steps:
+      - action: script
+        params: {argv: [/bin/sleep, "1"], timeout: 10s}
+        verify: 5m
+      - action: script
+        params: {argv: [/usr/bin/touch, "OUT"], timeout: 10s}
+    escalate: critical
+"""
+
+
+async def test_a_hand_over_cancels_the_pending_approval(tmp_path: Path) -> None:
+    """Handed over while waiting for approvers (say its request could not be built): a
+    late Approve changes nothing and the step never runs."""
+    out = tmp_path / "ran"
+    rules = APPROVAL_RULE.replace("OUT", str(out))
+    h = await EngineHarness.start(tmp_path, rules, None, policies=POLICY)
+    try:
+        await h.send(notification({"alertname": "Risky"}))
+        assert h.incidents()[0]["state"] == "awaiting_approval"
+        await h.engine.dead.hand_over(1, "internal error in the outbox loop")
+        assert h.incidents()[0]["state"] == "escalating"
+        async with h.store.write() as tx:
+            [approval] = await tx.approvals_of(1)
+            outcome = await approvals.decide(
+                h.ctx, tx, approval.id, Voter.person("alice", "api"), "approve", None, 1.0
+            )
+        assert outcome.result is Result.ALREADY_DECIDED
+        await h.advance(60)
+        assert not out.exists()
+        assert h.incidents()[0]["state"] == "escalating"
+    finally:
+        await h.close()
+
+
+async def test_a_step_finishing_after_a_hand_over_starts_nothing(tmp_path: Path) -> None:
+    """Handed over while its command runs: the step's outcome is recorded and the incident
+    stays with humans (no verify window, no next step)."""
+    out = tmp_path / "second-step-ran"
+    h = await EngineHarness.start(tmp_path, SLOW_RULE.replace("OUT", str(out)), None)
+    try:
+        await h.store.append_inbox([(h.clock.now(), notification({"alertname": "Slow"}))])
+        ticking = asyncio.create_task(h.engine.tick())
+        for _ in range(100):
+            if "step_executing" in h.events(1):
+                break
+            await asyncio.sleep(0.02)
+        await h.engine.dead.hand_over(1, "internal error in the outbox loop")
+        async with h.store.read() as tx:
+            [step] = await tx.steps(1)
+        assert step.state is StepState.EXECUTING
+        await ticking
+        assert h.incidents()[0]["state"] == "escalating"
+        async with h.store.read() as tx:
+            [step] = await tx.steps(1)
+        assert step.state is StepState.SUCCEEDED
+        await h.advance(400)
+        assert not out.exists()
+        assert "verifying" not in h.events(1)
+    finally:
+        await h.close()
+
+
+async def test_a_step_left_in_flight_after_a_hand_over_is_settled_on_start(
+    tmp_path: Path,
+) -> None:
+    """The daemon died while a handed-over incident's command ran: on the next start the
+    step is `unknown` (never re-sent) and holds its host no more."""
+    h = await EngineHarness.start(tmp_path, SLOW_RULE, None)
+    try:
+        async with h.store.write() as tx:
+            incident = await tx.create_incident("slow", "f", "t", {}, {}, 1.0)
+            assert incident is not None
+            step = await tx.start_step(incident.id, 0, "script", {}, 1.0)
+            await tx.update_step(step.id, StepState.EXECUTING, executing_at=1.0)
+            crashed = await tx.create_incident("slow", "g", "t", {}, {}, 1.0)
+            assert crashed is not None  # an ordinary crash: its work row is still pending
+            other = await tx.start_step(crashed.id, 0, "script", {}, 1.0)
+            await tx.update_step(other.id, StepState.EXECUTING, executing_at=1.0)
+            await tx.schedule(WorkKind.RUN_STEP, crashed.id, 0, 1.0)
+            await settle_orphans(tx, 2.0)
+            [settled] = await tx.steps(incident.id)
+            [left] = await tx.steps(crashed.id)
+        assert settled.state is StepState.UNKNOWN
+        assert "step_settled" in h.events(incident.id)
+        assert left.state is StepState.EXECUTING  # for the runner: recorded unknown there
+    finally:
+        await h.close()
+
+
+PAGE_RULE = """\
+rules:
+  - name: page
+    match: [alertname = Page]
+    escalate: twostep
+"""
+TWO_STEP_CHAIN = """\
+  twostep:
+    steps:
+      - notify: ['slack:#first']
+      - after: 10m
+        notify: ['slack:#second']
+"""
+
+
+async def test_a_chain_step_that_raises_does_not_end_the_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first page of a chain raises: it is a dead letter, and the chain's next step
+    still pages on time."""
+    run_step = escalation.run_step
+
+    async def first_fails(ctx: Any, tx: Any, item: WorkItem, now: float) -> None:
+        if item.step_index == 0:
+            raise RuntimeError("injected fault in a chain step")
+        await run_step(ctx, tx, item, now)
+
+    monkeypatch.setattr(escalation, "run_step", first_fails)
+    h = await EngineHarness.start(tmp_path, PAGE_RULE, None, policies=TWO_STEP_CHAIN)
+    try:
+        await h.send(notification({"alertname": "Page"}))
+        assert "poison_item" in h.events(1)
+        await h.advance(600)
+        pages = storeview.query(h.db, "SELECT target FROM outbox WHERE kind='slack_post'")
+        assert [p["target"] for p in pages] == ["#second"]
+    finally:
+        await h.close()

@@ -139,6 +139,9 @@ class Engine:
             )
         except StoreError as store_exc:
             self._error("work item", store_exc)
+        except Exception as bug:  # retiring it raised too: its claim lapses, it is retried
+            self._error("work item", bug)
+            log.exception("work item %s could not be retired", item.id)
 
     def _error(self, where: str, exc: BaseException) -> None:
         self.ctx.metrics.engine_errors.inc()

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from support.daemon import SLACK_TOKEN
 from support.fakeslack import FakeSlack
+from support.postgres import PostgresCluster
 from support.smtpsink import SmtpSink, make_cert
 from support.sshd import SshServer, free_port
 
@@ -50,3 +51,18 @@ def smtp(tmp_path: Path) -> Iterator[SmtpSink]:
     sink = SmtpSink(cert, key, free_port()).start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A real PostgreSQL cluster for the session (initdb in a temporary folder, loopback)."""
+    with PostgresCluster.start() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresCluster) -> Iterator[str]:
+    """The URL of a fresh empty database on the session's cluster, dropped afterwards."""
+    name = postgres.database()
+    yield postgres.url(name)
+    postgres.drop(name)

@@ -258,7 +258,21 @@ ix_work_incident = Index("ix_work_incident", work.c.incident_id)
 ix_outbox_incident = Index("ix_outbox_incident", outbox.c.incident_id)
 V5_INDEXES = (ix_incidents_closed, ix_alerts_status_updated, ix_work_incident, ix_outbox_incident)
 
+# --- version 6: the inbox on PostgreSQL ---------------------------------------------------
+
+# Webhook bodies acknowledged and not yet applied by the engine (store/postgres.py). The
+# SQLite store keeps them in its own spool file instead (store/spool.py), so there this
+# table is made, like every table, and stays empty: one schema for both backends.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("received_at", Float, nullable=False),
+    Column("body", Text, nullable=False),
+)
+
 V1_TABLES = ("alerts", "incidents", "steps", "work", "audit", "cooldowns")
 V2_TABLES = ("settings", "holds", "target_health")
 V3_TABLES = ("approvals", "approval_votes", "escalations", "outbox", "slack_messages")
 V4_TABLES = ("dead_letters",)
+V6_TABLES = ("inbox",)

@@ -303,3 +303,25 @@ async def test_two_stores_never_claim_one_item(pg_url: str, tmp_path: Path) -> N
     assert (len(work_a), len(work_b), len(outbox_a), len(outbox_b)) == (4, 2, 4, 2)
     assert not {w.id for w in work_a} & {w.id for w in work_b}
     assert not {o.id for o in outbox_a} & {o.id for o in outbox_b}
+
+
+async def test_outside_text_with_nul_or_past_its_column_size_is_stored(store: AnyStore) -> None:
+    """Labels, targets, command output and errors come from outside: a NUL byte (which
+    PostgreSQL's text cannot hold: stored there as U+FFFD) or a value longer than its
+    column's declared size is stored on both backends, and found again by the same value."""
+    target = "web\x00" + "w" * 300
+    async with store.write() as tx:
+        incident = await tx.create_incident("r", "f", "t0", {"a": "x\x00y"}, {}, 1.0)
+        assert incident is not None
+        await tx.update_incident(incident.id, 1.0, target=target, state=State.RUNNING)
+        step = await tx.start_step(incident.id, 0, "ssh", {"argv": ["a"]}, 1.0)
+        await tx.update_step(step.id, StepState.FAILED, output="out\x00put", error="e" * 5000)
+        await tx.dead_letter("work", "work:1\x00", incident.id, "boom\x00", None, 2.0)
+    async with store.read() as tx:
+        assert await tx.lock_holder(target, 0, approvals_too=False) == (incident.id, "running")
+        stored = await tx.step(incident.id, 0)
+        assert (await tx.incident(incident.id)).labels == {"a": "x\x00y"}  # type: ignore[union-attr]
+    assert stored is not None
+    assert stored.output is not None
+    assert stored.output.replace("\x00", "\ufffd") == "out\ufffdput"
+    assert stored.error == "e" * 5000

@@ -55,6 +55,13 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", SUPERUSER, "--", *argv] if os.geteuid() == 0 else argv
 
 
+def _give_to_postgres(path: Path) -> None:
+    """As root, hand `path` to the cluster's user; otherwise the cluster runs as us."""
+    if os.geteuid() == 0:
+        user = _user()
+        os.chown(path, user.pw_uid, user.pw_gid)
+
+
 @dataclass
 class PostgresCluster:
     """One running cluster; `database()` makes a fresh empty database on it."""
@@ -108,9 +115,10 @@ class PostgresCluster:
     @contextmanager
     def start(cls) -> Iterator[PostgresCluster]:
         """initdb, start, yield; stop and delete on the way out."""
-        bindir, user = _bindir(), _user()
-        root = Path(tempfile.mkdtemp(prefix="remediator-pg-"))
-        os.chown(root, user.pw_uid, user.pw_gid)
+        bindir = _bindir()
+        # In /tmp, not $TMPDIR: the postgres user must reach it (root's TMPDIR may be private).
+        root = Path(tempfile.mkdtemp(prefix="remediator-pg-", dir="/tmp"))
+        _give_to_postgres(root)
         os.chmod(root, 0o700)
         cluster = cls(bindir, root, free_port())
         try:
@@ -126,8 +134,7 @@ class PostgresCluster:
     def _init(self) -> None:
         pwfile = self.root / "pw"
         pwfile.write_text(PASSWORD + "\n")
-        user = _user()
-        os.chown(pwfile, user.pw_uid, user.pw_gid)
+        _give_to_postgres(pwfile)
         argv = [str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", SUPERUSER]
         argv += ["--pwfile", str(pwfile), "-A", "scram-sha-256", "-E", "UTF8", "--no-locale"]
         res = subprocess.run(_as_postgres(argv), capture_output=True, text=True, timeout=120)

@@ -325,3 +325,18 @@ async def test_outside_text_with_nul_or_past_its_column_size_is_stored(store: An
     assert stored.output is not None
     assert stored.output.replace("\x00", "\ufffd") == "out\ufffdput"
     assert stored.error == "e" * 5000
+
+
+async def test_a_read_sees_one_snapshot(store: AnyStore) -> None:
+    """A read transaction sees the store as it was at its first query: a write committed
+    meanwhile does not show half-way through (an incident and its steps read together
+    agree), and the next read sees it."""
+    async with store.write() as tx:
+        await tx.audit(None, "first", {}, 1.0)
+    async with store.read() as reader:
+        assert [r.event for r in await reader.audit_since(0)] == ["first"]
+        async with store.write() as tx:
+            await tx.audit(None, "second", {}, 2.0)
+        assert [r.event for r in await reader.audit_since(0)] == ["first"]
+    async with store.read() as reader:
+        assert [r.event for r in await reader.audit_since(0)] == ["first", "second"]

@@ -92,9 +92,12 @@ class PostgresStore:
             raise StoreUnavailable(f"store {self.where}: {exc or type(exc).__name__}") from exc
 
     @asynccontextmanager
-    async def _begin(self) -> AsyncIterator[AsyncConnection]:
-        async with self._guard(), self.engine.connect() as conn, conn.begin():
-            yield conn
+    async def _begin(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+        async with self._guard(), self.engine.connect() as conn:
+            if snapshot:  # as an SQLite read in WAL mode: one view of the store throughout
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[SqlTx]:
@@ -104,8 +107,8 @@ class PostgresStore:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SqlTx]:
-        """A read transaction; readers never wait for this process's writer."""
-        async with self._begin() as conn:
+        """A read transaction on one snapshot; readers never wait for the writer."""
+        async with self._begin(snapshot=True) as conn:
             yield SqlTx(conn)
 
     async def append_inbox(self, rows: list[tuple[float, str]]) -> None:

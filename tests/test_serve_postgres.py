@@ -69,3 +69,25 @@ def test_serve_on_postgresql_acts_once_and_survives_a_kill(
     finally:
         d.stop()
     assert not (config.parent / "state").exists()  # nothing went to an SQLite file
+
+
+def test_webhooks_answer_503_while_postgresql_is_down(tmp_path: Path, sshd: SshServer) -> None:
+    """PostgreSQL stopping under a running daemon: webhooks answer 503 (Alertmanager
+    retries) and the daemon stays up; once it is back, a webhook is acknowledged and its
+    step runs."""
+    with PostgresCluster.start() as own:
+        config = write_config(tmp_path / "d", RULE, sshd=sshd)
+        url = own.url(own.database())
+        config.write_text(re.sub(r"store: .*\n", f"store: {url}\n", config.read_text()))
+        d = Daemon.for_config(config).start()
+        try:
+            own.stop()
+            alert = webhook({"alertname": "NodeDown", "instance": "web1:9100"})
+            assert d.post_webhook(alert) == 503
+            assert d.proc is not None
+            assert d.proc.poll() is None
+            own.restart()
+            wait_for(lambda: d.post_webhook(alert) == 200)
+            wait_for(lambda: restarts(sshd) == 1)
+        finally:
+            d.stop()

@@ -6,7 +6,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests start for real (Alertmanager, sshd, nftables in a network
 # namespace, logrotate over SSH) or call (ssh-keygen, ip, amtool; promtool from prometheus
 # and systemd-analyze from systemd check deploy/).
-DEBS   := prometheus-alertmanager openssh-server openssh-client nftables iproute2 logrotate prometheus systemd
+DEBS   := prometheus-alertmanager openssh-server openssh-client nftables iproute2 logrotate prometheus systemd postgresql
 # The benchmark's load generator.
 BENCH_DEBS := wrk
 

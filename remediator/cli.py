@@ -46,6 +46,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(problem.format())
         print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
         return 1
+    env = config.file.store_password_env
+    if env is not None and not os.environ.get(env):
+        # Not a problem of the files (check may run where the secret is not), but serve fails.
+        print(
+            f"{config.path}: warning: store_password_env: environment variable {env} is not "
+            "set or empty here; `remediator serve` needs it to reach the store"
+        )
     n_files = len({origin.rpartition(":")[0] for origin in config.rule_files.values()})
     print(
         f"{config.path}: OK: {len(config.rules)} rules in {n_files} files, "
@@ -67,7 +74,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
-    store = open_store_url(config.file.store, config.base_dir, lock=False)
+    store = open_store_url(
+        config.file.store, config.base_dir, lock=False, password_env=config.file.store_password_env
+    )
     await store.open()
     try:
         return await fn(store)

@@ -98,7 +98,12 @@ class Daemon:
         admin_tokens = AdminTokens.from_config(config, self.environ)
         settings = ssh_settings(config)
         host, port = parse_listen(config.file.server.listen)
-        store = open_store_url(config.file.store, config.base_dir)
+        store = open_store_url(
+            config.file.store,
+            config.base_dir,
+            password_env=config.file.store_password_env,
+            environ=self.environ,
+        )
         await store.open()
         pool = SshPool(settings) if settings else None
         actions = build_registry(pool, self.environ)

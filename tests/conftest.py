@@ -3,15 +3,18 @@ and the Hypothesis profile of the property tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 from support.daemon import SLACK_TOKEN
 from support.fakeslack import FakeSlack
+from support.postgres import PostgresCluster
 from support.smtpsink import SmtpSink, make_cert
 from support.sshd import SshServer, free_port
+
+from remediator.store import PostgresStore, SqliteStore, open_store_url
 
 # Property tests are reproducible (no example database, a fixed seed) and bounded: each
 # test's max_examples keeps `make test` short. Examples that are HTTP round trips to a
@@ -50,3 +53,36 @@ def smtp(tmp_path: Path) -> Iterator[SmtpSink]:
     sink = SmtpSink(cert, key, free_port()).start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A real PostgreSQL cluster for the session (initdb in a temporary folder, loopback)."""
+    with PostgresCluster.start() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresCluster) -> Iterator[str]:
+    """The URL of a fresh empty database on the session's cluster, dropped afterwards."""
+    name = postgres.database()
+    yield postgres.url(name)
+    postgres.drop(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store on each backend in turn: an SQLite file, a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 's.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str, tmp_path: Path) -> AsyncIterator[SqliteStore | PostgresStore]:
+    """An opened store on each backend (the store contract's tests run on both)."""
+    opened = open_store_url(store_url, tmp_path)
+    await opened.open()
+    yield opened
+    await opened.close()

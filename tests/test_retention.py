@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from support.daemon import write_config
 from support.engine_harness import EngineHarness
 
 from remediator.config import load_config
 from remediator.metrics import Metrics
-from remediator.store import SqliteStore
+from remediator.store import PostgresStore, SqliteStore
 from remediator.store.base import Tx
 from remediator.store.records import OutboxKind, State, WorkKind
 from remediator.store.retention import Pruner, keep_s
@@ -28,6 +29,7 @@ from remediator.store.retention import Pruner, keep_s
 DAY = 86400.0
 NOW = 1_800_000_000.0
 RETENTION = 90 * DAY
+AnyStore = SqliteStore | PostgresStore  # the conftest's `store`: each backend in turn
 
 
 class Clock:
@@ -35,18 +37,10 @@ class Clock:
         return NOW
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "s.db")
-    await s.open()
-    yield s
-    await s.close()
-
-
 class Committed:
     """The store, with an event set once a write transaction has committed."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: AnyStore) -> None:
         self.store = store
         self.committed = asyncio.Event()
 
@@ -119,7 +113,7 @@ async def incident(tx: Tx, name: str, created: float, closed: float | None) -> M
     return Made(i, approval.id, held)
 
 
-def rows(db: Path, sql: str) -> set[Any]:
+def file_rows(db: Path, sql: str) -> set[Any]:
     conn = sqlite3.connect(db)
     try:
         return {r[0] if len(r) == 1 else tuple(r) for r in conn.execute(sql)}
@@ -127,7 +121,13 @@ def rows(db: Path, sql: str) -> set[Any]:
         conn.close()
 
 
-async def test_prunes_exactly_what_aged_out(store: SqliteStore) -> None:
+async def rows(store: AnyStore, sql: str) -> set[Any]:
+    async with store.read() as tx:
+        res = await tx.conn.execute(text(sql))
+        return {r[0] if len(r) == 1 else tuple(r) for r in res}
+
+
+async def test_prunes_exactly_what_aged_out(store: AnyStore) -> None:
     """Old closed incidents go with all their rows; recent or open ones and one with a
     notification pending stay. Alerts stay while an open incident needs them, a day once
     resolved, `retention` while firing unchanged."""
@@ -179,31 +179,43 @@ async def test_prunes_exactly_what_aged_out(store: SqliteStore) -> None:
         "cooldowns": 1,
         "dead_letters": 1 + 1,
     }
-    db = store.path
     kept = {recent.id, still_open.id, busy.id}
-    assert rows(db, "SELECT id FROM incidents") == kept
+    assert await rows(store, "SELECT id FROM incidents") == kept
     for table in ("steps", "approvals", "escalations", "work", "audit", "outbox"):
         of_incidents = f"SELECT DISTINCT incident_id FROM {table}"  # noqa: S608 - fixed names
-        assert rows(db, of_incidents) - {None} == kept, table
-    assert old.id not in rows(db, "SELECT incident_id FROM audit WHERE incident_id IS NOT NULL")
-    assert rows(db, "SELECT work_id FROM holds") == {recent.work, still_open.work, busy.work}
-    assert rows(db, "SELECT DISTINCT approval_id FROM approval_votes") == {
+        assert await rows(store, of_incidents) - {None} == kept, table
+    assert old.id not in await rows(
+        store, "SELECT incident_id FROM audit WHERE incident_id IS NOT NULL"
+    )
+    assert await rows(store, "SELECT work_id FROM holds") == {
+        recent.work,
+        still_open.work,
+        busy.work,
+    }
+    assert await rows(store, "SELECT DISTINCT approval_id FROM approval_votes") == {
         recent.approval,
         still_open.approval,
         busy.approval,
     }
-    assert f"incident:{old.id}" not in rows(db, "SELECT key FROM slack_messages")
-    assert f"approval:{old.approval}" not in rows(db, "SELECT key FROM slack_messages")
-    assert len(rows(db, "SELECT key FROM slack_messages")) == 6
+    assert f"incident:{old.id}" not in await rows(store, "SELECT key FROM slack_messages")
+    assert f"approval:{old.approval}" not in await rows(store, "SELECT key FROM slack_messages")
+    assert len(await rows(store, "SELECT key FROM slack_messages")) == 6
     # Resolved a day ago or more, or unchanged for the retention: no open incident needs them.
-    assert rows(db, "SELECT fingerprint FROM alerts") == {"open", "resolved-12h", "firing-89d"}
-    assert rows(db, "SELECT event FROM audit WHERE incident_id IS NULL") == {"resumed"}
-    assert rows(db, "SELECT state FROM outbox WHERE incident_id IS NULL") == {"sent", "pending"}
-    assert rows(db, "SELECT target FROM cooldowns") == {"web2"}
+    assert await rows(store, "SELECT fingerprint FROM alerts") == {
+        "open",
+        "resolved-12h",
+        "firing-89d",
+    }
+    assert await rows(store, "SELECT event FROM audit WHERE incident_id IS NULL") == {"resumed"}
+    assert await rows(store, "SELECT state FROM outbox WHERE incident_id IS NULL") == {
+        "sent",
+        "pending",
+    }
+    assert await rows(store, "SELECT target FROM cooldowns") == {"web2"}
     assert await pruner(store).prune_once(NOW) == {}
 
 
-async def test_sizes_are_published_per_table(store: SqliteStore) -> None:
+async def test_sizes_are_published_per_table(store: AnyStore) -> None:
     """After a pass, remediator_store_rows{table} holds each table's row count."""
     async with store.write() as tx:
         await tx.save_alerts([alert(f"a{i}", "firing", NOW) for i in range(3)], [])
@@ -214,7 +226,7 @@ async def test_sizes_are_published_per_table(store: SqliteStore) -> None:
     assert value("remediator_store_rows", {"table": "incidents"}) == 0
 
 
-async def test_deletes_in_batches_that_let_other_writers_in(store: SqliteStore) -> None:
+async def test_deletes_in_batches_that_let_other_writers_in(store: AnyStore) -> None:
     """A write asked for while a pass runs waits for one batch, not for the whole pass."""
     async with store.write() as tx:
         await tx.save_alerts([alert(f"a{i}", "resolved", NOW - 2 * DAY) for i in range(2000)], [])
@@ -223,7 +235,7 @@ async def test_deletes_in_batches_that_let_other_writers_in(store: SqliteStore) 
     await asyncio.wait_for(watched.committed.wait(), 5)
     async with store.write() as tx:
         await tx.audit(None, "intake", {}, NOW)
-    left_when_written = rows(store.path, "SELECT count(*) FROM alerts").pop()
+    left_when_written = (await rows(store, "SELECT count(*) FROM alerts")).pop()
     assert await task == {"alerts": 2000}
     assert 0 < left_when_written < 2000
 
@@ -243,7 +255,7 @@ rules:
 
 
 async def test_loop_passes_soon_after_start_and_survives_a_failing_pass(
-    store: SqliteStore, caplog: pytest.LogCaptureFixture
+    store: AnyStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The first pass runs after `first_s`; a pass that raises is logged and the loop
     goes on until asked to stop."""
@@ -290,9 +302,9 @@ async def test_upgrade_adds_the_retention_indexes(tmp_path: Path) -> None:
     store = SqliteStore(db)
     await store.open()
     await store.close()
-    indexes = rows(db, "SELECT name FROM sqlite_master WHERE type = 'index'")
+    indexes = file_rows(db, "SELECT name FROM sqlite_master WHERE type = 'index'")
     assert set(names) <= indexes
-    assert 5 in rows(db, "SELECT version FROM schema_migrations")
+    assert 5 in file_rows(db, "SELECT version FROM schema_migrations")
 
 
 async def test_a_storm_of_unmatched_alerts_leaves_nothing_a_day_after_it_resolved(
@@ -315,12 +327,12 @@ async def test_a_storm_of_unmatched_alerts_leaves_nothing_a_day_after_it_resolve
         await h.send(json.dumps({"version": "4", "status": "firing", "alerts": storm}))
         resolved = [{**a, "status": "resolved"} for a in storm]
         await h.send(json.dumps({"version": "4", "status": "resolved", "alerts": resolved}))
-        assert rows(h.db, "SELECT count(*) FROM alerts") == {2000}
+        assert file_rows(h.db, "SELECT count(*) FROM alerts") == {2000}
         prune = Pruner(h.store, h.clock, Metrics(), lambda: RETENTION)
         assert await prune.prune_once(h.clock.now() + DAY / 2) == {}
         assert await prune.prune_once(h.clock.now() + DAY + 1) == {"alerts": 2000}
     finally:
         await h.close()
-    tables = rows(h.db, "SELECT name FROM sqlite_master WHERE type = 'table'")
-    counts = {t: rows(h.db, f"SELECT count(*) FROM {t}").pop() for t in tables}  # noqa: S608 - names from sqlite_master
+    tables = file_rows(h.db, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    counts = {t: file_rows(h.db, f"SELECT count(*) FROM {t}").pop() for t in tables}  # noqa: S608 - names from sqlite_master
     assert {t for t, n in counts.items() if n} == {"schema_migrations"}

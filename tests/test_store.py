@@ -12,11 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert, select
 
 from remediator.errors import StoreError, StoreLocked
-from remediator.store import SqliteStore
-from remediator.store.migrations import MIGRATIONS
-from remediator.store.records import ApprovalState, State, StepState
+from remediator.store import PostgresStore, SqliteStore, open_store_url, schema
+from remediator.store.migrations import MIGRATIONS, table_names
+from remediator.store.records import ApprovalState, OutboxKind, State, StepState, WorkKind
+
+AnyStore = SqliteStore | PostgresStore
 
 
 def pragma(db: Path, name: str) -> object:
@@ -27,34 +30,45 @@ def pragma(db: Path, name: str) -> object:
         conn.close()
 
 
-async def test_migrations_are_recorded_once(tmp_path: Path) -> None:
-    """The schema version is recorded; opening again applies nothing twice."""
-    db = tmp_path / "s.db"
+async def test_migrations_are_recorded_once(store_url: str, tmp_path: Path) -> None:
+    """The schema version is recorded; opening again applies nothing twice (both backends)."""
     for _ in range(2):
-        store = SqliteStore(db)
+        store = open_store_url(store_url, tmp_path)
         await store.open()
         await store.close()
-    conn = sqlite3.connect(db)
-    versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    conn.close()
+    store = open_store_url(store_url, tmp_path)
+    await store.open()
+    try:
+        async with store.read() as tx:
+            q = select(schema.schema_migrations.c.version).order_by("version")
+            versions = list((await tx.conn.execute(q)).scalars())
+            tables = set(await tx.conn.run_sync(table_names))
+    finally:
+        await store.close()
     assert versions == [m.version for m in MIGRATIONS]
-    assert {"alerts", "incidents", "steps", "work", "audit", "cooldowns"} <= tables
-    assert pragma(db, "journal_mode") == "wal"
+    assert {t.name for t in schema.metadata.sorted_tables} == tables
 
 
-async def test_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
-    """A store migrated by a newer remediator is not silently used by an older one."""
-    db = tmp_path / "s.db"
-    store = SqliteStore(db)
+async def test_sqlite_store_is_in_wal_mode(tmp_path: Path) -> None:
+    """SQLite readers never wait for the writer: the store runs in WAL mode."""
+    store = SqliteStore(tmp_path / "s.db")
     await store.open()
     await store.close()
-    conn = sqlite3.connect(db)
-    conn.execute("INSERT INTO schema_migrations VALUES (999, 'future', 0)")
-    conn.commit()
-    conn.close()
+    assert pragma(tmp_path / "s.db", "journal_mode") == "wal"
+
+
+async def test_store_from_a_newer_version_is_refused(store_url: str, tmp_path: Path) -> None:
+    """A store migrated by a newer remediator is not silently used by an older one."""
+    store = open_store_url(store_url, tmp_path)
+    await store.open()
+    try:
+        async with store.write() as tx:
+            future = {"version": 999, "name": "future", "applied_at": 0.0}
+            await tx.conn.execute(insert(schema.schema_migrations).values(**future))
+    finally:
+        await store.close()
     with pytest.raises(StoreError, match="newer than this remediator knows"):
-        await SqliteStore(db).open()
+        await open_store_url(store_url, tmp_path).open()
 
 
 async def test_lock_allows_one_owner(tmp_path: Path) -> None:
@@ -162,80 +176,167 @@ async def test_files_left_readable_are_made_private_on_open(tmp_path: Path) -> N
     assert "s.db-wal" in modes
 
 
-async def test_lock_holder_counts_approvals_waiting_and_approved_steps(tmp_path: Path) -> None:
+async def test_lock_holder_counts_approvals_waiting_and_approved_steps(store: AnyStore) -> None:
     """The target lock: a step waiting for approvers holds it, and so does an approved one
     until it starts; an approved step itself only waits for one running or verifying; a
     step whose command may still run holds it whatever its incident's state."""
-    store = SqliteStore(tmp_path / "s.db")
-    await store.open()
-    try:
-        async with store.write() as tx:
-            a = await tx.create_incident("r", "fa", "t0", {}, {}, 1.0)
-            b = await tx.create_incident("r", "fb", "t0", {}, {}, 1.0)
-            assert a is not None
-            assert b is not None
-            for incident in (a, b):
-                await tx.update_incident(incident.id, 1.0, target="web1")
-            assert await tx.lock_holder("web1", b.id, approvals_too=True) is None
-            await tx.update_incident(a.id, 1.0, state=State.AWAITING_APPROVAL)
-            approval = await tx.create_approval(a.id, 0, "ssh", {}, 1, 1.0, 99.0)
-            assert await tx.lock_holder("web1", b.id, approvals_too=True) == (
-                a.id,
-                "awaiting approval",
-            )
-            assert await tx.lock_holder("web1", b.id, approvals_too=False) is None
-            await tx.decide_approval(approval.id, ApprovalState.APPROVED, "alice", None, 2.0)
-            await tx.update_incident(a.id, 2.0, state=State.PENDING)
-            assert await tx.lock_holder("web1", b.id, approvals_too=True) == (
-                a.id,
-                "approved, about to run",
-            )
-            step = await tx.start_step(a.id, 0, "ssh", {}, 3.0)
-            await tx.update_incident(a.id, 3.0, state=State.RUNNING)
-            assert await tx.lock_holder("web1", b.id, approvals_too=False) == (a.id, "running")
-            assert await tx.lock_holder("web1", a.id, approvals_too=True) is None
-            # Handed over while the command runs: the step still holds the host.
-            await tx.update_step(step.id, StepState.EXECUTING, executing_at=3.5)
-            await tx.update_incident(a.id, 4.0, state=State.ESCALATING)
-            assert await tx.lock_holder("web1", b.id, approvals_too=False) == (
-                a.id,
-                "still running a step",
-            )
-            await tx.update_step(step.id, StepState.SUCCEEDED, finished_at=5.0)
-            assert await tx.lock_holder("web1", b.id, approvals_too=True) is None
-    finally:
-        await store.close()
+    async with store.write() as tx:
+        a = await tx.create_incident("r", "fa", "t0", {}, {}, 1.0)
+        b = await tx.create_incident("r", "fb", "t0", {}, {}, 1.0)
+        assert a is not None
+        assert b is not None
+        for incident in (a, b):
+            await tx.update_incident(incident.id, 1.0, target="web1")
+        assert await tx.lock_holder("web1", b.id, approvals_too=True) is None
+        await tx.update_incident(a.id, 1.0, state=State.AWAITING_APPROVAL)
+        approval = await tx.create_approval(a.id, 0, "ssh", {}, 1, 1.0, 99.0)
+        assert await tx.lock_holder("web1", b.id, approvals_too=True) == (
+            a.id,
+            "awaiting approval",
+        )
+        assert await tx.lock_holder("web1", b.id, approvals_too=False) is None
+        await tx.decide_approval(approval.id, ApprovalState.APPROVED, "alice", None, 2.0)
+        await tx.update_incident(a.id, 2.0, state=State.PENDING)
+        assert await tx.lock_holder("web1", b.id, approvals_too=True) == (
+            a.id,
+            "approved, about to run",
+        )
+        step = await tx.start_step(a.id, 0, "ssh", {}, 3.0)
+        await tx.update_incident(a.id, 3.0, state=State.RUNNING)
+        assert await tx.lock_holder("web1", b.id, approvals_too=False) == (a.id, "running")
+        assert await tx.lock_holder("web1", a.id, approvals_too=True) is None
+        # Handed over while the command runs: the step still holds the host.
+        await tx.update_step(step.id, StepState.EXECUTING, executing_at=3.5)
+        await tx.update_incident(a.id, 4.0, state=State.ESCALATING)
+        assert await tx.lock_holder("web1", b.id, approvals_too=False) == (
+            a.id,
+            "still running a step",
+        )
+        await tx.update_step(step.id, StepState.SUCCEEDED, finished_at=5.0)
+        assert await tx.lock_holder("web1", b.id, approvals_too=True) is None
 
 
-async def test_outbox_rows_of_an_unknown_kind_are_neither_claimed_nor_due(tmp_path: Path) -> None:
+async def test_outbox_rows_of_an_unknown_kind_are_neither_claimed_nor_due(
+    store: AnyStore,
+) -> None:
     """A notification kind this version cannot deliver (a newer replica's) is left alone:
     not claimed, and not due (the outbox loop would spin on it otherwise); a claimed row
     is due when its lease ends."""
-    from sqlalchemy import insert
-
-    from remediator.store import schema
-    from remediator.store.records import OutboxKind
-
-    store = SqliteStore(tmp_path / "s.db")
-    await store.open()
-    try:
-        async with store.write() as tx:
-            await tx.conn.execute(
-                insert(schema.outbox).values(
-                    kind="from_the_future",
-                    target="x",
-                    payload={},
-                    state="pending",
-                    attempts=0,
-                    due_at=10.0,
-                    created_at=10.0,
-                )
+    async with store.write() as tx:
+        await tx.conn.execute(
+            insert(schema.outbox).values(
+                kind="from_the_future",
+                target="x",
+                payload={},
+                state="pending",
+                attempts=0,
+                due_at=10.0,
+                created_at=10.0,
             )
-            assert await tx.claim_outbox(100.0, 10, 60.0) == []
-            assert await tx.next_outbox_due() is None
-            await tx.enqueue(OutboxKind.EMAIL, "a@example.com", {}, None, 20.0)
-            [claimed] = await tx.claim_outbox(100.0, 10, 60.0)
-            assert claimed.kind is OutboxKind.EMAIL
-            assert await tx.next_outbox_due() == 160.0
+        )
+        assert await tx.claim_outbox(100.0, 10, 60.0) == []
+        assert await tx.next_outbox_due() is None
+        await tx.enqueue(OutboxKind.EMAIL, "a@example.com", {}, None, 20.0)
+        [claimed] = await tx.claim_outbox(100.0, 10, 60.0)
+        assert claimed.kind is OutboxKind.EMAIL
+        assert await tx.next_outbox_due() == 160.0
+
+
+async def test_claimed_work_is_leased(store: AnyStore) -> None:
+    """Due work is claimed oldest first, each item once while its lease runs; an item whose
+    lease ran out (its claimer died) is claimed again, its attempts counted."""
+    async with store.write() as tx:
+        incident = await tx.create_incident("r", "f", "t0", {}, {}, 1.0)
+        assert incident is not None
+        ids = [await tx.schedule(WorkKind.RUN_STEP, incident.id, i, 10.0 + i) for i in range(3)]
+        await tx.schedule(WorkKind.RUN_STEP, incident.id, 9, 500.0)  # not due yet
+    async with store.write() as tx:
+        first = await tx.claim_due(100.0, "a", 2, 60.0)
+        assert [w.id for w in first] == ids[:2]
+        assert [w.id for w in await tx.claim_due(101.0, "b", 5, 60.0)] == ids[2:]
+        assert await tx.claim_due(102.0, "c", 5, 60.0) == []
+        await tx.finish_work(ids[0], 103.0, "ran")
+        again = await tx.claim_due(162.0, "d", 5, 60.0)
+    assert [(w.id, w.attempts) for w in again] == [(ids[1], 2), (ids[2], 2)]
+
+
+async def test_dead_letters_are_kept_newest_first(store: AnyStore) -> None:
+    """A dead letter keeps its loop, item, error and payload; listed newest first, counted."""
+    async with store.write() as tx:
+        incident = await tx.create_incident("r", "f", "t0", {}, {}, 1.0)
+        assert incident is not None
+        await tx.dead_letter("intake", "inbox:1", None, "ValueError: x", {"body": "[]"}, 1.0)
+        await tx.dead_letter("work", "work:7", incident.id, "KeyError: y", None, 2.0)
+    async with store.read() as tx:
+        letters = await tx.dead_letters(10)
+        assert await tx.dead_letter_count() == 2
+    assert [(d.loop, d.item, d.incident_id, d.error) for d in letters] == [
+        ("work", "work:7", incident.id, "KeyError: y"),
+        ("intake", "inbox:1", None, "ValueError: x"),
+    ]
+    assert letters[1].payload == {"body": "[]"}
+
+
+async def test_two_stores_never_claim_one_item(pg_url: str, tmp_path: Path) -> None:
+    """Two stores on one PostgreSQL database claiming at the same time, each in a
+    transaction still open, get disjoint work and outbox rows (FOR UPDATE SKIP LOCKED:
+    without it the second would wait for the first, or claim the same rows)."""
+    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
+    await a.open()
+    await b.open()
+    try:
+        async with a.write() as tx:
+            incident = await tx.create_incident("r", "f", "t0", {}, {}, 1.0)
+            assert incident is not None
+            for i in range(6):
+                await tx.schedule(WorkKind.RUN_STEP, incident.id, i, 10.0)
+                await tx.enqueue(OutboxKind.EMAIL, f"{i}@example.com", {}, incident.id, 10.0)
+        async with a.write() as tx_a:
+            work_a = await tx_a.claim_due(100.0, "a", 4, 60.0)
+            outbox_a = await tx_a.claim_outbox(100.0, 4, 60.0)
+            async with asyncio.timeout(10), b.write() as tx_b:
+                work_b = await tx_b.claim_due(100.0, "b", 4, 60.0)
+                outbox_b = await tx_b.claim_outbox(100.0, 4, 60.0)
     finally:
-        await store.close()
+        await a.close()
+        await b.close()
+    assert (len(work_a), len(work_b), len(outbox_a), len(outbox_b)) == (4, 2, 4, 2)
+    assert not {w.id for w in work_a} & {w.id for w in work_b}
+    assert not {o.id for o in outbox_a} & {o.id for o in outbox_b}
+
+
+async def test_outside_text_with_nul_or_past_its_column_size_is_stored(store: AnyStore) -> None:
+    """Labels, targets, command output and errors come from outside: a NUL byte (which
+    PostgreSQL's text cannot hold: stored there as U+FFFD) or a value longer than its
+    column's declared size is stored on both backends, and found again by the same value."""
+    target = "web\x00" + "w" * 300
+    async with store.write() as tx:
+        incident = await tx.create_incident("r", "f", "t0", {"a": "x\x00y"}, {}, 1.0)
+        assert incident is not None
+        await tx.update_incident(incident.id, 1.0, target=target, state=State.RUNNING)
+        step = await tx.start_step(incident.id, 0, "ssh", {"argv": ["a"]}, 1.0)
+        await tx.update_step(step.id, StepState.FAILED, output="out\x00put", error="e" * 5000)
+        await tx.dead_letter("work", "work:1\x00", incident.id, "boom\x00", None, 2.0)
+    async with store.read() as tx:
+        assert await tx.lock_holder(target, 0, approvals_too=False) == (incident.id, "running")
+        stored = await tx.step(incident.id, 0)
+        assert (await tx.incident(incident.id)).labels == {"a": "x\x00y"}  # type: ignore[union-attr]
+    assert stored is not None
+    assert stored.output is not None
+    assert stored.output.replace("\x00", "\ufffd") == "out\ufffdput"
+    assert stored.error == "e" * 5000
+
+
+async def test_a_read_sees_one_snapshot(store: AnyStore) -> None:
+    """A read transaction sees the store as it was at its first query: a write committed
+    meanwhile does not show half-way through (an incident and its steps read together
+    agree), and the next read sees it."""
+    async with store.write() as tx:
+        await tx.audit(None, "first", {}, 1.0)
+    async with store.read() as reader:
+        assert [r.event for r in await reader.audit_since(0)] == ["first"]
+        async with store.write() as tx:
+            await tx.audit(None, "second", {}, 2.0)
+        assert [r.event for r in await reader.audit_since(0)] == ["first"]
+    async with store.read() as reader:
+        assert [r.event for r in await reader.audit_since(0)] == ["first", "second"]

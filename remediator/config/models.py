@@ -18,6 +18,7 @@ from pydantic import (
 from remediator.config.common import Duration, Model
 from remediator.config.durations import parse_duration
 from remediator.config.names import SHARED_TOKEN_NAME, EnvName, Person
+from remediator.config.pgurl import is_postgres, parse_pg_url
 from remediator.config.policies import (
     ApprovalPolicy,
     Approvals,
@@ -229,6 +230,16 @@ class StoreConfig(Model):
     # this are deleted; see store/retention.py for what else is pruned and when.
     retention: Duration = 90 * DAY_S
 
+    @field_validator("url")
+    @classmethod
+    def _known_url(cls, url: str) -> str:
+        if url.startswith("sqlite:///"):
+            return url
+        if is_postgres(url):
+            parse_pg_url(url)  # its ValueError says what is wrong
+            return url
+        raise ValueError("use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
+
     @field_validator("retention")
     @classmethod
     def _at_least_a_day(cls, retention: float) -> float:
@@ -242,6 +253,8 @@ class ConfigFile(Model):
 
     server: ServerConfig
     store: Annotated[StoreConfig, BeforeValidator(_store_mapping)]
+    # The PostgreSQL password, from this environment variable when `store:` has none.
+    store_password_env: EnvName | None = None
     rules: str
     policies: str | None = None
     dry_run: bool = False
@@ -252,6 +265,19 @@ class ConfigFile(Model):
     inventory: Inventory = Inventory()
     # Append every accepted webhook body to this JSON-lines file, for `remediator replay`.
     record: str | None = None
+
+    @model_validator(mode="after")
+    def _password_for_postgres(self) -> ConfigFile:
+        if self.store_password_env is None:
+            return self
+        if not is_postgres(self.store.url):
+            raise ValueError("store_password_env: only a postgresql:// store takes a password")
+        if parse_pg_url(self.store.url).password is not None:
+            raise ValueError(
+                "store_password_env: the store URL has a password already; keep it in the "
+                "environment variable only (a config file is read by more people than a secret)"
+            )
+        return self
 
 
 # --- rules/*.yml ----------------------------------------------------------------------

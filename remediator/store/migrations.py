@@ -51,12 +51,17 @@ def _retention(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _inbox(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=_tables(schema.V6_TABLES))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "guards: settings, holds, target health", _guards),
     Migration(3, "approvals, escalations, outbox, slack messages", _humans),
     Migration(4, "dead letters", _dead_letters),
     Migration(5, "retention indexes", _retention),
+    Migration(6, "inbox (PostgreSQL's; SQLite keeps its spool file)", _inbox),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -6,6 +6,8 @@ tests. JSON columns hold labels, annotations, commands and audit details.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -18,17 +20,52 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
 
 metadata = MetaData()
+
+
+class _PortableText:
+    """What SQLite stores, PostgreSQL stores too: SQLite never enforced VARCHAR lengths and
+    keeps NUL in text; PostgreSQL's text is unbounded here and takes NUL as U+FFFD (its
+    text type cannot hold NUL, and labels, commands' output and errors come from outside)."""
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(self.impl_instance)  # type: ignore[attr-defined]
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is not None and dialect.name == "postgresql":
+            return value.replace("\x00", "\ufffd")
+        return value
+
+
+class Str(_PortableText, TypeDecorator[str]):
+    """VARCHAR(n) on SQLite, as before; see _PortableText for PostgreSQL."""
+
+    impl = String
+    cache_ok = True
+
+
+class LongText(_PortableText, TypeDecorator[str]):
+    """TEXT on SQLite, as before; see _PortableText for PostgreSQL."""
+
+    impl = Text
+    cache_ok = True
+
+
 Id = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
 
 schema_migrations = Table(
     "schema_migrations",
     metadata,
     Column("version", Integer, primary_key=True),
-    Column("name", String(100), nullable=False),
+    Column("name", Str(100), nullable=False),
     Column("applied_at", Float, nullable=False),
 )
 
@@ -36,12 +73,12 @@ schema_migrations = Table(
 alerts = Table(
     "alerts",
     metadata,
-    Column("fingerprint", String(64), primary_key=True),
-    Column("starts_at", String(40), primary_key=True),
-    Column("status", String(16), nullable=False),
+    Column("fingerprint", Str(64), primary_key=True),
+    Column("starts_at", Str(40), primary_key=True),
+    Column("status", Str(16), nullable=False),
     Column("labels", JSON, nullable=False),
     Column("annotations", JSON, nullable=False),
-    Column("ends_at", String(40)),
+    Column("ends_at", Str(40)),
     Column("first_seen_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
@@ -50,11 +87,11 @@ incidents = Table(
     "incidents",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("rule", String(200), nullable=False),
-    Column("fingerprint", String(64), nullable=False),
-    Column("starts_at", String(40), nullable=False),
-    Column("target", String(200)),
-    Column("state", String(32), nullable=False),
+    Column("rule", Str(200), nullable=False),
+    Column("fingerprint", Str(64), nullable=False),
+    Column("starts_at", Str(40), nullable=False),
+    Column("target", Str(200)),
+    Column("state", Str(32), nullable=False),
     Column("labels", JSON, nullable=False),
     Column("annotations", JSON, nullable=False),
     Column("step_index", Integer, nullable=False, default=0),
@@ -72,16 +109,16 @@ steps = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("incident_id", ForeignKey("incidents.id"), nullable=False),
     Column("step_index", Integer, nullable=False),
-    Column("action", String(64), nullable=False),
-    Column("state", String(16), nullable=False),
+    Column("action", Str(64), nullable=False),
+    Column("state", Str(16), nullable=False),
     Column("command", JSON),
     Column("attempts", Integer, nullable=False, default=0),
     Column("started_at", Float, nullable=False),
     Column("executing_at", Float),
     Column("finished_at", Float),
     Column("exit_status", Integer),
-    Column("output", Text),
-    Column("error", Text),
+    Column("output", LongText),
+    Column("error", LongText),
     UniqueConstraint("incident_id", "step_index", name="uq_step"),
 )
 # Version 2: the rate guard counts recent step starts.
@@ -93,15 +130,15 @@ work = Table(
     "work",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("kind", String(32), nullable=False),
+    Column("kind", Str(32), nullable=False),
     Column("incident_id", ForeignKey("incidents.id"), nullable=False),
     Column("step_index", Integer, nullable=False),
     Column("due_at", Float, nullable=False),
-    Column("claimed_by", String(64)),
+    Column("claimed_by", Str(64)),
     Column("claimed_until", Float),
     Column("attempts", Integer, nullable=False, default=0),
     Column("done_at", Float),
-    Column("outcome", String(32)),
+    Column("outcome", Str(32)),
     Index("ix_work_due", "done_at", "due_at"),
 )
 
@@ -111,7 +148,7 @@ audit = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("incident_id", ForeignKey("incidents.id")),
     Column("at", Float, nullable=False),
-    Column("event", String(64), nullable=False),
+    Column("event", Str(64), nullable=False),
     Column("detail", JSON, nullable=False),
     Index("ix_audit_incident", "incident_id", "id"),
 )
@@ -119,8 +156,8 @@ audit = Table(
 cooldowns = Table(
     "cooldowns",
     metadata,
-    Column("rule", String(200), primary_key=True),
-    Column("target", String(200), primary_key=True),
+    Column("rule", Str(200), primary_key=True),
+    Column("target", Str(200), primary_key=True),
     Column("until", Float, nullable=False),
 )
 
@@ -130,7 +167,7 @@ cooldowns = Table(
 settings = Table(
     "settings",
     metadata,
-    Column("key", String(64), primary_key=True),
+    Column("key", Str(64), primary_key=True),
     Column("value", JSON, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
@@ -140,8 +177,8 @@ holds = Table(
     "holds",
     metadata,
     Column("work_id", ForeignKey("work.id"), primary_key=True),
-    Column("guard", String(32), nullable=False),
-    Column("reason", Text, nullable=False),
+    Column("guard", Str(32), nullable=False),
+    Column("reason", LongText, nullable=False),
     Column("since", Float, nullable=False),
     Column("guard_since", Float, nullable=False),
 )
@@ -150,11 +187,11 @@ holds = Table(
 target_health = Table(
     "target_health",
     metadata,
-    Column("rule", String(200), primary_key=True),
-    Column("target", String(200), primary_key=True),
+    Column("rule", Str(200), primary_key=True),
+    Column("target", Str(200), primary_key=True),
     Column("failures", Integer, nullable=False),
     Column("quarantined_at", Float),
-    Column("reason", Text),
+    Column("reason", LongText),
     Column("updated_at", Float, nullable=False),
 )
 
@@ -167,15 +204,15 @@ approvals = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("incident_id", ForeignKey("incidents.id"), nullable=False),
     Column("step_index", Integer, nullable=False),
-    Column("action", String(64), nullable=False),
+    Column("action", Str(64), nullable=False),
     Column("command", JSON, nullable=False),
-    Column("state", String(16), nullable=False),
+    Column("state", Str(16), nullable=False),
     Column("required", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
     Column("decided_at", Float),
-    Column("decided_by", String(200)),
-    Column("reason", Text),
+    Column("decided_by", Str(200)),
+    Column("reason", LongText),
     UniqueConstraint("incident_id", "step_index", name="uq_approval_step"),
 )
 
@@ -184,9 +221,9 @@ approval_votes = Table(
     "approval_votes",
     metadata,
     Column("approval_id", ForeignKey("approvals.id"), primary_key=True),
-    Column("voter", String(200), primary_key=True),
-    Column("decision", String(16), nullable=False),
-    Column("via", String(16), nullable=False),
+    Column("voter", Str(200), primary_key=True),
+    Column("decision", Str(16), nullable=False),
+    Column("via", Str(16), nullable=False),
     Column("at", Float, nullable=False),
 )
 
@@ -195,12 +232,12 @@ escalations = Table(
     "escalations",
     metadata,
     Column("incident_id", ForeignKey("incidents.id"), primary_key=True),
-    Column("chain", String(200), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("reason", Text, nullable=False),
+    Column("chain", Str(200), nullable=False),
+    Column("state", Str(16), nullable=False),
+    Column("reason", LongText, nullable=False),
     Column("started_at", Float, nullable=False),
     Column("stopped_at", Float),
-    Column("stopped_by", String(200)),
+    Column("stopped_by", Str(200)),
 )
 
 # Every notification, delivered by a worker with retries; nothing is sent from a handler.
@@ -209,15 +246,15 @@ outbox = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("incident_id", ForeignKey("incidents.id")),
-    Column("kind", String(32), nullable=False),
-    Column("target", String(320), nullable=False),
+    Column("kind", Str(32), nullable=False),
+    Column("target", Str(320), nullable=False),
     Column("payload", JSON, nullable=False),
-    Column("dedup_key", String(200), unique=True),
-    Column("state", String(16), nullable=False),
+    Column("dedup_key", Str(200), unique=True),
+    Column("state", Str(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("due_at", Float, nullable=False),
     Column("claimed_until", Float),
-    Column("last_error", Text),
+    Column("last_error", LongText),
     Column("created_at", Float, nullable=False),
     Column("done_at", Float),
     Index("ix_outbox_due", "state", "due_at"),
@@ -227,9 +264,9 @@ outbox = Table(
 slack_messages = Table(
     "slack_messages",
     metadata,
-    Column("key", String(64), primary_key=True),
-    Column("channel", String(80), nullable=False),
-    Column("ts", String(32), nullable=False),
+    Column("key", Str(64), primary_key=True),
+    Column("channel", Str(80), nullable=False),
+    Column("ts", Str(32), nullable=False),
     Column("updated_at", Float, nullable=False),
 )
 
@@ -240,10 +277,10 @@ dead_letters = Table(
     "dead_letters",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("loop", String(32), nullable=False),
-    Column("item", String(64), nullable=False),
+    Column("loop", Str(32), nullable=False),
+    Column("item", Str(64), nullable=False),
     Column("incident_id", ForeignKey("incidents.id")),
-    Column("error", Text, nullable=False),
+    Column("error", LongText, nullable=False),
     Column("payload", JSON),
     Column("at", Float, nullable=False),
 )
@@ -258,7 +295,21 @@ ix_work_incident = Index("ix_work_incident", work.c.incident_id)
 ix_outbox_incident = Index("ix_outbox_incident", outbox.c.incident_id)
 V5_INDEXES = (ix_incidents_closed, ix_alerts_status_updated, ix_work_incident, ix_outbox_incident)
 
+# --- version 6: the inbox on PostgreSQL ---------------------------------------------------
+
+# Webhook bodies acknowledged and not yet applied by the engine (store/postgres.py). The
+# SQLite store keeps them in its own spool file instead (store/spool.py), so there this
+# table is made, like every table, and stays empty: one schema for both backends.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("received_at", Float, nullable=False),
+    Column("body", LongText, nullable=False),
+)
+
 V1_TABLES = ("alerts", "incidents", "steps", "work", "audit", "cooldowns")
 V2_TABLES = ("settings", "holds", "target_health")
 V3_TABLES = ("approvals", "approval_votes", "escalations", "outbox", "slack_messages")
 V4_TABLES = ("dead_letters",)
+V6_TABLES = ("inbox",)

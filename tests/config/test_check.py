@@ -296,3 +296,67 @@ def test_a_listen_port_is_ascii_and_in_range(
     assert code == 1
     assert lines[0].startswith(f"{path}:2: server.listen: '127.0.0.1:")
     assert lines[0].endswith("' is not HOST:PORT (a port from 0 to 65535)")
+
+
+PG = "postgresql://remediator@db.example:5433/remediator"
+
+
+def test_a_postgresql_store_with_its_password_variable_is_valid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`store: postgresql://USER@HOST:PORT/DB` with `store_password_env` passes check, and the
+    warning about the variable appears only while it is unset."""
+    config = CONFIG.replace("store: sqlite:///state.db", f"store: {PG}\nstore_password_env: PGPW")
+    path = make(tmp_path, config)
+    monkeypatch.setenv("PGPW", "secret")
+    code, lines = check(path, capsys)
+    assert code == 0
+    assert len(lines) == 1
+    assert "OK" in lines[0]
+    monkeypatch.delenv("PGPW")
+    code, lines = check(path, capsys)
+    assert code == 0
+    assert lines[0] == (
+        f"{path}: warning: store_password_env: environment variable PGPW is not set or "
+        "empty here; `remediator serve` needs it to reach the store"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://u@h/db", "use sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE"),
+        ("postgresql://db.example:5432/r", "no user; expected postgresql://USER@HOST:PORT"),
+        ("postgresql://u@:5432/r", "no host; expected postgresql://USER@HOST:PORT"),
+        ("postgresql://u@h:5432/", "no database name (or one with '/')"),
+        ("postgresql://u@h:99999/r", "port out of range 0-65535; expected"),
+        ("postgresql://u@h/r?sslmode=require", "unknown parameter 'sslmode' (only ssl is known)"),
+        ("postgresql://u@h/r?ssl=yes", "ssl must be one of disable, allow, prefer, require"),
+    ],
+)
+def test_a_malformed_store_url_is_located(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, message: str
+) -> None:
+    """A store URL the daemon could not use is reported at its line with what is wrong."""
+    path = make(tmp_path, CONFIG.replace("sqlite:///state.db", url))
+    code, lines = check(path, capsys)
+    assert code == 1
+    assert lines[0].startswith(f"{path}:4: store.url: ")
+    assert message in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("store", "message"),
+    [
+        ("sqlite:///state.db", "only a postgresql:// store takes a password"),
+        ("postgresql://u:pw@h/r", "the store URL has a password already"),
+    ],
+)
+def test_store_password_env_only_where_a_password_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], store: str, message: str
+) -> None:
+    """`store_password_env` is refused beside an SQLite store or a URL that has a password."""
+    config = CONFIG.replace("store: sqlite:///state.db", f"store: {store}\nstore_password_env: PW")
+    code, lines = check(make(tmp_path, config), capsys)
+    assert code == 1
+    assert message in lines[0]

@@ -1,0 +1,141 @@
+"""The PostgreSQL store: the same schema, migrations and queries as SQLite's, over asyncpg.
+
+One process on PostgreSQL behaves as one on SQLite: its writers take turns (the guards'
+check-and-start relies on one writer at a time), its readers do not wait. Work and outbox
+rows are claimed with FOR UPDATE SKIP LOCKED, so two stores never claim one row; the rest
+of running several replicas on one database (guards across replicas, leases, recovery of
+a dead replica's claims) is not done yet: see README.md, "Store".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from remediator.errors import StoreError, StoreUnavailable
+from remediator.store import schema as t
+from remediator.store.migrations import migrate
+from remediator.store.records import InboxItem
+from remediator.store.sqltx import SqlTx
+
+# pg_advisory_xact_lock key taken around migrations, so replicas starting together migrate
+# one after the other (the second finds nothing left to do). Any fixed bigint will do.
+MIGRATION_LOCK = 0x72656D6564  # "remed"
+CONNECT_TIMEOUT_S = 10.0
+COMMAND_TIMEOUT_S = 60.0
+
+
+class PostgresStore:
+    """Store on one PostgreSQL database; `where` names it in messages (no password)."""
+
+    def __init__(self, url: URL, where: str) -> None:
+        self.url = url
+        self.where = where
+        self._write_lock = asyncio.Lock()
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine (after open)."""
+        if self._engine is None:
+            raise StoreError("store is not open")
+        return self._engine
+
+    async def open(self) -> None:
+        """Connect and migrate, under an advisory lock so concurrent replicas take turns."""
+        self._engine = create_async_engine(
+            self.url,
+            pool_pre_ping=True,  # a connection PostgreSQL restarted under us is replaced
+            connect_args={
+                "timeout": CONNECT_TIMEOUT_S,
+                "command_timeout": COMMAND_TIMEOUT_S,
+                "server_settings": {"application_name": "remediator"},
+            },
+        )
+        try:
+            async with self._guard(), self.engine.begin() as conn:
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
+                await conn.run_sync(migrate, time.time())
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+        async with self.read() as tx:
+            await tx.conn.execute(text("SELECT 1"))
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        # asyncpg's own errors and OSError can surface from connect before SQLAlchemy wraps them.
+        try:
+            yield
+        except DBAPIError as exc:
+            raise StoreUnavailable(f"store {self.where}: {exc.orig}") from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"store {self.where}: {exc or type(exc).__name__}") from exc
+
+    @asynccontextmanager
+    async def _begin(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+        async with self._guard(), self.engine.connect() as conn:
+            if snapshot:  # as an SQLite read in WAL mode: one view of the store throughout
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[SqlTx]:
+        """A write transaction; writers in this process take turns, as on SQLite."""
+        async with self._write_lock, self._begin() as conn:
+            yield SqlTx(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlTx]:
+        """A read transaction on one snapshot; readers never wait for the writer."""
+        async with self._begin(snapshot=True) as conn:
+            yield SqlTx(conn)
+
+    async def append_inbox(self, rows: list[tuple[float, str]]) -> None:
+        """Durably append (received_at, webhook body) rows in one transaction; the engine's
+        writer is not waited for (ingest stays quick while the engine works)."""
+        if not rows:
+            return
+        async with self._begin() as conn:
+            await conn.execute(insert(t.inbox), [{"received_at": r, "body": b} for r, b in rows])
+
+    async def take_inbox(self, limit: int) -> list[InboxItem]:
+        """The oldest rows, left in place until `delete_inbox`."""
+        i = t.inbox.c
+        async with self._begin() as conn:
+            res = await conn.execute(
+                select(i.id, i.received_at, i.body).order_by(i.id).limit(limit)
+            )
+            return [InboxItem(int(r[0]), float(r[1]), str(r[2])) for r in res]
+
+    async def delete_inbox(self, ids: list[int]) -> None:
+        """Drop rows once applied."""
+        if ids:
+            async with self._begin() as conn:
+                await conn.execute(delete(t.inbox).where(t.inbox.c.id.in_(ids)))
+
+    async def inbox_pending(self) -> int:
+        """Rows the engine has not applied yet."""
+        async with self._begin() as conn:
+            res = await conn.execute(select(func.count()).select_from(t.inbox))
+            return int(res.scalar_one())

@@ -1,0 +1,128 @@
+"""The PostgreSQL store on a real server: migrations under a lock, the inbox, its URL and
+password, and an unreachable database reported as StoreUnavailable."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from support.postgres import PASSWORD, PostgresCluster
+from support.sshd import free_port
+
+from remediator.errors import StoreError, StoreUnavailable
+from remediator.store import PostgresStore, open_store_url
+from remediator.store import schema as t
+from remediator.store.migrations import MIGRATIONS
+
+
+def _store(url: str, tmp_path: Path) -> PostgresStore:
+    store = open_store_url(url, tmp_path)
+    assert isinstance(store, PostgresStore)
+    return store
+
+
+async def _versions(store: PostgresStore) -> list[int]:
+    async with store.read() as tx:
+        q = select(t.schema_migrations.c.version).order_by(t.schema_migrations.c.version)
+        return list((await tx.conn.execute(q)).scalars())
+
+
+async def test_replicas_migrating_at_once_take_turns(pg_url: str, tmp_path: Path) -> None:
+    """Four stores opening one empty database together all start, and every migration is
+    applied exactly once (the advisory lock serialises them; without it concurrent CREATE
+    TABLEs collide)."""
+    stores = [_store(pg_url, tmp_path) for _ in range(4)]
+    try:
+        await asyncio.gather(*(s.open() for s in stores))
+        assert await _versions(stores[0]) == [m.version for m in MIGRATIONS]
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_inbox_keeps_rows_until_deleted(pg_url: str, tmp_path: Path) -> None:
+    """Appended bodies survive a reopen and are taken oldest first until deleted."""
+    store = _store(pg_url, tmp_path)
+    await store.open()
+    await store.append_inbox([(1.0, '[{"a": 1}]'), (2.0, "[]"), (3.0, "[]")])
+    await store.close()
+    store = _store(pg_url, tmp_path)
+    await store.open()
+    try:
+        assert await store.inbox_pending() == 3
+        first = await store.take_inbox(2)
+        assert [(i.received_at, i.body) for i in first] == [(1.0, '[{"a": 1}]'), (2.0, "[]")]
+        assert [i.id for i in await store.take_inbox(2)] == [i.id for i in first]
+        await store.delete_inbox([i.id for i in first])
+        assert [i.received_at for i in await store.take_inbox(5)] == [3.0]
+        assert await store.inbox_pending() == 1
+    finally:
+        await store.close()
+
+
+async def test_password_comes_from_the_named_variable(
+    postgres: PostgresCluster, pg_url: str, tmp_path: Path
+) -> None:
+    """A URL without a password connects with the one `store_password_env` names; without
+    the variable set, opening says which variable to set."""
+    bare = postgres.url(pg_url.rsplit("/", 1)[1], password=False)
+    store = open_store_url(bare, tmp_path, password_env="PGPW", environ={"PGPW": PASSWORD})
+    await store.open()
+    try:
+        await store.ping()
+    finally:
+        await store.close()
+    with pytest.raises(StoreError, match="environment variable PGPW is not set or empty"):
+        open_store_url(bare, tmp_path, password_env="PGPW", environ={})
+
+
+async def test_a_wrong_password_is_store_unavailable(
+    postgres: PostgresCluster, pg_url: str, tmp_path: Path
+) -> None:
+    """A refused login is StoreUnavailable naming the database, never the password."""
+    bare = postgres.url(pg_url.rsplit("/", 1)[1], password=False)
+    store = open_store_url(bare, tmp_path, password_env="PGPW", environ={"PGPW": "wrong-pw"})
+    with pytest.raises(
+        StoreUnavailable, match=re.escape("store postgresql://postgres@127.0.0.1")
+    ) as exc:
+        await store.open()
+    assert "wrong-pw" not in str(exc.value)
+
+
+async def test_an_unreachable_server_is_store_unavailable(tmp_path: Path) -> None:
+    """Nothing listening on the port: StoreUnavailable (the daemon's 503 and retry path)."""
+    store = _store(f"postgresql://u:p@127.0.0.1:{free_port()}/db", tmp_path)
+    with pytest.raises(StoreUnavailable, match=re.escape("store postgresql://u@127.0.0.1")):
+        await store.open()
+
+
+async def test_a_lost_server_fails_ping_and_writes(
+    postgres: PostgresCluster, pg_url: str, tmp_path: Path
+) -> None:
+    """When the server ends the store's connections, ping and transactions raise
+    StoreUnavailable; once it is back, they work again."""
+    store = _store(pg_url, tmp_path)
+    await store.open()
+    try:
+        async with store.write() as tx:
+            killed = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            await tx.conn.execute(text(f"{killed} WHERE pid <> pg_backend_pid()"))
+        with pytest.raises(StoreUnavailable):
+            async with store.write() as tx:
+                await tx.conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        await store.ping()
+        async with store.write() as tx:
+            await tx.audit(None, "back", {}, 1.0)
+    finally:
+        await store.close()
+
+
+def test_urls_the_store_cannot_use_are_refused(tmp_path: Path) -> None:
+    """open_store_url names what is wrong with a URL, before any connection."""
+    with pytest.raises(StoreError, match="store: no user"):
+        open_store_url("postgres://db.example/r", tmp_path)
+    with pytest.raises(StoreError, match="unsupported URL 'mysql://u@h/r'"):
+        open_store_url("mysql://u@h/r", tmp_path)

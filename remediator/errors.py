@@ -5,6 +5,7 @@ RemediatorError
 ├── SecretError          a secret named in the config cannot be read
 ├── StoreError
 │   ├── StoreUnavailable the store cannot read or write now (the webhook answers 503)
+│   ├── StoreConflict    another replica wrote the same rows at once: run the transaction again
 │   ├── StoreLocked      another daemon already owns this SQLite store
 │   └── StoreGone        the store's file was deleted or replaced: the daemon stops
 ├── TemplateError        a template failed to render against an alert
@@ -50,6 +51,11 @@ class StoreError(RemediatorError):
 
 class StoreUnavailable(StoreError):
     """The store cannot read or write right now."""
+
+
+class StoreConflict(StoreError):
+    """Another replica committed the same row first (a unique key, a deadlock): running
+    the whole transaction again reads its write (store.retry_conflict)."""
 
 
 class StoreLocked(StoreError):

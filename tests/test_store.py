@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, inspect, select, text
 
 from remediator.errors import StoreError, StoreLocked
 from remediator.store import PostgresStore, SqliteStore, open_store_url, schema
@@ -47,6 +47,31 @@ async def test_migrations_are_recorded_once(store_url: str, tmp_path: Path) -> N
         await store.close()
     assert versions == [m.version for m in MIGRATIONS]
     assert {t.name for t in schema.metadata.sorted_tables} == tables
+
+
+async def test_a_version_6_inbox_gains_its_lease_columns(store_url: str, tmp_path: Path) -> None:
+    """A store an older version made (inbox without claimed_by/claimed_until) is upgraded
+    in place by migration 7, and its waiting rows can then be taken (both backends)."""
+    store = open_store_url(store_url, tmp_path)
+    await store.open()
+    async with store.write() as tx:
+        for column in ("claimed_by", "claimed_until"):
+            await tx.conn.execute(text(f"ALTER TABLE inbox DROP COLUMN {column}"))
+        await tx.conn.execute(text("DELETE FROM schema_migrations WHERE version = 7"))
+        await tx.conn.execute(text("INSERT INTO inbox (received_at, body) VALUES (1.0, '[]')"))
+    await store.close()
+    store = open_store_url(store_url, tmp_path)
+    await store.open()
+    try:
+        async with store.read() as tx:
+            columns = await tx.conn.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("inbox")}
+            )
+        assert {"claimed_by", "claimed_until"} <= columns
+        if isinstance(store, PostgresStore):  # SQLite's inbox is its spool file
+            assert [i.received_at for i in await store.take_inbox(5)] == [1.0]
+    finally:
+        await store.close()
 
 
 async def test_sqlite_store_is_in_wal_mode(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from support.postgres import PASSWORD, PostgresCluster
 from support.sshd import free_port
 
-from remediator.errors import StoreError, StoreUnavailable
+from remediator.errors import StoreConflict, StoreError, StoreUnavailable
 from remediator.store import PostgresStore, open_store_url
 from remediator.store import schema as t
 from remediator.store.migrations import MIGRATIONS
@@ -126,3 +126,64 @@ def test_urls_the_store_cannot_use_are_refused(tmp_path: Path) -> None:
         open_store_url("postgres://db.example/r", tmp_path)
     with pytest.raises(StoreError, match="unsupported URL 'mysql://u@h/r'"):
         open_store_url("mysql://u@h/r", tmp_path)
+
+
+async def test_replicas_never_take_the_same_inbox_rows(pg_url: str, tmp_path: Path) -> None:
+    """Rows one replica took are not handed to another while its lease runs (it may be
+    applying them); once the lease is over (the replica died) the other takes them."""
+    a, b = _store(pg_url, tmp_path), _store(pg_url, tmp_path)
+    a.inbox_lease_s = 0.5
+    await a.open()
+    await b.open()
+    try:
+        await a.append_inbox([(1.0, "[]"), (2.0, "[]"), (3.0, "[]")])
+        taken = await a.take_inbox(2)
+        assert [i.received_at for i in taken] == [1.0, 2.0]
+        assert [i.received_at for i in await b.take_inbox(5)] == [3.0]
+        assert [i.received_at for i in await b.take_inbox(5)] == [3.0]  # its own, not a's
+        await asyncio.sleep(0.6)
+        assert [i.received_at for i in await b.take_inbox(5)] == [1.0, 2.0, 3.0]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_two_replicas_inserting_one_alert_is_a_conflict(pg_url: str, tmp_path: Path) -> None:
+    """A replica inserting an alert another is inserting at once waits for it and gets
+    StoreConflict (run the transaction again), not StoreUnavailable (a 503 for ever)."""
+    a, b = _store(pg_url, tmp_path), _store(pg_url, tmp_path)
+    await a.open()
+    await b.open()
+    row = {
+        "fingerprint": "f",
+        "starts_at": "s",
+        "status": "firing",
+        "labels": {},
+        "annotations": {},
+        "ends_at": None,
+        "at": 1.0,
+    }
+    try:
+        async with a.write() as tx:
+            await tx.save_alerts([row], [])
+
+            async def insert_again() -> None:
+                async with b.write() as other:
+                    await other.save_alerts([row], [])
+
+            racing = asyncio.create_task(insert_again())
+            await asyncio.sleep(0.3)  # b waits on a's uncommitted row
+            assert not racing.done()
+        with pytest.raises(StoreConflict, match="duplicate key"):
+            await racing
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_only_a_locked_sqlite_store_is_exclusive(pg_url: str, tmp_path: Path) -> None:
+    """Claims are released at start only by a store's sole user: SQLite with its lock
+    file, never PostgreSQL (replicas share it) nor an unlocked SQLite store (the CLI)."""
+    assert open_store_url(f"sqlite:///{tmp_path / 'a.db'}", tmp_path).exclusive
+    assert not open_store_url(f"sqlite:///{tmp_path / 'a.db'}", tmp_path, lock=False).exclusive
+    assert not _store(pg_url, tmp_path).exclusive

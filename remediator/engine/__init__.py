@@ -19,6 +19,7 @@ from remediator.store.base import Tx
 from remediator.store.records import StepState, WorkItem, WorkKind
 
 log = logging.getLogger(__name__)
+SETTLE_EVERY_S = 30.0  # shared store: how often orphans a dead replica left are looked for
 
 
 class Engine:
@@ -35,6 +36,7 @@ class Engine:
         self._poll_s = poll_s
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._next_settle = 0.0
         # The daemon sets this to let webhook acknowledgements go first under a flood.
         self.before_intake_batch: Callable[[], Awaitable[None]] | None = None
 
@@ -46,10 +48,13 @@ class Engine:
         return ssh.connect_timeout * ssh.connect_attempts + ssh.command_timeout * 2 + 60
 
     async def recover(self) -> int:
-        """On start: free claims a dead process left (SQLite: we are the only process)."""
+        """On start: free claims a dead process left when the store is ours alone (SQLite).
+        On a shared store (PostgreSQL) claims are left to expire by their lease: another
+        replica may be running them; only orphans whose lease is over are settled."""
+        exclusive = self.ctx.store.exclusive
         async with self.ctx.store.write() as tx:
-            released = await tx.release_claims()
-            await settle_orphans(tx, self.ctx.clock.now())
+            released = await tx.release_claims() if exclusive else 0
+            await settle_orphans(tx, self.ctx.clock.now(), exclusive=exclusive)
         if released:
             log.warning("resuming work left by a previous run", extra={"items": released})
         self.inbox_ready.set()
@@ -59,6 +64,7 @@ class Engine:
     async def tick(self) -> None:
         """Drain the inbox, then claim and run all due work to completion."""
         await self.intake.drain()
+        await self._settle_expired()
         while items := await self._claim(self._max_parallel):
             await asyncio.gather(*(self._run_one(i) for i in items))
 
@@ -82,9 +88,20 @@ class Engine:
             await _wait(self.ctx.work_ready, self._poll_s)
             self.ctx.work_ready.clear()
             try:
+                await self._settle_expired()
                 await self._dispatch_due()
             except StoreError as exc:
                 self._error("work", exc)
+
+    async def _settle_expired(self) -> None:
+        """On a shared store, steps a dead replica left in flight (incident handed over
+        mid-step) are settled once their lease is over; on SQLite a restart does it."""
+        now = self.ctx.clock.now()
+        if self.ctx.store.exclusive or now < self._next_settle:
+            return
+        self._next_settle = now + SETTLE_EVERY_S
+        async with self.ctx.store.write() as tx:
+            await settle_orphans(tx, now, exclusive=False)
 
     async def _dispatch_due(self) -> None:
         free = self._max_parallel - len(self._running)
@@ -161,10 +178,11 @@ class Engine:
                 await asyncio.wait(pending)
 
 
-async def settle_orphans(tx: Tx, now: float) -> None:
+async def settle_orphans(tx: Tx, now: float, *, exclusive: bool = True) -> None:
     """Steps left in flight by a crash after their incident was handed over: executing is
-    `unknown` (never re-sent), dispatching `failed` (nothing was sent); the target is free."""
-    for step in await tx.orphan_steps():
+    `unknown` (never re-sent), dispatching `failed` (nothing was sent); the target is free.
+    Not `exclusive` (replicas share the store): only steps whose work's claim expired."""
+    for step in await tx.orphan_steps(None if exclusive else now):
         executing = step.state is StepState.EXECUTING
         state = StepState.UNKNOWN if executing else StepState.FAILED
         why = "the daemon stopped while the step ran, after its incident was handed over"

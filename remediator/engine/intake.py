@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
+from functools import partial
 from typing import Any
 
 from remediator.alerts import Alert, parse_alerts
@@ -17,6 +18,7 @@ from remediator.engine.quarantine import record_success
 from remediator.errors import StoreError
 from remediator.rules import alert_context, check_require, resolve_target
 from remediator.store.base import Tx
+from remediator.store.conflict import retry_conflict
 from remediator.store.records import (
     HANDED_OVER,
     ApprovalState,
@@ -49,8 +51,9 @@ class Intake:
             if not items:
                 return total
             try:
-                async with self.ctx.store.write() as tx:
-                    await self._apply(tx, await self._read(tx, items))
+                # A replica applying the same notification at once: one of the two
+                # transactions loses on a unique key and runs again, finding it applied.
+                await retry_conflict(partial(self._apply_batch, items))
             except StoreError:
                 raise
             except Exception:
@@ -60,6 +63,14 @@ class Intake:
             # Deleted only after the commit: a crash in between re-applies, a no-op.
             await self.ctx.store.delete_inbox([item.id for item in items])
             total += len(items)
+
+    async def _apply_batch(self, items: list[InboxItem]) -> None:
+        async with self.ctx.store.write() as tx:
+            await self._apply(tx, await self._read(tx, items))
+
+    async def _apply_one(self, alert: Alert) -> None:
+        async with self.ctx.store.write() as tx:
+            await self._apply(tx, [alert])
 
     async def _read(self, tx: Tx, items: list[InboxItem]) -> list[Alert]:
         now = self.ctx.clock.now()
@@ -87,8 +98,7 @@ class Intake:
             return
         for alert in alerts:
             try:
-                async with self.ctx.store.write() as tx:
-                    await self._apply(tx, [alert])
+                await retry_conflict(partial(self._apply_one, alert))
             except StoreError:
                 raise
             except Exception as exc:

@@ -62,9 +62,11 @@ class Outbox:
             self.dead = DeadLetters(self.store, self.metrics, self.clock)
 
     async def recover(self) -> None:
-        """On start: free claims a dead process left."""
-        async with self.store.write() as tx:
-            await tx.release_outbox_claims()
+        """On start: free claims a dead process left, when the store is ours alone (SQLite);
+        on a shared one another replica may hold them: they expire by their lease."""
+        if self.store.exclusive:
+            async with self.store.write() as tx:
+                await tx.release_outbox_claims()
         self.ready.set()
 
     async def deliver_due(self, stopping: asyncio.Event | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, insert, inspect, select
+from sqlalchemy import Connection, Table, insert, inspect, select, text
 
 from remediator.errors import StoreError
 from remediator.store import schema
@@ -55,6 +55,14 @@ def _inbox(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=_tables(schema.V6_TABLES))
 
 
+def _inbox_lease(conn: Connection) -> None:
+    # On a fresh store version 6 already made them along with the table.
+    have = {c["name"] for c in inspect(conn).get_columns("inbox")}
+    for name, kind in (("claimed_by", "VARCHAR(64)"), ("claimed_until", "FLOAT")):
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE inbox ADD COLUMN {name} {kind}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "guards: settings, holds, target health", _guards),
@@ -62,6 +70,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "dead letters", _dead_letters),
     Migration(5, "retention indexes", _retention),
     Migration(6, "inbox (PostgreSQL's; SQLite keeps its spool file)", _inbox),
+    Migration(7, "inbox lease (replicas share the inbox)", _inbox_lease),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -1,26 +1,27 @@
 """The PostgreSQL store: the same schema, migrations and queries as SQLite's, over asyncpg.
 
-One process on PostgreSQL behaves as one on SQLite: its writers take turns (the guards'
-check-and-start relies on one writer at a time), its readers do not wait. Work and outbox
-rows are claimed with FOR UPDATE SKIP LOCKED, so two stores never claim one row; the rest
-of running several replicas on one database (guards across replicas, leases, recovery of
-a dead replica's claims) is not done yet: see README.md, "Store".
+One process on PostgreSQL behaves as one on SQLite: its writers take turns, its readers
+do not wait. Several replicas may share the database: work, outbox and inbox rows are
+claimed with FOR UPDATE SKIP LOCKED and a lease (a dead replica's claims expire, never
+released by a starting one: the store is not `exclusive`), and two replicas writing the
+same row at once end in StoreConflict, the loser's transaction run again by its caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, insert, or_, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from remediator.errors import StoreError, StoreUnavailable
+from remediator.errors import StoreConflict, StoreError, StoreUnavailable
 from remediator.store import schema as t
 from remediator.store.migrations import migrate
 from remediator.store.records import InboxItem
@@ -31,14 +32,19 @@ from remediator.store.sqltx import SqlTx
 MIGRATION_LOCK = 0x72656D6564  # "remed"
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
+INBOX_LEASE_S = 60.0  # a replica applies what it took well within this, or it died
+# unique_violation, serialization_failure, deadlock_detected: a replica wrote first.
+CONFLICTS = frozenset({"23505", "40001", "40P01"})
 
 
 class PostgresStore:
     """Store on one PostgreSQL database; `where` names it in messages (no password)."""
 
-    def __init__(self, url: URL, where: str) -> None:
+    def __init__(self, url: URL, where: str, *, inbox_lease_s: float = INBOX_LEASE_S) -> None:
         self.url = url
         self.where = where
+        self.inbox_lease_s = inbox_lease_s
+        self.owner = f"store-{uuid.uuid4().hex[:12]}"  # claims inbox rows for this process
         self._write_lock = asyncio.Lock()
         self._engine: AsyncEngine | None = None
 
@@ -48,6 +54,11 @@ class PostgresStore:
         if self._engine is None:
             raise StoreError("store is not open")
         return self._engine
+
+    @property
+    def exclusive(self) -> bool:
+        """Never: other replicas may share the database."""
+        return False
 
     async def open(self) -> None:
         """Connect and migrate, under an advisory lock so concurrent replicas take turns."""
@@ -87,6 +98,8 @@ class PostgresStore:
         try:
             yield
         except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) in CONFLICTS:
+                raise StoreConflict(f"store {self.where}: {exc.orig}") from exc
             raise StoreUnavailable(f"store {self.where}: {exc.orig}") from exc
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"store {self.where}: {exc or type(exc).__name__}") from exc
@@ -120,13 +133,29 @@ class PostgresStore:
             await conn.execute(insert(t.inbox), [{"received_at": r, "body": b} for r, b in rows])
 
     async def take_inbox(self, limit: int) -> list[InboxItem]:
-        """The oldest rows, left in place until `delete_inbox`."""
+        """The oldest rows no other replica holds, claimed for `inbox_lease_s` and left in
+        place until `delete_inbox` (a replica that dies first: another takes them after the
+        lease; this one takes its own again at once, as SQLite's spool does)."""
         i = t.inbox.c
+        now = time.time()
+        free = (
+            select(i.id)
+            .where(
+                or_(i.claimed_until.is_(None), i.claimed_until < now, i.claimed_by == self.owner)
+            )
+            .order_by(i.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         async with self._begin() as conn:
             res = await conn.execute(
-                select(i.id, i.received_at, i.body).order_by(i.id).limit(limit)
+                update(t.inbox)
+                .where(i.id.in_(free.scalar_subquery()))
+                .values(claimed_by=self.owner, claimed_until=now + self.inbox_lease_s)
+                .returning(i.id, i.received_at, i.body)
             )
-            return [InboxItem(int(r[0]), float(r[1]), str(r[2])) for r in res]
+            items = [InboxItem(int(r[0]), float(r[1]), str(r[2])) for r in res]
+        return sorted(items, key=lambda item: item.id)
 
     async def delete_inbox(self, ids: list[int]) -> None:
         """Drop rows once applied."""

@@ -306,6 +306,9 @@ inbox = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("received_at", Float, nullable=False),
     Column("body", LongText, nullable=False),
+    # Version 7: the replica applying the row holds it until then (PostgreSQL).
+    Column("claimed_by", Str(64)),
+    Column("claimed_until", Float, nullable=True),
 )
 
 V1_TABLES = ("alerts", "incidents", "steps", "work", "audit", "cooldowns")

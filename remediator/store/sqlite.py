@@ -65,6 +65,11 @@ class SqliteStore:
             raise StoreError("store is not open")
         return self._engine
 
+    @property
+    def exclusive(self) -> bool:
+        """Whether this store's user is its only one: the lock file says so."""
+        return self._lock
+
     async def open(self) -> None:
         """Take the lock file, connect and migrate; every file private (0600)."""
         try:

@@ -189,17 +189,22 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries):
         row = (await self.conn.execute(q)).first()
         return _step(row) if row else None
 
-    async def orphan_steps(self) -> list[StepRecord]:
+    async def orphan_steps(self, now: float | None = None) -> list[StepRecord]:
         """Steps dispatching or executing with no pending work to finish them: their
-        incident was handed over or acknowledged mid-step and the daemon then stopped."""
+        incident was handed over or acknowledged mid-step and the daemon then stopped.
+        With `now` (a store shared by replicas), only those whose work's claim has expired:
+        a live replica may still be running the others."""
         s, w = t.steps.c, t.work.c
-        pending = (
-            exists()
-            .where(w.incident_id == s.incident_id, w.step_index == s.step_index)
-            .where(w.kind == WorkKind.RUN_STEP.value, w.done_at.is_(None))
+        mine = and_(
+            w.incident_id == s.incident_id,
+            w.step_index == s.step_index,
+            w.kind == WorkKind.RUN_STEP.value,
         )
+        pending = exists().where(mine, w.done_at.is_(None))
         in_flight = [StepState.DISPATCHING.value, StepState.EXECUTING.value]
         q = select(t.steps).where(s.state.in_(in_flight), ~pending).order_by(s.id)
+        if now is not None:
+            q = q.where(~exists().where(mine, w.claimed_until >= now))
         return [_step(r) for r in await self.conn.execute(q)]
 
     async def steps(self, incident_id: int) -> list[StepRecord]:

@@ -54,8 +54,10 @@ def write_config(
     slack_url: str = NO_SLACK,
     email: str = "",
     server_extra: str = "",
+    store: str = "sqlite:///state/remediator.db",
 ) -> Path:
-    """A remediator.yml with rules/, policies/ and an inventory pointing at `sshd`."""
+    """A remediator.yml with rules/, policies/ and an inventory pointing at `sshd`; replicas
+    share a `store: postgresql://...` (each its own workdir, so its own port)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "rules").mkdir(exist_ok=True)
     (workdir / "rules" / "rules.yml").write_text(rules_yaml)
@@ -81,7 +83,7 @@ def write_config(
         "  admin_token_env: REMEDIATOR_ADMIN_TOKEN\n"
         "  external_url: http://remediator.test\n"
         f"{server_extra}"
-        "store: sqlite:///state/remediator.db\n"
+        f"store: {store}\n"
         "rules: rules/\npolicies: policies/\n"
         f"slack:\n  api_url: '{slack_url}'\n  channel: '#ops-alerts'\n  timeout: 5s\n"
         "notifications:\n  retry_min: 1s\n  retry_max: 5s\n"

@@ -1,0 +1,119 @@
+"""Replicas sharing one store: a starting replica takes no live claim of another, orphans
+are settled only once their lease is over, and two replicas applying one notification at
+once end with one incident (on both backends where the behaviour is the store's)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from support.daemon import write_config
+from support.engine_harness import notification, spooled
+
+from remediator.actions import build_registry
+from remediator.alerts import parse_alerts
+from remediator.clock import FakeClock
+from remediator.config import load_config
+from remediator.engine import Engine, EngineContext, settle_orphans
+from remediator.metrics import Metrics
+from remediator.notify.outbox import Outbox
+from remediator.store import PostgresStore, SqliteStore, open_store_url
+from remediator.store.base import Store
+from remediator.store.records import OutboxKind, StepState, WorkKind
+
+RULE = """\
+rules:
+  - name: restart
+    match: [alertname = NodeDown]
+    steps:
+      - action: notify
+        params: {message: down}
+"""
+OTHER = "remediator-other-replica"
+
+
+def engine_on(store: Store, tmp_path: Path, clock: FakeClock) -> Engine:
+    """An engine (no SSH) on `store`, as a replica's daemon builds it."""
+    config = load_config(write_config(tmp_path / "cfg", RULE))
+    return Engine(EngineContext(config, store, build_registry(None), clock, Metrics()))
+
+
+async def test_start_releases_claims_only_on_an_exclusive_store(
+    store: SqliteStore | PostgresStore, tmp_path: Path
+) -> None:
+    """A claim another process holds is freed at start on SQLite (the lock file proves
+    that process dead) and left to its lease on PostgreSQL (a live replica may run it)."""
+    clock = FakeClock()
+    async with store.write() as tx:
+        incident = await tx.create_incident("restart", "f", "s", {}, {}, clock.now())
+        assert incident is not None
+        await tx.schedule(WorkKind.RUN_STEP, incident.id, 0, clock.now())
+        assert len(await tx.claim_due(clock.now(), OTHER, 5, 300.0)) == 1
+        await tx.enqueue(OutboxKind.EMAIL, "ops@example.com", {}, None, clock.now())
+        assert len(await tx.claim_outbox(clock.now(), 5, 300.0)) == 1
+    engine = engine_on(store, tmp_path, clock)
+    await engine.recover()
+    outbox = Outbox(store, engine.ctx.config, clock, Metrics(), None, None, asyncio.Event())
+    await outbox.recover()
+    async with store.write() as tx:
+        work = await tx.claim_due(clock.now(), engine.owner, 5, 300.0)
+        sends = await tx.claim_outbox(clock.now(), 5, 300.0)
+    assert (len(work), len(sends)) == ((1, 1) if store.exclusive else (0, 0))
+    async with store.write() as tx:  # once the lease is over, any replica takes it
+        assert len(await tx.claim_due(clock.now() + 301, engine.owner, 5, 300.0)) == 1
+
+
+async def test_orphans_of_a_live_replica_are_not_settled(
+    store: SqliteStore | PostgresStore,
+) -> None:
+    """A handed-over incident's step still in flight on another replica (its work row
+    cancelled, its claim live) is left alone on a shared store, and settled `unknown`
+    once the claim expired (that replica died); an exclusive store settles it at once."""
+    async with store.write() as tx:
+        incident = await tx.create_incident("restart", "f", "s", {}, {}, 1.0)
+        assert incident is not None
+        await tx.schedule(WorkKind.RUN_STEP, incident.id, 0, 1.0)
+        await tx.claim_due(1.0, OTHER, 5, 300.0)  # claimed until 301
+        step = await tx.start_step(incident.id, 0, "notify", {}, 1.0)
+        await tx.update_step(step.id, StepState.EXECUTING, executing_at=1.0)
+        await tx.cancel_work(incident.id, 2.0)  # handed over mid-step
+        await settle_orphans(tx, 2.0, exclusive=False)
+        assert (await tx.steps(incident.id))[0].state is StepState.EXECUTING
+        await settle_orphans(tx, 302.0, exclusive=False)
+        assert (await tx.steps(incident.id))[0].state is StepState.UNKNOWN
+
+
+async def test_one_alert_applied_by_two_replicas_at_once_is_one_incident(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Replica b applies a notification while replica a's transaction opening the same
+    alert is not committed yet: b waits, loses on the unique key, runs its transaction
+    again and finds the alert known: one incident, no error, no dead letter. The same
+    for the resolve: b reads the status a committed and closes nothing twice."""
+    a = open_store_url(pg_url, tmp_path)
+    b = open_store_url(pg_url, tmp_path)
+    await a.open()
+    await b.open()
+    clock = FakeClock()
+    one, two = engine_on(a, tmp_path / "a", clock), engine_on(b, tmp_path / "b", clock)
+    try:
+        for status in ("firing", "resolved"):
+            body = spooled(notification({"alertname": "NodeDown"}, status))
+            async with a.write() as tx:
+                await one.intake._apply(tx, parse_alerts(body))
+                await b.append_inbox([(clock.now(), body)])
+                racing = asyncio.create_task(two.intake.drain())
+                await asyncio.sleep(0.3)
+                assert not racing.done()  # b waits for a's row
+            assert await racing == 1
+            assert await b.inbox_pending() == 0
+        async with a.read() as tx:
+            [incident] = await tx.incidents(None, 10)
+            events = [r.event for r in await tx.audit_for(incident.id)]
+            assert await tx.dead_letter_count() == 0
+        assert events.count("matched") == 1
+        assert events.count("resolved") == 1
+        assert incident.state.value == "resolved"
+    finally:
+        await a.close()
+        await b.close()

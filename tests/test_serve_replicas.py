@@ -1,0 +1,118 @@
+"""Two `remediator serve` replicas on one PostgreSQL database, as an HA Alertmanager pair
+drives them: every notification posted to both at once is one alert, one incident and
+one command on the real host."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from support.daemon import ADMIN_TOKEN, Daemon, webhook, write_config
+from support.metrics import sample
+from support.sshd import SshServer
+
+RULE = """\
+rules:
+  - name: restart-node
+    match: [alertname = NodeDown]
+    target: "{{ labels.instance | host }}"
+    steps:
+      - action: restart_service
+        params: {service: kaldrix-node}
+        verify: 5m
+  - name: note-slow
+    match: [alertname = NodeSlow]
+    steps:
+      - action: notify
+        params: {message: "{{ labels.instance }} is slow"}
+        verify: 5m
+"""
+ROUNDS = 4
+SLOW = 20  # alerts riding along in each notification: a longer transaction to race with
+
+
+def api(d: Daemon, path: str) -> Any:
+    status, body = d.request("GET", path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert status == 200, body
+    return json.loads(body)
+
+
+def restarts(sshd: SshServer) -> int:
+    return sum(1 for argv in sshd.calls("systemctl") if argv[0] == "restart")
+
+
+def wait_for(check: Any, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def post_to_both(replicas: list[Daemon], payload: dict[str, Any]) -> list[int]:
+    """POST one body to every replica at the same instant, as Alertmanager's HA peers do."""
+    start = threading.Barrier(len(replicas))
+    statuses = [0] * len(replicas)
+
+    def post(i: int) -> None:
+        start.wait()
+        statuses[i] = replicas[i].post_webhook(payload)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(replicas))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
+
+
+def test_a_notification_posted_to_two_replicas_is_one_incident_and_one_command(
+    tmp_path: Path, sshd: SshServer, pg_url: str
+) -> None:
+    """Round after round, the same notification is posted to two replicas at once: each
+    replica acknowledges it, and there is exactly one incident per alert (the same list
+    from either replica), one `systemctl restart` per alert on the host, no engine error
+    and no dead letter (a replica that lost the race on the alert's key ran its
+    transaction again and found the alert known)."""
+    hosts = {
+        f"web{n}": {"address": "127.0.0.1", "port": sshd.port, "groups": ["web"]}
+        for n in range(1, ROUNDS + 1)
+    }
+    replicas = [
+        Daemon.for_config(write_config(tmp_path / name, RULE, sshd=sshd, hosts=hosts, store=pg_url))
+        for name in ("a", "b")
+    ]
+    try:
+        for d in replicas:
+            d.start()
+        for n in range(1, ROUNDS + 1):
+            alert = webhook({"alertname": "NodeDown", "instance": f"web{n}:9100"})
+            alert["alerts"] += [
+                webhook({"alertname": "NodeSlow", "instance": f"r{n}-{i}"})["alerts"][0]
+                for i in range(SLOW)
+            ]
+            assert post_to_both(replicas, alert) == [200, 200]
+            wait_for(lambda n=n: restarts(sshd) >= n)
+        time.sleep(2)  # time for a second command, were one coming
+        assert restarts(sshd) == ROUNDS
+        for d in replicas:
+            found = api(d, "/api/incidents?limit=500")["incidents"]
+            assert len(found) == ROUNDS * (1 + SLOW)
+            assert len({i["labels"]["instance"] for i in found}) == len(found)
+            assert sorted(i["target"] for i in found if i["target"]) == sorted(hosts)
+            for incident in found:
+                events = [e["event"] for e in api(d, f"/api/incidents/{incident['id']}")["audit"]]
+                assert events.count("matched") == 1
+                assert events.count("step_dispatching") == 1
+            status, body = d.request("GET", "/metrics")
+            text = body.decode()
+            assert status == 200
+            assert "remediator_engine_errors_total" in text
+            assert "remediator_dead_letters" in text
+            assert sample(text, "remediator_engine_errors_total") == 0, d.logs()
+            assert sample(text, "remediator_dead_letters") == 0
+    finally:
+        for d in replicas:
+            d.stop()

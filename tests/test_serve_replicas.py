@@ -4,6 +4,7 @@ one command on the real host."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -116,3 +117,82 @@ def test_a_notification_posted_to_two_replicas_is_one_incident_and_one_command(
     finally:
         for d in replicas:
             d.stop()
+
+
+GROUP_RULE = """\
+rules:
+  - name: restart-node
+    match: [alertname = NodeDown]
+    target: "{{ labels.instance | host }}"
+    steps:
+      - action: restart_service
+        params: {service: kaldrix-node}
+        verify: 1s
+"""
+ONE_AT_A_TIME = "safety:\n  groups:\n    web: {max_unavailable: 1}\n"
+
+
+def post_at_once(posts: list[tuple[Daemon, dict[str, Any]]]) -> list[int]:
+    """Each (replica, body) POSTed at the same instant, from its own thread."""
+    start = threading.Barrier(len(posts))
+    statuses = [0] * len(posts)
+
+    def post(i: int) -> None:
+        start.wait()
+        d, payload = posts[i]
+        statuses[i] = d.post_webhook(payload)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(posts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
+
+
+def test_guards_hold_across_replicas(tmp_path: Path, sshd: SshServer, pg_url: str) -> None:
+    """Three members of a `max_unavailable: 1` group fire at once, their notifications
+    posted to different replicas, with a second alert on web1 of the same rule: the host's
+    own record of command times shows no two restarts at the same instant (each replica
+    checks the group under the other's last step start), and web1 is restarted once
+    (target lock, then cooldown): three commands in all, one per (rule, target)."""
+    sshd.install_recorder("systemctl", sleep_s=1.0)
+    hosts = {
+        f"web{n}": {"address": "127.0.0.1", "port": sshd.port, "groups": ["web"]}
+        for n in range(1, 4)
+    }
+    a, b = (
+        Daemon.for_config(
+            write_config(
+                tmp_path / name,
+                GROUP_RULE,
+                sshd=sshd,
+                hosts=hosts,
+                policies=ONE_AT_A_TIME,
+                store=pg_url,
+            )
+        )
+        for name in ("a", "b")
+    )
+    down = [webhook({"alertname": "NodeDown", "instance": f"web{n}:9100"}) for n in (1, 2, 3)]
+    again = webhook({"alertname": "NodeDown", "instance": "web1:9100", "probe": "icmp"})
+    try:
+        a.start()
+        b.start()
+        posts = [(a, down[0]), (b, down[1]), (a, down[2]), (b, again)]
+        assert post_at_once(posts) == [200] * 4
+        wait_for(lambda: len(sshd.spans("systemctl", "restart")) == 3, timeout_s=40)
+        time.sleep(2)  # time for a fourth command, were one coming
+        spans = sshd.spans("systemctl", "restart")
+        assert len(spans) == 3
+        for (_, first_end), (second_start, _) in itertools.pairwise(spans):
+            assert second_start >= first_end, spans
+        started: dict[str, int] = {}
+        for incident in api(a, "/api/incidents")["incidents"]:
+            detail = api(a, f"/api/incidents/{incident['id']}")
+            if detail["steps"]:
+                started[incident["target"]] = started.get(incident["target"], 0) + 1
+        assert started == {"web1": 1, "web2": 1, "web3": 1}
+    finally:
+        a.stop()
+        b.stop()

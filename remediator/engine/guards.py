@@ -4,7 +4,8 @@ Final guards (quarantine, cooldown, max_runs) refuse a new incident's first step
 incident escalates. Deferring guards (pause, maintenance, per-target lock, group
 `max_unavailable`, `max_concurrent_actions`, `max_actions_per_minute`) keep the step
 pending and say when to look again. Checking and starting happen in one write
-transaction, so two steps can never both pass a guard that only one may pass.
+transaction, which replicas sharing a PostgreSQL store take in turns (tx.lock_step_starts),
+so two steps can never both pass a guard that only one may pass.
 """
 
 from __future__ import annotations

@@ -108,6 +108,8 @@ class Runner:
 
     async def _prepare(self, item: WorkItem) -> Dispatch | None:
         async with self.ctx.store.write() as tx:
+            # Replicas take turns from here to the commit: guards see each other's starts.
+            await tx.lock_step_starts()
             now = self.ctx.clock.now()
             loaded = await self._load(tx, item)
             if loaded is None:

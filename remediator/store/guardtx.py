@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -22,10 +22,24 @@ from remediator.store.records import (
 IN_FLIGHT = (StepState.DISPATCHING.value, StepState.EXECUTING.value)
 
 
+# pg_advisory_xact_lock key serialising step starts across replicas; any fixed bigint
+# other than the migrations' (store/postgres.py) will do.
+STEP_START_LOCK = 0x72656D6567  # "remeg"
+
+
 class GuardQueries:
     """Mixed into SqlTx: settings, holds, activity counts, quarantine."""
 
     conn: AsyncConnection
+
+    async def lock_step_starts(self) -> None:
+        """Until this transaction ends, no other replica checks guards and starts a step:
+        what it reads next includes every step another replica started (PostgreSQL, an
+        advisory lock). SQLite has one writer already: nothing to do."""
+        if self.conn.dialect.name == "postgresql":
+            await self.conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": STEP_START_LOCK}
+            )
 
     # --- settings ---------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Replicas sharing one store: a starting replica takes no live claim of another, orphans
-are settled only once their lease is over, and two replicas applying one notification at
-once end with one incident (on both backends where the behaviour is the store's)."""
+are settled only once their lease is over, two replicas applying one notification at
+once end with one incident, and a step start waits for another replica's (on both
+backends where the behaviour is the store's)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from remediator.metrics import Metrics
 from remediator.notify.outbox import Outbox
 from remediator.store import PostgresStore, SqliteStore, open_store_url
 from remediator.store.base import Store
-from remediator.store.records import OutboxKind, StepState, WorkKind
+from remediator.store.records import OutboxKind, State, StepState, WorkKind
 
 RULE = """\
 rules:
@@ -114,6 +115,61 @@ async def test_one_alert_applied_by_two_replicas_at_once_is_one_incident(
         assert events.count("matched") == 1
         assert events.count("resolved") == 1
         assert incident.state.value == "resolved"
+    finally:
+        await a.close()
+        await b.close()
+
+
+GROUP_RULE = """\
+rules:
+  - name: restart
+    match: [alertname = NodeDown]
+    target: "{{ labels.instance | host }}"
+    steps:
+      - action: notify
+        params: {message: down}
+"""
+
+
+async def test_a_step_start_waits_for_another_replicas(pg_url: str, tmp_path: Path) -> None:
+    """Replica a is starting h1's step (its transaction not committed yet) when replica b
+    checks the guards of h2's, a member of the same `max_unavailable: 1` group: b waits
+    for a's transaction, then sees h1 under remediation and holds h2's step; without the
+    lock both would pass the group guard at once."""
+    hosts = {f"h{n}": {"address": "127.0.0.1", "port": 22, "groups": ["g"]} for n in (1, 2)}
+    config = load_config(
+        write_config(
+            tmp_path / "cfg",
+            GROUP_RULE,
+            hosts=hosts,
+            policies="safety:\n  groups:\n    g: {max_unavailable: 1}\n",
+        )
+    )
+    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
+    await a.open()
+    await b.open()
+    clock = FakeClock()
+    two = Engine(EngineContext(config, b, build_registry(None), clock, Metrics()))
+    try:
+        for n in (1, 2):
+            body = spooled(notification({"alertname": "NodeDown", "instance": f"h{n}:9100"}))
+            await b.append_inbox([(clock.now(), body)])
+        await two.intake.drain()
+        async with a.write() as tx:  # replica a's runner, between its check and its commit
+            await tx.lock_step_starts()
+            await tx.claim_due(clock.now(), OTHER, 1, 300.0)  # h1's
+            await tx.start_step(1, 0, "notify", {}, clock.now())
+            await tx.update_incident(1, clock.now(), state=State.RUNNING)
+            async with b.write() as other:
+                [item] = await other.claim_due(clock.now(), two.owner, 5, 300.0)  # h2's
+            racing = asyncio.create_task(two.runner.run(item))
+            await asyncio.sleep(0.3)
+            assert not racing.done()  # b waits for a's step start
+        await racing
+        async with b.read() as tx:
+            assert await tx.steps(2) == []
+            events = [r.event for r in await tx.audit_for(2)]
+        assert events[-1] == "guard_held"
     finally:
         await a.close()
         await b.close()

@@ -44,15 +44,18 @@ _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _RECORDER_TEMPLATE = """\
 #!{python} -I
-# Stand-in written by tests/support/sshd.py: records argv, then exits {exit_code}.
+# Stand-in written by tests/support/sshd.py: records argv, then when it ran, then exits {exit_code}.
 import json, os, sys, time
-line = json.dumps(sys.argv[1:]) + "\\n"
-fd = os.open({log!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-try:
-    os.write(fd, line.encode())
-finally:
-    os.close(fd)
+def append(path, value):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(value) + "\\n").encode())
+    finally:
+        os.close(fd)
+started = time.time()
+append({log!r}, sys.argv[1:])
 time.sleep({sleep_s!r})
+append({times!r}, [started, time.time(), sys.argv[1:]])
 sys.exit({exit_code!r})
 """
 
@@ -305,6 +308,7 @@ class SshServer:
             _RECORDER_TEMPLATE.format(
                 python=_python_for_recorders(),
                 log=str(self.calls_dir / f"{name}.jsonl"),
+                times=str(self.calls_dir / f"{name}.times.jsonl"),
                 sleep_s=float(sleep_s),
                 exit_code=int(exit_code),
             )
@@ -324,9 +328,25 @@ class SshServer:
                 result.append([str(arg) for arg in argv])
         return result
 
+    def spans(self, name: str, first_arg: str | None = None) -> list[tuple[float, float]]:
+        """(start, end) wall-clock times of the finished calls of ``name`` (only those whose
+        first argument is ``first_arg``, if given), by start."""
+        path = self.calls_dir / f"{name}.times.jsonl"
+        if not path.exists():
+            return []
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return sorted(
+            (float(start), float(end))
+            for start, end, argv in lines
+            if first_arg is None or argv[:1] == [first_arg]
+        )
+
     def clear_calls(self, name: str | None = None) -> None:
         """Forget recorded calls for ``name`` (or for every recorder)."""
-        targets = [self.calls_dir / f"{name}.jsonl"] if name else self.calls_dir.glob("*.jsonl")
+        if name:
+            targets = [self.calls_dir / f"{name}.jsonl", self.calls_dir / f"{name}.times.jsonl"]
+        else:
+            targets = list(self.calls_dir.glob("*.jsonl"))
         for path in targets:
             path.unlink(missing_ok=True)
 

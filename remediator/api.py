@@ -12,7 +12,7 @@ terms (engine.decisions.Result); `DECISION_STATUS` maps them to HTTP.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TypeVar
 
 from aiohttp import web
@@ -31,6 +31,8 @@ from remediator.apimodels import (
     IncidentSummary,
     PauseBody,
     PauseState,
+    ReplicaList,
+    ReplicaOut,
     Reply,
     StepOut,
 )
@@ -40,6 +42,7 @@ from remediator.engine.context import EngineContext
 from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.errors import StoreError
 from remediator.parsing import whole_number
+from remediator.replicas import SEEN_WITHIN_S
 from remediator.store.records import CLOSED_STATES, OPEN_STATES, State
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -138,6 +141,7 @@ class AdminApi:
 
     ctx: EngineContext
     tokens: AdminTokens | None
+    replica_id: str = ""  # the engine's owner id: which listed replica is this one
 
     def routes(self, app: web.Application) -> None:
         """Register every route."""
@@ -149,6 +153,7 @@ class AdminApi:
             ("POST", "/api/incidents/{id}/ack", self.ack),
             ("POST", "/api/pause", self.pause),
             ("POST", "/api/resume", self.resume),
+            ("GET", "/api/replicas", self.list_replicas),
         ]
         for method, path, handler in table:
             app.router.add_route(method, path, self._guarded(handler))
@@ -270,3 +275,16 @@ class AdminApi:
     async def resume(self, request: web.Request) -> web.Response:
         """POST /api/resume."""
         return await self._switch(request, False)
+
+    async def list_replicas(self, _: web.Request) -> web.Response:
+        """GET /api/replicas: replicas seen in the last minute, with their config hash."""
+        mine = self.ctx.config_hash
+        async with self.ctx.store.read() as tx:
+            seen = await tx.replicas_seen_since(self.ctx.clock.now() - SEEN_WITHIN_S)
+        rows = [
+            ReplicaOut(
+                **asdict(r), same_config=r.config_hash == mine, is_self=r.id == self.replica_id
+            )
+            for r in seen
+        ]
+        return _reply(ReplicaList(config_hash=mine, replicas=rows))

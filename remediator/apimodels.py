@@ -123,6 +123,27 @@ class PauseState(Reply):
     since: float | None
 
 
+class ReplicaOut(Reply):
+    """One replica seen lately: its last heartbeat and the hash of what it runs."""
+
+    id: str = Field(description="the replica's id (its claims on work carry it)")
+    name: str = Field(description="hostname:pid")
+    started_at: float
+    last_seen_at: float
+    version: str
+    config_hash: str = Field(description="hash of its rules, policies and inventory")
+    listen: str
+    same_config: bool = Field(description="whether its hash is the answering replica's")
+    is_self: bool = Field(description="whether it is the replica answering")
+
+
+class ReplicaList(Reply):
+    """GET /api/replicas: replicas that heartbeat in the last minute, by name."""
+
+    config_hash: str = Field(description="the answering replica's hash")
+    replicas: list[ReplicaOut]
+
+
 class DecisionBody(BaseModel):
     """Body of approve, deny and ack."""
 

@@ -16,7 +16,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from remediator import __version__, apiclient, cliviews, control, openapi, replay, ruletest
-from remediator.apimodels import DecisionReply, IncidentDetail, IncidentList, PauseState
+from remediator.apimodels import (
+    DecisionReply,
+    IncidentDetail,
+    IncidentList,
+    PauseState,
+    ReplicaList,
+)
 from remediator.config import load_config
 from remediator.config.durations import parse_duration
 from remediator.config.models import Config
@@ -130,6 +136,16 @@ def cmd_incidents(args: argparse.Namespace) -> int:
         print("no incidents" + (f" ({state})" if state else ""))
         return 0
     cliviews.console().print(cliviews.incidents_table(listing.incidents))
+    return 0
+
+
+def cmd_replicas(args: argparse.Namespace) -> int:
+    """List the replicas seen in the last minute and the hash of their rules (admin API)."""
+    client = _client(args)
+    listing = _model(args, ReplicaList, client.get("/api/replicas"), client)
+    if listing is None:
+        return 0
+    cliviews.console().print(cliviews.replicas_table(listing))
     return 0
 
 
@@ -297,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = admin("pause", "pause all automation (notifications go on)", cmd_pause)
     p.add_argument("--reason", help="why, for the audit and the metrics")
     admin("resume", "resume automation; held steps run if still wanted", cmd_pause)
+    admin("replicas", "list replicas seen in the last minute, with their rules' hash", cmd_replicas)
     command("quarantine", "list (rule, target) pairs quarantined", cmd_quarantine)
     p = command("dead-letters", "list items a loop failed on (never retried)", cmd_dead_letters)
     p.add_argument("--limit", type=int, default=50, help="newest N (default 50)")

@@ -24,6 +24,7 @@ from remediator.apimodels import (
     IncidentDetail,
     IncidentSummary,
     PauseState,
+    ReplicaList,
     StepOut,
 )
 from remediator.notify.commandtext import command_lines, describe_command
@@ -87,6 +88,25 @@ def incidents_table(incidents: list[IncidentSummary]) -> Table:
             safe(i.labels.get("alertname", "")),
             when(i.started_at),
             when(i.updated_at),
+        )
+    return table
+
+
+def replicas_table(listing: ReplicaList) -> Table:
+    """GET /api/replicas as a table; a hash other than the answering replica's in red."""
+    table = _table(None, ["NAME", "ID", "CONFIG", "VERSION", "LISTEN", "STARTED", "LAST SEEN"])
+    for r in listing.replicas:
+        config = Text(r.config_hash, style="" if r.same_config else "bold red")
+        if not r.same_config:
+            config.append(" (differs)")
+        table.add_row(
+            safe(r.name) + Text(" *" if r.is_self else ""),
+            safe(r.id),
+            config,
+            safe(r.version),
+            safe(r.listen),
+            when(r.started_at),
+            when(r.last_seen_at),
         )
     return table
 

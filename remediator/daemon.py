@@ -27,6 +27,7 @@ from remediator.notify.outbox import Outbox
 from remediator.notify.setup import Notifiers, build_notifiers
 from remediator.record import Recorder
 from remediator.reload import Reloader
+from remediator.replicas import Heartbeat
 from remediator.slackapp import SlackInteractions
 from remediator.store import open_store_url
 from remediator.store.base import Store
@@ -146,7 +147,7 @@ class Daemon:
             )
 
             def extra_routes(app: web.Application) -> None:
-                AdminApi(ctx, admin_tokens).routes(app)
+                AdminApi(ctx, admin_tokens, engine.owner).routes(app)
                 if slack_app is not None:
                     app.router.add_post("/slack/interactions", slack_app.handle)
 
@@ -195,6 +196,14 @@ class Daemon:
         sup.start("reload", lambda: reloader.watch(loops_stop))
         sup.start("store", lambda: watch_store(store, loops_stop))
         sup.start("retention", lambda: Pruner.for_context(engine.ctx).loop(loops_stop))
+        heartbeat = Heartbeat(
+            store,
+            self.clock,
+            engine.owner,
+            self.config.file.server.listen,
+            lambda: engine.ctx.config_hash,
+        )
+        sup.start("heartbeat", lambda: heartbeat.loop(loops_stop))
         loop.add_signal_handler(
             signal.SIGHUP, lambda: sup.spawn("SIGHUP reload", reloader.reload("SIGHUP"))
         )

@@ -134,6 +134,13 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.config_hash = Gauge(
+            "remediator_config_hash",
+            "1 for the hash of the rules, policies and inventory this replica runs; replicas "
+            "on one store with different hashes run different rules.",
+            ["hash"],
+            registry=r,
+        )
         self.store_rows = Gauge(
             "remediator_store_rows",
             "Rows per store table, counted after each retention pass.",
@@ -176,6 +183,11 @@ class Metrics:
         self.quarantined.clear()
         for rule, target in pairs:
             self.quarantined.labels(rule=rule, target=target).set(1)
+
+    def set_config_hash(self, digest: str) -> None:
+        """The running config's hash, and only it (reloads replace it)."""
+        self.config_hash.clear()
+        self.config_hash.labels(hash=digest).set(1)
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -23,6 +23,7 @@ from remediator.apimodels import (
     IncidentList,
     PauseBody,
     PauseState,
+    ReplicaList,
 )
 from remediator.store.records import State
 
@@ -143,6 +144,14 @@ OPERATIONS = (
         (400, *_ADMIN),
         body=PauseBody,
     ),
+    Operation(
+        "get",
+        "/api/replicas",
+        "listReplicas",
+        "Replicas that heartbeat in the last minute, with the hash of their rules",
+        ReplicaList,
+        _ADMIN,
+    ),
 )
 
 
@@ -189,8 +198,8 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "remediator admin API",
             "version": __version__,
-            "description": "Incidents, decisions (approve, deny, ack) and the pause switch "
-            "of a running remediator daemon. Every operation but this document needs "
+            "description": "Incidents, decisions (approve, deny, ack), the pause switch and "
+            "the replicas of a running remediator daemon. Every operation but this document needs "
             "`Authorization: Bearer <token>`: a personal token (server.admin_tokens, one per "
             "person: decisions are made as its NAME) or the shared one "
             "(server.admin_token_env: every holder is one person, `admin-token`).",

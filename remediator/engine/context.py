@@ -11,6 +11,7 @@ from remediator.clock import Clock
 from remediator.config.models import Config
 from remediator.engine.guards import Guards
 from remediator.metrics import Metrics
+from remediator.replicas import config_hash
 from remediator.rules import RuleSet
 from remediator.store.base import Store
 
@@ -27,6 +28,7 @@ class EngineContext:
     rules: RuleSet = field(init=False)
     guards: Guards = field(init=False)
     protected: Protected = field(init=False)  # what block_ips may not drop, per config
+    config_hash: str = field(init=False)  # of rules, policies, inventory (replicas.py)
     work_ready: asyncio.Event = field(default_factory=asyncio.Event)
     outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -41,7 +43,10 @@ class EngineContext:
             Guards(config),
             Protected.from_config(config),
         )
+        digest = config_hash(config)
         self.config, self.rules, self.guards, self.protected = config, rules, guards, protected
+        self.config_hash = digest
+        self.metrics.set_config_hash(digest)
 
     def dry_run(self, rule_dry_run: bool) -> bool:
         """Whether a step only records what it would run."""

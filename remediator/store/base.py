@@ -17,6 +17,7 @@ from remediator.store.records import (
     Incident,
     OutboxItem,
     OutboxKind,
+    Replica,
     State,
     StepRecord,
     StepState,
@@ -130,7 +131,15 @@ class PruneTx(Protocol):
     async def table_sizes(self) -> dict[str, int]: ...
 
 
-class Tx(GuardTx, HumanTx, DeadLetterTx, PruneTx, Protocol):
+class ReplicaTx(Protocol):
+    """Each daemon's heartbeat (store/replicatx.py)."""
+
+    async def heartbeat(self, replica: Replica) -> None: ...
+    async def replicas_seen_since(self, since: float) -> list[Replica]: ...
+    async def delete_replicas(self, last_seen_before: float) -> int: ...
+
+
+class Tx(GuardTx, HumanTx, DeadLetterTx, PruneTx, ReplicaTx, Protocol):
     """Operations inside one transaction; everything in it commits or nothing does."""
 
     async def alert_statuses(self, fingerprints: list[str]) -> dict[tuple[str, str], str]: ...

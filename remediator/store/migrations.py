@@ -63,6 +63,10 @@ def _inbox_lease(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE inbox ADD COLUMN {name} {kind}"))
 
 
+def _replicas(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=_tables(schema.V8_TABLES))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "guards: settings, holds, target health", _guards),
@@ -71,6 +75,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "retention indexes", _retention),
     Migration(6, "inbox (PostgreSQL's; SQLite keeps its spool file)", _inbox),
     Migration(7, "inbox lease (replicas share the inbox)", _inbox_lease),
+    Migration(8, "replicas (heartbeats)", _replicas),
 )
 LATEST = MIGRATIONS[-1].version
 

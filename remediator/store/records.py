@@ -245,3 +245,16 @@ class DeadLetter:
     error: str
     payload: Any
     at: float
+
+
+@dataclass(frozen=True)
+class Replica:
+    """A running daemon's heartbeat: who, since when, on which rules (replicas table)."""
+
+    id: str
+    name: str
+    started_at: float
+    last_seen_at: float
+    version: str
+    config_hash: str
+    listen: str

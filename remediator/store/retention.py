@@ -15,7 +15,8 @@ What goes, every 10 minutes (the first pass a minute after start):
   rule added since would take it up as new). If one comes back after all, it is stored
   as new and changes nothing: incidents are unique per rule and alert instance.
 - Audit rows and delivered notifications of no incident (pause, reload...) older than
-  `retention`; cooldowns that ended before it.
+  `retention`; cooldowns that ended before it; replicas (heartbeat rows) not seen for a
+  day.
 
 Deletes run in transactions of at most `batch` rows (500) with a pause between them,
 so intake, which takes the same write lock in turn, waits for one small batch at most.
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 INCIDENTS_PER_ROUND = 100
 RESOLVED_KEEP_S = DAY_S
+REPLICA_KEEP_S = DAY_S  # a replica gone this long is forgotten
 INTERVAL_S = 600.0
 FIRST_PASS_S = 60.0
 PAUSE_S = 0.01
@@ -105,6 +107,8 @@ class Pruner:
         await self._alerts("resolved", now - RESOLVED_KEEP_S, deleted)
         await self._alerts("firing", now - keep, deleted)
         await self._global(now - keep, deleted)
+        async with self.store.write() as tx:
+            deleted["replicas"] += await tx.delete_replicas(now - REPLICA_KEEP_S)
         async with self.store.read() as tx:
             sizes = await tx.table_sizes()
         for table, rows in sizes.items():

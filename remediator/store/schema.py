@@ -311,8 +311,26 @@ inbox = Table(
     Column("claimed_until", Float, nullable=True),
 )
 
+# --- version 8: replicas --------------------------------------------------------------
+
+# Each running daemon's heartbeat (remediator/replicas.py): who runs, since when, on
+# which rules. One row per process (id: the engine's owner id), refreshed every few seconds.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", Str(64), primary_key=True),
+    Column("name", Str(255), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("version", Str(64), nullable=False),
+    Column("config_hash", Str(64), nullable=False),
+    Column("listen", Str(255), nullable=False),
+    Index("ix_replicas_last_seen", "last_seen_at"),
+)
+
 V1_TABLES = ("alerts", "incidents", "steps", "work", "audit", "cooldowns")
 V2_TABLES = ("settings", "holds", "target_health")
 V3_TABLES = ("approvals", "approval_votes", "escalations", "outbox", "slack_messages")
 V4_TABLES = ("dead_letters",)
 V6_TABLES = ("inbox",)
+V8_TABLES = ("replicas",)

@@ -22,6 +22,7 @@ from remediator.store.records import (
     WorkItem,
     WorkKind,
 )
+from remediator.store.replicatx import ReplicaQueries
 
 
 def _incident(row: Row[Any]) -> Incident:
@@ -48,7 +49,7 @@ def _step(row: Row[Any]) -> StepRecord:
     return StepRecord(**m)
 
 
-class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries):
+class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, ReplicaQueries):
     """One open transaction."""
 
     def __init__(self, conn: AsyncConnection) -> None:

@@ -1,4 +1,4 @@
-"""deploy/kubernetes: manifests parse, point at each other, and run the config they mount.
+"""deploy/kubernetes/base (one pod on SQLite): manifests parse, point at each other, and run the config they mount.
 
 No cluster here: the checks are structural, plus `remediator check` on the ConfigMap
 projected the way the pod sees it.
@@ -29,7 +29,7 @@ API_VERSIONS = {
 
 @pytest.fixture(scope="module")
 def manifests() -> Manifests:
-    """Every document under deploy/kubernetes, by kind (one of each)."""
+    """Every document under deploy/kubernetes/base, by kind (one of each)."""
     docs = [d for p in sorted(K8S.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text())]
     by_kind = {d["kind"]: d for d in docs}
     assert len(by_kind) == len(docs), "one document per kind"

@@ -27,7 +27,7 @@ from remediator.notify.outbox import Outbox
 from remediator.notify.setup import Notifiers, build_notifiers
 from remediator.record import Recorder
 from remediator.reload import Reloader
-from remediator.replicas import Heartbeat
+from remediator.replicas import Heartbeat, readiness
 from remediator.slackapp import SlackInteractions
 from remediator.store import open_store_url
 from remediator.store.base import Store
@@ -151,7 +151,14 @@ class Daemon:
                 if slack_app is not None:
                     app.router.add_post("/slack/interactions", slack_app.handle)
 
-            app = build_app(receiver, store, self.metrics, self._not_ready, extra_routes)
+            app = build_app(
+                receiver,
+                store,
+                self.metrics,
+                self._not_ready,
+                extra_routes,
+                lambda: readiness(store, self.clock, ctx.config_hash),
+            )
             reloader = Reloader(ctx, self.metrics, self.clock.now)
             await self._serve(app, host, port, store, ingestor, engine, outbox, reloader)
             if slack_app is not None:

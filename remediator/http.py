@@ -91,6 +91,7 @@ def build_app(
     metrics: Metrics,
     not_ready: Callable[[], str | None],
     extra_routes: Callable[[web.Application], None] | None = None,
+    replicas: Callable[[], Awaitable[dict[str, object]]] | None = None,
 ) -> web.Application:
     """The aiohttp application with every route."""
     app = web.Application(client_max_size=receiver.max_body_bytes)
@@ -104,9 +105,10 @@ def build_app(
             return _error(503, f"not ready: {why}")
         try:
             await store.ping()
+            seen = await replicas() if replicas is not None else {}
         except StoreError as exc:
             return _error(503, f"not ready: {exc}")
-        return web.json_response({"status": "ready"})
+        return web.json_response({"status": "ready", **seen})
 
     async def metrics_handler(_: web.Request) -> web.Response:
         try:

@@ -119,3 +119,11 @@ class Heartbeat:
                         "this_hash": mine,
                     },
                 )
+
+
+async def readiness(store: Store, clock: Clock, current_hash: str) -> dict[str, object]:
+    """What /readyz adds: this replica's hash and each replica's (by id: /readyz needs no
+    token, so no host names or addresses)."""
+    async with store.read() as tx:
+        seen = await tx.replicas_seen_since(clock.now() - SEEN_WITHIN_S)
+    return {"config_hash": current_hash, "replicas": {r.id: r.config_hash for r in seen}}

@@ -135,7 +135,8 @@ def metric_hash(d: Daemon) -> str:
 
 def test_a_daemon_lists_itself_through_the_api_and_the_cli(tmp_path: Path) -> None:
     """On SQLite (one replica) GET /api/replicas lists the daemon itself, marked as the one
-    answering, on its own config hash (the metric's); `remediator replicas` shows it."""
+    answering, on its own config hash (the metric's); /readyz lists it by id and hash;
+    `remediator replicas` shows it."""
     d = Daemon.for_config(write_config(tmp_path / "d", RULE)).start()
     try:
         listing = wait_for(lambda: api(d, "/api/replicas")["replicas"] and api(d, "/api/replicas"))
@@ -144,6 +145,15 @@ def test_a_daemon_lists_itself_through_the_api_and_the_cli(tmp_path: Path) -> No
         assert me["same_config"]
         assert me["config_hash"] == listing["config_hash"] == metric_hash(d)
         assert me["listen"].endswith(f":{d.port}")
+        status, ready = d.request("GET", "/readyz")
+        assert (status, json.loads(ready)) == (
+            200,
+            {
+                "status": "ready",
+                "config_hash": me["config_hash"],
+                "replicas": {me["id"]: me["config_hash"]},
+            },
+        )
         shown = run("replicas", "-c", str(d.config))
         assert shown.returncode == 0, shown.stderr
         [row] = table_rows(shown.stdout)
@@ -157,8 +167,8 @@ def test_a_daemon_lists_itself_through_the_api_and_the_cli(tmp_path: Path) -> No
 
 def test_two_replicas_list_each_other_and_a_changed_rule_shows(tmp_path: Path, pg_url: str) -> None:
     """Two daemons on one PostgreSQL each list both replicas; once one's rules file
-    changes (a hot reload), the other lists it on a differing hash, and their
-    remediator_config_hash metrics differ."""
+    changes (a hot reload), the other lists it on a differing hash (in GET /api/replicas
+    and /readyz), their remediator_config_hash metrics differ, and the other logs it."""
     replicas = [
         Daemon.for_config(write_config(tmp_path / name, RULE, store=pg_url)) for name in "ab"
     ]
@@ -178,6 +188,8 @@ def test_two_replicas_list_each_other_and_a_changed_rule_shows(tmp_path: Path, p
             lambda: [r for r in api(a, "/api/replicas")["replicas"] if not r["same_config"]]
         )
         assert [r["config_hash"] for r in differs] == [metric_hash(b)]
+        ready = json.loads(a.request("GET", "/readyz")[1])
+        assert sorted(ready["replicas"].values()) == sorted([metric_hash(a), metric_hash(b)])
         wait_for(lambda: "runs other rules" in a.logs())  # its next heartbeat
     finally:
         for d in replicas:

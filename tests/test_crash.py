@@ -8,20 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from support import storeview
-from support.daemon import Daemon, webhook, write_config
+from support.daemon import RESTART_NODE_RULE, Daemon, webhook, write_config
 from support.sshd import SshServer
 
-RULE = """\
-rules:
-  - name: restart-node
-    match: [alertname = NodeDown]
-    target: "{{ labels.instance | host }}"
-    steps:
-      - action: restart_service
-        params: {service: kaldrix-node}
-        verify: 5m
-    escalate: critical
-"""
+RULE = RESTART_NODE_RULE + "    escalate: critical\n"
 ALERT = webhook({"alertname": "NodeDown", "instance": "web1:9100"})
 
 

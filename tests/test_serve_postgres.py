@@ -3,45 +3,26 @@ on a real sshd, and both survive a SIGKILL of the daemon."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-from support.daemon import ADMIN_TOKEN, Daemon, webhook, write_config
+from support import storeview
+from support.daemon import RESTART_NODE_RULE, Daemon, webhook, write_config
 from support.postgres import PASSWORD, PostgresCluster
 from support.sshd import SshServer
 
-RULE = """\
-rules:
-  - name: restart-node
-    match: [alertname = NodeDown]
-    target: "{{ labels.instance | host }}"
-    steps:
-      - action: restart_service
-        params: {service: kaldrix-node}
-        verify: 5m
-"""
+RULE = RESTART_NODE_RULE
 
 
 def incidents(d: Daemon) -> list[dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    status, body = d.request("GET", "/api/incidents", headers=headers)
-    assert status == 200, body
-    found: list[dict[str, Any]] = json.loads(body)["incidents"]
+    found: list[dict[str, Any]] = d.api("/api/incidents")["incidents"]
     return found
 
 
-def restarts(sshd: SshServer) -> int:
-    return sum(1 for argv in sshd.calls("systemctl") if argv[0] == "restart")
-
-
 def wait_for(check: Any, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+    storeview.wait_for("the check", check, timeout_s)
 
 
 def test_serve_on_postgresql_acts_once_and_survives_a_kill(
@@ -57,14 +38,14 @@ def test_serve_on_postgresql_acts_once_and_survives_a_kill(
     d = Daemon.for_config(config, env={"PGPW": PASSWORD}).start()
     try:
         assert d.post_webhook(webhook({"alertname": "NodeDown", "instance": "web1:9100"})) == 200
-        wait_for(lambda: restarts(sshd) == 1)
+        wait_for(lambda: sshd.restarts() == 1)
         wait_for(lambda: [i["state"] for i in incidents(d)] == ["verifying"])
         d.kill9()
         d.start()
         assert [i["rule"] for i in incidents(d)] == ["restart-node"]
         assert d.post_webhook(webhook({"alertname": "NodeDown", "instance": "web1:9100"})) == 200
         time.sleep(1)
-        assert restarts(sshd) == 1
+        assert sshd.restarts() == 1
         assert len(incidents(d)) == 1
     finally:
         d.stop()
@@ -88,6 +69,6 @@ def test_webhooks_answer_503_while_postgresql_is_down(tmp_path: Path, sshd: SshS
             assert d.proc.poll() is None
             own.restart()
             wait_for(lambda: d.post_webhook(alert) == 200)
-            wait_for(lambda: restarts(sshd) == 1)
+            wait_for(lambda: sshd.restarts() == 1)
         finally:
             d.stop()

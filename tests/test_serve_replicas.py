@@ -5,25 +5,19 @@ one command on the real host."""
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from support.daemon import ADMIN_TOKEN, Daemon, webhook, write_config
+from support import storeview
+from support.daemon import RESTART_NODE_RULE, Daemon, webhook, write_config
 from support.metrics import sample
 from support.sshd import SshServer
 
-RULE = """\
-rules:
-  - name: restart-node
-    match: [alertname = NodeDown]
-    target: "{{ labels.instance | host }}"
-    steps:
-      - action: restart_service
-        params: {service: kaldrix-node}
-        verify: 5m
+RULE = (
+    RESTART_NODE_RULE
+    + """\
   - name: note-slow
     match: [alertname = NodeSlow]
     steps:
@@ -31,25 +25,13 @@ rules:
         params: {message: "{{ labels.instance }} is slow"}
         verify: 5m
 """
+)
 ROUNDS = 4
 SLOW = 20  # alerts riding along in each notification: a longer transaction to race with
 
 
-def api(d: Daemon, path: str) -> Any:
-    status, body = d.request("GET", path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-    assert status == 200, body
-    return json.loads(body)
-
-
-def restarts(sshd: SshServer) -> int:
-    return sum(1 for argv in sshd.calls("systemctl") if argv[0] == "restart")
-
-
 def wait_for(check: Any, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+    storeview.wait_for("the check", check, timeout_s)
 
 
 def post_to_both(replicas: list[Daemon], payload: dict[str, Any]) -> list[int]:
@@ -95,16 +77,16 @@ def test_a_notification_posted_to_two_replicas_is_one_incident_and_one_command(
                 for i in range(SLOW)
             ]
             assert post_to_both(replicas, alert) == [200, 200]
-            wait_for(lambda n=n: restarts(sshd) >= n)
+            wait_for(lambda n=n: sshd.restarts() >= n)
         time.sleep(2)  # time for a second command, were one coming
-        assert restarts(sshd) == ROUNDS
+        assert sshd.restarts() == ROUNDS
         for d in replicas:
-            found = api(d, "/api/incidents?limit=500")["incidents"]
+            found = d.api("/api/incidents?limit=500")["incidents"]
             assert len(found) == ROUNDS * (1 + SLOW)
             assert len({i["labels"]["instance"] for i in found}) == len(found)
             assert sorted(i["target"] for i in found if i["target"]) == sorted(hosts)
             for incident in found:
-                events = [e["event"] for e in api(d, f"/api/incidents/{incident['id']}")["audit"]]
+                events = [e["event"] for e in d.api(f"/api/incidents/{incident['id']}")["audit"]]
                 assert events.count("matched") == 1
                 assert events.count("step_dispatching") == 1
             status, body = d.request("GET", "/metrics")
@@ -119,16 +101,7 @@ def test_a_notification_posted_to_two_replicas_is_one_incident_and_one_command(
             d.stop()
 
 
-GROUP_RULE = """\
-rules:
-  - name: restart-node
-    match: [alertname = NodeDown]
-    target: "{{ labels.instance | host }}"
-    steps:
-      - action: restart_service
-        params: {service: kaldrix-node}
-        verify: 1s
-"""
+GROUP_RULE = RESTART_NODE_RULE.replace("verify: 5m", "verify: 1s")
 ONE_AT_A_TIME = "safety:\n  groups:\n    web: {max_unavailable: 1}\n"
 
 
@@ -188,8 +161,8 @@ def test_guards_hold_across_replicas(tmp_path: Path, sshd: SshServer, pg_url: st
         for (_, first_end), (second_start, _) in itertools.pairwise(spans):
             assert second_start >= first_end, spans
         started: dict[str, int] = {}
-        for incident in api(a, "/api/incidents")["incidents"]:
-            detail = api(a, f"/api/incidents/{incident['id']}")
+        for incident in a.api("/api/incidents")["incidents"]:
+            detail = a.api(f"/api/incidents/{incident['id']}")
             if detail["steps"]:
                 started[incident["target"]] = started.get(incident["target"], 0) + 1
         assert started == {"web1": 1, "web2": 1, "web3": 1}

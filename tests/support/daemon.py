@@ -30,6 +30,17 @@ SECRETS = {
 STARTS = "2026-11-23T09:00:00Z"
 # Nothing listens on the discard port: Slack calls fail fast unless a test gives a fake.
 NO_SLACK = "http://127.0.0.1:9/api/"
+# The node-restart rule several daemon tests run against the recording sshd.
+RESTART_NODE_RULE = """\
+rules:
+  - name: restart-node
+    match: [alertname = NodeDown]
+    target: "{{ labels.instance | host }}"
+    steps:
+      - action: restart_service
+        params: {service: kaldrix-node}
+        verify: 5m
+"""
 
 
 def webhook(
@@ -180,6 +191,12 @@ class Daemon:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
+
+    def api(self, path: str) -> Any:
+        """GET an admin API path with the admin token; the decoded JSON of a 200."""
+        status, body = self.request("GET", path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert status == 200, body
+        return json.loads(body)
 
     def post_webhook(self, payload: dict[str, Any], token: str = TOKEN) -> int:
         """POST a webhook body with the bearer token; returns the status."""

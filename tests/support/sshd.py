@@ -328,6 +328,10 @@ class SshServer:
                 result.append([str(arg) for arg in argv])
         return result
 
+    def restarts(self) -> int:
+        """How many `systemctl restart` commands ran."""
+        return sum(1 for argv in self.calls("systemctl") if argv[0] == "restart")
+
     def spans(self, name: str, first_arg: str | None = None) -> list[tuple[float, float]]:
         """(start, end) wall-clock times of the finished calls of ``name`` (only those whose
         first argument is ``first_arg``, if given), by start."""

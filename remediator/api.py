@@ -41,7 +41,7 @@ from remediator.engine import approvals
 from remediator.engine.context import EngineContext
 from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.errors import StoreError
-from remediator.parsing import whole_number
+from remediator.parsing import MAX_ID, whole_number
 from remediator.replicas import SEEN_WITHIN_S
 from remediator.store.records import CLOSED_STATES, OPEN_STATES, State
 
@@ -180,7 +180,7 @@ class AdminApi:
 
     @staticmethod
     def _id(request: web.Request) -> int | None:
-        return whole_number(request.match_info["id"], openapi.MAX_ID)
+        return whole_number(request.match_info["id"], MAX_ID)
 
     @staticmethod
     async def openapi_document(_: web.Request) -> web.Response:

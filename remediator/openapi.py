@@ -25,10 +25,10 @@ from remediator.apimodels import (
     PauseState,
     ReplicaList,
 )
+from remediator.parsing import MAX_ID
 from remediator.store.records import State
 
 MAX_LIMIT = 1000
-MAX_ID = 2**63 - 1  # SQLite INTEGER; larger ids cannot exist
 DEFAULT_LIMIT = 100
 STATE_FILTERS = ["open", "closed", *(s.value for s in State)]
 DOCUMENT_PATH = "/api/openapi.json"

@@ -14,6 +14,7 @@ import math
 import re
 
 _DIGITS = re.compile(r"[0-9]+")  # ASCII only, unlike \d and str.isdigit()
+MAX_ID = 2**63 - 1  # a store id (SQLite INTEGER, PostgreSQL BIGINT): no larger one exists
 MAX_EPOCH_S = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last second datetime can show
 
 

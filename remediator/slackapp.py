@@ -23,16 +23,15 @@ from aiohttp import web
 
 from remediator.engine import approvals
 from remediator.engine.context import EngineContext
-from remediator.engine.decisions import Outcome, Voter
+from remediator.engine.decisions import Voter
 from remediator.engine.notices import ephemeral
 from remediator.errors import StoreError
-from remediator.parsing import MAX_EPOCH_S, whole_number
+from remediator.parsing import MAX_EPOCH_S, MAX_ID, whole_number
 
 log = logging.getLogger(__name__)
 WINDOW_S = 300
 MAX_BODY = 64 * 1024
 ANSWER_WITHIN_S = 2.5
-MAX_ID = 2**63 - 1  # SQLite INTEGER: a larger approval id cannot exist
 
 
 def verify_signature(
@@ -149,8 +148,8 @@ class SlackInteractions:
                     outcome = await approvals.decide(
                         self.ctx, tx, approval_id, voter, click.action_id, None, now
                     )
-                if (answer := _ephemeral_text(outcome)) is not None:
-                    await ephemeral(self.ctx, tx, click.channel, click.user, answer, now)
+                if not outcome.changed:  # the message itself shows a click that did something
+                    await ephemeral(self.ctx, tx, click.channel, click.user, outcome.message, now)
         except StoreError as exc:
             log.error("slack click not recorded", extra={"error": str(exc), "user": click.user})
             return
@@ -167,12 +166,6 @@ class SlackInteractions:
         """Let decisions in flight finish."""
         if self._background:
             await asyncio.wait(set(self._background), timeout=10)
-
-
-def _ephemeral_text(outcome: Outcome) -> str | None:
-    """What the clicking user alone is told: nothing when the click did something (the
-    message itself changes), else why not."""
-    return None if outcome.changed else outcome.message
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -96,9 +96,14 @@ def _word_matches(word: str, found: set[str]) -> bool:
     return word in found
 
 
+def always_required(action: str, approval: str) -> bool:
+    """Whether a step waits for a human whatever `always_for` says."""
+    return approval == "required" or action in ALWAYS_NEEDS_APPROVAL
+
+
 def plan_needs_approval(plan: Plan, approval: str, always_for: list[str]) -> bool:
     """Whether this rendered step waits for a human (see the module docstring)."""
-    if approval == "required" or plan.action in ALWAYS_NEEDS_APPROVAL:
+    if always_required(plan.action, approval):
         return True
     found: set[str] | None = None
     for entry in always_for:

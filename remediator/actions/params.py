@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator, mod
 
 from remediator.actions.urls import allowed_host_entry, check_http_url, check_url_template
 from remediator.config.models import Duration, Model, TemplateStr
+from remediator.config.names import ENV_NAME
 from remediator.templates import check_template
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -22,7 +23,6 @@ MAX_BLOCK_IPS = 1000
 # A label must not be able to block a whole provider (or everyone): at most a /16 or a /48.
 BLOCK_MIN_PREFIX = {4: 16, 6: 48}
 # Used with fullmatch: `$` would also match before a final newline ("10/second\n").
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _RATE = re.compile(r"([0-9]{1,9})/(second|minute|hour)")
 _SPLIT_IPS = re.compile(r"[,\s]+")
@@ -57,7 +57,7 @@ class NotifyParams(Model):
 
 def _check_env_names(names: dict[str, str], what: str) -> None:
     for name in names:
-        if not _ENV_NAME.fullmatch(name):
+        if not ENV_NAME.fullmatch(name):
             raise ValueError(f"{what} {name!r} is not an environment variable name")
 
 

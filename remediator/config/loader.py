@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from remediator.actions.approval import ALWAYS_NEEDS_APPROVAL, check_always_for
+from remediator.actions.approval import always_required, check_always_for
 from remediator.actions.params import (
     ACTION_PARAMS,
     SSH_ACTIONS,
@@ -227,8 +227,7 @@ def _check_rule_policies(
             problems.append(Problem(file_name, int(line), f"rule {rule.name}.escalate", msg))
         for j, step in enumerate(rule.steps):
             # Without `approvals:` there is no `always_for`: only these can need one.
-            required = step.approval == "required" or step.action in ALWAYS_NEEDS_APPROVAL
-            if policies.approvals is None and required:
+            if policies.approvals is None and always_required(step.action, step.approval):
                 msg = (
                     f"step {j} ({step.action}) needs approval, but no policy file defines "
                     "`approvals:` (who may approve, timeout, on_timeout)"

@@ -11,8 +11,11 @@ from pydantic import AfterValidator
 SHARED_TOKEN_NAME = "admin-token"  # noqa: S105 - an identity, not a secret
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # matched whole (fullmatch)
+
+
 def _check_env_name(value: str) -> str:
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is None:
+    if ENV_NAME.fullmatch(value) is None:
         raise ValueError(f"{value!r} is not an environment variable name")
     return value
 

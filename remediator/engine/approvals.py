@@ -14,7 +14,7 @@ from remediator.config.durations import format_duration
 from remediator.config.models import ApprovalPolicy, RuleSpec
 from remediator.engine.context import EngineContext
 from remediator.engine.decisions import Outcome, Result, Voter
-from remediator.engine.escalation import free_target, hand_over, stop_chain
+from remediator.engine.escalation import cancel_approvals, free_target, hand_over, stop_chain
 from remediator.engine.notices import sync_approval, sync_incident
 from remediator.store.base import Tx
 from remediator.store.records import (
@@ -235,11 +235,7 @@ async def acknowledge(
     by = voter.shown
     await stop_chain(tx, incident_id, EscalationState.ACKNOWLEDGED, by, now)
     cancelled = await tx.cancel_work(incident_id, now)
-    for approval in await tx.approvals_of(incident_id):
-        if approval.state is ApprovalState.PENDING:
-            reason = f"incident acknowledged by {by}"
-            await tx.decide_approval(approval.id, ApprovalState.CANCELLED, by, reason, now)
-            await sync_approval(ctx, tx, approval.id, incident_id, now)
+    await cancel_approvals(ctx, tx, incident_id, f"incident acknowledged by {by}", now, by)
     await tx.update_incident(incident_id, now, state=State.ACKNOWLEDGED)
     await free_target(ctx, tx, incident, now)
     detail: dict[str, Any] = {

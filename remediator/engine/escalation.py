@@ -87,12 +87,12 @@ async def hand_over(
 
 
 async def cancel_approvals(
-    ctx: EngineContext, tx: Tx, incident_id: int, why: str, now: float
+    ctx: EngineContext, tx: Tx, incident_id: int, why: str, now: float, by: str = ""
 ) -> None:
     """Cancel the incident's pending approvals: a late click must not run a step."""
     for approval in await tx.approvals_of(incident_id):
         if approval.state is ApprovalState.PENDING:
-            await tx.decide_approval(approval.id, ApprovalState.CANCELLED, "", why, now)
+            await tx.decide_approval(approval.id, ApprovalState.CANCELLED, by, why, now)
             await sync_approval(ctx, tx, approval.id, incident_id, now)
 
 

@@ -12,8 +12,8 @@ from remediator.alerts import Alert, parse_alerts
 from remediator.config.models import RuleSpec
 from remediator.deadletters import DeadLetters, describe
 from remediator.engine.context import EngineContext
-from remediator.engine.escalation import free_target, hand_over, stop_chain
-from remediator.engine.notices import sync_approval, sync_incident
+from remediator.engine.escalation import cancel_approvals, free_target, hand_over, stop_chain
+from remediator.engine.notices import sync_incident
 from remediator.engine.quarantine import record_success
 from remediator.errors import StoreError
 from remediator.rules import alert_context, check_require, resolve_target
@@ -21,7 +21,6 @@ from remediator.store.base import Tx
 from remediator.store.conflict import retry_conflict
 from remediator.store.records import (
     HANDED_OVER,
-    ApprovalState,
     EscalationState,
     InboxItem,
     Incident,
@@ -233,11 +232,7 @@ class Intake:
         # Its target (and group slot) is free before the verify window would end.
         await free_target(self.ctx, tx, incident, now)
         await stop_chain(tx, incident.id, EscalationState.RESOLVED, None, now)
-        for approval in await tx.approvals_of(incident.id):
-            if approval.state is ApprovalState.PENDING:
-                why = "the alert resolved"
-                await tx.decide_approval(approval.id, ApprovalState.CANCELLED, "", why, now)
-                await sync_approval(self.ctx, tx, approval.id, incident.id, now)
+        await cancel_approvals(self.ctx, tx, incident.id, "the alert resolved", now)
         detail = {
             "state": state.value,
             "previous": incident.state.value,

@@ -112,9 +112,13 @@ async def hand_over_in(
         return  # closed, or humans already have it (the chain pages on)
     rule = ctx.rules.by_name.get(incident.rule)
     if rule is None:
+        # No chain to page through; automation still stops, as in hand_over.
+        await tx.cancel_work(incident.id, now, AUTOMATION_WORK)
         detail = {"reason": f"{reason}; its rule {incident.rule!r} is gone"}
         await tx.audit(incident.id, "not_escalated", detail, now)
         await tx.update_incident(incident.id, now, state=State.EXHAUSTED)
+        await cancel_approvals(ctx, tx, incident.id, "automation handed the incident over", now)
+        await sync_incident(ctx, tx, incident.id, now)
         await free_target(ctx, tx, incident, now)
         return
     await hand_over(ctx, tx, incident, rule, reason, now)

@@ -161,3 +161,24 @@ async def test_a_chain_step_that_raises_does_not_end_the_chain(
         assert [p["target"] for p in pages] == ["#second"]
     finally:
         await h.close()
+
+
+async def test_a_hand_over_whose_rule_is_gone_still_cancels_the_approval(
+    tmp_path: Path,
+) -> None:
+    """The rule was reloaded away before the poison item: no chain to page, but the
+    pending approval is cancelled all the same and no timer of automation is left."""
+    rules = APPROVAL_RULE.replace("OUT", str(tmp_path / "ran"))
+    h = await EngineHarness.start(tmp_path, rules, None, policies=POLICY)
+    try:
+        await h.send(notification({"alertname": "Risky"}))
+        h.ctx.swap_config(h.ctx.config.model_copy(update={"rules": ()}))
+        await h.engine.dead.hand_over(1, "internal error in the outbox loop")
+        assert h.incidents()[0]["state"] == "exhausted"
+        async with h.store.read() as tx:
+            [approval] = await tx.approvals_of(1)
+        assert approval.state.value == "cancelled"
+        pending = storeview.query(h.db, "SELECT kind FROM work WHERE done_at IS NULL")
+        assert pending == []
+    finally:
+        await h.close()

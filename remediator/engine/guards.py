@@ -4,8 +4,9 @@ Final guards (quarantine, cooldown, max_runs) refuse a new incident's first step
 incident escalates. Deferring guards (pause, maintenance, per-target lock, group
 `max_unavailable`, `max_concurrent_actions`, `max_actions_per_minute`) keep the step
 pending and say when to look again. Checking and starting happen in one write
-transaction, which replicas sharing a PostgreSQL store take in turns (tx.lock_step_starts),
-so two steps can never both pass a guard that only one may pass.
+transaction that first locks the step's guard scopes (`Guards.scopes`: its target, its
+limited groups, the global limits when set), so replicas sharing a PostgreSQL store take
+turns per scope and two steps can never both pass a guard that only one may pass.
 """
 
 from __future__ import annotations
@@ -78,6 +79,21 @@ class Guards:
             group: [h.name for h in config.hosts.values() if group in h.groups]
             for group in self.safety.groups
         }
+
+    def scopes(self, incident: Incident) -> list[str]:
+        """What a step of this incident reads and takes: steps sharing none of these may
+        start at once on two replicas. Quarantine, cooldown and max_runs are per rule and
+        target, so the target's scope covers them."""
+        scopes = []
+        if self.safety.max_concurrent_actions or self.safety.max_actions_per_minute:
+            scopes.append("global")
+        if incident.target is not None:
+            scopes.append(f"target:{incident.target}")
+            host = self.config.hosts.get(incident.target)
+            for group in host.groups if host is not None else []:
+                if group in self.safety.groups:
+                    scopes.append(f"group:{group}")
+        return scopes
 
     async def check(
         self,

@@ -108,8 +108,11 @@ class Runner:
 
     async def _prepare(self, item: WorkItem) -> Dispatch | None:
         async with self.ctx.store.write() as tx:
-            # Replicas take turns from here to the commit: guards see each other's starts.
-            await tx.lock_step_starts()
+            # Replicas take turns per guard scope from here to the commit: what is read
+            # after the lock (the incident again included) has every start in its scopes.
+            known = await tx.incident(item.incident_id)
+            if known is not None:
+                await tx.lock_scopes(self.ctx.guards.scopes(known))
             now = self.ctx.clock.now()
             loaded = await self._load(tx, item)
             if loaded is None:

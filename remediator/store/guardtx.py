@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hashlib import blake2b
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, text, update
@@ -22,9 +23,14 @@ from remediator.store.records import (
 IN_FLIGHT = (StepState.DISPATCHING.value, StepState.EXECUTING.value)
 
 
-# pg_advisory_xact_lock key serialising step starts across replicas; any fixed bigint
-# other than the migrations' (store/postgres.py) will do.
-STEP_START_LOCK = 0x72656D6567  # "remeg"
+# The first key of pg_advisory_xact_lock(int, int) for guard scopes; the second is the
+# scope's hash. The two-key space does not overlap the migrations' one-key lock.
+GUARD_SCOPE_LOCKS = 0x72656D65  # "reme"
+
+
+def scope_key(scope: str) -> int:
+    """A guard scope's 32-bit lock key; two scopes sharing one only wait for each other."""
+    return int.from_bytes(blake2b(scope.encode(), digest_size=4).digest(), "big", signed=True)
 
 
 class GuardQueries:
@@ -32,13 +38,18 @@ class GuardQueries:
 
     conn: AsyncConnection
 
-    async def lock_step_starts(self) -> None:
-        """Until this transaction ends, no other replica checks guards and starts a step:
-        what it reads next includes every step another replica started (PostgreSQL, an
-        advisory lock). SQLite has one writer already: nothing to do."""
-        if self.conn.dialect.name == "postgresql":
+    async def lock_scopes(self, scopes: list[str]) -> None:
+        """Until this transaction ends, no other replica checks the guards of these scopes
+        (a target, a group, the global limits) and starts a step: what it reads next
+        includes every step another replica started in them (PostgreSQL advisory locks,
+        taken in one order, so two replicas cannot deadlock). SQLite has one
+        writer already: nothing to do."""
+        if self.conn.dialect.name != "postgresql":
+            return
+        for key in sorted({scope_key(scope) for scope in scopes}):
             await self.conn.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": STEP_START_LOCK}
+                text("SELECT pg_advisory_xact_lock(:space, :key)"),
+                {"space": GUARD_SCOPE_LOCKS, "key": key},
             )
 
     # --- settings ---------------------------------------------------------------------

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from support.daemon import write_config
+import pytest
+from support.daemon import STARTS, write_config
 from support.engine_harness import notification, spooled
 
 from remediator.actions import build_registry
@@ -16,11 +17,12 @@ from remediator.alerts import parse_alerts
 from remediator.clock import FakeClock
 from remediator.config import load_config
 from remediator.engine import Engine, EngineContext, settle_orphans
+from remediator.engine.guards import Guards
 from remediator.metrics import Metrics
 from remediator.notify.outbox import Outbox
 from remediator.store import PostgresStore, SqliteStore, open_store_url
 from remediator.store.base import Store
-from remediator.store.records import OutboxKind, State, StepState, WorkKind
+from remediator.store.records import Incident, OutboxKind, State, StepState, WorkKind
 
 RULE = """\
 rules:
@@ -131,20 +133,23 @@ rules:
 """
 
 
-async def test_a_step_start_waits_for_another_replicas(pg_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("h2_group", "waits"), [("g", True), ("other", False)], ids=["same-group", "other-group"]
+)
+async def test_a_step_start_waits_only_for_another_replicas_in_its_scopes(
+    pg_url: str, tmp_path: Path, h2_group: str, waits: bool
+) -> None:
     """Replica a is starting h1's step (its transaction not committed yet) when replica b
-    checks the guards of h2's, a member of the same `max_unavailable: 1` group: b waits
-    for a's transaction, then sees h1 under remediation and holds h2's step; without the
-    lock both would pass the group guard at once."""
-    hosts = {f"h{n}": {"address": "127.0.0.1", "port": 22, "groups": ["g"]} for n in (1, 2)}
-    config = load_config(
-        write_config(
-            tmp_path / "cfg",
-            GROUP_RULE,
-            hosts=hosts,
-            policies="safety:\n  groups:\n    g: {max_unavailable: 1}\n",
-        )
-    )
+    checks the guards of h2's. h2 in h1's `max_unavailable: 1` group: b waits for a's
+    transaction, then sees h1 under remediation and holds h2's step (without the lock
+    both would pass the group guard at once). h2 in another group, with no global limit
+    set: b shares no guard scope with a, so it starts h2's step without waiting."""
+    hosts = {
+        "h1": {"address": "127.0.0.1", "port": 22, "groups": ["g"]},
+        "h2": {"address": "127.0.0.1", "port": 22, "groups": [h2_group]},
+    }
+    policies = "safety:\n  groups:\n    g: {max_unavailable: 1}\n    other: {max_unavailable: 1}\n"
+    config = load_config(write_config(tmp_path / "cfg", GROUP_RULE, hosts=hosts, policies=policies))
     a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
     await a.open()
     await b.open()
@@ -156,7 +161,9 @@ async def test_a_step_start_waits_for_another_replicas(pg_url: str, tmp_path: Pa
             await b.append_inbox([(clock.now(), body)])
         await two.intake.drain()
         async with a.write() as tx:  # replica a's runner, between its check and its commit
-            await tx.lock_step_starts()
+            h1 = await tx.incident(1)
+            assert h1 is not None
+            await tx.lock_scopes(two.ctx.guards.scopes(h1))
             await tx.claim_due(clock.now(), OTHER, 1, 300.0)  # h1's
             await tx.start_step(1, 0, "notify", {}, clock.now())
             await tx.update_incident(1, clock.now(), state=State.RUNNING)
@@ -164,12 +171,41 @@ async def test_a_step_start_waits_for_another_replicas(pg_url: str, tmp_path: Pa
                 [item] = await other.claim_due(clock.now(), two.owner, 5, 300.0)  # h2's
             racing = asyncio.create_task(two.runner.run(item))
             await asyncio.sleep(0.3)
-            assert not racing.done()  # b waits for a's step start
+            assert racing.done() is not waits
         await racing
         async with b.read() as tx:
-            assert await tx.steps(2) == []
+            started = await tx.steps(2)
             events = [r.event for r in await tx.audit_for(2)]
-        assert events[-1] == "guard_held"
+        if waits:
+            assert started == []
+            assert events[-1] == "guard_held"
+        else:
+            assert [s.action for s in started] == ["notify"]
     finally:
         await a.close()
         await b.close()
+
+
+def test_guard_scopes_name_the_target_its_limited_groups_and_the_global_limits(
+    tmp_path: Path,
+) -> None:
+    """A step's scopes: its target, each of the target's groups that has a limit, and
+    "global" only when max_concurrent_actions or max_actions_per_minute is set; an
+    incident without a target locks only the global scope."""
+    hosts = {"h1": {"address": "127.0.0.1", "port": 22, "groups": ["g", "plain"]}}
+    for limits, expected in (
+        ("", ["target:h1", "group:g"]),
+        ("  max_concurrent_actions: 2\n", ["global", "target:h1", "group:g"]),
+        ("  max_actions_per_minute: 2\n", ["global", "target:h1", "group:g"]),
+    ):
+        policies = f"safety:\n{limits}  groups:\n    g: {{max_unavailable: 1}}\n"
+        config = load_config(
+            write_config(tmp_path / "cfg", GROUP_RULE, hosts=hosts, policies=policies)
+        )
+        guards = Guards(config)
+        assert guards.scopes(incident_on("h1")) == expected
+        assert guards.scopes(incident_on(None)) == (["global"] if limits else [])
+
+
+def incident_on(target: str | None) -> Incident:
+    return Incident(1, "restart", "f", STARTS, target, State.PENDING, {}, {}, 0, 0.0, 0.0, None)

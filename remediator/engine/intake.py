@@ -112,13 +112,15 @@ class Intake:
             async with self.ctx.store.write() as tx:
                 now = self.ctx.clock.now()
                 incidents = await tx.open_incidents_for(alert.fingerprint, alert.starts_at)
-                if not incidents and alert.status == "firing":
+                known = await tx.alert_statuses([alert.fingerprint])
+                key = (alert.fingerprint, alert.starts_at)
+                if known.get(key) == "resolved":
+                    incidents = []  # resolved already: final for this instance (see _apply)
+                elif not incidents and alert.status == "firing":
                     for rule in self.ctx.rules.match(alert.labels):
                         await self._open_handed_over(tx, rule, alert, reason, now)
                 # Known from now on: a re-send of the same poison changes nothing.
-                known = await tx.alert_statuses([alert.fingerprint])
-                key = (alert.fingerprint, alert.starts_at)
-                if known.get(key) != alert.status:
+                if known.get(key) not in (alert.status, "resolved"):
                     row = _row(alert, now)
                     new, changed = ([row], []) if key not in known else ([], [row])
                     await tx.save_alerts(new, changed)
@@ -163,8 +165,10 @@ class Intake:
         for alert in alerts:
             key = (alert.fingerprint, alert.starts_at)
             previous = known.get(key)
-            if alert.status == previous:
-                continue  # a re-send or an HA peer's duplicate
+            if alert.status == previous or previous == "resolved":
+                # A re-send, an HA peer's duplicate, or a firing copy that reached another
+                # replica late: an alert that fires again has a new startsAt.
+                continue
             known[key] = alert.status
             transitions.append((previous, alert))
             row = _row(alert, now)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -55,6 +56,9 @@ class Outbox:
     email: EmailSender | None
     ready: asyncio.Event  # set by whoever queues a notification (EngineContext.outbox_ready)
     dead: DeadLetters | None = None  # where a row that raises goes (built when not given)
+    # Whose claims this worker's are (the daemon passes its engine's owner id, so work and
+    # outbox rows name one replica).
+    owner: str = field(default_factory=lambda: f"outbox-{uuid.uuid4().hex[:12]}")
 
     def __post_init__(self) -> None:
         self._url = self.config.file.server.external_url
@@ -75,7 +79,7 @@ class Outbox:
         handled = 0
         while stopping is None or not stopping.is_set():
             async with self.store.write() as tx:
-                items = await tx.claim_outbox(self.clock.now(), BATCH, LEASE_S)
+                items = await tx.claim_outbox(self.clock.now(), self.owner, BATCH, LEASE_S)
             if not items:
                 return handled
             for item in items:

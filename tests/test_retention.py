@@ -23,7 +23,8 @@ from remediator.config import load_config
 from remediator.metrics import Metrics
 from remediator.store import PostgresStore, SqliteStore
 from remediator.store.base import Tx
-from remediator.store.records import OutboxKind, State, WorkKind
+from remediator.store.payloads import Email, SlackPost, SlackSync
+from remediator.store.records import State, WorkKind
 from remediator.store.retention import Pruner, keep_s
 
 DAY = 86400.0
@@ -99,8 +100,8 @@ async def incident(tx: Tx, name: str, created: float, closed: float | None) -> M
     await tx.finish_work(held, created, "cancelled")
     for event in ("matched", "step_scheduled", "closed"):
         await tx.audit(i, event, {}, created)
-    for kind in (OutboxKind.SLACK_SYNC, OutboxKind.EMAIL):
-        sent = await tx.enqueue(kind, "#ops", {}, i, created)
+    for payload in (SlackSync(f"incident:{i}"), Email(incident_id=i)):
+        sent = await tx.enqueue("#ops", payload, i, created)
         assert sent is not None
         await tx.outbox_sent(sent, created)
     await tx.save_slack_message(f"incident:{i}", "C1", "1.1", created)
@@ -136,7 +137,7 @@ async def test_prunes_exactly_what_aged_out(store: AnyStore) -> None:
         recent = await incident(tx, "recent", NOW - 120 * DAY, closed=NOW - 89 * DAY)
         still_open = await incident(tx, "open", NOW - 200 * DAY, closed=None)
         busy = await incident(tx, "busy", NOW - 120 * DAY, closed=NOW - 100 * DAY)
-        await tx.enqueue(OutboxKind.EMAIL, "a@example.com", {}, busy.id, NOW - 100 * DAY)
+        await tx.enqueue("a@example.com", Email(incident_id=busy.id), busy.id, NOW - 100 * DAY)
         await tx.save_alerts(
             [
                 alert("old", "resolved", NOW - 91 * DAY),
@@ -153,7 +154,7 @@ async def test_prunes_exactly_what_aged_out(store: AnyStore) -> None:
         await tx.audit(None, "paused", {}, NOW - 91 * DAY)
         await tx.audit(None, "resumed", {}, NOW - 89 * DAY)
         for age, deliver in ((91, True), (89, True), (91, False)):
-            sent = await tx.enqueue(OutboxKind.SLACK_POST, "#ops", {}, None, NOW - age * DAY)
+            sent = await tx.enqueue("#ops", SlackPost(1, "down", "first"), None, NOW - age * DAY)
             assert sent is not None
             if deliver:
                 await tx.outbox_sent(sent, NOW - age * DAY)

@@ -18,10 +18,11 @@ from sqlalchemy import Table, insert, inspect, select, text
 from remediator.errors import StoreError, StoreLocked
 from remediator.store import PostgresStore, SqliteStore, open_store_url, schema
 from remediator.store.migrations import MIGRATIONS, table_names
+from remediator.store.payloads import Email, SlackEphemeral
 from remediator.store.records import ApprovalState, OutboxKind, State, StepState, WorkKind
 
 AnyStore = SqliteStore | PostgresStore
-EPHEMERAL = {"user": "U1", "text": "hi"}
+EPHEMERAL = SlackEphemeral(user="U1", text="hi")
 
 
 def pragma(db: Path, name: str) -> object:
@@ -281,7 +282,7 @@ async def test_outbox_rows_of_an_unknown_kind_are_neither_claimed_nor_due(
         )
         assert await tx.claim_outbox(100.0, "a", 10, 60.0) == []
         assert await tx.next_outbox_due() is None
-        await tx.enqueue(OutboxKind.EMAIL, "a@example.com", {}, None, 20.0)
+        await tx.enqueue("a@example.com", Email(), None, 20.0)
         [claimed] = await tx.claim_outbox(100.0, "a", 10, 60.0)
         assert claimed.kind is OutboxKind.EMAIL
         assert await tx.next_outbox_due() == 160.0
@@ -321,7 +322,7 @@ async def test_one_claim_for_work_and_outbox_records_the_owner_and_its_lease(
         incident = await tx.create_incident("r", "f", "t0", {}, {}, 1.0)
         assert incident is not None
         work = await tx.schedule(WorkKind.RUN_STEP, incident.id, 0, 10.0)
-        sent = await tx.enqueue(OutboxKind.SLACK_EPHEMERAL, "#ops", EPHEMERAL, None, 10.0)
+        sent = await tx.enqueue("#ops", EPHEMERAL, None, 10.0)
         assert sent is not None
     async with store.write() as tx:
         assert [w.id for w in await tx.claim_due(100.0, "a", 5, 60.0)] == [work]
@@ -346,7 +347,7 @@ async def test_releasing_claims_frees_work_and_outbox_rows_at_once(store: AnySto
         assert incident is not None
         for i in range(2):
             await tx.schedule(WorkKind.RUN_STEP, incident.id, i, 10.0)
-            await tx.enqueue(OutboxKind.SLACK_EPHEMERAL, "#ops", EPHEMERAL, None, 10.0)
+            await tx.enqueue("#ops", EPHEMERAL, None, 10.0)
         done_work, _ = await tx.claim_due(100.0, "a", 5, 60.0)
         done_send, _ = await tx.claim_outbox(100.0, "a", 5, 60.0)
         await tx.finish_work(done_work.id, 101.0, "ran")
@@ -387,7 +388,7 @@ async def test_two_stores_never_claim_one_item(pg_url: str, tmp_path: Path) -> N
             assert incident is not None
             for i in range(6):
                 await tx.schedule(WorkKind.RUN_STEP, incident.id, i, 10.0)
-                await tx.enqueue(OutboxKind.EMAIL, f"{i}@example.com", {}, incident.id, 10.0)
+                await tx.enqueue(f"{i}@example.com", Email(incident.id), incident.id, 10.0)
         async with a.write() as tx_a:
             work_a = await tx_a.claim_due(100.0, "a", 4, 60.0)
             outbox_a = await tx_a.claim_outbox(100.0, "a", 4, 60.0)

@@ -17,6 +17,7 @@ from remediator.engine.context import EngineContext
 from remediator.engine.guards import FREED_BY_CLOSE
 from remediator.engine.notices import sync_approval, sync_incident
 from remediator.store.base import Tx
+from remediator.store.payloads import Email, OutboxPayload, SlackPost
 from remediator.store.records import (
     HANDED_OVER,
     LOCK_STATES,
@@ -24,7 +25,6 @@ from remediator.store.records import (
     Escalation,
     EscalationState,
     Incident,
-    OutboxKind,
     State,
     WorkItem,
     WorkKind,
@@ -151,9 +151,12 @@ async def run_step(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> No
     )
     for target in chain.steps[index].notify:
         kind, _, to = target.partition(":")
-        payload = {"incident_id": item.incident_id, "reason": esc.reason, "position": position}
+        payload: OutboxPayload = (
+            Email(incident_id=item.incident_id, reason=esc.reason, position=position)
+            if kind == "email"
+            else SlackPost(item.incident_id, esc.reason, position)
+        )
         await tx.enqueue(
-            OutboxKind.EMAIL if kind == "email" else OutboxKind.SLACK_POST,
             to,
             payload,
             item.incident_id,

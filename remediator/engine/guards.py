@@ -22,7 +22,6 @@ from remediator.store.base import Tx
 from remediator.store.records import Incident
 
 RECHECK_S = 15.0  # a deferring guard with no known end is looked at again this often
-PAUSE_KEY = "pause"
 # Guards during which humans are told at once: automation is off, not merely busy.
 NOTIFY_AT_ONCE = frozenset({"pause", "maintenance"})
 # Guards that may let go as soon as a remediation under way closes.
@@ -149,10 +148,10 @@ class Guards:
     # --- deferring --------------------------------------------------------------------
 
     async def _pause(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
-        pause = await tx.get_setting(PAUSE_KEY)
-        if not pause or not pause.get("paused"):
+        pause = await tx.pause()
+        if not pause.paused:
             return None
-        why = pause.get("reason") or "no reason given"
+        why = pause.reason or "no reason given"
         return Verdict("pause", f"automation is paused: {why}")
 
     async def _maintenance(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from remediator.store import leases
 from remediator.store import schema as t
+from remediator.store.payloads import OutboxPayload, read_payload, to_json
 from remediator.store.records import (
     Approval,
     ApprovalState,
@@ -162,14 +163,14 @@ class HumanQueries:
 
     async def enqueue(
         self,
-        kind: OutboxKind,
         target: str,
-        payload: dict[str, Any],
+        payload: OutboxPayload,
         incident_id: int | None,
         now: float,
         dedup_key: str | None = None,
     ) -> int | None:
-        """Queue a notification; None when one with the same dedup key is queued already."""
+        """Queue a notification of the payload's kind; None when one with the same dedup
+        key is queued already."""
         if dedup_key is not None:
             q = select(t.outbox.c.id).where(t.outbox.c.dedup_key == dedup_key)
             if (await self.conn.execute(q)).first() is not None:
@@ -178,9 +179,9 @@ class HumanQueries:
             insert(t.outbox)
             .values(
                 incident_id=incident_id,
-                kind=kind.value,
+                kind=payload.kind.value,
                 target=target,
-                payload=payload,
+                payload=to_json(payload),
                 dedup_key=dedup_key,
                 state=PENDING,
                 attempts=0,
@@ -208,7 +209,14 @@ class HumanQueries:
             lease_s=lease_s,
             returning=[o.id, o.incident_id, o.kind, o.target, o.payload, o.attempts, o.created_at],
         )
-        items = [OutboxItem(r[0], r[1], OutboxKind(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+        items = []
+        for id_, incident_id, kind, target, raw, attempts, created_at in rows:
+            payload = read_payload(OutboxKind(kind), raw)
+            items.append(
+                OutboxItem(
+                    id_, incident_id, OutboxKind(kind), target, payload, attempts, created_at
+                )
+            )
         return sorted(items, key=lambda i: i.id)
 
     async def outbox_sent(self, item_id: int, now: float) -> None:

@@ -343,27 +343,6 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
         """Free every work claim (only safe when no other worker runs: the SQLite case)."""
         return await leases.release(self.conn, t.work, t.work.c.done_at.is_(None))
 
-    # --- cooldowns --------------------------------------------------------------------
-
-    async def cooldown_until(self, rule: str, target: str) -> float | None:
-        """When the (rule, target) cooldown ends, if one was set."""
-        q = select(t.cooldowns.c.until).where(
-            and_(t.cooldowns.c.rule == rule, t.cooldowns.c.target == target)
-        )
-        return (await self.conn.execute(q)).scalar_one_or_none()
-
-    async def set_cooldown(self, rule: str, target: str, until: float) -> None:
-        """Start or extend a (rule, target) cooldown."""
-        res = await self.conn.execute(
-            update(t.cooldowns)
-            .where(t.cooldowns.c.rule == rule, t.cooldowns.c.target == target)
-            .values(until=until)
-        )
-        if res.rowcount == 0:
-            await self.conn.execute(
-                insert(t.cooldowns).values(rule=rule, target=target, until=until)
-            )
-
     # --- audit ------------------------------------------------------------------------
 
     async def audit(

@@ -20,7 +20,8 @@ from remediator.metrics import Metrics
 from remediator.notify.outbox import Outbox
 from remediator.store import PostgresStore, SqliteStore, open_store_url
 from remediator.store.base import Store
-from remediator.store.records import OutboxKind, State, StepState, WorkKind
+from remediator.store.payloads import Email
+from remediator.store.records import State, StepState, WorkKind
 
 RULE = """\
 rules:
@@ -50,7 +51,7 @@ async def test_start_releases_claims_only_on_an_exclusive_store(
         assert incident is not None
         await tx.schedule(WorkKind.RUN_STEP, incident.id, 0, clock.now())
         assert len(await tx.claim_due(clock.now(), OTHER, 5, 300.0)) == 1
-        await tx.enqueue(OutboxKind.EMAIL, "ops@example.com", {}, None, clock.now())
+        await tx.enqueue("ops@example.com", Email(), None, clock.now())
         assert len(await tx.claim_outbox(clock.now(), OTHER, 5, 300.0)) == 1
     engine = engine_on(store, tmp_path, clock)
     await engine.recover()

@@ -16,7 +16,7 @@ from remediator.engine.context import EngineContext
 from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.engine.escalation import cancel_approvals, free_target, hand_over, stop_chain
 from remediator.engine.notices import sync_approval, sync_incident
-from remediator.store.base import Tx
+from remediator.store.base import HumanTx, Tx
 from remediator.store.records import (
     Approval,
     ApprovalState,
@@ -249,7 +249,7 @@ async def acknowledge(
     return Outcome(Result.ACKNOWLEDGED, f"acknowledged by {by}", incident_id, State.ACKNOWLEDGED)
 
 
-async def pending_approval(tx: Tx, incident_id: int) -> Approval | None:
+async def pending_approval(tx: HumanTx, incident_id: int) -> Approval | None:
     """The incident's approval still waiting for a decision (the API decides by incident)."""
     pending = [a for a in await tx.approvals_of(incident_id) if a.state is ApprovalState.PENDING]
     return pending[-1] if pending else None

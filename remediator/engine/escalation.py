@@ -16,7 +16,7 @@ from remediator.config.models import EscalationChain, RuleSpec
 from remediator.engine.context import EngineContext
 from remediator.engine.guards import FREED_BY_CLOSE
 from remediator.engine.notices import sync_approval, sync_incident
-from remediator.store.base import Tx
+from remediator.store.base import GuardTx, HumanTx, Tx
 from remediator.store.payloads import Email, OutboxPayload, SlackPost
 from remediator.store.records import (
     HANDED_OVER,
@@ -87,7 +87,7 @@ async def hand_over(
 
 
 async def cancel_approvals(
-    ctx: EngineContext, tx: Tx, incident_id: int, why: str, now: float, by: str = ""
+    ctx: EngineContext, tx: HumanTx, incident_id: int, why: str, now: float, by: str = ""
 ) -> None:
     """Cancel the incident's pending approvals: a late click must not run a step."""
     for approval in await tx.approvals_of(incident_id):
@@ -96,7 +96,7 @@ async def cancel_approvals(
             await sync_approval(ctx, tx, approval.id, incident_id, now)
 
 
-async def free_target(ctx: EngineContext, tx: Tx, incident: Incident, now: float) -> None:
+async def free_target(ctx: EngineContext, tx: GuardTx, incident: Incident, now: float) -> None:
     """`incident` (as it was) let go of its target: held steps look again now."""
     if incident.state in LOCK_STATES:
         await tx.wake_held(list(FREED_BY_CLOSE), now)

@@ -17,7 +17,7 @@ from remediator.engine.notices import sync_incident
 from remediator.engine.quarantine import record_success
 from remediator.errors import StoreError
 from remediator.rules import alert_context, check_require, resolve_target
-from remediator.store.base import Tx
+from remediator.store.base import AuditTx, Tx
 from remediator.store.conflict import retry_conflict
 from remediator.store.records import (
     HANDED_OVER,
@@ -71,7 +71,7 @@ class Intake:
         async with self.ctx.store.write() as tx:
             await self._apply(tx, [alert])
 
-    async def _read(self, tx: Tx, items: list[InboxItem]) -> list[Alert]:
+    async def _read(self, tx: AuditTx, items: list[InboxItem]) -> list[Alert]:
         now = self.ctx.clock.now()
         alerts: list[Alert] = []
         for item in items:

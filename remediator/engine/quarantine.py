@@ -12,7 +12,7 @@ import logging
 
 from remediator.config.models import RuleSpec
 from remediator.engine.context import EngineContext
-from remediator.store.base import Tx
+from remediator.store.base import GuardTx, Tx
 from remediator.store.records import Incident, TargetHealth
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ async def record_failure(
         log.error("automation quarantined", extra=detail)
 
 
-async def record_success(tx: Tx, incident: Incident, now: float) -> None:
+async def record_success(tx: GuardTx, incident: Incident, now: float) -> None:
     """A remediated incident ends the failure streak (a quarantine stays until released)."""
     if incident.target is None:
         return

@@ -7,10 +7,9 @@ whether it was running at the time or not.
 
 from __future__ import annotations
 
-from typing import Any
-
 from remediator.engine.quarantine import release
 from remediator.store.base import Store
+from remediator.store.events import Paused, Resumed
 from remediator.store.payloads import Pause
 from remediator.store.records import DeadLetter, TargetHealth
 
@@ -23,10 +22,10 @@ async def set_paused(store: Store, paused: bool, reason: str | None, now: float)
             return old
         new = Pause(paused=paused, reason=reason, since=now)
         await tx.set_pause(new, now)
-        detail: dict[str, Any] = {"reason": reason}
-        if not paused:
-            detail["steps_resumed"] = await tx.wake_held(["pause"], now)
-        await tx.audit(None, "paused" if paused else "resumed", detail, now)
+        if paused:
+            await tx.audit(None, Paused(reason), now)
+        else:
+            await tx.audit(None, Resumed(reason, await tx.wake_held(["pause"], now)), now)
         return new
 
 

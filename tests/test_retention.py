@@ -23,6 +23,7 @@ from remediator.config import load_config
 from remediator.metrics import Metrics
 from remediator.store import PostgresStore, SqliteStore
 from remediator.store.base import Tx
+from remediator.store.events import Event
 from remediator.store.payloads import Email, SlackPost, SlackSync
 from remediator.store.records import State, WorkKind
 from remediator.store.retention import Pruner, keep_s
@@ -99,7 +100,7 @@ async def incident(tx: Tx, name: str, created: float, closed: float | None) -> M
     await tx.hold(held, "pause", "paused", created)
     await tx.finish_work(held, created, "cancelled")
     for event in ("matched", "step_scheduled", "closed"):
-        await tx.audit(i, event, {}, created)
+        await tx.audit(i, Event(event, {}), created)
     for payload in (SlackSync(f"incident:{i}"), Email(incident_id=i)):
         sent = await tx.enqueue("#ops", payload, i, created)
         assert sent is not None
@@ -151,8 +152,8 @@ async def test_prunes_exactly_what_aged_out(store: AnyStore) -> None:
             ],
             [],
         )
-        await tx.audit(None, "paused", {}, NOW - 91 * DAY)
-        await tx.audit(None, "resumed", {}, NOW - 89 * DAY)
+        await tx.audit(None, Event("paused", {}), NOW - 91 * DAY)
+        await tx.audit(None, Event("resumed", {}), NOW - 89 * DAY)
         for age, deliver in ((91, True), (89, True), (91, False)):
             sent = await tx.enqueue("#ops", SlackPost(1, "down", "first"), None, NOW - age * DAY)
             assert sent is not None
@@ -235,7 +236,7 @@ async def test_deletes_in_batches_that_let_other_writers_in(store: AnyStore) -> 
     task = asyncio.create_task(pruner(watched, batch=10, pause_s=0).prune_once(NOW))
     await asyncio.wait_for(watched.committed.wait(), 5)
     async with store.write() as tx:
-        await tx.audit(None, "intake", {}, NOW)
+        await tx.audit(None, Event("intake", {}), NOW)
     left_when_written = (await rows(store, "SELECT count(*) FROM alerts")).pop()
     assert await task == {"alerts": 2000}
     assert 0 < left_when_written < 2000

@@ -17,6 +17,7 @@ from sqlalchemy import Table, insert, inspect, select, text
 
 from remediator.errors import StoreError, StoreLocked
 from remediator.store import PostgresStore, SqliteStore, open_store_url, schema
+from remediator.store.events import Event
 from remediator.store.migrations import MIGRATIONS, table_names
 from remediator.store.payloads import Email, SlackEphemeral
 from remediator.store.records import ApprovalState, OutboxKind, State, StepState, WorkKind
@@ -178,7 +179,7 @@ async def test_store_files_are_private_whatever_the_umask(tmp_path: Path) -> Non
         try:
             await store.append_inbox([(1.0, "[]")])  # the writer process commits to the spool
             async with store.write() as tx:
-                await tx.audit(None, "written", {}, 1.0)
+                await tx.audit(None, Event("written", {}), 1.0)
             modes = {p.name: mode(p) for p in db.parent.iterdir()}
         finally:
             await store.close()
@@ -433,11 +434,11 @@ async def test_a_read_sees_one_snapshot(store: AnyStore) -> None:
     meanwhile does not show half-way through (an incident and its steps read together
     agree), and the next read sees it."""
     async with store.write() as tx:
-        await tx.audit(None, "first", {}, 1.0)
+        await tx.audit(None, Event("first", {}), 1.0)
     async with store.read() as reader:
         assert [r.event for r in await reader.audit_since(0)] == ["first"]
         async with store.write() as tx:
-            await tx.audit(None, "second", {}, 2.0)
+            await tx.audit(None, Event("second", {}), 2.0)
         assert [r.event for r in await reader.audit_since(0)] == ["first"]
     async with store.read() as reader:
         assert [r.event for r in await reader.audit_since(0)] == ["first", "second"]

@@ -1,5 +1,5 @@
-"""What the store keeps as JSON, typed: outbox payloads per kind and the pause switch, read
-and written as the JSON earlier versions stored (both backends)."""
+"""What the store keeps as JSON, typed: outbox payloads per kind, the pause switch and audit
+entries, read and written as the JSON earlier versions stored (both backends)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,16 @@ import pytest
 from sqlalchemy import insert, select
 
 from remediator.store import PostgresStore, SqliteStore, schema
+from remediator.store.events import (
+    AuditEntry,
+    EscalationStopped,
+    Event,
+    Exhausted,
+    Matched,
+    NotificationFailed,
+    Resumed,
+    StepScheduled,
+)
 from remediator.store.payloads import (
     Email,
     OutboxPayload,
@@ -136,6 +146,47 @@ async def test_an_unreadable_pause_switch_pauses_until_set_again(store: AnyStore
         assert "pause or resume to reset it" in pause.reason
         await tx.set_pause(Pause(False, None, 2.0), 2.0)
         assert (await tx.pause()).paused is False
+
+
+# Typed audit entries and the (event, detail) earlier versions wrote for them.
+AUDITED: list[tuple[AuditEntry, str, dict[str, Any]]] = [
+    (Matched("restart"), "matched", {"rule": "restart"}),
+    (Matched("restart", "NodeDown"), "matched", {"rule": "restart", "alertname": "NodeDown"}),
+    (StepScheduled(0, "ssh"), "step_scheduled", {"step": 0, "action": "ssh"}),
+    (
+        StepScheduled(1, "ssh", "still firing"),
+        "step_scheduled",
+        {"step": 1, "action": "ssh", "reason": "still firing"},
+    ),
+    (Exhausted("no luck", None), "exhausted", {"reason": "no luck", "escalate": None}),
+    (
+        EscalationStopped("acknowledged", None),
+        "escalation_stopped",
+        {"state": "acknowledged", "by": None},
+    ),
+    (
+        NotificationFailed("email", "a@b", 3, "refused"),
+        "notification_failed",
+        {"kind": "email", "to": "a@b", "attempts": 3, "error": "refused"},
+    ),
+    (Resumed(None, 2), "resumed", {"reason": None, "steps_resumed": 2}),
+    (
+        Event("guard_held", {"step": 0, "guard": "pause"}),
+        "guard_held",
+        {"step": 0, "guard": "pause"},
+    ),
+]
+
+
+async def test_audit_entries_are_written_as_before(store: AnyStore) -> None:
+    """A typed audit entry is stored under its event name with the detail earlier versions
+    wrote (an unset optional key left out, a None that always was there kept), so the
+    trail reads the same through the API, `show` and the simulator."""
+    async with store.write() as tx:
+        for entry, _, _ in AUDITED:
+            await tx.audit(None, entry, 1.0)
+        rows = await tx.audit_since(0)
+    assert [(r.event, r.detail) for r in rows] == [(e, d) for _, e, d in AUDITED]
 
 
 def row(kind: OutboxKind, payload: Any) -> dict[str, Any]:

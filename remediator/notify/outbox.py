@@ -27,6 +27,7 @@ from remediator.notify.slack import SlackSender
 from remediator.notify.slackmsg import approval_message, incident_message, page_message
 from remediator.notify.views import IncidentView, load_approval, load_incident
 from remediator.store.base import Store
+from remediator.store.events import NotificationFailed, Notified
 from remediator.store.payloads import (
     Email,
     SlackPost,
@@ -34,6 +35,7 @@ from remediator.store.payloads import (
     SlackThread,
     Unreadable,
     fallback_email,
+    to_json,
 )
 from remediator.store.records import OutboxItem, OutboxKind
 
@@ -145,8 +147,8 @@ class Outbox:
             now = self.clock.now()
             await tx.outbox_sent(item.id, now)
             if item.kind in (OutboxKind.SLACK_POST, OutboxKind.EMAIL) and item.incident_id:
-                detail = {"kind": item.kind.value, "to": item.target, "attempts": item.attempts}
-                await tx.audit(item.incident_id, "notified", detail, now)
+                notified = Notified(item.kind.value, item.target, item.attempts)
+                await tx.audit(item.incident_id, notified, now)
 
     async def _poisoned(self, item: OutboxItem, exc: Exception) -> None:
         """A row that raised (a bug, or content nothing foresaw): never delivered again.
@@ -189,16 +191,9 @@ class Outbox:
             return
         async with self.store.write() as tx:
             await tx.outbox_failed(item.id, now, str(exc))
-            detail: dict[str, Any] = {
-                "kind": item.kind.value,
-                "to": item.target,
-                "attempts": item.attempts,
-                "error": str(exc),
-            }
             fallback = self._fallback_to(item)
             email = fallback_email(item.payload, str(exc)) if fallback else None
             if email is not None:
-                detail["fallback"] = fallback
                 for address in fallback:
                     await tx.enqueue(
                         address,
@@ -207,12 +202,19 @@ class Outbox:
                         now,
                         dedup_key=f"fallback:{item.id}:{address}",
                     )
+            failed = NotificationFailed(
+                item.kind.value,
+                item.target,
+                item.attempts,
+                str(exc),
+                fallback if email is not None else None,
+            )
             if item.incident_id is not None:
-                await tx.audit(item.incident_id, "notification_failed", detail, now)
+                await tx.audit(item.incident_id, failed, now)
         self.metrics.notifications.labels(
             channel="email" if item.kind is OutboxKind.EMAIL else "slack", result="failed"
         ).inc()
-        log.error("notification given up", extra={"outbox": item.id, **detail})
+        log.error("notification given up", extra={"outbox": item.id, **to_json(failed)})
         self.ready.set()
 
     def _fallback_to(self, item: OutboxItem) -> list[str]:

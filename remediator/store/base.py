@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from remediator.store.events import AuditEntry
 from remediator.store.payloads import OutboxPayload, Pause
 from remediator.store.records import (
     Approval,
@@ -218,9 +219,7 @@ class WorkTx(Protocol):
 class AuditTx(Protocol):
     """The audit trail (store/sqltx.py)."""
 
-    async def audit(
-        self, incident_id: int | None, event: str, detail: dict[str, Any], now: float
-    ) -> None: ...
+    async def audit(self, incident_id: int | None, entry: AuditEntry, now: float) -> None: ...
     async def audit_for(self, incident_id: int) -> list[AuditRow]: ...
     async def audit_since(self, after_id: int) -> list[AuditRow]: ...
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from remediator.store import leases
 from remediator.store import schema as t
 from remediator.store.deadtx import DeadLetterQueries
+from remediator.store.events import AuditEntry, entry_row
 from remediator.store.guardtx import GuardQueries
 from remediator.store.humantx import HumanQueries
 from remediator.store.prunetx import PruneQueries
@@ -345,10 +346,9 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
 
     # --- audit ------------------------------------------------------------------------
 
-    async def audit(
-        self, incident_id: int | None, event: str, detail: dict[str, Any], now: float
-    ) -> None:
+    async def audit(self, incident_id: int | None, entry: AuditEntry, now: float) -> None:
         """Record one transition or decision."""
+        event, detail = entry_row(entry)
         await self.conn.execute(
             insert(t.audit).values(incident_id=incident_id, at=now, event=event, detail=detail)
         )

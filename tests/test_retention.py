@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, inspect, select, text
 from support.daemon import write_config
 from support.engine_harness import EngineHarness
 
 from remediator.config import load_config
 from remediator.metrics import Metrics
-from remediator.store import PostgresStore, SqliteStore
+from remediator.store import PostgresStore, SqliteStore, open_store_url, schema
 from remediator.store.base import Tx
 from remediator.store.events import Event
 from remediator.store.payloads import Email, SlackPost, SlackSync
@@ -287,26 +287,34 @@ async def test_loop_passes_soon_after_start_and_survives_a_failing_pass(
         await asyncio.wait_for(task, 5)
 
 
-async def test_upgrade_adds_the_retention_indexes(tmp_path: Path) -> None:
-    """A store at version 3 gets version 5's indexes when opened."""
-    db = tmp_path / "s.db"
-    store = SqliteStore(db)
+async def test_upgrade_adds_the_retention_indexes(store_url: str, tmp_path: Path) -> None:
+    """A store at version 4 gets version 5's indexes when opened (both backends)."""
+    names = {"ix_incidents_closed", "ix_alerts_status_updated", "ix_work_incident"}
+    names |= {"ix_outbox_incident"}
+    store = open_store_url(store_url, tmp_path)
     await store.open()
+    async with store.write() as tx:
+        for name in sorted(names):
+            await tx.conn.execute(text(f"DROP INDEX {name}"))
+        await tx.conn.execute(text("DELETE FROM schema_migrations WHERE version = 5"))
     await store.close()
-    names = ("ix_incidents_closed", "ix_alerts_status_updated", "ix_work_incident")
-    names += ("ix_outbox_incident",)
-    conn = sqlite3.connect(db)
-    for name in names:
-        conn.execute(f"DROP INDEX {name}")
-    conn.execute("DELETE FROM schema_migrations WHERE version = 5")
-    conn.commit()
-    conn.close()
-    store = SqliteStore(db)
+    store = open_store_url(store_url, tmp_path)
     await store.open()
-    await store.close()
-    indexes = file_rows(db, "SELECT name FROM sqlite_master WHERE type = 'index'")
-    assert set(names) <= indexes
-    assert 5 in file_rows(db, "SELECT version FROM schema_migrations")
+    try:
+        async with store.read() as tx:
+            indexes = await tx.conn.run_sync(all_indexes)
+            q = select(schema.schema_migrations.c.version)
+            versions = set((await tx.conn.execute(q)).scalars())
+    finally:
+        await store.close()
+    assert names <= indexes
+    assert 5 in versions
+
+
+def all_indexes(conn: Connection) -> set[str]:
+    """Every index name of every table."""
+    found = inspect(conn)
+    return {ix["name"] or "" for t in found.get_table_names() for ix in found.get_indexes(t)}
 
 
 async def test_a_storm_of_unmatched_alerts_leaves_nothing_a_day_after_it_resolved(

@@ -1,10 +1,11 @@
-"""The outbox loop and stored payloads: a row whose payload is not its kind's type is a
-dead letter, and delivery goes on with the next row (both backends)."""
+"""The outbox loop on the store (both backends): its claims name its replica, and a row
+whose payload is not its kind's type is a dead letter while delivery goes on."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert, select
 from support.daemon import write_config
@@ -16,14 +17,25 @@ from remediator.notify.outbox import Outbox
 from remediator.store import PostgresStore, SqliteStore, schema
 from remediator.store.payloads import SlackThread
 
-RULE = """\
-rules:
-  - name: note
-    match: [alertname = NodeDown]
-    steps:
-      - action: notify
-        params: {message: down}
-"""
+
+def outbox_on(store: SqliteStore | PostgresStore, tmp_path: Path, **kwargs: Any) -> Outbox:
+    """An outbox worker without Slack or email, as a daemon without them builds it."""
+    config = load_config(write_config(tmp_path / "cfg", "rules: []\n"))
+    return Outbox(store, config, FakeClock(), Metrics(), None, None, asyncio.Event(), **kwargs)
+
+
+async def test_the_outbox_claims_as_its_replica(
+    store: SqliteStore | PostgresStore, tmp_path: Path
+) -> None:
+    """A notification the outbox worker claims records the worker's owner (the daemon
+    gives it its engine's id, so work and notification rows name one replica)."""
+    outbox = outbox_on(store, tmp_path, owner="remediator-replica-a")
+    async with store.write() as tx:
+        await tx.enqueue("#ops", SlackThread(1, "a"), None, 0.0)
+    assert await outbox.deliver_due() == 1
+    async with store.read() as tx:
+        owners = (await tx.conn.execute(select(schema.outbox.c.claimed_by))).scalars()
+        assert list(owners) == ["remediator-replica-a"]
 
 
 async def test_an_unreadable_payload_is_a_dead_letter_and_delivery_goes_on(
@@ -32,9 +44,7 @@ async def test_an_unreadable_payload_is_a_dead_letter_and_delivery_goes_on(
     """A SLACK_POST row whose incident_id is a string (written by hand, or by a version
     with another shape) is given up, kept as a dead letter naming the row, its kind and
     the field, counted; the rows queued around it are still handled by the same pass."""
-    config = load_config(write_config(tmp_path / "cfg", RULE))
-    metrics = Metrics()
-    outbox = Outbox(store, config, FakeClock(), metrics, None, None, asyncio.Event())
+    outbox = outbox_on(store, tmp_path)
     async with store.write() as tx:
         before = await tx.enqueue("#ops", SlackThread(1, "a"), None, 0.0)
         bad = {"incident_id": "seven", "reason": "down", "position": "p"}
@@ -59,4 +69,4 @@ async def test_an_unreadable_payload_is_a_dead_letter_and_delivery_goes_on(
     # The rows around it were tried: Slack is not configured here, so they fail on that.
     for ok in (before, after):
         assert states[ok] == ("failed", "slack is not configured (no `slack:` section)")
-    assert metrics.poison_items.labels(loop="outbox")._value.get() == 1
+    assert outbox.metrics.poison_items.labels(loop="outbox")._value.get() == 1

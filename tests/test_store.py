@@ -263,6 +263,28 @@ async def test_lock_holder_counts_approvals_waiting_and_approved_steps(store: An
         assert await tx.lock_holder("web1", b.id, approvals_too=True) is None
 
 
+async def test_updates_change_only_the_fields_given(store: AnyStore) -> None:
+    """update_incident and update_step take each column as its own typed argument and
+    change only those given: a later update keeps what an earlier one set."""
+    async with store.write() as tx:
+        incident = await tx.create_incident("r", "f", "t0", {}, {}, 1.0)
+        assert incident is not None
+        await tx.update_incident(incident.id, 2.0, target="web1", step_index=1)
+        await tx.update_incident(incident.id, 3.0, state=State.RUNNING)
+        step = await tx.start_step(incident.id, 1, "ssh", {"argv": ["a"]}, 3.0)
+        await tx.update_step(step.id, StepState.EXECUTING, executing_at=3.5)
+        await tx.update_step(step.id, StepState.SUCCEEDED, finished_at=4.0, exit_status=0)
+        await tx.update_incident(incident.id, 5.0, state=State.REMEDIATED, closed_at=5.0)
+        updated = await tx.incident(incident.id)
+        done = await tx.step(incident.id, 1)
+    assert updated is not None
+    assert done is not None
+    assert (updated.target, updated.step_index, updated.state) == ("web1", 1, State.REMEDIATED)
+    assert (updated.updated_at, updated.closed_at) == (5.0, 5.0)
+    assert (done.state, done.executing_at, done.finished_at) == (StepState.SUCCEEDED, 3.5, 4.0)
+    assert (done.exit_status, done.output, done.error) == (0, None, None)
+
+
 async def test_outbox_rows_of_an_unknown_kind_are_neither_claimed_nor_due(
     store: AnyStore,
 ) -> None:

@@ -260,13 +260,7 @@ class AdminApi:
         state = await control.set_paused(self.ctx.store, paused, body.reason, self.ctx.clock.now())
         if not paused:
             self.ctx.work_ready.set()
-        return _reply(
-            PauseState(
-                paused=bool(state.get("paused")),
-                reason=state.get("reason"),
-                since=state.get("since"),
-            )
-        )
+        return _reply(PauseState(paused=state.paused, reason=state.reason, since=state.since))
 
     async def pause(self, request: web.Request) -> web.Response:
         """POST /api/pause."""

@@ -7,33 +7,32 @@ whether it was running at the time or not.
 
 from __future__ import annotations
 
-from typing import Any
-
-from remediator.engine.guards import PAUSE_KEY
 from remediator.engine.quarantine import release
 from remediator.store.base import Store
+from remediator.store.events import Paused, Resumed
+from remediator.store.payloads import Pause
 from remediator.store.records import DeadLetter, TargetHealth
 
 
-async def set_paused(store: Store, paused: bool, reason: str | None, now: float) -> dict[str, Any]:
+async def set_paused(store: Store, paused: bool, reason: str | None, now: float) -> Pause:
     """Pause or resume all automation; on resume, held steps become due at once."""
     async with store.write() as tx:
-        old = await tx.get_setting(PAUSE_KEY) or {"paused": False}
-        if bool(old.get("paused")) == paused:
+        old = await tx.pause()
+        if old.paused == paused:
             return old
-        value = {"paused": paused, "reason": reason, "since": now}
-        await tx.set_setting(PAUSE_KEY, value, now)
-        detail: dict[str, Any] = {"reason": reason}
-        if not paused:
-            detail["steps_resumed"] = await tx.wake_held(["pause"], now)
-        await tx.audit(None, "paused" if paused else "resumed", detail, now)
-        return value
+        new = Pause(paused=paused, reason=reason, since=now)
+        await tx.set_pause(new, now)
+        if paused:
+            await tx.audit(None, Paused(reason), now)
+        else:
+            await tx.audit(None, Resumed(reason, await tx.wake_held(["pause"], now)), now)
+        return new
 
 
-async def pause_state(store: Store) -> dict[str, Any]:
+async def pause_state(store: Store) -> Pause:
     """The stored pause switch."""
     async with store.read() as tx:
-        return await tx.get_setting(PAUSE_KEY) or {"paused": False, "reason": None, "since": None}
+        return await tx.pause()
 
 
 async def quarantines(store: Store) -> list[TargetHealth]:

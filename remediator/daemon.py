@@ -125,6 +125,7 @@ class Daemon:
                 notifiers.email,
                 ctx.outbox_ready,
                 engine.dead,
+                owner=engine.owner,
             )
             await outbox.recover()
             if config.file.record:

@@ -18,6 +18,7 @@ from remediator.clock import Clock
 from remediator.errors import StoreError
 from remediator.metrics import Metrics
 from remediator.store.base import Store, Tx
+from remediator.store.events import PoisonItem
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 500
@@ -92,8 +93,7 @@ class DeadLetters:
             if mark is not None:
                 await mark(tx, now)
             await tx.dead_letter(loop, item, incident_id, error, payload, now)
-            detail = {"loop": loop, "item": item, "error": error}
-            await tx.audit(incident_id, "poison_item", detail, now)
+            await tx.audit(incident_id, PoisonItem(loop, item, error), now)
             if settle is not None:
                 await settle(tx, now)
             if hand_over and incident_id is not None and self.escalate is not None:

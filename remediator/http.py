@@ -12,7 +12,6 @@ from aiohttp import web
 
 from remediator.alerts import PayloadError, decode_webhook
 from remediator.auth import WebhookAuthenticator
-from remediator.engine.guards import PAUSE_KEY
 from remediator.errors import StoreError
 from remediator.ingest import Ingestor
 from remediator.metrics import Metrics
@@ -115,8 +114,7 @@ def build_app(
             async with store.read() as tx:
                 metrics.set_incident_counts(await tx.incident_counts())
                 metrics.set_quarantined([(q.rule, q.target) for q in await tx.quarantined()])
-                pause = await tx.get_setting(PAUSE_KEY)
-                metrics.paused.set(1 if pause and pause.get("paused") else 0)
+                metrics.paused.set(1 if (await tx.pause()).paused else 0)
                 metrics.dead_letters.set(await tx.dead_letter_count())
             metrics.inbox_pending.set(await store.inbox_pending())
         except StoreError as exc:

@@ -15,15 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, inspect, select, text
 from support.daemon import write_config
 from support.engine_harness import EngineHarness
 
 from remediator.config import load_config
 from remediator.metrics import Metrics
-from remediator.store import PostgresStore, SqliteStore
+from remediator.store import PostgresStore, SqliteStore, open_store_url, schema
 from remediator.store.base import Tx
-from remediator.store.records import OutboxKind, State, WorkKind
+from remediator.store.events import Event
+from remediator.store.payloads import Email, SlackPost, SlackSync
+from remediator.store.records import State, WorkKind
 from remediator.store.retention import Pruner, keep_s
 
 DAY = 86400.0
@@ -98,9 +100,9 @@ async def incident(tx: Tx, name: str, created: float, closed: float | None) -> M
     await tx.hold(held, "pause", "paused", created)
     await tx.finish_work(held, created, "cancelled")
     for event in ("matched", "step_scheduled", "closed"):
-        await tx.audit(i, event, {}, created)
-    for kind in (OutboxKind.SLACK_SYNC, OutboxKind.EMAIL):
-        sent = await tx.enqueue(kind, "#ops", {}, i, created)
+        await tx.audit(i, Event(event, {}), created)
+    for payload in (SlackSync(f"incident:{i}"), Email(incident_id=i)):
+        sent = await tx.enqueue("#ops", payload, i, created)
         assert sent is not None
         await tx.outbox_sent(sent, created)
     await tx.save_slack_message(f"incident:{i}", "C1", "1.1", created)
@@ -136,7 +138,7 @@ async def test_prunes_exactly_what_aged_out(store: AnyStore) -> None:
         recent = await incident(tx, "recent", NOW - 120 * DAY, closed=NOW - 89 * DAY)
         still_open = await incident(tx, "open", NOW - 200 * DAY, closed=None)
         busy = await incident(tx, "busy", NOW - 120 * DAY, closed=NOW - 100 * DAY)
-        await tx.enqueue(OutboxKind.EMAIL, "a@example.com", {}, busy.id, NOW - 100 * DAY)
+        await tx.enqueue("a@example.com", Email(incident_id=busy.id), busy.id, NOW - 100 * DAY)
         await tx.save_alerts(
             [
                 alert("old", "resolved", NOW - 91 * DAY),
@@ -150,10 +152,10 @@ async def test_prunes_exactly_what_aged_out(store: AnyStore) -> None:
             ],
             [],
         )
-        await tx.audit(None, "paused", {}, NOW - 91 * DAY)
-        await tx.audit(None, "resumed", {}, NOW - 89 * DAY)
+        await tx.audit(None, Event("paused", {}), NOW - 91 * DAY)
+        await tx.audit(None, Event("resumed", {}), NOW - 89 * DAY)
         for age, deliver in ((91, True), (89, True), (91, False)):
-            sent = await tx.enqueue(OutboxKind.SLACK_POST, "#ops", {}, None, NOW - age * DAY)
+            sent = await tx.enqueue("#ops", SlackPost(1, "down", "first"), None, NOW - age * DAY)
             assert sent is not None
             if deliver:
                 await tx.outbox_sent(sent, NOW - age * DAY)
@@ -234,7 +236,7 @@ async def test_deletes_in_batches_that_let_other_writers_in(store: AnyStore) -> 
     task = asyncio.create_task(pruner(watched, batch=10, pause_s=0).prune_once(NOW))
     await asyncio.wait_for(watched.committed.wait(), 5)
     async with store.write() as tx:
-        await tx.audit(None, "intake", {}, NOW)
+        await tx.audit(None, Event("intake", {}), NOW)
     left_when_written = (await rows(store, "SELECT count(*) FROM alerts")).pop()
     assert await task == {"alerts": 2000}
     assert 0 < left_when_written < 2000
@@ -285,26 +287,34 @@ async def test_loop_passes_soon_after_start_and_survives_a_failing_pass(
         await asyncio.wait_for(task, 5)
 
 
-async def test_upgrade_adds_the_retention_indexes(tmp_path: Path) -> None:
-    """A store at version 3 gets version 5's indexes when opened."""
-    db = tmp_path / "s.db"
-    store = SqliteStore(db)
+async def test_upgrade_adds_the_retention_indexes(store_url: str, tmp_path: Path) -> None:
+    """A store at version 4 gets version 5's indexes when opened (both backends)."""
+    names = {"ix_incidents_closed", "ix_alerts_status_updated", "ix_work_incident"}
+    names |= {"ix_outbox_incident"}
+    store = open_store_url(store_url, tmp_path)
     await store.open()
+    async with store.write() as tx:
+        for name in sorted(names):
+            await tx.conn.execute(text(f"DROP INDEX {name}"))
+        await tx.conn.execute(text("DELETE FROM schema_migrations WHERE version = 5"))
     await store.close()
-    names = ("ix_incidents_closed", "ix_alerts_status_updated", "ix_work_incident")
-    names += ("ix_outbox_incident",)
-    conn = sqlite3.connect(db)
-    for name in names:
-        conn.execute(f"DROP INDEX {name}")
-    conn.execute("DELETE FROM schema_migrations WHERE version = 5")
-    conn.commit()
-    conn.close()
-    store = SqliteStore(db)
+    store = open_store_url(store_url, tmp_path)
     await store.open()
-    await store.close()
-    indexes = file_rows(db, "SELECT name FROM sqlite_master WHERE type = 'index'")
-    assert set(names) <= indexes
-    assert 5 in file_rows(db, "SELECT version FROM schema_migrations")
+    try:
+        async with store.read() as tx:
+            indexes = await tx.conn.run_sync(all_indexes)
+            q = select(schema.schema_migrations.c.version)
+            versions = set((await tx.conn.execute(q)).scalars())
+    finally:
+        await store.close()
+    assert names <= indexes
+    assert 5 in versions
+
+
+def all_indexes(conn: Connection) -> set[str]:
+    """Every index name of every table."""
+    found = inspect(conn)
+    return {ix["name"] or "" for t in found.get_table_names() for ix in found.get_indexes(t)}
 
 
 async def test_a_storm_of_unmatched_alerts_leaves_nothing_a_day_after_it_resolved(

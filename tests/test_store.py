@@ -10,16 +10,20 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import insert, inspect, select, text
+from sqlalchemy import Table, insert, inspect, select, text
 
 from remediator.errors import StoreError, StoreLocked
 from remediator.store import PostgresStore, SqliteStore, open_store_url, schema
+from remediator.store.events import Event
 from remediator.store.migrations import MIGRATIONS, table_names
+from remediator.store.payloads import Email, SlackEphemeral
 from remediator.store.records import ApprovalState, OutboxKind, State, StepState, WorkKind
 
 AnyStore = SqliteStore | PostgresStore
+EPHEMERAL = SlackEphemeral(user="U1", text="hi")
 
 
 def pragma(db: Path, name: str) -> object:
@@ -49,25 +53,43 @@ async def test_migrations_are_recorded_once(store_url: str, tmp_path: Path) -> N
     assert {t.name for t in schema.metadata.sorted_tables} == tables
 
 
-async def test_a_version_6_inbox_gains_its_lease_columns(store_url: str, tmp_path: Path) -> None:
-    """A store an older version made (inbox without claimed_by/claimed_until) is upgraded
-    in place by migration 7, and its waiting rows can then be taken (both backends)."""
+@pytest.mark.parametrize(
+    ("version", "table", "columns"),
+    [(7, "inbox", ("claimed_by", "claimed_until")), (9, "outbox", ("claimed_by",))],
+)
+async def test_an_older_store_gains_the_claim_columns(
+    store_url: str, tmp_path: Path, version: int, table: str, columns: tuple[str, ...]
+) -> None:
+    """A store an older version made (inbox without claimed_by/claimed_until: version 6;
+    outbox without claimed_by: version 8) is upgraded in place by its migration, and its
+    waiting rows can then be claimed (both backends)."""
     store = open_store_url(store_url, tmp_path)
     await store.open()
     async with store.write() as tx:
-        for column in ("claimed_by", "claimed_until"):
-            await tx.conn.execute(text(f"ALTER TABLE inbox DROP COLUMN {column}"))
-        await tx.conn.execute(text("DELETE FROM schema_migrations WHERE version = 7"))
+        for column in columns:
+            await tx.conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        await tx.conn.execute(
+            text("DELETE FROM schema_migrations WHERE version = :v"), {"v": version}
+        )
         await tx.conn.execute(text("INSERT INTO inbox (received_at, body) VALUES (1.0, '[]')"))
+        await tx.conn.execute(
+            text(
+                "INSERT INTO outbox (kind, target, payload, state, attempts, due_at, created_at)"
+                """ VALUES ('slack_thread', '#ops', '{"incident_id": 1, "text": "t"}',"""
+                " 'pending', 0, 1.0, 1.0)"
+            )
+        )
     await store.close()
     store = open_store_url(store_url, tmp_path)
     await store.open()
     try:
         async with store.read() as tx:
-            columns = await tx.conn.run_sync(
-                lambda c: {col["name"] for col in inspect(c).get_columns("inbox")}
+            have = await tx.conn.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns(table)}
             )
-        assert {"claimed_by", "claimed_until"} <= columns
+        assert set(columns) <= have
+        async with store.write() as tx:
+            assert [o.target for o in await tx.claim_outbox(2.0, "a", 5, 60.0)] == ["#ops"]
         if isinstance(store, PostgresStore):  # SQLite's inbox is its spool file
             assert [i.received_at for i in await store.take_inbox(5)] == [1.0]
     finally:
@@ -157,7 +179,7 @@ async def test_store_files_are_private_whatever_the_umask(tmp_path: Path) -> Non
         try:
             await store.append_inbox([(1.0, "[]")])  # the writer process commits to the spool
             async with store.write() as tx:
-                await tx.audit(None, "written", {}, 1.0)
+                await tx.audit(None, Event("written", {}), 1.0)
             modes = {p.name: mode(p) for p in db.parent.iterdir()}
         finally:
             await store.close()
@@ -241,6 +263,28 @@ async def test_lock_holder_counts_approvals_waiting_and_approved_steps(store: An
         assert await tx.lock_holder("web1", b.id, approvals_too=True) is None
 
 
+async def test_updates_change_only_the_fields_given(store: AnyStore) -> None:
+    """update_incident and update_step take each column as its own typed argument and
+    change only those given: a later update keeps what an earlier one set."""
+    async with store.write() as tx:
+        incident = await tx.create_incident("r", "f", "t0", {}, {}, 1.0)
+        assert incident is not None
+        await tx.update_incident(incident.id, 2.0, target="web1", step_index=1)
+        await tx.update_incident(incident.id, 3.0, state=State.RUNNING)
+        step = await tx.start_step(incident.id, 1, "ssh", {"argv": ["a"]}, 3.0)
+        await tx.update_step(step.id, StepState.EXECUTING, executing_at=3.5)
+        await tx.update_step(step.id, StepState.SUCCEEDED, finished_at=4.0, exit_status=0)
+        await tx.update_incident(incident.id, 5.0, state=State.REMEDIATED, closed_at=5.0)
+        updated = await tx.incident(incident.id)
+        done = await tx.step(incident.id, 1)
+    assert updated is not None
+    assert done is not None
+    assert (updated.target, updated.step_index, updated.state) == ("web1", 1, State.REMEDIATED)
+    assert (updated.updated_at, updated.closed_at) == (5.0, 5.0)
+    assert (done.state, done.executing_at, done.finished_at) == (StepState.SUCCEEDED, 3.5, 4.0)
+    assert (done.exit_status, done.output, done.error) == (0, None, None)
+
+
 async def test_outbox_rows_of_an_unknown_kind_are_neither_claimed_nor_due(
     store: AnyStore,
 ) -> None:
@@ -259,10 +303,10 @@ async def test_outbox_rows_of_an_unknown_kind_are_neither_claimed_nor_due(
                 created_at=10.0,
             )
         )
-        assert await tx.claim_outbox(100.0, 10, 60.0) == []
+        assert await tx.claim_outbox(100.0, "a", 10, 60.0) == []
         assert await tx.next_outbox_due() is None
-        await tx.enqueue(OutboxKind.EMAIL, "a@example.com", {}, None, 20.0)
-        [claimed] = await tx.claim_outbox(100.0, 10, 60.0)
+        await tx.enqueue("a@example.com", Email(), None, 20.0)
+        [claimed] = await tx.claim_outbox(100.0, "a", 10, 60.0)
         assert claimed.kind is OutboxKind.EMAIL
         assert await tx.next_outbox_due() == 160.0
 
@@ -283,6 +327,58 @@ async def test_claimed_work_is_leased(store: AnyStore) -> None:
         await tx.finish_work(ids[0], 103.0, "ran")
         again = await tx.claim_due(162.0, "d", 5, 60.0)
     assert [(w.id, w.attempts) for w in again] == [(ids[1], 2), (ids[2], 2)]
+
+
+async def claimers(tx: Any, table: Table) -> dict[int, str | None]:
+    """Which owner each row of `table` records (id: claimed_by)."""
+    rows = await tx.conn.execute(select(table.c.id, table.c.claimed_by))
+    return {int(r[0]): r[1] for r in rows}
+
+
+async def test_one_claim_for_work_and_outbox_records_the_owner_and_its_lease(
+    store: AnyStore,
+) -> None:
+    """Work and outbox rows are claimed the same way: the claim records its owner; another
+    owner gets nothing while the lease runs, takes the row once it is over (its claimer
+    died), and the row then names the new owner, its attempts counted."""
+    async with store.write() as tx:
+        incident = await tx.create_incident("r", "f", "t0", {}, {}, 1.0)
+        assert incident is not None
+        work = await tx.schedule(WorkKind.RUN_STEP, incident.id, 0, 10.0)
+        sent = await tx.enqueue("#ops", EPHEMERAL, None, 10.0)
+        assert sent is not None
+    async with store.write() as tx:
+        assert [w.id for w in await tx.claim_due(100.0, "a", 5, 60.0)] == [work]
+        assert [o.id for o in await tx.claim_outbox(100.0, "a", 5, 60.0)] == [sent]
+        assert await claimers(tx, schema.work) == {work: "a"}
+        assert await claimers(tx, schema.outbox) == {sent: "a"}
+        assert await tx.claim_due(160.0, "b", 5, 60.0) == []
+        assert await tx.claim_outbox(160.0, "b", 5, 60.0) == []
+        [w] = await tx.claim_due(160.5, "b", 5, 60.0)
+        [o] = await tx.claim_outbox(160.5, "b", 5, 60.0)
+        assert (w.attempts, o.attempts) == (2, 2)
+        assert await claimers(tx, schema.work) == {work: "b"}
+        assert await claimers(tx, schema.outbox) == {sent: "b"}
+
+
+async def test_releasing_claims_frees_work_and_outbox_rows_at_once(store: AnyStore) -> None:
+    """What an exclusive store does on start (the claimer is proven dead): every pending
+    work and outbox claim is freed, its owner forgotten, and the rows are due again
+    before their lease ends; rows already done stay as they are."""
+    async with store.write() as tx:
+        incident = await tx.create_incident("r", "f", "t0", {}, {}, 1.0)
+        assert incident is not None
+        for i in range(2):
+            await tx.schedule(WorkKind.RUN_STEP, incident.id, i, 10.0)
+            await tx.enqueue("#ops", EPHEMERAL, None, 10.0)
+        done_work, _ = await tx.claim_due(100.0, "a", 5, 60.0)
+        done_send, _ = await tx.claim_outbox(100.0, "a", 5, 60.0)
+        await tx.finish_work(done_work.id, 101.0, "ran")
+        await tx.outbox_sent(done_send.id, 101.0)
+        assert (await tx.release_claims(), await tx.release_outbox_claims()) == (1, 1)
+        assert list((await claimers(tx, schema.work)).values()) == ["a", None]
+        assert len(await tx.claim_due(102.0, "b", 5, 60.0)) == 1
+        assert len(await tx.claim_outbox(102.0, "b", 5, 60.0)) == 1
 
 
 async def test_dead_letters_are_kept_newest_first(store: AnyStore) -> None:
@@ -315,19 +411,22 @@ async def test_two_stores_never_claim_one_item(pg_url: str, tmp_path: Path) -> N
             assert incident is not None
             for i in range(6):
                 await tx.schedule(WorkKind.RUN_STEP, incident.id, i, 10.0)
-                await tx.enqueue(OutboxKind.EMAIL, f"{i}@example.com", {}, incident.id, 10.0)
+                await tx.enqueue(f"{i}@example.com", Email(incident.id), incident.id, 10.0)
         async with a.write() as tx_a:
             work_a = await tx_a.claim_due(100.0, "a", 4, 60.0)
-            outbox_a = await tx_a.claim_outbox(100.0, 4, 60.0)
+            outbox_a = await tx_a.claim_outbox(100.0, "a", 4, 60.0)
             async with asyncio.timeout(10), b.write() as tx_b:
                 work_b = await tx_b.claim_due(100.0, "b", 4, 60.0)
-                outbox_b = await tx_b.claim_outbox(100.0, 4, 60.0)
+                outbox_b = await tx_b.claim_outbox(100.0, "b", 4, 60.0)
+        async with a.read() as tx:
+            owners = await claimers(tx, schema.outbox)
     finally:
         await a.close()
         await b.close()
     assert (len(work_a), len(work_b), len(outbox_a), len(outbox_b)) == (4, 2, 4, 2)
     assert not {w.id for w in work_a} & {w.id for w in work_b}
     assert not {o.id for o in outbox_a} & {o.id for o in outbox_b}
+    assert [owners[o.id] for o in outbox_a + outbox_b] == ["a"] * 4 + ["b"] * 2
 
 
 async def test_outside_text_with_nul_or_past_its_column_size_is_stored(store: AnyStore) -> None:
@@ -357,11 +456,11 @@ async def test_a_read_sees_one_snapshot(store: AnyStore) -> None:
     meanwhile does not show half-way through (an incident and its steps read together
     agree), and the next read sees it."""
     async with store.write() as tx:
-        await tx.audit(None, "first", {}, 1.0)
+        await tx.audit(None, Event("first", {}), 1.0)
     async with store.read() as reader:
         assert [r.event for r in await reader.audit_since(0)] == ["first"]
         async with store.write() as tx:
-            await tx.audit(None, "second", {}, 2.0)
+            await tx.audit(None, Event("second", {}), 2.0)
         assert [r.event for r in await reader.audit_since(0)] == ["first"]
     async with store.read() as reader:
         assert [r.event for r in await reader.audit_since(0)] == ["first", "second"]

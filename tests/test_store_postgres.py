@@ -15,6 +15,7 @@ from support.sshd import free_port
 from remediator.errors import StoreConflict, StoreError, StoreUnavailable
 from remediator.store import PostgresStore, open_store_url
 from remediator.store import schema as t
+from remediator.store.events import Event
 from remediator.store.migrations import MIGRATIONS
 
 
@@ -115,7 +116,7 @@ async def test_a_lost_server_fails_ping_and_writes(
                 await tx.conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
         await store.ping()
         async with store.write() as tx:
-            await tx.audit(None, "back", {}, 1.0)
+            await tx.audit(None, Event("back", {}), 1.0)
     finally:
         await store.close()
 

@@ -16,6 +16,7 @@ from remediator.engine.intake import Intake
 from remediator.engine.runner import Runner
 from remediator.errors import StoreError
 from remediator.store.base import Tx
+from remediator.store.events import StepSettled
 from remediator.store.records import StepState, WorkItem, WorkKind
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,7 @@ async def settle_orphans(tx: Tx, now: float, *, exclusive: bool = True) -> None:
         state = StepState.UNKNOWN if executing else StepState.FAILED
         why = "the daemon stopped while the step ran, after its incident was handed over"
         await tx.update_step(step.id, state, finished_at=now, error=why)
-        detail = {"step": step.step_index, "state": state.value, "reason": why}
-        await tx.audit(step.incident_id, "step_settled", detail, now)
+        await tx.audit(step.incident_id, StepSettled(step.step_index, state.value, why), now)
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:

@@ -16,7 +16,8 @@ from remediator.engine.context import EngineContext
 from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.engine.escalation import cancel_approvals, free_target, hand_over, stop_chain
 from remediator.engine.notices import sync_approval, sync_incident
-from remediator.store.base import Tx
+from remediator.store.base import HumanTx, Tx
+from remediator.store.events import ApprovalExpired, ApprovalRequested, Event
 from remediator.store.records import (
     Approval,
     ApprovalState,
@@ -59,15 +60,10 @@ async def request(
     await tx.update_incident(
         incident.id, now, state=State.AWAITING_APPROVAL, step_index=item.step_index
     )
-    detail = {
-        "step": item.step_index,
-        "action": action,
-        "approval": approval.id,
-        "required": p.required,
-        "approvers": p.approvers,
-        "expires_at": approval.expires_at,
-    }
-    await tx.audit(incident.id, "approval_requested", detail, now)
+    requested = ApprovalRequested(
+        item.step_index, action, approval.id, p.required, p.approvers, approval.expires_at
+    )
+    await tx.audit(incident.id, requested, now)
     await sync_approval(ctx, tx, approval.id, incident.id, now)
     await sync_incident(ctx, tx, incident.id, now)
     return approval
@@ -102,7 +98,7 @@ async def decide(
             "decision": decision,
             "reason": "not in the approval policy's approvers",
         }
-        await tx.audit(incident.id, "approval_refused", detail, now)
+        await tx.audit(incident.id, Event("approval_refused", detail), now)
         why = f"{voter.name} may not {decision}: not in the approvers"
         return Outcome(Result.NOT_AN_APPROVER, why, incident.id)
     if approval.state is not ApprovalState.PENDING:
@@ -143,7 +139,7 @@ async def _count(
         "required": approval.required,
     }
     if len(approvers) < approval.required:
-        await tx.audit(incident.id, "approval_vote", detail, now)
+        await tx.audit(incident.id, Event("approval_vote", detail), now)
         await sync_approval(ctx, tx, approval.id, incident.id, now)
         need = approval.required - len(approvers)
         why = f"approval recorded; {need} more needed"
@@ -152,7 +148,7 @@ async def _count(
     await _settled(ctx, tx, approval, now)
     await tx.schedule(WorkKind.RUN_STEP, incident.id, approval.step_index, now)
     await tx.update_incident(incident.id, now, state=State.PENDING)
-    await tx.audit(incident.id, "approved", {**detail, "approvers": approvers}, now)
+    await tx.audit(incident.id, Event("approved", {**detail, "approvers": approvers}), now)
     await sync_incident(ctx, tx, incident.id, now)
     ctx.metrics.approvals.labels(result="approved").inc()
     ctx.work_ready.set()
@@ -178,7 +174,7 @@ async def _deny(
         **voter.detail(),
         "reason": reason,
     }
-    await tx.audit(incident.id, "approval_denied", detail, now)
+    await tx.audit(incident.id, Event("approval_denied", detail), now)
     ctx.metrics.approvals.labels(result="denied").inc()
     why = f"step {approval.step_index + 1} ({approval.action}) denied by {voter.shown}"
     if rule is not None:
@@ -203,7 +199,7 @@ async def expire(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> None
         return
     await tx.decide_approval(approval.id, ApprovalState.EXPIRED, "timeout", None, now)
     await _settled(ctx, tx, approval, now)
-    await tx.audit(incident.id, "approval_expired", {"approval": approval.id, "after": waited}, now)
+    await tx.audit(incident.id, ApprovalExpired(approval.id, waited), now)
     ctx.metrics.approvals.labels(result="expired").inc()
     if rule is not None:
         why = (
@@ -227,7 +223,7 @@ async def acknowledge(
     allowed = chain.acknowledgers if chain is not None else None
     if allowed is not None and voter.name not in allowed:
         refused = {**voter.detail(), "reason": "not in the chain's acknowledgers"}
-        await tx.audit(incident_id, "ack_refused", refused, now)
+        await tx.audit(incident_id, Event("ack_refused", refused), now)
         why = f"{voter.name} may not acknowledge: not in the acknowledgers"
         return Outcome(Result.NOT_AN_ACKNOWLEDGER, why, incident_id)
     if incident.state is State.ACKNOWLEDGED:
@@ -243,13 +239,13 @@ async def acknowledge(
         "previous": incident.state.value,
         "cancelled_work": cancelled,
     }
-    await tx.audit(incident_id, "acknowledged", detail, now)
+    await tx.audit(incident_id, Event("acknowledged", detail), now)
     await sync_incident(ctx, tx, incident_id, now)
     log.info("incident acknowledged", extra={"incident": incident_id, "by": by})
     return Outcome(Result.ACKNOWLEDGED, f"acknowledged by {by}", incident_id, State.ACKNOWLEDGED)
 
 
-async def pending_approval(tx: Tx, incident_id: int) -> Approval | None:
+async def pending_approval(tx: HumanTx, incident_id: int) -> Approval | None:
     """The incident's approval still waiting for a decision (the API decides by incident)."""
     pending = [a for a in await tx.approvals_of(incident_id) if a.state is ApprovalState.PENDING]
     return pending[-1] if pending else None

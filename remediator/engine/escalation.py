@@ -10,13 +10,22 @@ resolve stops the chain.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from remediator.config.models import EscalationChain, RuleSpec
 from remediator.engine.context import EngineContext
 from remediator.engine.guards import FREED_BY_CLOSE
 from remediator.engine.notices import sync_approval, sync_incident
-from remediator.store.base import Tx
+from remediator.store.base import GuardTx, HumanTx, Tx
+from remediator.store.events import (
+    ChainGone,
+    EscalationFinished,
+    EscalationNotified,
+    EscalationStarted,
+    EscalationStopped,
+    Exhausted,
+    NotEscalated,
+)
+from remediator.store.payloads import Email, OutboxPayload, SlackPost
 from remediator.store.records import (
     HANDED_OVER,
     LOCK_STATES,
@@ -24,7 +33,6 @@ from remediator.store.records import (
     Escalation,
     EscalationState,
     Incident,
-    OutboxKind,
     State,
     WorkItem,
     WorkKind,
@@ -53,9 +61,7 @@ async def start_chain(
     if not await tx.start_escalation(incident.id, rule.escalate, reason, now):
         return True  # already paging (for example since automation was paused)
     await tx.schedule(WorkKind.ESCALATE, incident.id, 0, now)
-    await tx.audit(
-        incident.id, "escalation_started", {"chain": rule.escalate, "reason": reason}, now
-    )
+    await tx.audit(incident.id, EscalationStarted(rule.escalate, reason), now)
     ctx.work_ready.set()
     log.warning(
         "escalating",
@@ -74,12 +80,12 @@ async def hand_over(
 ) -> None:
     """Stop automating this incident and page the rule's escalation chain."""
     await tx.cancel_work(incident.id, now, AUTOMATION_WORK)
-    await tx.audit(incident.id, "exhausted", {"reason": reason, "escalate": rule.escalate}, now)
+    await tx.audit(incident.id, Exhausted(reason, rule.escalate), now)
     paging = await start_chain(ctx, tx, incident, rule, reason, now)
     state = State.ESCALATING if paging else State.EXHAUSTED
     if not paging:
-        detail = {"reason": "the rule names no escalation chain (`escalate:`)"}
-        await tx.audit(incident.id, "not_escalated", detail, now)
+        why = "the rule names no escalation chain (`escalate:`)"
+        await tx.audit(incident.id, NotEscalated(why), now)
     await tx.update_incident(incident.id, now, state=state)
     await cancel_approvals(ctx, tx, incident.id, "automation handed the incident over", now)
     await sync_incident(ctx, tx, incident.id, now)
@@ -87,7 +93,7 @@ async def hand_over(
 
 
 async def cancel_approvals(
-    ctx: EngineContext, tx: Tx, incident_id: int, why: str, now: float, by: str = ""
+    ctx: EngineContext, tx: HumanTx, incident_id: int, why: str, now: float, by: str = ""
 ) -> None:
     """Cancel the incident's pending approvals: a late click must not run a step."""
     for approval in await tx.approvals_of(incident_id):
@@ -96,7 +102,7 @@ async def cancel_approvals(
             await sync_approval(ctx, tx, approval.id, incident_id, now)
 
 
-async def free_target(ctx: EngineContext, tx: Tx, incident: Incident, now: float) -> None:
+async def free_target(ctx: EngineContext, tx: GuardTx, incident: Incident, now: float) -> None:
     """`incident` (as it was) let go of its target: held steps look again now."""
     if incident.state in LOCK_STATES:
         await tx.wake_held(list(FREED_BY_CLOSE), now)
@@ -114,8 +120,8 @@ async def hand_over_in(
     if rule is None:
         # No chain to page through; automation still stops, as in hand_over.
         await tx.cancel_work(incident.id, now, AUTOMATION_WORK)
-        detail = {"reason": f"{reason}; its rule {incident.rule!r} is gone"}
-        await tx.audit(incident.id, "not_escalated", detail, now)
+        why = f"{reason}; its rule {incident.rule!r} is gone"
+        await tx.audit(incident.id, NotEscalated(why), now)
         await tx.update_incident(incident.id, now, state=State.EXHAUSTED)
         await cancel_approvals(ctx, tx, incident.id, "automation handed the incident over", now)
         await sync_incident(ctx, tx, incident.id, now)
@@ -140,8 +146,8 @@ async def run_step(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> No
         return
     chain = ctx.config.policies.escalations.get(esc.chain)
     if chain is None:
-        gone = {"chain": esc.chain, "reason": "the chain is no longer in policies"}
-        await tx.audit(item.incident_id, "escalation_stopped", gone, now)
+        gone = ChainGone(esc.chain, "the chain is no longer in policies")
+        await tx.audit(item.incident_id, gone, now)
         await tx.stop_escalation(item.incident_id, EscalationState.FINISHED, None, now)
         return
     n = len(chain.steps)
@@ -151,9 +157,12 @@ async def run_step(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> No
     )
     for target in chain.steps[index].notify:
         kind, _, to = target.partition(":")
-        payload = {"incident_id": item.incident_id, "reason": esc.reason, "position": position}
+        payload: OutboxPayload = (
+            Email(incident_id=item.incident_id, reason=esc.reason, position=position)
+            if kind == "email"
+            else SlackPost(item.incident_id, esc.reason, position)
+        )
         await tx.enqueue(
-            OutboxKind.EMAIL if kind == "email" else OutboxKind.SLACK_POST,
             to,
             payload,
             item.incident_id,
@@ -161,13 +170,8 @@ async def run_step(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> No
             dedup_key=f"page:{item.incident_id}:{item.step_index}:{target}",
         )
     ctx.outbox_ready.set()
-    detail: dict[str, Any] = {
-        "chain": esc.chain,
-        "step": index,
-        "cycle": cycle,
-        "notify": chain.steps[index].notify,
-    }
-    await tx.audit(item.incident_id, "escalation_notified", detail, now)
+    notified = EscalationNotified(esc.chain, index, cycle, list(chain.steps[index].notify))
+    await tx.audit(item.incident_id, notified, now)
     await _schedule_after(ctx, tx, item, esc, chain, now)
 
 
@@ -188,7 +192,7 @@ async def _schedule_after(
         await tx.schedule(WorkKind.ESCALATE, item.incident_id, nxt, max(due, now))
     else:
         await tx.stop_escalation(item.incident_id, EscalationState.FINISHED, None, now)
-        await tx.audit(item.incident_id, "escalation_finished", {"chain": esc.chain}, now)
+        await tx.audit(item.incident_id, EscalationFinished(esc.chain), now)
 
 
 async def stop_chain(
@@ -198,5 +202,5 @@ async def stop_chain(
     stopped = await tx.stop_escalation(incident_id, state, by, now)
     await tx.cancel_work(incident_id, now, [WorkKind.ESCALATE])
     if stopped:
-        await tx.audit(incident_id, "escalation_stopped", {"state": state.value, "by": by}, now)
+        await tx.audit(incident_id, EscalationStopped(state.value, by), now)
     return stopped

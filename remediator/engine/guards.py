@@ -19,11 +19,10 @@ from croniter import croniter
 
 from remediator.config.durations import format_duration
 from remediator.config.models import Config, RuleSpec
-from remediator.store.base import Tx
+from remediator.store.base import GuardTx
 from remediator.store.records import Incident
 
 RECHECK_S = 15.0  # a deferring guard with no known end is looked at again this often
-PAUSE_KEY = "pause"
 # Guards during which humans are told at once: automation is off, not merely busy.
 NOTIFY_AT_ONCE = frozenset({"pause", "maintenance"})
 # Guards that may let go as soon as a remediation under way closes.
@@ -62,7 +61,7 @@ def maintenance_until(config: Config, now: float) -> float | None:
     return max(ends) if ends else None
 
 
-async def _first_end(tx: Tx, targets: list[str]) -> float | None:
+async def _first_end(tx: GuardTx, targets: list[str]) -> float | None:
     """When the first of these targets' verify windows ends (None while a step runs)."""
     ends = await tx.verify_ends(targets)
     return min(ends) if ends else None
@@ -97,7 +96,7 @@ class Guards:
 
     async def check(
         self,
-        tx: Tx,
+        tx: GuardTx,
         incident: Incident,
         rule: RuleSpec,
         *,
@@ -131,7 +130,9 @@ class Guards:
 
     # --- final ------------------------------------------------------------------------
 
-    async def _quarantine(self, tx: Tx, rule: RuleSpec, target: str, now: float) -> Verdict | None:
+    async def _quarantine(
+        self, tx: GuardTx, rule: RuleSpec, target: str, now: float
+    ) -> Verdict | None:
         health = await tx.target_health(rule.name, target)
         if health is None or health.quarantined_at is None:
             return None
@@ -141,13 +142,17 @@ class Guards:
         )
         return Verdict("quarantine", reason, final=True)
 
-    async def _cooldown(self, tx: Tx, rule: RuleSpec, target: str, now: float) -> Verdict | None:
+    async def _cooldown(
+        self, tx: GuardTx, rule: RuleSpec, target: str, now: float
+    ) -> Verdict | None:
         until = await tx.cooldown_until(rule.name, target)
         if until is None or until <= now:
             return None
         return Verdict("cooldown", f"cooldown for {_since(until - now)}", final=True, until=until)
 
-    async def _max_runs(self, tx: Tx, rule: RuleSpec, target: str, now: float) -> Verdict | None:
+    async def _max_runs(
+        self, tx: GuardTx, rule: RuleSpec, target: str, now: float
+    ) -> Verdict | None:
         limit = rule.max_runs
         if limit is None:
             return None
@@ -164,21 +169,21 @@ class Guards:
 
     # --- deferring --------------------------------------------------------------------
 
-    async def _pause(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
-        pause = await tx.get_setting(PAUSE_KEY)
-        if not pause or not pause.get("paused"):
+    async def _pause(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:
+        pause = await tx.pause()
+        if not pause.paused:
             return None
-        why = pause.get("reason") or "no reason given"
+        why = pause.reason or "no reason given"
         return Verdict("pause", f"automation is paused: {why}")
 
-    async def _maintenance(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
+    async def _maintenance(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:
         until = maintenance_until(self.config, now)
         if until is None:
             return None
         reason = f"maintenance window (notify only) for {_since(until - now)}"
         return Verdict("maintenance", reason, until=until)
 
-    async def _target_lock(self, tx: Tx, incident: Incident, approved: bool) -> Verdict | None:
+    async def _target_lock(self, tx: GuardTx, incident: Incident, approved: bool) -> Verdict | None:
         """One remediation per host: running, verifying, or waiting for its approvers.
 
         An approved step only waits for one running or verifying: two approved steps, or an
@@ -193,7 +198,7 @@ class Guards:
         reason = f"another remediation of {incident.target} (incident {other}) is {doing}"
         return Verdict("target_lock", reason, until=await _first_end(tx, [incident.target]))
 
-    async def _group(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
+    async def _group(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:
         host = self.config.hosts.get(incident.target) if incident.target else None
         if host is None:
             return None
@@ -211,7 +216,7 @@ class Guards:
                 return Verdict("group", reason, until=await _first_end(tx, sorted(busy)))
         return None
 
-    async def _concurrency(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
+    async def _concurrency(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:
         limit = self.safety.max_concurrent_actions
         if limit is None:
             return None
@@ -220,7 +225,7 @@ class Guards:
             return None
         return Verdict("max_concurrent_actions", f"{running} actions running (limit {limit})")
 
-    async def _rate(self, tx: Tx, incident: Incident, now: float) -> Verdict | None:
+    async def _rate(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:
         limit = self.safety.max_actions_per_minute
         if limit is None:
             return None

@@ -17,8 +17,16 @@ from remediator.engine.notices import sync_incident
 from remediator.engine.quarantine import record_success
 from remediator.errors import StoreError
 from remediator.rules import alert_context, check_require, resolve_target
-from remediator.store.base import Tx
+from remediator.store.base import AuditTx, Tx
 from remediator.store.conflict import retry_conflict
+from remediator.store.events import (
+    InboxUnreadable,
+    Matched,
+    RequireFailed,
+    Resolved,
+    StepScheduled,
+    TargetRefused,
+)
 from remediator.store.records import (
     HANDED_OVER,
     EscalationState,
@@ -71,7 +79,7 @@ class Intake:
         async with self.ctx.store.write() as tx:
             await self._apply(tx, [alert])
 
-    async def _read(self, tx: Tx, items: list[InboxItem]) -> list[Alert]:
+    async def _read(self, tx: AuditTx, items: list[InboxItem]) -> list[Alert]:
         now = self.ctx.clock.now()
         alerts: list[Alert] = []
         for item in items:
@@ -80,8 +88,7 @@ class Intake:
             except (ValueError, OverflowError) as exc:  # PayloadError is a ValueError
                 # Validated on receipt; only corruption or an older receiver's gap gets
                 # here. Audited and dropped: one bad row must not stop the rows behind it.
-                detail = {"id": item.id, "error": str(exc)[:500]}
-                await tx.audit(None, "inbox_unreadable", detail, now)
+                await tx.audit(None, InboxUnreadable(item.id, str(exc)[:500]), now)
         return alerts
 
     async def _apply_alone(self, item: InboxItem) -> None:
@@ -153,7 +160,7 @@ class Intake:
             rule.name, alert.fingerprint, alert.starts_at, alert.labels, alert.annotations, now
         )
         if incident is not None:
-            await tx.audit(incident.id, "matched", {"rule": rule.name}, now)
+            await tx.audit(incident.id, Matched(rule.name), now)
             await hand_over(self.ctx, tx, incident, rule, reason, now)
 
     async def _apply(self, tx: Tx, alerts: list[Alert]) -> None:
@@ -195,11 +202,11 @@ class Intake:
         if incident is None:
             return
         alertname = alert.labels.get("alertname", "")
-        await tx.audit(incident.id, "matched", {"rule": rule.name, "alertname": alertname}, now)
+        await tx.audit(incident.id, Matched(rule.name, alertname), now)
         log.info("incident opened", extra={"incident": incident.id, "rule": rule.name})
         reason = check_require(rule, alert.labels)
         if reason is not None:
-            await tx.audit(incident.id, "require_failed", {"reason": reason}, now)
+            await tx.audit(incident.id, RequireFailed(reason), now)
             await hand_over(self.ctx, tx, incident, rule, reason, now)
             return
         if not rule.steps:
@@ -209,16 +216,14 @@ class Intake:
             self.ctx.config, rule, alert_context(alert.labels, alert.annotations)
         )
         if target.error is not None:
-            await tx.audit(incident.id, "target_refused", {"reason": target.error}, now)
+            await tx.audit(incident.id, TargetRefused(target.error), now)
             await hand_over(self.ctx, tx, incident, rule, target.error, now)
             return
         if target.host is not None:
             await tx.update_incident(incident.id, now, target=target.host.name)
             incident = replace(incident, target=target.host.name)
         await tx.schedule(WorkKind.RUN_STEP, incident.id, 0, now)
-        await tx.audit(
-            incident.id, "step_scheduled", {"step": 0, "action": rule.steps[0].action}, now
-        )
+        await tx.audit(incident.id, StepScheduled(0, rule.steps[0].action), now)
         self.ctx.work_ready.set()
 
     async def _close(self, tx: Tx, incident: Incident, now: float) -> None:
@@ -237,12 +242,8 @@ class Intake:
         await free_target(self.ctx, tx, incident, now)
         await stop_chain(tx, incident.id, EscalationState.RESOLVED, None, now)
         await cancel_approvals(self.ctx, tx, incident.id, "the alert resolved", now)
-        detail = {
-            "state": state.value,
-            "previous": incident.state.value,
-            "cancelled_work": cancelled,
-        }
-        await tx.audit(incident.id, "resolved", detail, now)
+        resolved = Resolved(state.value, incident.state.value, cancelled)
+        await tx.audit(incident.id, resolved, now)
         await sync_incident(self.ctx, tx, incident.id, now, create=False)
         log.info("incident closed", extra={"incident": incident.id, "state": state.value})
 

@@ -7,12 +7,12 @@ A pending update of the same message is not queued twice: delivery renders the c
 from __future__ import annotations
 
 from remediator.engine.context import EngineContext
-from remediator.store.base import Tx
-from remediator.store.records import OutboxKind
+from remediator.store.base import HumanTx
+from remediator.store.payloads import SlackEphemeral, SlackSync, SlackThread
 
 
 async def sync_incident(
-    ctx: EngineContext, tx: Tx, incident_id: int, now: float, *, create: bool = True
+    ctx: EngineContext, tx: HumanTx, incident_id: int, now: float, *, create: bool = True
 ) -> None:
     """Post or update the incident's message; with `create=False` only if it was posted."""
     slack = ctx.config.file.slack
@@ -22,34 +22,23 @@ async def sync_incident(
     if not create and await tx.slack_message(key) is None:
         # Nothing posted yet: a queued first post (if any) will show the current state.
         return
-    await tx.enqueue(
-        OutboxKind.SLACK_SYNC,
-        slack.channel,
-        {"key": key},
-        incident_id,
-        now,
-        dedup_key=f"sync:{key}",
-    )
+    await tx.enqueue(slack.channel, SlackSync(key), incident_id, now, dedup_key=f"sync:{key}")
     ctx.outbox_ready.set()
 
 
-async def thread_note(ctx: EngineContext, tx: Tx, incident_id: int, text: str, now: float) -> None:
+async def thread_note(
+    ctx: EngineContext, tx: HumanTx, incident_id: int, text: str, now: float
+) -> None:
     """A line in the incident message's thread (the step log)."""
     slack = ctx.config.file.slack
     if slack is None:
         return
-    await tx.enqueue(
-        OutboxKind.SLACK_THREAD,
-        slack.channel,
-        {"incident_id": incident_id, "text": text},
-        incident_id,
-        now,
-    )
+    await tx.enqueue(slack.channel, SlackThread(incident_id, text), incident_id, now)
     ctx.outbox_ready.set()
 
 
 async def sync_approval(
-    ctx: EngineContext, tx: Tx, approval_id: int, incident_id: int, now: float
+    ctx: EngineContext, tx: HumanTx, approval_id: int, incident_id: int, now: float
 ) -> None:
     """Post or update an approval request (in the approvals channel)."""
     slack = ctx.config.file.slack
@@ -58,17 +47,15 @@ async def sync_approval(
         return
     channel = (approvals.default.channel if approvals else None) or slack.channel
     key = f"approval:{approval_id}"
-    await tx.enqueue(
-        OutboxKind.SLACK_SYNC, channel, {"key": key}, incident_id, now, dedup_key=f"sync:{key}"
-    )
+    await tx.enqueue(channel, SlackSync(key), incident_id, now, dedup_key=f"sync:{key}")
     ctx.outbox_ready.set()
 
 
 async def ephemeral(
-    ctx: EngineContext, tx: Tx, channel: str, user: str, text: str, now: float
+    ctx: EngineContext, tx: HumanTx, channel: str, user: str, text: str, now: float
 ) -> None:
     """A reply only one Slack user sees (a refused or redundant click)."""
     if ctx.config.file.slack is None or not channel:
         return
-    await tx.enqueue(OutboxKind.SLACK_EPHEMERAL, channel, {"user": user, "text": text}, None, now)
+    await tx.enqueue(channel, SlackEphemeral(user, text), None, now)
     ctx.outbox_ready.set()

@@ -12,7 +12,9 @@ import logging
 
 from remediator.config.models import RuleSpec
 from remediator.engine.context import EngineContext
-from remediator.store.base import Tx
+from remediator.store.base import GuardTx, Tx
+from remediator.store.events import Quarantined, QuarantineReleased
+from remediator.store.payloads import to_json
 from remediator.store.records import Incident, TargetHealth
 
 log = logging.getLogger(__name__)
@@ -36,12 +38,12 @@ async def record_failure(
         TargetHealth(rule.name, incident.target, failures, quarantined_at, why, now)
     )
     if newly:
-        detail = {"rule": rule.name, "target": incident.target, "reason": why}
-        await tx.audit(incident.id, "quarantined", detail, now)
-        log.error("automation quarantined", extra=detail)
+        quarantined = Quarantined(rule.name, incident.target, why)
+        await tx.audit(incident.id, quarantined, now)
+        log.error("automation quarantined", extra=to_json(quarantined))
 
 
-async def record_success(tx: Tx, incident: Incident, now: float) -> None:
+async def record_success(tx: GuardTx, incident: Incident, now: float) -> None:
     """A remediated incident ends the failure streak (a quarantine stays until released)."""
     if incident.target is None:
         return
@@ -57,6 +59,5 @@ async def release(tx: Tx, rule: str, target: str, who: str, now: float) -> bool:
     if old is None or old.quarantined_at is None:
         return False
     await tx.save_target_health(TargetHealth(rule, target, 0, None, None, now))
-    detail = {"rule": rule, "target": target, "by": who, "was": old.reason}
-    await tx.audit(None, "quarantine_released", detail, now)
+    await tx.audit(None, QuarantineReleased(rule, target, who, old.reason), now)
     return True

@@ -22,6 +22,17 @@ from remediator.engine.quarantine import record_failure
 from remediator.errors import ActionError, OutcomeUnknown, TemplateError
 from remediator.rules import alert_context, host_context
 from remediator.store.base import Tx
+from remediator.store.events import (
+    Event,
+    GuardReleased,
+    HoldTimeout,
+    RuleGone,
+    StepExecuting,
+    StepOutcomeUnknown,
+    StepRefused,
+    StepScheduled,
+    Verifying,
+)
 from remediator.store.records import (
     ApprovalState,
     Incident,
@@ -80,7 +91,7 @@ class Runner:
             return None
         if rule is None or item.step_index >= len(rule.steps):
             await tx.finish_work(item.id, now, "rule_gone")
-            await tx.audit(incident.id, "rule_gone", {"rule": incident.rule}, now)
+            await tx.audit(incident.id, RuleGone(incident.rule), now)
             await tx.update_incident(incident.id, now, state=State.EXHAUSTED)
             return None
         return incident, rule
@@ -133,9 +144,7 @@ class Runner:
                 plan = self._plan(incident, rule, spec)
             except (TemplateError, ActionError) as exc:
                 await tx.finish_work(item.id, now, "refused")
-                await tx.audit(
-                    incident.id, "step_refused", {"step": item.step_index, "reason": str(exc)}, now
-                )
+                await tx.audit(incident.id, StepRefused(item.step_index, str(exc)), now)
                 await hand_over(
                     self.ctx, tx, incident, rule, f"step {item.step_index + 1} refused: {exc}", now
                 )
@@ -153,7 +162,7 @@ class Runner:
             if incident.target is not None:
                 await tx.set_cooldown(rule.name, incident.target, now + rule.cooldown)
             detail = {"step": item.step_index, "attempt": step.attempts, **plan.describe()}
-            await tx.audit(incident.id, "step_dispatching", detail, now)
+            await tx.audit(incident.id, Event("step_dispatching", detail), now)
             await sync_incident(self.ctx, tx, incident.id, now)
             await thread_note(
                 self.ctx,
@@ -193,9 +202,7 @@ class Runner:
         else:
             reason = f"approval of step {item.step_index + 1} is {approval.state.value}"
         await tx.finish_work(item.id, now, "refused")
-        await tx.audit(
-            incident.id, "step_refused", {"step": item.step_index, "reason": reason}, now
-        )
+        await tx.audit(incident.id, StepRefused(item.step_index, reason), now)
         await hand_over(self.ctx, tx, incident, rule, reason, now)
         return False
 
@@ -216,19 +223,14 @@ class Runner:
         if verdict is None:
             released = await tx.release_hold(item.id)
             if released is not None:
-                detail = {
-                    "step": item.step_index,
-                    "guard": released.guard,
-                    "held_s": now - released.since,
-                }
-                await tx.audit(incident.id, "guard_released", detail, now)
+                done = GuardReleased(item.step_index, released.guard, now - released.since)
+                await tx.audit(incident.id, done, now)
             return True
         self.ctx.metrics.guard_holds.labels(guard=verdict.guard).inc()
         if verdict.final:
             await tx.finish_work(item.id, now, "refused")
-            await tx.audit(
-                incident.id, "guard_refused", {"step": item.step_index, **verdict.detail()}, now
-            )
+            detail = {"step": item.step_index, **verdict.detail()}
+            await tx.audit(incident.id, Event("guard_refused", detail), now)
             await hand_over(self.ctx, tx, incident, rule, verdict.reason, now)
             return False
         await self._hold(tx, item, incident, rule, verdict, now)
@@ -252,14 +254,12 @@ class Runner:
                 f"held by {verdict.guard} for longer than hold_timeout "
                 f"({format_duration(rule.hold_timeout)}): {verdict.reason}"
             )
-            detail = {"step": item.step_index, "guard": verdict.guard, "reason": reason}
-            await tx.audit(incident.id, "hold_timeout", detail, now)
+            await tx.audit(incident.id, HoldTimeout(item.step_index, verdict.guard, reason), now)
             await hand_over(self.ctx, tx, incident, rule, reason, now)
             return
         if hold.changed:
-            await tx.audit(
-                incident.id, "guard_held", {"step": item.step_index, **verdict.detail()}, now
-            )
+            detail = {"step": item.step_index, **verdict.detail()}
+            await tx.audit(incident.id, Event("guard_held", detail), now)
             if incident.state is not State.PENDING:
                 await tx.update_incident(incident.id, now, state=State.PENDING)
             if verdict.guard in NOTIFY_AT_ONCE:
@@ -279,9 +279,7 @@ class Runner:
         # The command may have been sent before a crash: never send it again.
         reason = "the daemon stopped after sending the command; not re-sent"
         await tx.update_step(step.id, StepState.UNKNOWN, finished_at=now, error=reason)
-        await tx.audit(
-            incident.id, "step_outcome_unknown", {"step": step.step_index, "reason": reason}, now
-        )
+        await tx.audit(incident.id, StepOutcomeUnknown(step.step_index, reason), now)
         self.ctx.metrics.actions.labels(action=step.action, result="unknown").inc()
         await self._after_step(tx, item, incident, rule, ok=True, now=now)
 
@@ -310,7 +308,7 @@ class Runner:
         async with self.ctx.store.write() as tx:
             now = self.ctx.clock.now()
             await tx.update_step(d.step.id, StepState.EXECUTING, executing_at=now)
-            await tx.audit(d.incident.id, "step_executing", {"step": d.step.step_index}, now)
+            await tx.audit(d.incident.id, StepExecuting(d.step.step_index), now)
 
     async def _finish(
         self, item: WorkItem, d: Dispatch, state: StepState, outcome: Outcome
@@ -332,7 +330,7 @@ class Runner:
                 detail["output"] = outcome.output[:2000]
             if state is StepState.DRY_RUN:
                 detail["would_run"] = d.plan.describe()
-            await tx.audit(d.incident.id, f"step_{state.value}", detail, now)
+            await tx.audit(d.incident.id, Event(f"step_{state.value}", detail), now)
             note = f"step {d.step.step_index + 1} `{d.spec.action}`: {state.value}"
             if outcome.exit_status is not None:
                 note += f" (exit {outcome.exit_status})"
@@ -370,9 +368,7 @@ class Runner:
         verify = rule.steps[item.step_index].verify
         await tx.update_incident(incident.id, now, state=State.VERIFYING)
         await tx.schedule(WorkKind.VERIFY_TIMEOUT, incident.id, item.step_index, now + verify)
-        await tx.audit(
-            incident.id, "verifying", {"step": item.step_index, "until": now + verify}, now
-        )
+        await tx.audit(incident.id, Verifying(item.step_index, now + verify), now)
 
     async def _verify_expired(self, item: WorkItem) -> None:
         async with self.ctx.store.write() as tx:
@@ -392,14 +388,6 @@ class Runner:
                 return
             await tx.update_incident(incident.id, now, state=State.PENDING)
             await tx.schedule(WorkKind.RUN_STEP, incident.id, nxt, now)
-            await tx.audit(
-                incident.id,
-                "step_scheduled",
-                {
-                    "step": nxt,
-                    "action": rule.steps[nxt].action,
-                    "reason": "alert still firing after the verify window",
-                },
-                now,
-            )
+            why = "alert still firing after the verify window"
+            await tx.audit(incident.id, StepScheduled(nxt, rule.steps[nxt].action, why), now)
             self.ctx.work_ready.set()

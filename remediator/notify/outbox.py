@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -26,6 +27,16 @@ from remediator.notify.slack import SlackSender
 from remediator.notify.slackmsg import approval_message, incident_message, page_message
 from remediator.notify.views import IncidentView, load_approval, load_incident
 from remediator.store.base import Store
+from remediator.store.events import NotificationFailed, Notified
+from remediator.store.payloads import (
+    Email,
+    SlackPost,
+    SlackSync,
+    SlackThread,
+    Unreadable,
+    fallback_email,
+    to_json,
+)
 from remediator.store.records import OutboxItem, OutboxKind
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,10 @@ class Gone(Exception):
     """What the notification was about no longer exists: nothing to deliver."""
 
 
+class PayloadError(Exception):
+    """A stored payload is not its kind's type: the row is kept as a dead letter."""
+
+
 @dataclass
 class Outbox:
     """The delivery worker."""
@@ -55,6 +70,9 @@ class Outbox:
     email: EmailSender | None
     ready: asyncio.Event  # set by whoever queues a notification (EngineContext.outbox_ready)
     dead: DeadLetters | None = None  # where a row that raises goes (built when not given)
+    # Whose claims this worker's are (the daemon passes its engine's owner id, so work and
+    # outbox rows name one replica).
+    owner: str = field(default_factory=lambda: f"outbox-{uuid.uuid4().hex[:12]}")
 
     def __post_init__(self) -> None:
         self._url = self.config.file.server.external_url
@@ -75,7 +93,7 @@ class Outbox:
         handled = 0
         while stopping is None or not stopping.is_set():
             async with self.store.write() as tx:
-                items = await tx.claim_outbox(self.clock.now(), BATCH, LEASE_S)
+                items = await tx.claim_outbox(self.clock.now(), self.owner, BATCH, LEASE_S)
             if not items:
                 return handled
             for item in items:
@@ -129,8 +147,8 @@ class Outbox:
             now = self.clock.now()
             await tx.outbox_sent(item.id, now)
             if item.kind in (OutboxKind.SLACK_POST, OutboxKind.EMAIL) and item.incident_id:
-                detail = {"kind": item.kind.value, "to": item.target, "attempts": item.attempts}
-                await tx.audit(item.incident_id, "notified", detail, now)
+                notified = Notified(item.kind.value, item.target, item.attempts)
+                await tx.audit(item.incident_id, notified, now)
 
     async def _poisoned(self, item: OutboxItem, exc: Exception) -> None:
         """A row that raised (a bug, or content nothing foresaw): never delivered again.
@@ -173,39 +191,38 @@ class Outbox:
             return
         async with self.store.write() as tx:
             await tx.outbox_failed(item.id, now, str(exc))
-            detail: dict[str, Any] = {
-                "kind": item.kind.value,
-                "to": item.target,
-                "attempts": item.attempts,
-                "error": str(exc),
-            }
             fallback = self._fallback_to(item)
-            if fallback:
-                detail["fallback"] = fallback
+            email = fallback_email(item.payload, str(exc)) if fallback else None
+            if email is not None:
                 for address in fallback:
-                    payload = {**item.payload, "fallback_for": item.kind.value, "error": str(exc)}
                     await tx.enqueue(
-                        OutboxKind.EMAIL,
                         address,
-                        payload,
+                        email,
                         item.incident_id,
                         now,
                         dedup_key=f"fallback:{item.id}:{address}",
                     )
+            failed = NotificationFailed(
+                item.kind.value,
+                item.target,
+                item.attempts,
+                str(exc),
+                fallback if email is not None else None,
+            )
             if item.incident_id is not None:
-                await tx.audit(item.incident_id, "notification_failed", detail, now)
+                await tx.audit(item.incident_id, failed, now)
         self.metrics.notifications.labels(
             channel="email" if item.kind is OutboxKind.EMAIL else "slack", result="failed"
         ).inc()
-        log.error("notification given up", extra={"outbox": item.id, **detail})
+        log.error("notification given up", extra={"outbox": item.id, **to_json(failed)})
         self.ready.set()
 
     def _fallback_to(self, item: OutboxItem) -> list[str]:
         email = self.config.file.email
         if item.kind not in FALLS_BACK or email is None or self.email is None:
             return []
-        if item.kind is OutboxKind.SLACK_SYNC and not item.payload["key"].startswith("approval:"):
-            return []  # the incident message is a status board; its pages fall back themselves
+        # The incident message (a SLACK_SYNC of "incident:N") is a status board: its pages
+        # fall back themselves, and fallback_email has nothing for it.
         return list(email.fallback_to)
 
     # --- one delivery -----------------------------------------------------------------
@@ -219,21 +236,23 @@ class Outbox:
 
     async def _send(self, item: OutboxItem) -> None:
         p = item.payload
-        if item.kind is OutboxKind.EMAIL:
-            await self._send_email(item)
+        if isinstance(p, Unreadable):
+            raise PayloadError(f"outbox row {item.id} ({item.kind.value}): {p.error}")
+        if isinstance(p, Email):
+            await self._send_email(item, p)
             return
         slack = self._slack()
-        if item.kind is OutboxKind.SLACK_POST:
-            view = await self._incident(p["incident_id"])
-            text, blocks = page_message(view, p["reason"], p["position"])
+        if isinstance(p, SlackPost):
+            view = await self._incident(p.incident_id)
+            text, blocks = page_message(view, p.reason, p.position)
             await slack.post(item.target.lstrip("@"), text, blocks)
-        elif item.kind is OutboxKind.SLACK_SYNC:
-            await self._sync(p["key"], item.target)
-        elif item.kind is OutboxKind.SLACK_THREAD:
-            parent = await self._sync(f"incident:{p['incident_id']}", item.target, only_if_new=True)
-            await slack.post(parent[0], p["text"], [], thread_ts=parent[1])
-        elif item.kind is OutboxKind.SLACK_EPHEMERAL:
-            await slack.ephemeral(item.target, p["user"], p["text"])
+        elif isinstance(p, SlackSync):
+            await self._sync(p.key, item.target)
+        elif isinstance(p, SlackThread):
+            parent = await self._sync(f"incident:{p.incident_id}", item.target, only_if_new=True)
+            await slack.post(parent[0], p.text, [], thread_ts=parent[1])
+        else:
+            await slack.ephemeral(item.target, p.user, p.text)
 
     def _slack(self) -> SlackSender:
         if self.slack is None:
@@ -265,28 +284,27 @@ class Outbox:
             await tx.save_slack_message(key, where[0], where[1], self.clock.now())
         return where
 
-    async def _send_email(self, item: OutboxItem) -> None:
+    async def _send_email(self, item: OutboxItem, p: Email) -> None:
         if self.email is None:
             raise DeliveryError("email is not configured (no `email:` section)", permanent=True)
-        p = item.payload
-        key_kind, _, key_id = str(p.get("key", "")).partition(":")
+        key_kind, _, key_id = (p.key or "").partition(":")
         waiting: Any = None
         if key_kind == "approval":
             view, reason, position, waiting = await self._approval_email(int(key_id), p)
         else:
-            incident_id = p.get("incident_id") or (int(key_id) if key_kind == "incident" else None)
+            incident_id = p.incident_id or (int(key_id) if key_kind == "incident" else None)
             if incident_id is None:
                 raise Gone("no incident")
-            view = await self._incident(int(incident_id))
-            reason, position = p.get("reason", ""), p.get("position", "")
-            if "fallback_for" in p:
-                reason = f"{reason} (Slack failed: {p.get('error', '')})"
+            view = await self._incident(incident_id)
+            reason, position = p.reason, p.position
+            if p.fallback_for is not None:
+                reason = f"{reason} (Slack failed: {p.error or ''})"
         subject, text, html_body = page_email(view, reason, position, waiting)
         domain = self.config.file.email.from_.rpartition("@")[2] if self.config.file.email else "x"
         await self.email.send(item.target, subject, text, html_body, f"<outbox-{item.id}@{domain}>")
 
     async def _approval_email(
-        self, approval_id: int, payload: dict[str, Any]
+        self, approval_id: int, payload: Email
     ) -> tuple[IncidentView, str, str, Any]:
         """An approval request Slack could not deliver: its command, how to decide without it."""
         async with self.store.read() as tx:
@@ -296,7 +314,7 @@ class Outbox:
         a, view = approval.approval, approval.incident
         reason = (
             f"step {a.step_index + 1} ({a.action}) needs approval ({a.state.value}) to run "
-            f"the command below; Slack failed ({payload.get('error', '')}): decide with "
+            f"the command below; Slack failed ({payload.error or ''}): decide with "
             f"`remediator approve|deny {view.incident.id}`"
         )
         return view, reason, "approval", a.command

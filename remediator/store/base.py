@@ -5,6 +5,8 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from remediator.store.events import AuditEntry
+from remediator.store.payloads import OutboxPayload, Pause
 from remediator.store.records import (
     Approval,
     ApprovalState,
@@ -16,7 +18,6 @@ from remediator.store.records import (
     InboxItem,
     Incident,
     OutboxItem,
-    OutboxKind,
     Replica,
     State,
     StepRecord,
@@ -29,11 +30,14 @@ from remediator.store.records import (
 
 
 class GuardTx(Protocol):
-    """What the guards read and write (store/guardtx.py)."""
+    """What the guards read and write: the pause switch, cooldowns, holds, activity,
+    target health (store/guardtx.py)."""
 
     async def lock_scopes(self, scopes: list[str]) -> None: ...
-    async def get_setting(self, key: str) -> dict[str, Any] | None: ...
-    async def set_setting(self, key: str, value: dict[str, Any], now: float) -> None: ...
+    async def pause(self) -> Pause: ...
+    async def set_pause(self, pause: Pause, now: float) -> None: ...
+    async def cooldown_until(self, rule: str, target: str) -> float | None: ...
+    async def set_cooldown(self, rule: str, target: str, until: float) -> None: ...
     async def hold(self, work_id: int, guard: str, reason: str, now: float) -> Hold: ...
     async def release_hold(self, work_id: int) -> Hold | None: ...
     async def reschedule(self, work_id: int, due_at: float) -> None: ...
@@ -83,14 +87,15 @@ class HumanTx(Protocol):
     ) -> bool: ...
     async def enqueue(
         self,
-        kind: OutboxKind,
         target: str,
-        payload: dict[str, Any],
+        payload: OutboxPayload,
         incident_id: int | None,
         now: float,
         dedup_key: str | None = None,
     ) -> int | None: ...
-    async def claim_outbox(self, now: float, limit: int, lease_s: float) -> list[OutboxItem]: ...
+    async def claim_outbox(
+        self, now: float, owner: str, limit: int, lease_s: float
+    ) -> list[OutboxItem]: ...
     async def outbox_sent(self, item_id: int, now: float) -> None: ...
     async def outbox_retry(self, item_id: int, due_at: float, error: str) -> None: ...
     async def outbox_failed(self, item_id: int, now: float, error: str) -> None: ...
@@ -139,13 +144,17 @@ class ReplicaTx(Protocol):
     async def delete_replicas(self, last_seen_before: float) -> int: ...
 
 
-class Tx(GuardTx, HumanTx, DeadLetterTx, PruneTx, ReplicaTx, Protocol):
-    """Operations inside one transaction; everything in it commits or nothing does."""
+class AlertTx(Protocol):
+    """Known alert instances and their last status (store/sqltx.py)."""
 
     async def alert_statuses(self, fingerprints: list[str]) -> dict[tuple[str, str], str]: ...
     async def save_alerts(
         self, new: list[dict[str, Any]], changed: list[dict[str, Any]]
     ) -> None: ...
+
+
+class IncidentTx(Protocol):
+    """Incidents and their steps (store/sqltx.py)."""
 
     async def create_incident(
         self,
@@ -158,7 +167,16 @@ class Tx(GuardTx, HumanTx, DeadLetterTx, PruneTx, ReplicaTx, Protocol):
     ) -> Incident | None: ...
     async def incident(self, incident_id: int) -> Incident | None: ...
     async def open_incidents_for(self, fingerprint: str, starts_at: str) -> list[Incident]: ...
-    async def update_incident(self, incident_id: int, now: float, **fields: Any) -> None: ...
+    async def update_incident(
+        self,
+        incident_id: int,
+        now: float,
+        *,
+        state: State | None = None,
+        step_index: int | None = None,
+        target: str | None = None,
+        closed_at: float | None = None,
+    ) -> None: ...
     async def incidents(self, states: list[State] | None, limit: int) -> list[Incident]: ...
     async def incident_counts(self) -> dict[str, int]: ...
 
@@ -168,7 +186,21 @@ class Tx(GuardTx, HumanTx, DeadLetterTx, PruneTx, ReplicaTx, Protocol):
     async def start_step(
         self, incident_id: int, step_index: int, action: str, command: Any, now: float
     ) -> StepRecord: ...
-    async def update_step(self, step_id: int, state: StepState, **fields: Any) -> None: ...
+    async def update_step(
+        self,
+        step_id: int,
+        state: StepState,
+        *,
+        executing_at: float | None = None,
+        finished_at: float | None = None,
+        exit_status: int | None = None,
+        output: str | None = None,
+        error: str | None = None,
+    ) -> None: ...
+
+
+class WorkTx(Protocol):
+    """Durable timers and jobs, claimed with a lease (store/sqltx.py, store/leases.py)."""
 
     async def schedule(
         self, kind: WorkKind, incident_id: int, step_index: int, due_at: float
@@ -183,14 +215,29 @@ class Tx(GuardTx, HumanTx, DeadLetterTx, PruneTx, ReplicaTx, Protocol):
     async def next_due(self) -> float | None: ...
     async def release_claims(self) -> int: ...
 
-    async def cooldown_until(self, rule: str, target: str) -> float | None: ...
-    async def set_cooldown(self, rule: str, target: str, until: float) -> None: ...
 
-    async def audit(
-        self, incident_id: int | None, event: str, detail: dict[str, Any], now: float
-    ) -> None: ...
+class AuditTx(Protocol):
+    """The audit trail (store/sqltx.py)."""
+
+    async def audit(self, incident_id: int | None, entry: AuditEntry, now: float) -> None: ...
     async def audit_for(self, incident_id: int) -> list[AuditRow]: ...
     async def audit_since(self, after_id: int) -> list[AuditRow]: ...
+
+
+class Tx(
+    AlertTx,
+    IncidentTx,
+    WorkTx,
+    AuditTx,
+    GuardTx,
+    HumanTx,
+    DeadLetterTx,
+    PruneTx,
+    ReplicaTx,
+    Protocol,
+):
+    """Operations inside one transaction; everything in it commits or nothing does. A
+    caller that needs one role only takes that role's Protocol."""
 
 
 class Store(Protocol):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from hashlib import blake2b
-from typing import Any
 
+import msgspec
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from remediator.store import schema as t
+from remediator.store.payloads import Pause, to_json
 from remediator.store.records import (
     ACTIVE_STATES,
     ApprovalState,
@@ -20,6 +21,7 @@ from remediator.store.records import (
     WorkKind,
 )
 
+PAUSE_KEY = "pause"  # the settings row of the global pause switch
 IN_FLIGHT = (StepState.DISPATCHING.value, StepState.EXECUTING.value)
 
 
@@ -34,7 +36,7 @@ def scope_key(scope: str) -> int:
 
 
 class GuardQueries:
-    """Mixed into SqlTx: settings, holds, activity counts, quarantine."""
+    """Mixed into SqlTx: the pause switch, cooldowns, holds, activity counts, quarantine."""
 
     conn: AsyncConnection
 
@@ -54,19 +56,50 @@ class GuardQueries:
 
     # --- settings ---------------------------------------------------------------------
 
-    async def get_setting(self, key: str) -> dict[str, Any] | None:
-        """A stored switch (such as the global pause), or None."""
-        q = select(t.settings.c.value).where(t.settings.c.key == key)
+    async def pause(self) -> Pause:
+        """The global pause switch (off when never set). A stored value that does not read
+        as one is taken as paused, saying why: automation holds until an operator pauses
+        or resumes again, which rewrites it."""
+        q = select(t.settings.c.value).where(t.settings.c.key == PAUSE_KEY)
         value = (await self.conn.execute(q)).scalar_one_or_none()
-        return dict(value) if value is not None else None
+        if value is None:
+            return Pause()
+        try:
+            return msgspec.convert(value, Pause)
+        except msgspec.ValidationError as exc:
+            why = f"the stored pause switch is unreadable ({exc}); pause or resume to reset it"
+            return Pause(paused=True, reason=why)
 
-    async def set_setting(self, key: str, value: dict[str, Any], now: float) -> None:
-        """Store a switch durably."""
+    async def set_pause(self, pause: Pause, now: float) -> None:
+        """Store the pause switch durably."""
+        value = to_json(pause)
+        s = t.settings.c
         res = await self.conn.execute(
-            update(t.settings).where(t.settings.c.key == key).values(value=value, updated_at=now)
+            update(t.settings).where(s.key == PAUSE_KEY).values(value=value, updated_at=now)
         )
         if res.rowcount == 0:
-            await self.conn.execute(insert(t.settings).values(key=key, value=value, updated_at=now))
+            await self.conn.execute(
+                insert(t.settings).values(key=PAUSE_KEY, value=value, updated_at=now)
+            )
+
+    # --- cooldowns --------------------------------------------------------------------
+
+    async def cooldown_until(self, rule: str, target: str) -> float | None:
+        """When the (rule, target) cooldown ends, if one was set."""
+        c = t.cooldowns.c
+        q = select(c.until).where(and_(c.rule == rule, c.target == target))
+        return (await self.conn.execute(q)).scalar_one_or_none()
+
+    async def set_cooldown(self, rule: str, target: str, until: float) -> None:
+        """Start or extend a (rule, target) cooldown."""
+        c = t.cooldowns.c
+        res = await self.conn.execute(
+            update(t.cooldowns).where(c.rule == rule, c.target == target).values(until=until)
+        )
+        if res.rowcount == 0:
+            await self.conn.execute(
+                insert(t.cooldowns).values(rule=rule, target=target, until=until)
+            )
 
     # --- holds ------------------------------------------------------------------------
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, case, func, insert, or_, select, update
+from sqlalchemy import Row, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from remediator.store import leases
 from remediator.store import schema as t
+from remediator.store.payloads import OutboxPayload, read_payload, to_json
 from remediator.store.records import (
     Approval,
     ApprovalState,
@@ -161,14 +163,14 @@ class HumanQueries:
 
     async def enqueue(
         self,
-        kind: OutboxKind,
         target: str,
-        payload: dict[str, Any],
+        payload: OutboxPayload,
         incident_id: int | None,
         now: float,
         dedup_key: str | None = None,
     ) -> int | None:
-        """Queue a notification; None when one with the same dedup key is queued already."""
+        """Queue a notification of the payload's kind; None when one with the same dedup
+        key is queued already."""
         if dedup_key is not None:
             q = select(t.outbox.c.id).where(t.outbox.c.dedup_key == dedup_key)
             if (await self.conn.execute(q)).first() is not None:
@@ -177,9 +179,9 @@ class HumanQueries:
             insert(t.outbox)
             .values(
                 incident_id=incident_id,
-                kind=kind.value,
+                kind=payload.kind.value,
                 target=target,
-                payload=payload,
+                payload=to_json(payload),
                 dedup_key=dedup_key,
                 state=PENDING,
                 attempts=0,
@@ -190,26 +192,31 @@ class HumanQueries:
         )
         return int(res.scalar_one())
 
-    async def claim_outbox(self, now: float, limit: int, lease_s: float) -> list[OutboxItem]:
-        """Claim due notifications, oldest first."""
+    async def claim_outbox(
+        self, now: float, owner: str, limit: int, lease_s: float
+    ) -> list[OutboxItem]:
+        """Claim due notifications for `owner`, oldest first (as claim_due claims work)."""
         o = t.outbox.c
-        due = (
-            select(o.id)
-            .where(o.state == PENDING, o.due_at <= now)
+        rows = await leases.claim(
+            self.conn,
+            t.outbox,
             # A kind this version does not know (a newer replica's) is left for one that does.
-            .where(o.kind.in_([k.value for k in OutboxKind]))
-            .where(or_(o.claimed_until.is_(None), o.claimed_until < now))
-            .order_by(o.due_at, o.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            ready=[o.state == PENDING, o.due_at <= now, o.kind.in_([k.value for k in OutboxKind])],
+            order_by=[o.due_at, o.id],
+            owner=owner,
+            now=now,
+            limit=limit,
+            lease_s=lease_s,
+            returning=[o.id, o.incident_id, o.kind, o.target, o.payload, o.attempts, o.created_at],
         )
-        res = await self.conn.execute(
-            update(t.outbox)
-            .where(o.id.in_(due.scalar_subquery()))
-            .values(claimed_until=now + lease_s, attempts=o.attempts + 1)
-            .returning(o.id, o.incident_id, o.kind, o.target, o.payload, o.attempts, o.created_at)
-        )
-        items = [OutboxItem(r[0], r[1], OutboxKind(r[2]), r[3], r[4], r[5], r[6]) for r in res]
+        items = []
+        for id_, incident_id, kind, target, raw, attempts, created_at in rows:
+            payload = read_payload(OutboxKind(kind), raw)
+            items.append(
+                OutboxItem(
+                    id_, incident_id, OutboxKind(kind), target, payload, attempts, created_at
+                )
+            )
         return sorted(items, key=lambda i: i.id)
 
     async def outbox_sent(self, item_id: int, now: float) -> None:
@@ -262,13 +269,8 @@ class HumanQueries:
         return float(value) if value is not None else None
 
     async def release_outbox_claims(self) -> int:
-        """Free every claim (the SQLite case on start: no other worker runs)."""
-        res = await self.conn.execute(
-            update(t.outbox)
-            .where(t.outbox.c.state == PENDING, t.outbox.c.claimed_until.is_not(None))
-            .values(claimed_until=None)
-        )
-        return int(res.rowcount)
+        """Free every outbox claim (only safe when no other worker runs: the SQLite case)."""
+        return await leases.release(self.conn, t.outbox, t.outbox.c.state == PENDING)
 
     # --- slack messages ---------------------------------------------------------------
 

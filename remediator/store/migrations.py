@@ -55,16 +55,24 @@ def _inbox(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=_tables(schema.V6_TABLES))
 
 
-def _inbox_lease(conn: Connection) -> None:
-    # On a fresh store version 6 already made them along with the table.
-    have = {c["name"] for c in inspect(conn).get_columns("inbox")}
-    for name, kind in (("claimed_by", "VARCHAR(64)"), ("claimed_until", "FLOAT")):
+def _add_columns(conn: Connection, table: str, columns: tuple[tuple[str, str], ...]) -> None:
+    # On a fresh store the table's own version already made them along with the table.
+    have = {c["name"] for c in inspect(conn).get_columns(table)}
+    for name, kind in columns:
         if name not in have:
-            conn.execute(text(f"ALTER TABLE inbox ADD COLUMN {name} {kind}"))
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
+
+
+def _inbox_lease(conn: Connection) -> None:
+    _add_columns(conn, "inbox", (("claimed_by", "VARCHAR(64)"), ("claimed_until", "FLOAT")))
 
 
 def _replicas(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=_tables(schema.V8_TABLES))
+
+
+def _outbox_owner(conn: Connection) -> None:
+    _add_columns(conn, "outbox", (("claimed_by", "VARCHAR(64)"),))
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -76,6 +84,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "inbox (PostgreSQL's; SQLite keeps its spool file)", _inbox),
     Migration(7, "inbox lease (replicas share the inbox)", _inbox_lease),
     Migration(8, "replicas (heartbeats)", _replicas),
+    Migration(9, "outbox claim owner (as work rows have)", _outbox_owner),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -16,12 +16,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from sqlalchemy import delete, func, insert, or_, select, text, update
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from remediator.errors import StoreConflict, StoreError, StoreUnavailable
+from remediator.store import leases
 from remediator.store import schema as t
 from remediator.store.migrations import migrate
 from remediator.store.records import InboxItem
@@ -138,23 +139,21 @@ class PostgresStore:
         lease; this one takes its own again at once, as SQLite's spool does)."""
         i = t.inbox.c
         now = time.time()
-        free = (
-            select(i.id)
-            .where(
-                or_(i.claimed_until.is_(None), i.claimed_until < now, i.claimed_by == self.owner)
-            )
-            .order_by(i.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
         async with self._begin() as conn:
-            res = await conn.execute(
-                update(t.inbox)
-                .where(i.id.in_(free.scalar_subquery()))
-                .values(claimed_by=self.owner, claimed_until=now + self.inbox_lease_s)
-                .returning(i.id, i.received_at, i.body)
+            rows = await leases.claim(
+                conn,
+                t.inbox,
+                ready=[],
+                order_by=[i.id],
+                owner=self.owner,
+                now=now,
+                limit=limit,
+                lease_s=self.inbox_lease_s,
+                returning=[i.id, i.received_at, i.body],
+                count_attempts=False,
+                reclaim_own=True,
             )
-            items = [InboxItem(int(r[0]), float(r[1]), str(r[2])) for r in res]
+        items = [InboxItem(int(r[0]), float(r[1]), str(r[2])) for r in rows]
         return sorted(items, key=lambda item: item.id)
 
     async def delete_inbox(self, ids: list[int]) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from remediator.store.payloads import OutboxPayload, Unreadable
 
 
 class State(StrEnum):
@@ -229,7 +232,7 @@ class OutboxItem:
     incident_id: int | None
     kind: OutboxKind
     target: str
-    payload: dict[str, Any]
+    payload: OutboxPayload | Unreadable  # Unreadable: the outbox loop keeps it as a dead letter
     attempts: int
     created_at: float
 

@@ -257,6 +257,8 @@ outbox = Table(
     Column("last_error", LongText),
     Column("created_at", Float, nullable=False),
     Column("done_at", Float),
+    # Version 9: the replica that claimed the row last (as work rows record theirs).
+    Column("claimed_by", Str(64)),
     Index("ix_outbox_due", "state", "due_at"),
 )
 

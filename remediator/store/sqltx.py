@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Row, Select, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from remediator.store import leases
 from remediator.store import schema as t
 from remediator.store.deadtx import DeadLetterQueries
+from remediator.store.events import AuditEntry, entry_row
 from remediator.store.guardtx import GuardQueries
 from remediator.store.humantx import HumanQueries
 from remediator.store.prunetx import PruneQueries
@@ -41,6 +43,11 @@ def _incident(row: Row[Any]) -> Incident:
         updated_at=m["updated_at"],
         closed_at=m["closed_at"],
     )
+
+
+def _given(**values: object) -> dict[str, object]:
+    """The columns a caller set: None means "unchanged" in the update_* methods."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _step(row: Row[Any]) -> StepRecord:
@@ -158,14 +165,27 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
         )
         return [_incident(r) for r in await self.conn.execute(q)]
 
-    async def update_incident(self, incident_id: int, now: float, **fields: Any) -> None:
-        """Change an incident's columns (state given as State or str)."""
-        if isinstance(fields.get("state"), State):
-            fields["state"] = fields["state"].value
+    async def update_incident(
+        self,
+        incident_id: int,
+        now: float,
+        *,
+        state: State | None = None,
+        step_index: int | None = None,
+        target: str | None = None,
+        closed_at: float | None = None,
+    ) -> None:
+        """Move an incident on; a field left None keeps its value (none is ever cleared)."""
+        values = _given(
+            state=state.value if state is not None else None,
+            step_index=step_index,
+            target=target,
+            closed_at=closed_at,
+        )
         await self.conn.execute(
             update(t.incidents)
             .where(t.incidents.c.id == incident_id)
-            .values(updated_at=now, **fields)
+            .values(updated_at=now, **values)
         )
 
     async def incidents(self, states: list[State] | None, limit: int) -> list[Incident]:
@@ -244,10 +264,27 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
         assert step is not None
         return step
 
-    async def update_step(self, step_id: int, state: StepState, **fields: Any) -> None:
-        """Move a step on."""
+    async def update_step(
+        self,
+        step_id: int,
+        state: StepState,
+        *,
+        executing_at: float | None = None,
+        finished_at: float | None = None,
+        exit_status: int | None = None,
+        output: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Move a step on; a field left None keeps its value (none is ever cleared)."""
+        values = _given(
+            executing_at=executing_at,
+            finished_at=finished_at,
+            exit_status=exit_status,
+            output=output,
+            error=error,
+        )
         await self.conn.execute(
-            update(t.steps).where(t.steps.c.id == step_id).values(state=state.value, **fields)
+            update(t.steps).where(t.steps.c.id == step_id).values(state=state.value, **values)
         )
 
     # --- work -------------------------------------------------------------------------
@@ -264,25 +301,21 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
         return int(res.scalar_one())
 
     async def claim_due(self, now: float, owner: str, limit: int, lease_s: float) -> list[WorkItem]:
-        """Claim due, unclaimed (or lease-expired) work; row locks keep replicas apart."""
+        """Claim due, unclaimed (or lease-expired) work for `owner`, oldest due first."""
         w = t.work.c
-        due = (
-            select(w.id)
-            .where(w.done_at.is_(None), w.due_at <= now)
+        rows = await leases.claim(
+            self.conn,
+            t.work,
             # A kind this version does not know (a newer replica's) is left for one that does.
-            .where(w.kind.in_([k.value for k in WorkKind]))
-            .where(or_(w.claimed_until.is_(None), w.claimed_until < now))
-            .order_by(w.due_at, w.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            ready=[w.done_at.is_(None), w.due_at <= now, w.kind.in_([k.value for k in WorkKind])],
+            order_by=[w.due_at, w.id],
+            owner=owner,
+            now=now,
+            limit=limit,
+            lease_s=lease_s,
+            returning=[w.id, w.kind, w.incident_id, w.step_index, w.due_at, w.attempts],
         )
-        res = await self.conn.execute(
-            update(t.work)
-            .where(w.id.in_(due.scalar_subquery()))
-            .values(claimed_by=owner, claimed_until=now + lease_s, attempts=w.attempts + 1)
-            .returning(w.id, w.kind, w.incident_id, w.step_index, w.due_at, w.attempts)
-        )
-        items = [WorkItem(r[0], WorkKind(r[1]), r[2], r[3], r[4], r[5]) for r in res]
+        items = [WorkItem(r[0], WorkKind(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
         return sorted(items, key=lambda i: (i.due_at, i.id))
 
     async def finish_work(self, work_id: int, now: float, outcome: str) -> None:
@@ -308,41 +341,14 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
         return float(value) if value is not None else None
 
     async def release_claims(self) -> int:
-        """Free every claim (only safe when no other worker runs: the SQLite case)."""
-        res = await self.conn.execute(
-            update(t.work)
-            .where(t.work.c.done_at.is_(None), t.work.c.claimed_by.is_not(None))
-            .values(claimed_by=None, claimed_until=None)
-        )
-        return int(res.rowcount)
-
-    # --- cooldowns --------------------------------------------------------------------
-
-    async def cooldown_until(self, rule: str, target: str) -> float | None:
-        """When the (rule, target) cooldown ends, if one was set."""
-        q = select(t.cooldowns.c.until).where(
-            and_(t.cooldowns.c.rule == rule, t.cooldowns.c.target == target)
-        )
-        return (await self.conn.execute(q)).scalar_one_or_none()
-
-    async def set_cooldown(self, rule: str, target: str, until: float) -> None:
-        """Start or extend a (rule, target) cooldown."""
-        res = await self.conn.execute(
-            update(t.cooldowns)
-            .where(t.cooldowns.c.rule == rule, t.cooldowns.c.target == target)
-            .values(until=until)
-        )
-        if res.rowcount == 0:
-            await self.conn.execute(
-                insert(t.cooldowns).values(rule=rule, target=target, until=until)
-            )
+        """Free every work claim (only safe when no other worker runs: the SQLite case)."""
+        return await leases.release(self.conn, t.work, t.work.c.done_at.is_(None))
 
     # --- audit ------------------------------------------------------------------------
 
-    async def audit(
-        self, incident_id: int | None, event: str, detail: dict[str, Any], now: float
-    ) -> None:
+    async def audit(self, incident_id: int | None, entry: AuditEntry, now: float) -> None:
         """Record one transition or decision."""
+        event, detail = entry_row(entry)
         await self.conn.execute(
             insert(t.audit).values(incident_id=incident_id, at=now, event=event, detail=detail)
         )

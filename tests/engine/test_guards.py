@@ -156,7 +156,7 @@ async def test_pause_holds_pages_at_once_and_survives_a_restart(
     h.clock.t = now + 60
     await h.advance(60)
     assert ran(sshd) == []
-    assert (await control.pause_state(h.store))["paused"] is True
+    assert (await control.pause_state(h.store)).paused is True
     await control.set_paused(h.store, False, None, h.clock.now())
     await h.advance(0)
     assert ran(sshd) == ["v1"]

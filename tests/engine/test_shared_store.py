@@ -22,7 +22,8 @@ from remediator.metrics import Metrics
 from remediator.notify.outbox import Outbox
 from remediator.store import PostgresStore, SqliteStore, open_store_url
 from remediator.store.base import Store
-from remediator.store.records import Incident, OutboxKind, State, StepState, WorkKind
+from remediator.store.payloads import Email
+from remediator.store.records import Incident, State, StepState, WorkKind
 
 RULE = """\
 rules:
@@ -52,15 +53,15 @@ async def test_start_releases_claims_only_on_an_exclusive_store(
         assert incident is not None
         await tx.schedule(WorkKind.RUN_STEP, incident.id, 0, clock.now())
         assert len(await tx.claim_due(clock.now(), OTHER, 5, 300.0)) == 1
-        await tx.enqueue(OutboxKind.EMAIL, "ops@example.com", {}, None, clock.now())
-        assert len(await tx.claim_outbox(clock.now(), 5, 300.0)) == 1
+        await tx.enqueue("ops@example.com", Email(), None, clock.now())
+        assert len(await tx.claim_outbox(clock.now(), OTHER, 5, 300.0)) == 1
     engine = engine_on(store, tmp_path, clock)
     await engine.recover()
     outbox = Outbox(store, engine.ctx.config, clock, Metrics(), None, None, asyncio.Event())
     await outbox.recover()
     async with store.write() as tx:
         work = await tx.claim_due(clock.now(), engine.owner, 5, 300.0)
-        sends = await tx.claim_outbox(clock.now(), 5, 300.0)
+        sends = await tx.claim_outbox(clock.now(), outbox.owner, 5, 300.0)
     assert (len(work), len(sends)) == ((1, 1) if store.exclusive else (0, 0))
     async with store.write() as tx:  # once the lease is over, any replica takes it
         assert len(await tx.claim_due(clock.now() + 301, engine.owner, 5, 300.0)) == 1

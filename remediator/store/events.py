@@ -1,0 +1,232 @@
+"""Audit entries, typed where an event has a fixed shape.
+
+Each Struct is one event (its `event` name) written as the JSON object its detail always
+was (same keys in the same order; an optional key left out when unset), so the trail
+reads as before: the API, `remediator show` and the simulator read details as objects.
+`Event` carries the events whose detail is built elsewhere (an action's plan, a guard's
+verdict, who voted): its shape is its builder's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgspec
+
+
+class _Entry(msgspec.Struct, frozen=True, omit_defaults=True):
+    event: ClassVar[str]
+
+
+class Event(msgspec.Struct, frozen=True):
+    """An event whose detail another module shapes (plan.describe(), verdict.detail())."""
+
+    name: str
+    detail: dict[str, Any]
+
+
+class Matched(_Entry, frozen=True):
+    event: ClassVar[str] = "matched"
+    rule: str
+    alertname: str | None = None  # left out when a handed-over incident is reopened
+
+
+class InboxUnreadable(_Entry, frozen=True):
+    event: ClassVar[str] = "inbox_unreadable"
+    id: int
+    error: str
+
+
+class RequireFailed(_Entry, frozen=True):
+    event: ClassVar[str] = "require_failed"
+    reason: str
+
+
+class TargetRefused(_Entry, frozen=True):
+    event: ClassVar[str] = "target_refused"
+    reason: str
+
+
+class NotEscalated(_Entry, frozen=True):
+    event: ClassVar[str] = "not_escalated"
+    reason: str
+
+
+class StepScheduled(_Entry, frozen=True):
+    event: ClassVar[str] = "step_scheduled"
+    step: int
+    action: str
+    reason: str | None = None
+
+
+class Resolved(_Entry, frozen=True):
+    event: ClassVar[str] = "resolved"
+    state: str
+    previous: str
+    cancelled_work: int
+
+
+class RuleGone(_Entry, frozen=True):
+    event: ClassVar[str] = "rule_gone"
+    rule: str
+
+
+class StepRefused(_Entry, frozen=True):
+    event: ClassVar[str] = "step_refused"
+    step: int
+    reason: str
+
+
+class StepExecuting(_Entry, frozen=True):
+    event: ClassVar[str] = "step_executing"
+    step: int
+
+
+class StepOutcomeUnknown(_Entry, frozen=True):
+    event: ClassVar[str] = "step_outcome_unknown"
+    step: int
+    reason: str
+
+
+class StepSettled(_Entry, frozen=True):
+    event: ClassVar[str] = "step_settled"
+    step: int
+    state: str
+    reason: str
+
+
+class Verifying(_Entry, frozen=True):
+    event: ClassVar[str] = "verifying"
+    step: int
+    until: float
+
+
+class GuardReleased(_Entry, frozen=True):
+    event: ClassVar[str] = "guard_released"
+    step: int
+    guard: str
+    held_s: float
+
+
+class HoldTimeout(_Entry, frozen=True):
+    event: ClassVar[str] = "hold_timeout"
+    step: int
+    guard: str
+    reason: str
+
+
+class Quarantined(_Entry, frozen=True):
+    event: ClassVar[str] = "quarantined"
+    rule: str
+    target: str | None
+    reason: str
+
+
+class QuarantineReleased(_Entry, frozen=True):
+    event: ClassVar[str] = "quarantine_released"
+    rule: str
+    target: str
+    by: str
+    was: str | None
+
+
+class ApprovalRequested(_Entry, frozen=True):
+    event: ClassVar[str] = "approval_requested"
+    step: int
+    action: str
+    approval: int
+    required: int
+    approvers: list[str]
+    expires_at: float
+
+
+class ApprovalExpired(_Entry, frozen=True):
+    event: ClassVar[str] = "approval_expired"
+    approval: int
+    after: str  # "5m"
+
+
+class EscalationStarted(_Entry, frozen=True):
+    event: ClassVar[str] = "escalation_started"
+    chain: str
+    reason: str
+
+
+class Exhausted(_Entry, frozen=True):
+    event: ClassVar[str] = "exhausted"
+    reason: str
+    escalate: str | None
+
+
+class EscalationStopped(_Entry, frozen=True):
+    """Acknowledged or resolved (`state`), by whom when a person did."""
+
+    event: ClassVar[str] = "escalation_stopped"
+    state: str
+    by: str | None
+
+
+class ChainGone(_Entry, frozen=True):
+    """Stopped because the chain left the policies."""
+
+    event: ClassVar[str] = "escalation_stopped"
+    chain: str
+    reason: str
+
+
+class EscalationNotified(_Entry, frozen=True):
+    event: ClassVar[str] = "escalation_notified"
+    chain: str
+    step: int
+    cycle: int
+    notify: list[str]
+
+
+class EscalationFinished(_Entry, frozen=True):
+    event: ClassVar[str] = "escalation_finished"
+    chain: str
+
+
+class Notified(_Entry, frozen=True):
+    event: ClassVar[str] = "notified"
+    kind: str
+    to: str
+    attempts: int
+
+
+class NotificationFailed(_Entry, frozen=True):
+    event: ClassVar[str] = "notification_failed"
+    kind: str
+    to: str
+    attempts: int
+    error: str
+    fallback: list[str] | None = None
+
+
+class Paused(_Entry, frozen=True):
+    event: ClassVar[str] = "paused"
+    reason: str | None
+
+
+class Resumed(_Entry, frozen=True):
+    event: ClassVar[str] = "resumed"
+    reason: str | None
+    steps_resumed: int
+
+
+class PoisonItem(_Entry, frozen=True):
+    event: ClassVar[str] = "poison_item"
+    loop: str
+    item: str
+    error: str
+
+
+AuditEntry = _Entry | Event
+
+
+def entry_row(entry: AuditEntry) -> tuple[str, dict[str, Any]]:
+    """(event, detail) as the audit table stores them."""
+    if isinstance(entry, Event):
+        return entry.name, entry.detail
+    detail: dict[str, Any] = msgspec.to_builtins(entry)
+    return entry.event, detail

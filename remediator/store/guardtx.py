@@ -20,6 +20,7 @@ from remediator.store.records import (
     TargetHealth,
     WorkKind,
 )
+from remediator.store.upsert import upsert
 
 PAUSE_KEY = "pause"  # the settings row of the global pause switch
 IN_FLIGHT = (StepState.DISPATCHING.value, StepState.EXECUTING.value)
@@ -73,14 +74,7 @@ class GuardQueries:
     async def set_pause(self, pause: Pause, now: float) -> None:
         """Store the pause switch durably."""
         value = to_json(pause)
-        s = t.settings.c
-        res = await self.conn.execute(
-            update(t.settings).where(s.key == PAUSE_KEY).values(value=value, updated_at=now)
-        )
-        if res.rowcount == 0:
-            await self.conn.execute(
-                insert(t.settings).values(key=PAUSE_KEY, value=value, updated_at=now)
-            )
+        await upsert(self.conn, t.settings, {"key": PAUSE_KEY}, {"value": value, "updated_at": now})
 
     # --- cooldowns --------------------------------------------------------------------
 
@@ -92,14 +86,7 @@ class GuardQueries:
 
     async def set_cooldown(self, rule: str, target: str, until: float) -> None:
         """Start or extend a (rule, target) cooldown."""
-        c = t.cooldowns.c
-        res = await self.conn.execute(
-            update(t.cooldowns).where(c.rule == rule, c.target == target).values(until=until)
-        )
-        if res.rowcount == 0:
-            await self.conn.execute(
-                insert(t.cooldowns).values(rule=rule, target=target, until=until)
-            )
+        await upsert(self.conn, t.cooldowns, {"rule": rule, "target": target}, {"until": until})
 
     # --- holds ------------------------------------------------------------------------
 
@@ -261,22 +248,14 @@ class GuardQueries:
 
     async def save_target_health(self, health: TargetHealth) -> None:
         """Write the streak and quarantine of (rule, target)."""
-        h = t.target_health.c
         values = {
             "failures": health.failures,
             "quarantined_at": health.quarantined_at,
             "reason": health.reason,
             "updated_at": health.updated_at,
         }
-        res = await self.conn.execute(
-            update(t.target_health)
-            .where(h.rule == health.rule, h.target == health.target)
-            .values(**values)
-        )
-        if res.rowcount == 0:
-            await self.conn.execute(
-                insert(t.target_health).values(rule=health.rule, target=health.target, **values)
-            )
+        keys = {"rule": health.rule, "target": health.target}
+        await upsert(self.conn, t.target_health, keys, values)
 
     async def quarantined(self) -> list[TargetHealth]:
         """Every quarantined (rule, target)."""

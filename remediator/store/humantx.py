@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, case, func, insert, select, update
+from sqlalchemy import Row, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from remediator.store import leases
@@ -19,6 +19,7 @@ from remediator.store.records import (
     OutboxKind,
     Vote,
 )
+from remediator.store.upsert import insert_for, insert_new, upsert
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
@@ -53,21 +54,17 @@ class HumanQueries:
         expires_at: float,
     ) -> Approval:
         """A pending approval for a step (the existing one when it was already asked)."""
-        existing = await self.approval_for(incident_id, step_index)
-        if existing is not None:
-            return existing
-        await self.conn.execute(
-            insert(t.approvals).values(
-                incident_id=incident_id,
-                step_index=step_index,
-                action=action,
-                command=command,
-                state=ApprovalState.PENDING.value,
-                required=required,
-                created_at=now,
-                expires_at=expires_at,
-            )
-        )
+        values = {
+            "incident_id": incident_id,
+            "step_index": step_index,
+            "action": action,
+            "command": command,
+            "state": ApprovalState.PENDING.value,
+            "required": required,
+            "created_at": now,
+            "expires_at": expires_at,
+        }
+        await insert_new(self.conn, t.approvals, ["incident_id", "step_index"], values)
         created = await self.approval_for(incident_id, step_index)
         assert created is not None
         return created
@@ -95,16 +92,11 @@ class HumanQueries:
         self, approval_id: int, voter: str, decision: str, via: str, now: float
     ) -> bool:
         """Record a vote; False when this person already voted on this approval."""
-        v = t.approval_votes.c
-        q = select(v.voter).where(v.approval_id == approval_id, v.voter == voter)
-        if (await self.conn.execute(q)).first() is not None:
-            return False
-        await self.conn.execute(
-            insert(t.approval_votes).values(
-                approval_id=approval_id, voter=voter, decision=decision, via=via, at=now
-            )
+        values = {"approval_id": approval_id, "voter": voter, "decision": decision}
+        keys = ["approval_id", "voter"]
+        return await insert_new(
+            self.conn, t.approval_votes, keys, {**values, "via": via, "at": now}
         )
-        return True
 
     async def votes(self, approval_id: int) -> list[Vote]:
         """The votes on an approval, in order."""
@@ -128,18 +120,14 @@ class HumanQueries:
 
     async def start_escalation(self, incident_id: int, chain: str, reason: str, now: float) -> bool:
         """Start an incident's chain; False when it already has one."""
-        if await self.escalation(incident_id) is not None:
-            return False
-        await self.conn.execute(
-            insert(t.escalations).values(
-                incident_id=incident_id,
-                chain=chain,
-                state=EscalationState.ACTIVE.value,
-                reason=reason,
-                started_at=now,
-            )
-        )
-        return True
+        values = {
+            "incident_id": incident_id,
+            "chain": chain,
+            "state": EscalationState.ACTIVE.value,
+            "reason": reason,
+            "started_at": now,
+        }
+        return await insert_new(self.conn, t.escalations, ["incident_id"], values)
 
     async def escalation(self, incident_id: int) -> Escalation | None:
         """An incident's chain, if one was started."""
@@ -171,12 +159,8 @@ class HumanQueries:
     ) -> int | None:
         """Queue a notification of the payload's kind; None when one with the same dedup
         key is queued already."""
-        if dedup_key is not None:
-            q = select(t.outbox.c.id).where(t.outbox.c.dedup_key == dedup_key)
-            if (await self.conn.execute(q)).first() is not None:
-                return None
         res = await self.conn.execute(
-            insert(t.outbox)
+            insert_for(self.conn, t.outbox)
             .values(
                 incident_id=incident_id,
                 kind=payload.kind.value,
@@ -188,9 +172,11 @@ class HumanQueries:
                 due_at=now,
                 created_at=now,
             )
+            .on_conflict_do_nothing(index_elements=["dedup_key"])
             .returning(t.outbox.c.id)
         )
-        return int(res.scalar_one())
+        row = res.first()
+        return int(row[0]) if row is not None else None
 
     async def claim_outbox(
         self, now: float, owner: str, limit: int, lease_s: float
@@ -282,13 +268,5 @@ class HumanQueries:
 
     async def save_slack_message(self, key: str, channel: str, ts: str, now: float) -> None:
         """Remember where the message for `key` lives."""
-        m = t.slack_messages.c
-        res = await self.conn.execute(
-            update(t.slack_messages)
-            .where(m.key == key)
-            .values(channel=channel, ts=ts, updated_at=now)
-        )
-        if res.rowcount == 0:
-            await self.conn.execute(
-                insert(t.slack_messages).values(key=key, channel=channel, ts=ts, updated_at=now)
-            )
+        values = {"channel": channel, "ts": ts, "updated_at": now}
+        await upsert(self.conn, t.slack_messages, {"key": key}, values)

@@ -25,6 +25,7 @@ from remediator.store.records import (
     WorkKind,
 )
 from remediator.store.replicatx import ReplicaQueries
+from remediator.store.upsert import insert_for, insert_new
 
 
 def _incident(row: Row[Any]) -> Incident:
@@ -124,17 +125,8 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
         now: float,
     ) -> Incident | None:
         """A new incident, or None when this rule already has one for the alert."""
-        existing = await self.conn.execute(
-            select(t.incidents.c.id).where(
-                t.incidents.c.rule == rule,
-                t.incidents.c.fingerprint == fingerprint,
-                t.incidents.c.starts_at == starts_at,
-            )
-        )
-        if existing.first() is not None:
-            return None
         res = await self.conn.execute(
-            insert(t.incidents)
+            insert_for(self.conn, t.incidents)
             .values(
                 rule=rule,
                 fingerprint=fingerprint,
@@ -146,9 +138,11 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
                 created_at=now,
                 updated_at=now,
             )
+            .on_conflict_do_nothing(index_elements=["rule", "fingerprint", "starts_at"])
             .returning(*t.incidents.c)
         )
-        return _incident(res.one())
+        row = res.first()
+        return _incident(row) if row is not None else None
 
     async def incident(self, incident_id: int) -> Incident | None:
         """One incident by id."""
@@ -241,24 +235,21 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
         self, incident_id: int, step_index: int, action: str, command: Any, now: float
     ) -> StepRecord:
         """Record a step as dispatching (new, or a retry of a dispatch that never sent)."""
-        existing = await self.step(incident_id, step_index)
-        if existing is None:
-            await self.conn.execute(
-                insert(t.steps).values(
-                    incident_id=incident_id,
-                    step_index=step_index,
-                    action=action,
-                    state=StepState.DISPATCHING.value,
-                    command=command,
-                    attempts=1,
-                    started_at=now,
-                )
-            )
-        else:
+        values = {
+            "incident_id": incident_id,
+            "step_index": step_index,
+            "action": action,
+            "state": StepState.DISPATCHING.value,
+            "command": command,
+            "attempts": 1,
+            "started_at": now,
+        }
+        if not await insert_new(self.conn, t.steps, ["incident_id", "step_index"], values):
+            s = t.steps.c
             await self.conn.execute(
                 update(t.steps)
-                .where(t.steps.c.id == existing.id)
-                .values(command=command, attempts=t.steps.c.attempts + 1)
+                .where(s.incident_id == incident_id, s.step_index == step_index)
+                .values(command=command, attempts=s.attempts + 1)
             )
         step = await self.step(incident_id, step_index)
         assert step is not None

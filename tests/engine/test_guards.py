@@ -36,7 +36,7 @@ def hosts(sshd: SshServer, *names: str, group: str = "validators") -> dict[str, 
 
 
 @pytest.fixture
-async def start(tmp_path: Path, sshd: SshServer) -> AsyncIterator[Start]:
+async def start(tmp_path: Path, sshd: SshServer, store_url: str) -> AsyncIterator[Start]:
     """Start a harness on RULE (plus `rule_extra`), validators v1-v4 and `policies`."""
     sshd.install_recorder("probe-stub")
     started: list[EngineHarness] = []
@@ -48,6 +48,7 @@ async def start(tmp_path: Path, sshd: SshServer) -> AsyncIterator[Start]:
             sshd,
             hosts=hosts(sshd, "v1", "v2", "v3", "v4"),
             policies=policies,
+            store_url=store_url,
             **kw,
         )
         started.append(h)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support import storeview
 from support.engine_harness import EngineHarness, notification, spooled
 from support.sshd import SshServer
 
@@ -28,8 +28,8 @@ DOWN = {"alertname": "NodeDown", "instance": "web1:9100"}
 
 
 @pytest.fixture
-async def h(tmp_path: Path, sshd: SshServer) -> AsyncIterator[EngineHarness]:
-    harness = await EngineHarness.start(tmp_path, RULE, sshd)
+async def h(tmp_path: Path, sshd: SshServer, store_url: str) -> AsyncIterator[EngineHarness]:
+    harness = await EngineHarness.start(tmp_path, RULE, sshd, store_url=store_url)
     yield harness
     await harness.close()
 
@@ -155,10 +155,12 @@ async def test_cooldown_holds_a_new_incident_then_lets_go(
     assert len(sshd.calls("systemctl")) == 4
 
 
-async def test_failed_command_is_a_result_not_a_retry(tmp_path: Path, sshd: SshServer) -> None:
+async def test_failed_command_is_a_result_not_a_retry(
+    tmp_path: Path, sshd: SshServer, store_url: str
+) -> None:
     """A non-zero exit fails the step once, is audited with its status, and escalates."""
     sshd.install_recorder("systemctl", exit_code=3)
-    h = await EngineHarness.start(tmp_path, RULE, sshd)
+    h = await EngineHarness.start(tmp_path, RULE, sshd, store_url=store_url)
     try:
         await h.fire(DOWN)
         await h.advance(3600)
@@ -181,9 +183,5 @@ async def test_an_unreadable_spooled_row_is_audited_and_skipped(
     await h.engine.tick()
     assert [i["state"] for i in h.incidents()] == ["verifying"]
     assert await h.store.inbox_pending() == 0
-    conn = sqlite3.connect(h.db)
-    try:
-        rows = conn.execute("SELECT event FROM audit WHERE incident_id IS NULL").fetchall()
-    finally:
-        conn.close()
-    assert rows == [("inbox_unreadable",)]
+    rows = storeview.query(h.db, "SELECT event FROM audit WHERE incident_id IS NULL")
+    assert rows == [{"event": "inbox_unreadable"}]

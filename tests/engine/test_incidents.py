@@ -185,3 +185,43 @@ async def test_an_unreadable_spooled_row_is_audited_and_skipped(
     assert await h.store.inbox_pending() == 0
     rows = storeview.query(h.db, "SELECT event FROM audit WHERE incident_id IS NULL")
     assert rows == [{"event": "inbox_unreadable"}]
+
+
+TWO_RULES = """\
+rules:
+  - name: first
+    match: [alertname = NodeDown]
+    continue: true
+    steps:
+      - action: notify
+        params: {message: first}
+        verify: 1m
+      - action: notify
+        params: {message: again}
+        verify: 5m
+  - name: second
+    match: [alertname = NodeDown]
+    steps:
+      - action: notify
+        params: {message: second}
+        verify: 5m
+"""
+
+
+async def test_a_resolve_closes_its_alerts_incidents_in_the_order_they_opened(
+    tmp_path: Path, store_url: str
+) -> None:
+    """An alert two rules took resolves: their incidents close oldest first, also when the
+    older one changed last (PostgreSQL hands back a row an UPDATE rewrote after the others
+    unless the query asks for an order)."""
+    h = await EngineHarness.start(tmp_path, TWO_RULES, None, store_url=store_url)
+    try:
+        await h.fire(DOWN)
+        await h.advance(60)  # the first incident's second step: its row changes last
+        await h.resolve(DOWN)
+    finally:
+        await h.close()
+    closed = storeview.query(
+        h.db, "SELECT incident_id FROM audit WHERE event = 'resolved' ORDER BY id"
+    )
+    assert [r["incident_id"] for r in closed] == [1, 2]

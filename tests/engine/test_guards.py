@@ -288,11 +288,13 @@ APPROVERS = "approvals:\n  default: {approvers: [alice]}\n  always_for: [block_i
 
 
 async def test_target_lock_counts_steps_waiting_for_approval(
-    tmp_path: Path, sshd: SshServer
+    tmp_path: Path, sshd: SshServer, store_url: str
 ) -> None:
     """One notification with 50 source_ip values for web1 opens one approval request at a
     time: the next is asked once the first has run and closed, then once one is denied."""
-    h = await EngineHarness.start(tmp_path, BLOCK_RULE, sshd, policies=APPROVERS)
+    h = await EngineHarness.start(
+        tmp_path, BLOCK_RULE, sshd, policies=APPROVERS, store_url=store_url
+    )
 
     def asked() -> list[int]:
         return [i["id"] for i in h.incidents() if "approval_requested" in h.events(i["id"])]

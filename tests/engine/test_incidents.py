@@ -225,3 +225,18 @@ async def test_a_resolve_closes_its_alerts_incidents_in_the_order_they_opened(
         h.db, "SELECT incident_id FROM audit WHERE event = 'resolved' ORDER BY id"
     )
     assert [r["incident_id"] for r in closed] == [1, 2]
+
+
+async def test_labels_and_details_keep_their_key_order(h: EngineHarness) -> None:
+    """Labels read back in the order the notification gave them, audit details in the order
+    the engine wrote them, on both backends (messages list labels in that order; a JSONB
+    column would sort keys by length)."""
+    labels = {**DOWN, "a_very_long_label_name": "x", "zone": "eu-1", "b": "y"}
+    await h.fire(labels)
+    async with h.store.read() as tx:
+        incident = await tx.incident(1)
+        audit = await tx.audit_for(1)
+    assert incident is not None
+    assert list(incident.labels) == list(labels)
+    assert list(h.incidents()[0]["labels"]) == list(labels)
+    assert [list(row.detail) for row in audit if row.event == "verifying"] == [["step", "until"]]

@@ -102,7 +102,9 @@ async def test_alert_no_rule_matches_is_stored_only(h: EngineHarness, sshd: SshS
     assert sshd.calls("systemctl") == []
 
 
-@pytest.mark.parametrize("instance", ["x;touch /tmp/pwned", "$(id)", "web1:9100\nreboot", ""])
+@pytest.mark.parametrize(
+    "instance", ["x;touch /tmp/pwned", "$(id)", "web1:9100\nreboot", "web1\x00:9100", ""]
+)
 async def test_failed_require_escalates_and_runs_nothing(
     h: EngineHarness, sshd: SshServer, instance: str
 ) -> None:

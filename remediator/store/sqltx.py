@@ -151,11 +151,16 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
         return _incident(row) if row else None
 
     async def open_incidents_for(self, fingerprint: str, starts_at: str) -> list[Incident]:
-        """Open incidents of an alert instance, across rules."""
-        q = select(t.incidents).where(
-            t.incidents.c.fingerprint == fingerprint,
-            t.incidents.c.starts_at == starts_at,
-            t.incidents.c.state.in_([s.value for s in OPEN_STATES]),
+        """Open incidents of an alert instance, across rules, oldest first (PostgreSQL
+        returns rows in no order an UPDATE keeps)."""
+        q = (
+            select(t.incidents)
+            .where(
+                t.incidents.c.fingerprint == fingerprint,
+                t.incidents.c.starts_at == starts_at,
+                t.incidents.c.state.in_([s.value for s in OPEN_STATES]),
+            )
+            .order_by(t.incidents.c.id)
         )
         return [_incident(r) for r in await self.conn.execute(q)]
 

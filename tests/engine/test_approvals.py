@@ -42,13 +42,21 @@ Start = Callable[..., Awaitable[EngineHarness]]
 
 
 @pytest.fixture
-async def start(tmp_path: Path, sshd: SshServer, slack: FakeSlack) -> AsyncIterator[Start]:
+async def start(
+    tmp_path: Path, sshd: SshServer, slack: FakeSlack, store_url: str
+) -> AsyncIterator[Start]:
     sshd.install_recorder("probe-stub")
     made: list[EngineHarness] = []
 
     async def make(policies: str, **kw: str) -> EngineHarness:
         h = await EngineHarness.start(
-            tmp_path, RULE, sshd, policies=policies, slack_url=slack.api_url, **kw
+            tmp_path,
+            RULE,
+            sshd,
+            policies=policies,
+            slack_url=slack.api_url,
+            store_url=store_url,
+            **kw,
         )
         made.append(h)
         return h
@@ -285,7 +293,7 @@ async def test_a_step_changed_by_a_reload_after_approval_is_not_run(
 
 
 async def test_always_for_applies_to_the_rendered_command(
-    tmp_path: Path, sshd: SshServer, slack: FakeSlack
+    tmp_path: Path, sshd: SshServer, slack: FakeSlack, store_url: str
 ) -> None:
     """`ssh:reboot` catches `[probe-stub, "{{ labels.verb }}"]` with verb=reboot (the rule's
     text holds no `reboot`), while verb=status runs without asking."""
@@ -294,7 +302,9 @@ async def test_always_for_applies_to_the_rendered_command(
         "        approval: required\n", ""
     )
     always = policy() + '  always_for: ["ssh:reboot"]\n'
-    h = await EngineHarness.start(tmp_path, rule, sshd, policies=always, slack_url=slack.api_url)
+    h = await EngineHarness.start(
+        tmp_path, rule, sshd, policies=always, slack_url=slack.api_url, store_url=store_url
+    )
     try:
         await h.fire({**ALERT, "verb": "reboot"})
         assert h.incidents()[0]["state"] == "awaiting_approval"
@@ -308,7 +318,7 @@ async def test_always_for_applies_to_the_rendered_command(
 
 
 async def test_an_alertname_with_a_line_feed_still_reaches_the_approvers_by_email(
-    tmp_path: Path, sshd: SshServer, slack: FakeSlack, smtp: SmtpSink
+    tmp_path: Path, sshd: SshServer, slack: FakeSlack, smtp: SmtpSink, store_url: str
 ) -> None:
     """The label that crashed the outbox (an alertname ending in a line feed): the fallback
     email is built and delivered, its Subject on one line, the whole command in its body."""
@@ -316,7 +326,13 @@ async def test_an_alertname_with_a_line_feed_still_reaches_the_approvers_by_emai
     slack.failing("error", "channel_not_found")
     rule = RULE.replace("match: [alertname = NodeStuck]", "match: [severity = page]")
     h = await EngineHarness.start(
-        tmp_path, rule, sshd, policies=policy(), slack_url=slack.api_url, email=smtp.config()
+        tmp_path,
+        rule,
+        sshd,
+        policies=policy(),
+        slack_url=slack.api_url,
+        email=smtp.config(),
+        store_url=store_url,
     )
     try:
         await h.fire({"alertname": "NodeStuck\n", "severity": "page"})

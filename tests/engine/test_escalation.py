@@ -34,7 +34,9 @@ Start = Callable[..., Awaitable[EngineHarness]]
 
 
 @pytest.fixture
-async def start(tmp_path: Path, slack: FakeSlack, smtp: SmtpSink) -> AsyncIterator[Start]:
+async def start(
+    tmp_path: Path, slack: FakeSlack, smtp: SmtpSink, store_url: str
+) -> AsyncIterator[Start]:
     harnesses: list[EngineHarness] = []
 
     async def make(rules: str = PAGE_ONLY, policies: str = POLICY, **kw: str) -> EngineHarness:
@@ -45,6 +47,7 @@ async def start(tmp_path: Path, slack: FakeSlack, smtp: SmtpSink) -> AsyncIterat
             policies=policies,
             slack_url=slack.api_url,
             email=smtp.config(),
+            store_url=store_url,
             **kw,
         )
         harnesses.append(h)

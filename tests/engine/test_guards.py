@@ -36,7 +36,7 @@ def hosts(sshd: SshServer, *names: str, group: str = "validators") -> dict[str, 
 
 
 @pytest.fixture
-async def start(tmp_path: Path, sshd: SshServer) -> AsyncIterator[Start]:
+async def start(tmp_path: Path, sshd: SshServer, store_url: str) -> AsyncIterator[Start]:
     """Start a harness on RULE (plus `rule_extra`), validators v1-v4 and `policies`."""
     sshd.install_recorder("probe-stub")
     started: list[EngineHarness] = []
@@ -48,6 +48,7 @@ async def start(tmp_path: Path, sshd: SshServer) -> AsyncIterator[Start]:
             sshd,
             hosts=hosts(sshd, "v1", "v2", "v3", "v4"),
             policies=policies,
+            store_url=store_url,
             **kw,
         )
         started.append(h)
@@ -287,11 +288,13 @@ APPROVERS = "approvals:\n  default: {approvers: [alice]}\n  always_for: [block_i
 
 
 async def test_target_lock_counts_steps_waiting_for_approval(
-    tmp_path: Path, sshd: SshServer
+    tmp_path: Path, sshd: SshServer, store_url: str
 ) -> None:
     """One notification with 50 source_ip values for web1 opens one approval request at a
     time: the next is asked once the first has run and closed, then once one is denied."""
-    h = await EngineHarness.start(tmp_path, BLOCK_RULE, sshd, policies=APPROVERS)
+    h = await EngineHarness.start(
+        tmp_path, BLOCK_RULE, sshd, policies=APPROVERS, store_url=store_url
+    )
 
     def asked() -> list[int]:
         return [i["id"] for i in h.incidents() if "approval_requested" in h.events(i["id"])]

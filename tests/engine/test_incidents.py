@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support import storeview
 from support.engine_harness import EngineHarness, notification, spooled
 from support.sshd import SshServer
 
@@ -28,8 +28,8 @@ DOWN = {"alertname": "NodeDown", "instance": "web1:9100"}
 
 
 @pytest.fixture
-async def h(tmp_path: Path, sshd: SshServer) -> AsyncIterator[EngineHarness]:
-    harness = await EngineHarness.start(tmp_path, RULE, sshd)
+async def h(tmp_path: Path, sshd: SshServer, store_url: str) -> AsyncIterator[EngineHarness]:
+    harness = await EngineHarness.start(tmp_path, RULE, sshd, store_url=store_url)
     yield harness
     await harness.close()
 
@@ -102,7 +102,9 @@ async def test_alert_no_rule_matches_is_stored_only(h: EngineHarness, sshd: SshS
     assert sshd.calls("systemctl") == []
 
 
-@pytest.mark.parametrize("instance", ["x;touch /tmp/pwned", "$(id)", "web1:9100\nreboot", ""])
+@pytest.mark.parametrize(
+    "instance", ["x;touch /tmp/pwned", "$(id)", "web1:9100\nreboot", "web1\x00:9100", ""]
+)
 async def test_failed_require_escalates_and_runs_nothing(
     h: EngineHarness, sshd: SshServer, instance: str
 ) -> None:
@@ -155,10 +157,12 @@ async def test_cooldown_holds_a_new_incident_then_lets_go(
     assert len(sshd.calls("systemctl")) == 4
 
 
-async def test_failed_command_is_a_result_not_a_retry(tmp_path: Path, sshd: SshServer) -> None:
+async def test_failed_command_is_a_result_not_a_retry(
+    tmp_path: Path, sshd: SshServer, store_url: str
+) -> None:
     """A non-zero exit fails the step once, is audited with its status, and escalates."""
     sshd.install_recorder("systemctl", exit_code=3)
-    h = await EngineHarness.start(tmp_path, RULE, sshd)
+    h = await EngineHarness.start(tmp_path, RULE, sshd, store_url=store_url)
     try:
         await h.fire(DOWN)
         await h.advance(3600)
@@ -181,9 +185,60 @@ async def test_an_unreadable_spooled_row_is_audited_and_skipped(
     await h.engine.tick()
     assert [i["state"] for i in h.incidents()] == ["verifying"]
     assert await h.store.inbox_pending() == 0
-    conn = sqlite3.connect(h.db)
+    rows = storeview.query(h.db, "SELECT event FROM audit WHERE incident_id IS NULL")
+    assert rows == [{"event": "inbox_unreadable"}]
+
+
+TWO_RULES = """\
+rules:
+  - name: first
+    match: [alertname = NodeDown]
+    continue: true
+    steps:
+      - action: notify
+        params: {message: first}
+        verify: 1m
+      - action: notify
+        params: {message: again}
+        verify: 5m
+  - name: second
+    match: [alertname = NodeDown]
+    steps:
+      - action: notify
+        params: {message: second}
+        verify: 5m
+"""
+
+
+async def test_a_resolve_closes_its_alerts_incidents_in_the_order_they_opened(
+    tmp_path: Path, store_url: str
+) -> None:
+    """An alert two rules took resolves: their incidents close oldest first, also when the
+    older one changed last (PostgreSQL hands back a row an UPDATE rewrote after the others
+    unless the query asks for an order)."""
+    h = await EngineHarness.start(tmp_path, TWO_RULES, None, store_url=store_url)
     try:
-        rows = conn.execute("SELECT event FROM audit WHERE incident_id IS NULL").fetchall()
+        await h.fire(DOWN)
+        await h.advance(60)  # the first incident's second step: its row changes last
+        await h.resolve(DOWN)
     finally:
-        conn.close()
-    assert rows == [("inbox_unreadable",)]
+        await h.close()
+    closed = storeview.query(
+        h.db, "SELECT incident_id FROM audit WHERE event = 'resolved' ORDER BY id"
+    )
+    assert [r["incident_id"] for r in closed] == [1, 2]
+
+
+async def test_labels_and_details_keep_their_key_order(h: EngineHarness) -> None:
+    """Labels read back in the order the notification gave them, audit details in the order
+    the engine wrote them, on both backends (messages list labels in that order; a JSONB
+    column would sort keys by length)."""
+    labels = {**DOWN, "a_very_long_label_name": "x", "zone": "eu-1", "b": "y"}
+    await h.fire(labels)
+    async with h.store.read() as tx:
+        incident = await tx.incident(1)
+        audit = await tx.audit_for(1)
+    assert incident is not None
+    assert list(incident.labels) == list(labels)
+    assert list(h.incidents()[0]["labels"]) == list(labels)
+    assert [list(row.detail) for row in audit if row.event == "verifying"] == [["step", "until"]]

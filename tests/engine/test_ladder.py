@@ -27,9 +27,9 @@ STUCK = {"alertname": "Stuck"}
 
 
 @pytest.fixture
-async def h(tmp_path: Path, sshd: SshServer) -> AsyncIterator[EngineHarness]:
+async def h(tmp_path: Path, sshd: SshServer, store_url: str) -> AsyncIterator[EngineHarness]:
     sshd.install_recorder("probe-stub")
-    harness = await EngineHarness.start(tmp_path, LADDER, sshd)
+    harness = await EngineHarness.start(tmp_path, LADDER, sshd, store_url=store_url)
     yield harness
     await harness.close()
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import sqlite3
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from support import storeview
 from support.engine_harness import EngineHarness, spooled
 from support.sshd import SshServer
 
@@ -56,32 +57,41 @@ def storm_bodies() -> list[str]:
     return bodies
 
 
-def rows(db: Path, sql: str, *args: Any) -> list[Any]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+def rows(db: storeview.Source, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(r.values()) for r in storeview.query(db, sql)]
 
 
-def remediation_windows(db: Path) -> list[tuple[float, float, str]]:
+def remediation_windows(db: storeview.Source) -> list[tuple[float, float, str]]:
     """(start of step, end of verify window, target) of every step that ran."""
+    events = storeview.query(
+        db,
+        "SELECT a.incident_id, a.at, a.event, a.detail, i.target FROM audit a"
+        " JOIN incidents i ON i.id = a.incident_id"
+        " WHERE a.event IN ('step_dispatching', 'verifying') ORDER BY a.id",
+    )
+    starts: dict[int, list[float]] = defaultdict(list)
+    ends: dict[int, list[float]] = defaultdict(list)
+    targets = {e["incident_id"]: e["target"] for e in events}
+    for e in events:
+        if e["event"] == "step_dispatching":
+            starts[e["incident_id"]].append(e["at"])
+        else:
+            ends[e["incident_id"]].append(json.loads(e["detail"])["until"])
     out = []
-    for incident_id, target in rows(db, "SELECT id, target FROM incidents"):
-        events = rows(db, "SELECT at, event, detail FROM audit WHERE incident_id = ?", incident_id)
-        starts = [at for at, event, _ in events if event == "step_dispatching"]
-        ends = [json.loads(d)["until"] for _, event, d in events if event == "verifying"]
-        out.extend((s, e, target) for s, e in zip(starts, ends, strict=True))
+    for incident, target in targets.items():
+        out.extend((s, e, target) for s, e in zip(starts[incident], ends[incident], strict=True))
     return sorted(out)
 
 
-async def test_storm_on_a_validator_group(tmp_path: Path, sshd: SshServer) -> None:
+async def test_storm_on_a_validator_group(tmp_path: Path, sshd: SshServer, store_url: str) -> None:
     """1,000 alerts in seconds: one validator at a time, <= 10 actions a minute, all audited."""
     sshd.install_recorder("probe-stub")
     hosts = {
         n: {"address": "127.0.0.1", "port": sshd.port, "groups": ["validators"]} for n in VALIDATORS
     }
-    h = await EngineHarness.start(tmp_path, RULE, sshd, hosts=hosts, policies=POLICIES)
+    h = await EngineHarness.start(
+        tmp_path, RULE, sshd, hosts=hosts, policies=POLICIES, store_url=store_url
+    )
     try:
         started = time.monotonic()
         for body in storm_bodies():  # as the receiver spools them

@@ -1,4 +1,4 @@
-"""An in-process engine on a fake clock, acting on a real sshd."""
+"""An in-process engine on a fake clock, acting on a real sshd, on either store backend."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from remediator.engine import Engine, EngineContext
 from remediator.metrics import Metrics
 from remediator.notify.outbox import Outbox
 from remediator.notify.setup import build_notifiers
-from remediator.store import SqliteStore
+from remediator.store import PostgresStore, SqliteStore, open_store_url
 from support import storeview
 from support.daemon import SECRETS, STARTS, webhook, write_config
 from support.smtpsink import SMTP_ENV
@@ -38,21 +38,30 @@ def spooled(body: str) -> str:
 @dataclass
 class EngineHarness:
     engine: Engine
-    store: SqliteStore
+    store: SqliteStore | PostgresStore
     clock: FakeClock
     pool: SshPool | None
-    db: Path
+    db: storeview.Source  # what storeview reads the evidence from
     outbox: Outbox
     closed: bool = False
 
     @classmethod
     async def start(
-        cls, tmp_path: Path, rules: str, sshd: SshServer | None, **config_kwargs: Any
+        cls,
+        tmp_path: Path,
+        rules: str,
+        sshd: SshServer | None,
+        *,
+        store_url: str | None = None,
+        **config_kwargs: Any,
     ) -> EngineHarness:
+        """An engine on `store_url` (the `store_url` fixture's; an SQLite file in `tmp_path`
+        unless given), its config written from `rules` and `config_kwargs`."""
         config = load_config(write_config(tmp_path / "cfg", rules, sshd=sshd, **config_kwargs))
-        db = tmp_path / "engine.db"
-        store = SqliteStore(db)
+        url = store_url or f"sqlite:///{tmp_path / 'engine.db'}"
+        store = open_store_url(url, tmp_path)
         await store.open()
+        db = store.path if isinstance(store, SqliteStore) else url
         settings = ssh_settings(config)
         pool = SshPool(settings) if settings else None
         clock = FakeClock()

@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # namespace, logrotate over SSH) or call (ssh-keygen, ip, amtool; promtool from prometheus
 # and systemd-analyze from systemd check deploy/).
 DEBS   := prometheus-alertmanager openssh-server openssh-client nftables iproute2 logrotate prometheus systemd postgresql
-# The benchmark's load generator.
+# The benchmark's load generator (it also starts PostgreSQL and sshd, from DEBS).
 BENCH_DEBS := wrk
 
 # `make run` needs its secrets; local defaults so the front door opens as is. Set real
@@ -61,6 +61,7 @@ bench: deps
 	$(MAKE) system-deps EXTRA_DEBS="$(BENCH_DEBS)"
 	status=0; \
 	$(BIN)/python -m bench.ingest || status=1; \
+	$(BIN)/python -m bench.failover || status=1; \
 	$(BIN)/python -m bench.rules || status=1; \
 	exit $$status
 

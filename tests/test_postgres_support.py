@@ -25,3 +25,13 @@ def test_databases_are_dropped_after_their_test(postgres: PostgresCluster) -> No
     assert name in postgres.databases()
     postgres.drop(name)
     assert name not in postgres.databases()
+
+
+def test_only_a_durable_cluster_flushes_its_commits(postgres: PostgresCluster) -> None:
+    """The tests' cluster runs with fsync and synchronous commits off (nothing worth keeping
+    survives a crash); one started `durable`, as the benchmark starts it, keeps PostgreSQL's
+    defaults, so its figures include the flush a production server makes on each commit."""
+    settings = "SELECT setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')"
+    assert postgres.psql("postgres", settings).split() == ["off", "off"]
+    with PostgresCluster.start(durable=True) as durable:
+        assert durable.psql("postgres", settings).split() == ["on", "on"]

@@ -3,7 +3,8 @@
 The tests run as root and PostgreSQL refuses to, so the cluster belongs to the `postgres`
 system user the Debian package creates: initdb into a folder that user owns, a free port
 on 127.0.0.1, the unix socket in the same folder, fsync off (a crashed test machine loses
-nothing worth keeping). Each test gets its own database, created from an empty template.
+nothing worth keeping) unless started `durable` (the benchmark measures commits as a
+production server makes them). Each test gets its own database, from an empty template.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class PostgresCluster:
     bindir: Path
     root: Path
     port: int
+    durable: bool = False  # fsync and synchronous commits on, as PostgreSQL ships
     _names: Iterator[int] = field(default_factory=itertools.count)
 
     @property
@@ -122,14 +124,14 @@ class PostgresCluster:
 
     @classmethod
     @contextmanager
-    def start(cls) -> Iterator[PostgresCluster]:
+    def start(cls, *, durable: bool = False) -> Iterator[PostgresCluster]:
         """initdb, start, yield; stop and delete on the way out."""
         bindir = _bindir()
         # In /tmp, not $TMPDIR: the postgres user must reach it (root's TMPDIR may be private).
         root = Path(tempfile.mkdtemp(prefix="remediator-pg-", dir="/tmp"))
         _give_to_postgres(root)
         os.chmod(root, 0o700)
-        cluster = cls(bindir, root, free_port())
+        cluster = cls(bindir, root, free_port(), durable)
         try:
             cluster._init()
             cluster.restart()
@@ -151,9 +153,10 @@ class PostgresCluster:
         conf = (
             f"listen_addresses = '{HOST}'\nport = {self.port}\n"
             f"unix_socket_directories = '{self.root}'\n"
-            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
             "max_connections = 100\nshared_buffers = 32MB\n"
         )
+        if not self.durable:
+            conf += "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
         with (self.datadir / "postgresql.conf").open("a") as f:
             f.write(conf)
 

@@ -97,7 +97,7 @@ def wait_until(what: str, check: Any, timeout_s: float, every_s: float = 0.1) ->
         try:
             if value := check():
                 return value
-        except (OSError, AssertionError, json.JSONDecodeError) as exc:
+        except (OSError, AssertionError, LookupError, json.JSONDecodeError) as exc:
             last = exc
         time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last error: {last})")

@@ -38,6 +38,7 @@ class Engine:
         self._stopping = asyncio.Event()
         self._next_settle = 0.0
         self._next_renew = 0.0
+        self._held: set[int] = set()  # work items being run here: the claims to renew
         # The daemon sets this to let webhook acknowledgements go first under a flood.
         self.before_intake_batch: Callable[[], Awaitable[None]] | None = None
 
@@ -99,8 +100,9 @@ class Engine:
         if now < self._next_renew:
             return
         lease = self.lease_s()
-        async with self.ctx.store.write() as tx:
-            await tx.renew_claims(self.owner, now + lease)
+        if self._held:
+            async with self.ctx.store.write() as tx:
+                await tx.renew_claims(self.owner, sorted(self._held), now + lease)
         self._next_renew = now + lease / 3
 
     async def _settle_expired(self) -> None:
@@ -123,6 +125,7 @@ class Engine:
             task.add_done_callback(self._running.discard)
 
     async def _run_one(self, item: WorkItem) -> None:
+        self._held.add(item.id)
         try:
             await self.runner.run(item)
         except ClaimLost as exc:
@@ -134,6 +137,9 @@ class Engine:
         except Exception as exc:
             await self.bury_work(item, exc)
         finally:
+            # An item left unfinished (the store failed) is not renewed: its lease runs
+            # out and it is claimed again, here or by another replica.
+            self._held.discard(item.id)
             self.ctx.work_ready.set()
 
     async def bury_work(self, item: WorkItem, exc: Exception) -> None:

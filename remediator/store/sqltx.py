@@ -296,12 +296,13 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
         items = [WorkItem(r[0], WorkKind(r[1]), r[2], r[3], r[4], r[5]) for r in res]
         return sorted(items, key=lambda i: (i.due_at, i.id))
 
-    async def renew_claims(self, owner: str, until: float) -> int:
-        """Extend `owner`'s claims on unfinished work to `until` (a live replica's lease)."""
+    async def renew_claims(self, owner: str, work_ids: list[int], until: float) -> int:
+        """Extend `owner`'s claims on these unfinished work rows to `until` (a live
+        replica's lease on what it runs); rows another replica took are left alone."""
         w = t.work.c
         res = await self.conn.execute(
             update(t.work)
-            .where(w.claimed_by == owner, w.done_at.is_(None))
+            .where(w.id.in_(work_ids), w.claimed_by == owner, w.done_at.is_(None))
             .values(claimed_until=until)
         )
         return int(res.rowcount)

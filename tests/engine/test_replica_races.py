@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
+from prometheus_client import generate_latest
 from support.daemon import write_config
 from support.engine_harness import notification, spooled
+from support.metrics import sample
 
 from remediator.actions import build_registry
+from remediator.actions.base import BeforeSend, Outcome, Plan
+from remediator.actions.notify import NotifyAction
 from remediator.clock import FakeClock
 from remediator.config import load_config
 from remediator.engine import Engine, EngineContext
-from remediator.errors import ClaimLost
 from remediator.metrics import Metrics
 from remediator.store import open_store_url
 from remediator.store.records import State
@@ -27,6 +29,7 @@ rules:
       - action: notify
         params: {message: down}
 """
+OTHER = "remediator-other-replica"
 
 
 async def test_a_step_does_not_start_on_an_incident_another_replica_is_resolving(
@@ -71,40 +74,58 @@ async def test_a_step_does_not_start_on_an_incident_another_replica_is_resolving
         await b.close()
 
 
+class Gated(NotifyAction):
+    """`notify` that connects slowly: it waits for `gate` before it would send."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.sent = False
+
+    async def execute(self, plan: Plan, before_send: BeforeSend) -> Outcome:
+        await self.gate.wait()
+        await before_send()
+        self.sent = True
+        return Outcome(ok=True)
+
+
 async def test_a_live_replica_renews_its_claims_and_a_taken_step_is_not_sent(
     pg_url: str, tmp_path: Path
 ) -> None:
-    """A replica renews its claims every third of `store.lease`, so a step that runs
-    longer than the lease stays its own; one whose lease ran out unrenewed (the store was
-    unreachable) is taken by another replica, and the first then sends nothing: its
-    runner checks the claim right before sending and stops (ClaimLost)."""
+    """While a replica runs a step it renews the claim every third of `store.lease`, so a
+    step longer than the lease stays its own; once its renewals stop for a whole lease
+    (the store unreachable) another replica takes the step, and the first then sends
+    nothing: it checks its claim right before sending (ClaimLost, logged, not a bug)."""
     config = load_config(write_config(tmp_path / "cfg", RULE))
     lease = config.file.store.lease
     a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
     await a.open()
     await b.open()
     clock = FakeClock()
-    one = Engine(EngineContext(config, a, build_registry(None), clock, Metrics()))
-    two = Engine(EngineContext(config, b, build_registry(None), clock, Metrics()))
+    slow = Gated()
+    one = Engine(EngineContext(config, a, {"notify": slow}, clock, Metrics()))
     try:
         body = spooled(notification({"alertname": "NodeDown", "instance": "h1:9100"}))
         await a.append_inbox([(clock.now(), body)])
         await one.intake.drain()
-        async with a.write() as tx:
-            [item] = await tx.claim_due(clock.now(), one.owner, 5, lease)
+        running = asyncio.create_task(one.tick())  # claims the step, waits to connect
+        await asyncio.sleep(0.3)
         for _ in range(6):  # two leases long, renewed all along
             clock.advance(lease / 3)
             await one.renew_claims()
             async with b.write() as tx:
-                assert await tx.claim_due(clock.now(), two.owner, 5, lease) == []
-        clock.advance(lease + 1)  # then unrenewed past its end: replica b takes it
+                assert await tx.claim_due(clock.now(), OTHER, 5, lease) == []
+        clock.advance(lease + 1)  # then unrenewed past its end: another replica takes it
         async with b.write() as tx:
-            assert len(await tx.claim_due(clock.now(), two.owner, 5, lease)) == 1
-        with pytest.raises(ClaimLost):
-            await one.runner.run(item)
+            assert len(await tx.claim_due(clock.now(), OTHER, 5, lease)) == 1
+        slow.gate.set()
+        await running
+        assert not slow.sent
         async with a.read() as tx:
             events = [r.event for r in await tx.audit_for(1)]
+        assert "step_dispatching" in events
         assert "step_executing" not in events
+        exposed = generate_latest(one.ctx.metrics.registry).decode()
+        assert sample(exposed, "remediator_engine_errors_total") == 0
     finally:
         await a.close()
         await b.close()

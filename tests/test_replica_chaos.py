@@ -16,6 +16,7 @@ from support.daemon import webhook
 from support.fakeslack import FakeSlack
 from support.replicas import (
     LEASE_S,
+    PER_TARGET_RULE,
     Replicas,
     commands_per_target,
     incidents,
@@ -24,17 +25,6 @@ from support.replicas import (
 )
 from support.sshd import SshServer
 
-# The node-restart rule, its unit named after the target: the host's record says where.
-PER_TARGET_RULE = """\
-rules:
-  - name: restart-node
-    match: [alertname = NodeDown]
-    target: "{{ labels.instance | host }}"
-    steps:
-      - action: restart_service
-        params: {service: "kaldrix-node@{{ labels.instance | host }}"}
-        verify: 5m
-"""
 TARGETS = 24
 ACK_WITHIN_S = 20.0  # Alertmanager retries a notification this long, replica to replica
 

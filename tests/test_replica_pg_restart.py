@@ -11,20 +11,17 @@ from pathlib import Path
 from support.daemon import webhook
 from support.fakeslack import FakeSlack
 from support.postgres import PostgresCluster
-from support.replicas import LEASE_S, Replicas, commands_per_target, incidents, wait_until
+from support.replicas import (
+    LEASE_S,
+    PER_TARGET_RULE,
+    Replicas,
+    commands_per_target,
+    incidents,
+    wait_until,
+)
 from support.sshd import SshServer
 
-RULE = """\
-rules:
-  - name: restart-node
-    match: [alertname = NodeDown]
-    target: "{{ labels.instance | host }}"
-    steps:
-      - action: restart_service
-        params: {service: "kaldrix-node@{{ labels.instance | host }}"}
-        verify: 4s
-    escalate: critical
-"""
+RULE = PER_TARGET_RULE.replace("verify: 5m", "verify: 4s") + "    escalate: critical\n"
 COMMAND_S = 2.0  # each `systemctl` takes this long: a step is in flight when PG stops
 DOWN_S = 5.0
 

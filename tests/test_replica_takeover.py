@@ -8,25 +8,17 @@ import time
 from pathlib import Path
 
 import pytest
-from support.daemon import SIGNING_SECRET, Daemon, webhook
+from support.daemon import RESTART_NODE_RULE, SIGNING_SECRET, Daemon, webhook
 from support.fakeslack import FakeSlack, click_body, sign
 from support.replicas import LEASE_S, Replicas, events, incidents, wait_until
 from support.sshd import SshServer
 
 VERIFY_S = 8.0
 MARGIN_S = 2.0  # a poll of the work loop, a transaction, the test's own polling
-ESCALATING_RULE = f"""\
-rules:
-  - name: restart-node
-    match: [alertname = NodeDown]
-    target: "{{{{ labels.instance | host }}}}"
-    steps:
-      - action: restart_service
-        params: {{service: kaldrix-node}}
-        verify: {VERIFY_S:g}s
-    escalate: critical
-"""
-APPROVED_RULE = ESCALATING_RULE.replace("verify: 8s", "approval: required\n        verify: 5m")
+ESCALATING_RULE = (
+    RESTART_NODE_RULE.replace("verify: 5m", f"verify: {VERIFY_S:g}s") + "    escalate: critical\n"
+)
+APPROVED_RULE = RESTART_NODE_RULE.replace("verify: 5m", "approval: required\n        verify: 5m")
 APPROVERS = (
     "approvals:\n  default:\n    approvers: [U024BE7LH]\n"
     "    channel: '#ops-approvals'\n    timeout: 15m\n    on_timeout: escalate\n"

@@ -10,6 +10,7 @@ from prometheus_client import generate_latest
 from support.daemon import write_config
 from support.engine_harness import notification, spooled
 from support.metrics import sample
+from support.replicas import NOTIFY_RULE as RULE
 
 from remediator.actions import build_registry
 from remediator.actions.base import BeforeSend, Outcome, Plan
@@ -21,14 +22,6 @@ from remediator.metrics import Metrics
 from remediator.store import open_store_url
 from remediator.store.records import State
 
-RULE = """\
-rules:
-  - name: restart
-    match: [alertname = NodeDown]
-    steps:
-      - action: notify
-        params: {message: down}
-"""
 OTHER = "remediator-other-replica"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from support.daemon import write_config
 from support.engine_harness import notification, spooled
+from support.replicas import NOTIFY_RULE as RULE
 
 from remediator.actions import build_registry
 from remediator.alerts import parse_alerts
@@ -22,14 +23,6 @@ from remediator.store import PostgresStore, SqliteStore, open_store_url
 from remediator.store.base import Store
 from remediator.store.records import OutboxKind, State, StepState, WorkKind
 
-RULE = """\
-rules:
-  - name: restart
-    match: [alertname = NodeDown]
-    steps:
-      - action: notify
-        params: {message: down}
-"""
 OTHER = "remediator-other-replica"
 
 

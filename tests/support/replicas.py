@@ -9,10 +9,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support.daemon import Daemon, write_config
+from support.daemon import RESTART_NODE_RULE, Daemon, write_config
 from support.sshd import SshServer
 
 LEASE_S = 3.0  # store.lease of the replicas: a dead one's work is taken this long after
+# The node-restart rule, its unit named after the target: the host's record says where.
+PER_TARGET_RULE = RESTART_NODE_RULE.replace(
+    "{service: kaldrix-node}", '{service: "kaldrix-node@{{ labels.instance | host }}"}'
+)
+# A rule whose step only notifies, for engine-level replica tests (no SSH).
+NOTIFY_RULE = """\
+rules:
+  - name: restart
+    match: [alertname = NodeDown]
+    steps:
+      - action: notify
+        params: {message: down}
+"""
 
 
 def pg_store(url: str, lease_s: float = LEASE_S) -> str:

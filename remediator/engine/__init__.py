@@ -189,11 +189,25 @@ class Engine:
         self.ctx.work_ready.set()
         if self._running:
             log.info("waiting for running steps", extra={"count": len(self._running)})
-            _, pending = await asyncio.wait(set(self._running), timeout=grace_s)
+            pending = await self._finish_running(grace_s)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+
+    async def _finish_running(self, grace_s: float) -> set[asyncio.Task[None]]:
+        """Wait up to `grace_s` for running steps, renewing their claims meanwhile: they
+        are still this replica's, and another must not take them while they finish."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        pending = set(self._running)
+        while pending and (left := deadline - loop.time()) > 0:
+            _, pending = await asyncio.wait(pending, timeout=min(left, self.lease_s() / 3))
+            try:
+                await self.renew_claims()
+            except StoreError as exc:
+                self._error("work", exc)
+        return pending
 
 
 async def settle_orphans(tx: Tx, now: float, *, exclusive: bool = True) -> None:

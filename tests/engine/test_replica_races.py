@@ -122,3 +122,39 @@ async def test_a_live_replica_renews_its_claims_and_a_taken_step_is_not_sent(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_stopping_replica_keeps_the_claims_of_the_steps_it_finishes(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A replica asked to stop lets its running step finish within the shutdown grace and
+    renews the step's claim all the while: another replica does not take a step that is
+    still running (it would run it again, or record it unknown), however long the grace."""
+    store = "{url: 'sqlite:///unused.db', lease: 3s}"
+    config = load_config(write_config(tmp_path / "cfg", RULE, store=store))
+    lease = config.file.store.lease
+    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
+    await a.open()
+    await b.open()
+    clock = FakeClock()
+    slow = Gated()
+    one = Engine(EngineContext(config, a, {"notify": slow}, clock, Metrics()))
+    try:
+        body = spooled(notification({"alertname": "NodeDown", "instance": "h1:9100"}))
+        await a.append_inbox([(clock.now(), body)])
+        await one.intake.drain()
+        working = asyncio.create_task(one.work_loop())
+        await asyncio.sleep(0.3)  # the step is claimed and waits to connect
+        stopping = asyncio.create_task(one.stop(grace_s=30))
+        await working
+        for _ in range(6):  # two leases long, the step still running
+            clock.advance(lease / 3)
+            await asyncio.sleep(lease / 3 + 0.1)
+            async with b.write() as tx:
+                assert await tx.claim_due(clock.now(), OTHER, 5, lease) == []
+        slow.gate.set()
+        await stopping
+        assert slow.sent
+    finally:
+        await a.close()
+        await b.close()

@@ -4,6 +4,8 @@ the second waits for the first's commit and decides on what it wrote."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from prometheus_client import generate_latest
@@ -13,16 +15,38 @@ from support.metrics import sample
 from support.replicas import NOTIFY_RULE as RULE
 
 from remediator.actions import build_registry
-from remediator.actions.base import BeforeSend, Outcome, Plan
+from remediator.actions.base import Action, BeforeSend, Outcome, Plan
 from remediator.actions.notify import NotifyAction
 from remediator.clock import FakeClock
 from remediator.config import load_config
+from remediator.config.models import Config
 from remediator.engine import Engine, EngineContext
 from remediator.metrics import Metrics
 from remediator.store import open_store_url
+from remediator.store.base import Store
 from remediator.store.records import State
 
 OTHER = "remediator-other-replica"
+
+
+@asynccontextmanager
+async def replicas(
+    pg_url: str, tmp_path: Path, config: Config, actions: dict[str, Action]
+) -> AsyncIterator[tuple[Engine, Store, FakeClock]]:
+    """Replica a's engine, h1's NodeDown applied (its step due), and replica b's store."""
+    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
+    await a.open()
+    await b.open()
+    clock = FakeClock()
+    one = Engine(EngineContext(config, a, actions, clock, Metrics()))
+    try:
+        body = spooled(notification({"alertname": "NodeDown", "instance": "h1:9100"}))
+        await a.append_inbox([(clock.now(), body)])
+        await one.intake.drain()
+        yield one, b, clock
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_a_step_does_not_start_on_an_incident_another_replica_is_resolving(
@@ -35,16 +59,8 @@ async def test_a_step_does_not_start_on_an_incident_another_replica_is_resolving
     it as pending, started the step and wrote `running` over `resolved` (a lost update:
     a command sent for an alert already gone, an incident open forever)."""
     config = load_config(write_config(tmp_path / "cfg", RULE))
-    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
-    await a.open()
-    await b.open()
-    clock = FakeClock()
-    one = Engine(EngineContext(config, a, build_registry(None), clock, Metrics()))
-    try:
-        body = spooled(notification({"alertname": "NodeDown", "instance": "h1:9100"}))
-        await a.append_inbox([(clock.now(), body)])
-        await one.intake.drain()
-        async with a.write() as tx:
+    async with replicas(pg_url, tmp_path, config, build_registry(None)) as (one, b, clock):
+        async with one.ctx.store.write() as tx:
             [item] = await tx.claim_due(clock.now(), one.owner, 5, 30.0)
         async with b.write() as tx:  # replica b's intake, between its read and its commit
             first = await tx.incident(1)
@@ -56,15 +72,12 @@ async def test_a_step_does_not_start_on_an_incident_another_replica_is_resolving
             await asyncio.sleep(0.3)
             assert not racing.done()  # a waits for b's decision on the incident
         await racing
-        async with a.read() as tx:
+        async with one.ctx.store.read() as tx:
             after = await tx.incident(1)
             assert after is not None
             assert after.state is State.RESOLVED
             assert await tx.steps(1) == []
             assert "step_dispatching" not in [r.event for r in await tx.audit_for(1)]
-    finally:
-        await a.close()
-        await b.close()
 
 
 class Gated(NotifyAction):
@@ -90,16 +103,8 @@ async def test_a_live_replica_renews_its_claims_and_a_taken_step_is_not_sent(
     nothing: it checks its claim right before sending (ClaimLost, logged, not a bug)."""
     config = load_config(write_config(tmp_path / "cfg", RULE))
     lease = config.file.store.lease
-    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
-    await a.open()
-    await b.open()
-    clock = FakeClock()
     slow = Gated()
-    one = Engine(EngineContext(config, a, {"notify": slow}, clock, Metrics()))
-    try:
-        body = spooled(notification({"alertname": "NodeDown", "instance": "h1:9100"}))
-        await a.append_inbox([(clock.now(), body)])
-        await one.intake.drain()
+    async with replicas(pg_url, tmp_path, config, {"notify": slow}) as (one, b, clock):
         running = asyncio.create_task(one.tick())  # claims the step, waits to connect
         await asyncio.sleep(0.3)
         for _ in range(6):  # two leases long, renewed all along
@@ -113,15 +118,12 @@ async def test_a_live_replica_renews_its_claims_and_a_taken_step_is_not_sent(
         slow.gate.set()
         await running
         assert not slow.sent
-        async with a.read() as tx:
+        async with one.ctx.store.read() as tx:
             events = [r.event for r in await tx.audit_for(1)]
         assert "step_dispatching" in events
         assert "step_executing" not in events
         exposed = generate_latest(one.ctx.metrics.registry).decode()
         assert sample(exposed, "remediator_engine_errors_total") == 0
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_a_stopping_replica_keeps_the_claims_of_the_steps_it_finishes(
@@ -133,16 +135,8 @@ async def test_a_stopping_replica_keeps_the_claims_of_the_steps_it_finishes(
     store = "{url: 'sqlite:///unused.db', lease: 3s}"
     config = load_config(write_config(tmp_path / "cfg", RULE, store=store))
     lease = config.file.store.lease
-    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
-    await a.open()
-    await b.open()
-    clock = FakeClock()
     slow = Gated()
-    one = Engine(EngineContext(config, a, {"notify": slow}, clock, Metrics()))
-    try:
-        body = spooled(notification({"alertname": "NodeDown", "instance": "h1:9100"}))
-        await a.append_inbox([(clock.now(), body)])
-        await one.intake.drain()
+    async with replicas(pg_url, tmp_path, config, {"notify": slow}) as (one, b, clock):
         working = asyncio.create_task(one.work_loop())
         await asyncio.sleep(0.3)  # the step is claimed and waits to connect
         stopping = asyncio.create_task(one.stop(grace_s=30))
@@ -155,6 +149,3 @@ async def test_a_stopping_replica_keeps_the_claims_of_the_steps_it_finishes(
         slow.gate.set()
         await stopping
         assert slow.sent
-    finally:
-        await a.close()
-        await b.close()

@@ -20,7 +20,8 @@ from remediator.actions.notify import NotifyAction
 from remediator.clock import FakeClock
 from remediator.config import load_config
 from remediator.config.models import Config
-from remediator.engine import Engine, EngineContext
+from remediator.engine import Engine, EngineContext, approvals, decisions
+from remediator.engine.decisions import Result, Voter
 from remediator.metrics import Metrics
 from remediator.store import open_store_url
 from remediator.store.base import Store
@@ -149,3 +150,50 @@ async def test_a_stopping_replica_keeps_the_claims_of_the_steps_it_finishes(
         slow.gate.set()
         await stopping
         assert slow.sent
+
+
+APPROVED_NOTIFY = RULE.replace(
+    "params: {message: down}", "params: {message: down}\n        approval: required"
+)
+TWO_APPROVERS = (
+    "approvals:\n  default:\n    approvers: [U1, U2]\n"
+    "    channel: '#ops-approvals'\n    timeout: 15m\n    on_timeout: escalate\n"
+)
+
+
+async def test_two_approvals_through_two_replicas_at_once_approve_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """U1's Approve reaches replica b and U2's replica a at the same moment (one approval
+    is required): a's decision waits for b's commit on the incident, then reads the
+    approval afresh and answers `already approved`; one `approved`, one step scheduled.
+    Before, a decided on the approval as it read it before the wait (pending), and
+    scheduled the step a second time (two replicas could then each send its command)."""
+    cfg = write_config(tmp_path / "cfg", APPROVED_NOTIFY, policies=TWO_APPROVERS)
+    config = load_config(cfg)
+    async with replicas(pg_url, tmp_path, config, build_registry(None)) as (one, b, clock):
+        await one.tick()  # asks for approval
+        ctx_b = EngineContext(config, b, build_registry(None), clock, Metrics())
+        async with b.write() as tx:  # b's Slack click, decided, not committed yet
+            first = await approvals.decide(
+                ctx_b, tx, 1, Voter.person("U1", "slack"), "approve", None, clock.now()
+            )
+            assert first.result is Result.APPROVED
+
+            async def click_on_a() -> decisions.Outcome:
+                async with one.ctx.store.write() as tx_a:
+                    voter = Voter.person("U2", "slack")
+                    return await approvals.decide(
+                        one.ctx, tx_a, 1, voter, "approve", None, clock.now()
+                    )
+
+            racing = asyncio.create_task(click_on_a())
+            await asyncio.sleep(0.3)
+            assert not racing.done()  # a waits for b's decision on the incident
+        second = await racing
+        assert second.result is Result.ALREADY_DECIDED, second
+        async with one.ctx.store.read() as tx:
+            events = [r.event for r in await tx.audit_for(1)]
+        assert events.count("approved") == 1
+        async with b.write() as tx:
+            assert len(await tx.claim_due(clock.now(), OTHER, 5, 30.0)) == 1

@@ -6,6 +6,7 @@ RemediatorError
 ├── StoreError
 │   ├── StoreUnavailable the store cannot read or write now (the webhook answers 503)
 │   ├── StoreConflict    another replica wrote the same rows at once: run the transaction again
+│   ├── ClaimLost        another replica took a work item whose lease ran out: send nothing
 │   ├── StoreLocked      another daemon already owns this SQLite store
 │   └── StoreGone        the store's file was deleted or replaced: the daemon stops
 ├── TemplateError        a template failed to render against an alert
@@ -56,6 +57,11 @@ class StoreUnavailable(StoreError):
 class StoreConflict(StoreError):
     """Another replica committed the same row first (a unique key, a deadlock): running
     the whole transaction again reads its write (store.retry_conflict)."""
+
+
+class ClaimLost(StoreError):
+    """This replica's lease on a work item ran out unrenewed (the store was unreachable)
+    and another replica took the item: this one sends nothing and leaves it alone."""
 
 
 class StoreLocked(StoreError):

@@ -215,6 +215,8 @@ class Host(Model):
 
 
 DAY_S = 86400.0
+MIN_LEASE_S = 3.0
+MAX_LEASE_S = 3600.0
 
 
 def _store_mapping(value: Any) -> Any:
@@ -229,6 +231,10 @@ class StoreConfig(Model):
     # Closed incidents (with their steps, approvals, audit and notifications) older than
     # this are deleted; see store/retention.py for what else is pruned and when.
     retention: Duration = 90 * DAY_S
+    # How long a replica's claim on work (a step, a timer) or on stored webhooks holds; a
+    # live replica renews its claims every third of it, so a dead one's items are taken by
+    # another replica once its lease runs out.
+    lease: Duration = 30.0
 
     @field_validator("url")
     @classmethod
@@ -246,6 +252,16 @@ class StoreConfig(Model):
         if retention < DAY_S:
             raise ValueError("must be at least 1d (deduplication keeps resolved alerts a day)")
         return retention
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_bounds(cls, lease: float) -> float:
+        if not MIN_LEASE_S <= lease <= MAX_LEASE_S:
+            raise ValueError(
+                "must be between 3s (renewed every third of it: shorter would race the "
+                "renewal) and 1h (a dead replica's work waits that long for another)"
+            )
+        return lease
 
 
 class ConfigFile(Model):

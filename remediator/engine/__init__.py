@@ -14,7 +14,7 @@ from remediator.engine.context import EngineContext
 from remediator.engine.escalation import hand_over_in, schedule_next
 from remediator.engine.intake import Intake
 from remediator.engine.runner import Runner
-from remediator.errors import StoreError
+from remediator.errors import ClaimLost, StoreError
 from remediator.store.base import Tx
 from remediator.store.events import StepSettled
 from remediator.store.records import StepState, WorkItem, WorkKind
@@ -30,23 +30,22 @@ class Engine:
         self.ctx = ctx
         self.dead = DeadLetters(ctx.store, ctx.metrics, ctx.clock, partial(hand_over_in, ctx))
         self.intake = Intake(ctx, self.dead)
-        self.runner = Runner(ctx)
         self.owner = f"remediator-{uuid.uuid4().hex[:12]}"
+        self.runner = Runner(ctx, self.owner)
         self.inbox_ready = asyncio.Event()
         self._max_parallel = max_parallel
         self._poll_s = poll_s
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._next_settle = 0.0
+        self._next_renew = 0.0
+        self._held: set[int] = set()  # work items being run here: the claims to renew
         # The daemon sets this to let webhook acknowledgements go first under a flood.
         self.before_intake_batch: Callable[[], Awaitable[None]] | None = None
 
     def lease_s(self) -> float:
-        """How long a claim holds: long enough for connect retries plus the command."""
-        ssh = self.ctx.config.file.ssh
-        if ssh is None:
-            return 300.0
-        return ssh.connect_timeout * ssh.connect_attempts + ssh.command_timeout * 2 + 60
+        """How long a claim holds unrenewed (`store.lease`); running items are renewed."""
+        return self.ctx.config.file.store.lease
 
     async def recover(self) -> int:
         """On start: free claims a dead process left when the store is ours alone (SQLite).
@@ -89,10 +88,23 @@ class Engine:
             await _wait(self.ctx.work_ready, self._poll_s)
             self.ctx.work_ready.clear()
             try:
+                await self.renew_claims()
                 await self._settle_expired()
                 await self._dispatch_due()
             except StoreError as exc:
                 self._error("work", exc)
+
+    async def renew_claims(self) -> None:
+        """Every third of the lease, extend this replica's claims: a step that runs longer
+        than the lease stays ours while we live, and is taken by another once we die."""
+        now = self.ctx.clock.now()
+        if now < self._next_renew:
+            return
+        lease = self.lease_s()
+        if self._held:
+            async with self.ctx.store.write() as tx:
+                await tx.renew_claims(self.owner, sorted(self._held), now + lease)
+        self._next_renew = now + lease / 3
 
     async def _settle_expired(self) -> None:
         """On a shared store, steps a dead replica left in flight (incident handed over
@@ -114,8 +126,11 @@ class Engine:
             task.add_done_callback(self._running.discard)
 
     async def _run_one(self, item: WorkItem) -> None:
+        self._held.add(item.id)
         try:
             await self.runner.run(item)
+        except ClaimLost as exc:
+            log.warning("work item taken by another replica", extra={"error": str(exc)})
         except StoreError as exc:
             # The claim lapses after its lease and the item is retried; a step already
             # marked executing is then recorded as unknown, never re-sent.
@@ -123,6 +138,9 @@ class Engine:
         except Exception as exc:
             await self.bury_work(item, exc)
         finally:
+            # An item left unfinished (the store failed) is not renewed: its lease runs
+            # out and it is claimed again, here or by another replica.
+            self._held.discard(item.id)
             self.ctx.work_ready.set()
 
     async def bury_work(self, item: WorkItem, exc: Exception) -> None:
@@ -172,11 +190,25 @@ class Engine:
         self.ctx.work_ready.set()
         if self._running:
             log.info("waiting for running steps", extra={"count": len(self._running)})
-            _, pending = await asyncio.wait(set(self._running), timeout=grace_s)
+            pending = await self._finish_running(grace_s)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+
+    async def _finish_running(self, grace_s: float) -> set[asyncio.Task[None]]:
+        """Wait up to `grace_s` for running steps, renewing their claims meanwhile: they
+        are still this replica's, and another must not take them while they finish."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        pending = set(self._running)
+        while pending and (left := deadline - loop.time()) > 0:
+            _, pending = await asyncio.wait(pending, timeout=min(left, self.lease_s() / 3))
+            try:
+                await self.renew_claims()
+            except StoreError as exc:
+                self._error("work", exc)
+        return pending
 
 
 async def settle_orphans(tx: Tx, now: float, *, exclusive: bool = True) -> None:

@@ -85,11 +85,14 @@ async def decide(
 ) -> Outcome:
     """Record one person's approve or deny."""
     p = policy(ctx)
-    approval = await tx.approval(approval_id)
-    if approval is None or p is None:
+    asked = await tx.approval(approval_id)
+    if asked is None or p is None:
         return Outcome(Result.UNKNOWN_APPROVAL, f"approval {approval_id} does not exist")
-    incident = await tx.incident(approval.incident_id)
+    incident = await tx.incident(asked.incident_id)
     assert incident is not None  # approvals reference incidents
+    # Read again under the incident's lock: another replica may have decided it meanwhile.
+    approval = await tx.approval(approval_id)
+    assert approval is not None
     if voter.name not in p.approvers:
         ctx.metrics.approvals.labels(result="refused").inc()
         detail = {

@@ -19,7 +19,7 @@ from remediator.engine.escalation import hand_over, page_now
 from remediator.engine.guards import NOTIFY_AT_ONCE, RECHECK_S, Verdict
 from remediator.engine.notices import sync_incident, thread_note
 from remediator.engine.quarantine import record_failure
-from remediator.errors import ActionError, OutcomeUnknown, TemplateError
+from remediator.errors import ActionError, ClaimLost, OutcomeUnknown, TemplateError
 from remediator.rules import alert_context, host_context
 from remediator.store.base import Tx
 from remediator.store.events import (
@@ -61,8 +61,9 @@ class Dispatch:
 class Runner:
     """Executes claimed work items."""
 
-    def __init__(self, ctx: EngineContext) -> None:
+    def __init__(self, ctx: EngineContext, owner: str) -> None:
         self.ctx = ctx
+        self.owner = owner  # whose claims this runner's work items are
 
     async def run(self, item: WorkItem) -> None:
         """Carry out one claimed work item."""
@@ -292,7 +293,7 @@ class Runner:
                 state = StepState.DRY_RUN
             else:
                 outcome = await self.ctx.actions[d.spec.action].execute(
-                    d.plan, lambda: self._mark_executing(d)
+                    d.plan, lambda: self._mark_executing(item, d)
                 )
                 state = StepState.SUCCEEDED if outcome.ok else StepState.FAILED
         except OutcomeUnknown as exc:
@@ -304,9 +305,13 @@ class Runner:
         self.ctx.metrics.actions.labels(action=d.spec.action, result=state.value).inc()
         await self._finish(item, d, state, outcome)
 
-    async def _mark_executing(self, d: Dispatch) -> None:
+    async def _mark_executing(self, item: WorkItem, d: Dispatch) -> None:
         async with self.ctx.store.write() as tx:
             now = self.ctx.clock.now()
+            if not await tx.holds_claim(item.id, self.owner):
+                # Our lease ran out unrenewed and another replica took the step: it runs
+                # it (or records it unknown); sending it here too would run it twice.
+                raise ClaimLost(f"work item {item.id} (step {d.step.step_index + 1}) was taken")
             await tx.update_step(d.step.id, StepState.EXECUTING, executing_at=now)
             await tx.audit(d.incident.id, StepExecuting(d.step.step_index), now)
 

@@ -42,6 +42,9 @@ from remediator.store.records import OutboxItem, OutboxKind
 log = logging.getLogger(__name__)
 BATCH = 16
 LEASE_S = 120.0
+ATTEMPTS = 2  # in place, before the row's durable backoff
+CALLS_PER_ROW = 2  # a thread reply may first post its incident's message
+BACKOFF_MAX_S = 2.0
 # Deliveries whose failure falls back to email: pages and approval requests.
 FALLS_BACK = frozenset({OutboxKind.SLACK_POST, OutboxKind.SLACK_SYNC})
 
@@ -87,23 +90,40 @@ class Outbox:
                 await tx.release_outbox_claims()
         self.ready.set()
 
+    def row_bound_s(self) -> float:
+        """The longest one row's delivery may take: its attempts, each of up to two calls
+        within its channel's timeout, and the back-off between them."""
+        f = self.config.file
+        timeout = max(f.slack.timeout if f.slack else 0.0, f.email.timeout if f.email else 0.0)
+        return ATTEMPTS * CALLS_PER_ROW * timeout + BACKOFF_MAX_S
+
+    def lease_s(self) -> float:
+        """How long a claimed batch is this replica's: at least two rows' worst case."""
+        return max(LEASE_S, 2 * self.row_bound_s())
+
     async def deliver_due(self, stopping: asyncio.Event | None = None) -> int:
         """Deliver everything due now (`stopping`: only the batch already claimed); returns
         how many rows were handled."""
         handled = 0
         while stopping is None or not stopping.is_set():
+            claimed_at, lease = self.clock.now(), self.lease_s()
             async with self.store.write() as tx:
-                items = await tx.claim_outbox(self.clock.now(), self.owner, BATCH, LEASE_S)
+                items = await tx.claim_outbox(claimed_at, self.owner, BATCH, lease)
             if not items:
                 return handled
             for item in items:
+                if self.clock.now() + self.row_bound_s() > claimed_at + lease:
+                    # Slow deliveries ate the lease: another replica may take the rest of
+                    # the batch once it ends, and delivering them here too would post twice.
+                    log.warning("outbox: lease running out; rest of the batch left to it")
+                    return handled
                 try:
                     await self._deliver(item)
                 except StoreError:
                     raise
                 except Exception as exc:
                     await self._poisoned(item, exc)
-            handled += len(items)
+                handled += 1
         return handled
 
     async def loop(self, stopping: asyncio.Event, poll_s: float = 1.0) -> None:

@@ -45,7 +45,10 @@ def open_store_url(
                     f"store_password_env: environment variable {password_env} is not set or "
                     f"empty; set it to the password of {pg.user} on {pg.display}"
                 )
-        return PostgresStore(pg.sqlalchemy(password), pg.display)
+        lease = store.lease if isinstance(store, StoreConfig) else None
+        if lease is None:
+            return PostgresStore(pg.sqlalchemy(password), pg.display)
+        return PostgresStore(pg.sqlalchemy(password), pg.display, inbox_lease_s=lease)
     raise StoreError(
         f"store: unsupported URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
     )

@@ -117,7 +117,7 @@ class PostgresStore:
     async def write(self) -> AsyncIterator[SqlTx]:
         """A write transaction; writers in this process take turns, as on SQLite."""
         async with self._write_lock, self._begin() as conn:
-            yield SqlTx(conn)
+            yield SqlTx(conn, lock_rows=True)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SqlTx]:

@@ -58,10 +58,12 @@ def _step(row: Row[Any]) -> StepRecord:
 
 
 class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, ReplicaQueries):
-    """One open transaction."""
+    """One open transaction; with `lock_rows` (a PostgreSQL write), the incidents it reads
+    are locked until it ends, so replicas deciding on one incident take turns."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, *, lock_rows: bool = False) -> None:
         self.conn = conn
+        self.lock_rows = lock_rows
 
     # --- alerts -----------------------------------------------------------------------
 
@@ -145,14 +147,14 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
         return _incident(row) if row is not None else None
 
     async def incident(self, incident_id: int) -> Incident | None:
-        """One incident by id."""
-        res = await self.conn.execute(select(t.incidents).where(t.incidents.c.id == incident_id))
-        row = res.first()
+        """One incident by id (locked in a write: see `lock_rows`)."""
+        q = select(t.incidents).where(t.incidents.c.id == incident_id)
+        row = (await self.conn.execute(self._locked(q))).first()
         return _incident(row) if row else None
 
     async def open_incidents_for(self, fingerprint: str, starts_at: str) -> list[Incident]:
         """Open incidents of an alert instance, across rules, oldest first (PostgreSQL
-        returns rows in no order an UPDATE keeps)."""
+        returns rows in no order an UPDATE keeps); locked in a write."""
         q = (
             select(t.incidents)
             .where(
@@ -162,7 +164,12 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
             )
             .order_by(t.incidents.c.id)
         )
-        return [_incident(r) for r in await self.conn.execute(q)]
+        return [_incident(r) for r in await self.conn.execute(self._locked(q))]
+
+    def _locked(self, q: Select[Any]) -> Select[Any]:
+        # READ COMMITTED lets two replicas read one incident as pending and each write its
+        # decision (a resolve, a step start): the later write silently undid the earlier.
+        return q.with_for_update() if self.lock_rows else q
 
     async def update_incident(
         self,
@@ -313,6 +320,23 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
         )
         items = [WorkItem(r[0], WorkKind(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
         return sorted(items, key=lambda i: (i.due_at, i.id))
+
+    async def renew_claims(self, owner: str, work_ids: list[int], until: float) -> int:
+        """Extend `owner`'s claims on these unfinished work rows to `until` (a live
+        replica's lease on what it runs); rows another replica took are left alone."""
+        w = t.work.c
+        res = await self.conn.execute(
+            update(t.work)
+            .where(w.id.in_(work_ids), w.claimed_by == owner, w.done_at.is_(None))
+            .values(claimed_until=until)
+        )
+        return int(res.rowcount)
+
+    async def holds_claim(self, work_id: int, owner: str) -> bool:
+        """Whether `owner` still holds the claim on a work row (none took it since)."""
+        w = t.work.c
+        q = select(w.claimed_by).where(w.id == work_id).with_for_update()
+        return bool((await self.conn.execute(q)).scalar_one_or_none() == owner)
 
     async def finish_work(self, work_id: int, now: float, outcome: str) -> None:
         """Mark a work row done."""

@@ -360,3 +360,29 @@ def test_store_password_env_only_where_a_password_is_missing(
     code, lines = check(make(tmp_path, config), capsys)
     assert code == 1
     assert message in lines[0]
+
+
+def test_the_store_lease_is_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`store.lease` (how long a dead replica's claims hold) is between 3s and 1h; the
+    error says why, at its line."""
+    for lease in ("1s", "2h"):
+        root = tmp_path / lease
+        root.mkdir()
+        config = CONFIG.replace(
+            "store: sqlite:///state.db", "store:\n  url: sqlite:///s.db\n  lease: " + lease
+        )
+        code, lines = check(make(root, config), capsys)
+        assert code == 1
+        assert lines == [
+            f"{root / 'remediator.yml'}:6: store.lease: must be between 3s (renewed every third "
+            "of it: shorter would race the renewal) and 1h (a dead replica's work waits that "
+            "long for another)"
+        ]
+    root = tmp_path / "ok"
+    root.mkdir()
+    path = make(
+        root,
+        CONFIG.replace("store: sqlite:///state.db", "store: {url: 'sqlite:///s.db', lease: 10s}"),
+    )
+    assert check(path, capsys)[0] == 0
+    assert load_config(path).file.store.lease == 10.0

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from support.daemon import STARTS, write_config
 from support.engine_harness import notification, spooled
+from support.replicas import NOTIFY_RULE as RULE
 
 from remediator.actions import build_registry
 from remediator.alerts import parse_alerts
@@ -25,14 +26,6 @@ from remediator.store.base import Store
 from remediator.store.payloads import Email
 from remediator.store.records import Incident, State, StepState, WorkKind
 
-RULE = """\
-rules:
-  - name: restart
-    match: [alertname = NodeDown]
-    steps:
-      - action: notify
-        params: {message: down}
-"""
 OTHER = "remediator-other-replica"
 
 

@@ -4,12 +4,12 @@ Two `remediator serve` replicas share one PostgreSQL database and a real sshd wh
 `systemctl` takes COMMAND_S to run. A NodeDown alert is posted to one replica; whichever
 replica claims the step (the work row's `claimed_by`, matched to its process through the
 `replicas` table) is SIGKILLed once the host has recorded the command. The survivor
-takes the step when the dead replica's lease ends and records its outcome as unknown
-(a command that may have been sent is never sent again): the `step_outcome_unknown`
-audit row's time, minus the kill's, is the failover time. Evidence from the store and
-the host: the lease is the dead claim's `claimed_until` minus its `step_dispatching`
-time, the survivor is the one holding the claim afterwards, and the host ran the
-command once. Trials run at the same time (each its own database, sshd and replicas),
+takes the step when the dead replica's lease ends (`store.lease`, which a live replica
+renews every third of it) and records its outcome as unknown (a command that may have
+been sent is never sent again): the `step_outcome_unknown` audit row's time, minus the
+kill's, is the failover time. Evidence from the store and the host: the dead claim's
+`claimed_until` at the kill, the survivor holding the claim afterwards, and the host
+running the command once. Trials run at the same time (each its own database, sshd and replicas),
 since each mostly waits for its lease. Target: failover <= lease + 2 s.
 """
 
@@ -24,22 +24,20 @@ from pathlib import Path
 
 from support.daemon import RESTART_NODE_RULE, Daemon, webhook, write_config
 from support.postgres import PostgresCluster
+from support.replicas import pg_store
 from support.sshd import SshServer
 from support.storeview import wait_for
 
 TRIALS = 3
 COMMAND_S = 30.0  # the command still runs when its replica is killed
 SLACK_S = 2.0  # target: failover within the lease plus this
-# One connection attempt: the lease (connect timeout x attempts + 2 x command timeout
-# + 60 s, Engine.lease_s) is then 105 s with write_config's 5 s and 20 s timeouts.
-ONE_ATTEMPT = "  connect_attempts: 1\n"
+LEASE_S = 30.0  # store.lease: the default
 
 
 @dataclass(frozen=True)
 class Trial:
     """One kill and what the store and the host recorded of it."""
 
-    lease_s: float  # the dead replica's claim: claimed_until - its step_dispatching time
     failover_s: float  # the SIGKILL -> the survivor's step_outcome_unknown row
     after_lease_s: float  # the lease's end -> that row
     commands: int  # `systemctl restart` runs on the host (1: never sent again)
@@ -75,9 +73,7 @@ def replicas_on(work: Path, sshd: SshServer, url: str) -> list[Daemon]:
     """Two replicas on the database at `url`, running the node-restart rule against `sshd`."""
     return [
         Daemon.for_config(
-            write_config(
-                work / name, RESTART_NODE_RULE, sshd=sshd, store=url, ssh_extra=ONE_ATTEMPT
-            )
+            write_config(work / name, RESTART_NODE_RULE, sshd=sshd, store=pg_store(url, LEASE_S))
         )
         for name in ("a", "b")
     ]
@@ -99,7 +95,6 @@ def trial(cluster: PostgresCluster, work: Path) -> Trial:
             dead, until = claimant(cluster, db, replicas)
             killed_at = time.time()
             dead.kill9()
-            dispatched = wait_for("dispatching", lambda: audit_at(cluster, db, "step_dispatching"))
             resumed = wait_for(
                 "the survivor's step_outcome_unknown",
                 lambda: audit_at(cluster, db, "step_outcome_unknown"),
@@ -107,7 +102,7 @@ def trial(cluster: PostgresCluster, work: Path) -> Trial:
             )
             if claimant(cluster, db, replicas)[0] is dead:
                 raise RuntimeError("the step's outcome was recorded under the dead replica's claim")
-            return Trial(until - dispatched, resumed - killed_at, resumed - until, sshd.restarts())
+            return Trial(resumed - killed_at, resumed - until, sshd.restarts())
         finally:
             for d in replicas:
                 d.stop()
@@ -121,7 +116,7 @@ def main() -> int:
     ):
         runs = [pool.submit(trial, cluster, Path(tmp) / str(n)) for n in range(TRIALS)]
         trials = [r.result() for r in runs]
-    lease_s = max(t.lease_s for t in trials)
+    lease_s = LEASE_S
     failover = [t.failover_s for t in trials]
     print(
         f"failover: {TRIALS} trials, two replicas on one PostgreSQL each; the replica running "
@@ -129,7 +124,7 @@ def main() -> int:
     )
     for t in trials:
         print(
-            f"  failover {t.failover_s:6.1f} s (lease {t.lease_s:.1f} s, resumed "
+            f"  failover {t.failover_s:6.1f} s (resumed "
             f"{t.after_lease_s:+.2f} s after it ended); commands on the host: {t.commands}"
         )
     once = all(t.commands == 1 for t in trials)

@@ -16,6 +16,7 @@ from remediator.engine.intake import Intake
 from remediator.engine.runner import Runner
 from remediator.errors import ClaimLost, StoreError
 from remediator.store.base import Tx
+from remediator.store.conflict import retry_conflict
 from remediator.store.events import StepSettled
 from remediator.store.records import StepState, WorkItem, WorkKind
 
@@ -120,7 +121,15 @@ class Engine:
         free = self._max_parallel - len(self._running)
         if free <= 0 or self._stopping.is_set():
             return
-        for item in await self._claim(free):
+        items = await self._claim(free)
+        if self._stopping.is_set() and items:
+            # Claimed while the stop began, too late for it to wait for them: handed back
+            # at once (the lease ended now) for another replica, never left to lapse.
+            async with self.ctx.store.write() as tx:
+                now = self.ctx.clock.now()
+                await tx.renew_claims(self.owner, [item.id for item in items], now)
+            return
+        for item in items:
             task = asyncio.create_task(self._run_one(item), name=f"work-{item.id}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -128,7 +137,9 @@ class Engine:
     async def _run_one(self, item: WorkItem) -> None:
         self._held.add(item.id)
         try:
-            await self.runner.run(item)
+            # Another replica wrote the same rows first: the transaction rolled back whole,
+            # so running the item again at once is what its lease's end would do later.
+            await retry_conflict(partial(self.runner.run, item))
         except ClaimLost as exc:
             log.warning("work item taken by another replica", extra={"error": str(exc)})
         except StoreError as exc:

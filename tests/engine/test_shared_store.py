@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.daemon import STARTS, write_config
@@ -19,12 +20,13 @@ from remediator.clock import FakeClock
 from remediator.config import load_config
 from remediator.engine import Engine, EngineContext, settle_orphans
 from remediator.engine.guards import Guards
+from remediator.errors import StoreConflict
 from remediator.metrics import Metrics
 from remediator.notify.outbox import Outbox
 from remediator.store import PostgresStore, SqliteStore, open_store_url
 from remediator.store.base import Store
 from remediator.store.payloads import Email
-from remediator.store.records import Incident, State, StepState, WorkKind
+from remediator.store.records import Incident, State, StepState, WorkItem, WorkKind
 
 OTHER = "remediator-other-replica"
 
@@ -203,3 +205,56 @@ def test_guard_scopes_name_the_target_its_limited_groups_and_the_global_limits(
 
 def incident_on(target: str | None) -> Incident:
     return Incident(1, "restart", "f", STARTS, target, State.PENDING, {}, {}, 0, 0.0, 0.0, None)
+
+
+async def test_work_claimed_as_the_stop_begins_is_handed_back_at_once(
+    store: SqliteStore | PostgresStore, tmp_path: Path
+) -> None:
+    """The stop begins while the work loop's claim is on its way to the store: the items
+    it claimed are not started and not left to their lease (a rolling restart would
+    otherwise hold them a whole lease); another replica takes them at once."""
+    clock = FakeClock()
+    engine = engine_on(store, tmp_path, clock)
+    async with store.write() as tx:
+        incident = await tx.create_incident("restart", "f", "s", {}, {}, clock.now())
+        assert incident is not None
+        await tx.schedule(WorkKind.RUN_STEP, incident.id, 0, clock.now())
+    claim = engine._claim
+
+    async def claim_as_the_stop_begins(limit: int) -> list[WorkItem]:
+        items = await claim(limit)
+        engine._stopping.set()
+        return items
+
+    engine._claim = claim_as_the_stop_begins  # type: ignore[method-assign]
+    await engine._dispatch_due()
+    assert not engine._running
+    clock.advance(0.001)
+    async with store.write() as tx:
+        assert len(await tx.claim_due(clock.now(), OTHER, 5, 300.0)) == 1
+        assert await tx.steps(incident.id) == []
+
+
+async def test_a_work_item_that_lost_a_race_runs_again_at_once(
+    store: SqliteStore | PostgresStore, tmp_path: Path
+) -> None:
+    """Another replica wrote the same rows first (StoreConflict: the item's transaction
+    rolled back): the item runs again at once instead of waiting out its lease."""
+    clock = FakeClock()
+    engine = engine_on(store, tmp_path, clock)
+    await store.append_inbox([(clock.now(), spooled(notification({"alertname": "NodeDown"})))])
+    await engine.intake.drain()
+    prepare, raced = engine.runner._prepare, []
+
+    async def lose_the_first_race(item: WorkItem) -> Any:
+        if not raced:
+            raced.append(item.id)
+            raise StoreConflict("another replica wrote first")
+        return await prepare(item)
+
+    engine.runner._prepare = lose_the_first_race  # type: ignore[method-assign]
+    await engine.tick()
+    async with store.read() as tx:
+        [step] = await tx.steps(1)
+    assert raced
+    assert step.state is StepState.SUCCEEDED

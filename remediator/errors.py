@@ -64,6 +64,11 @@ class ClaimLost(StoreError):
     and another replica took the item: this one sends nothing and leaves it alone."""
 
 
+class StepCancelled(ClaimLost):
+    """The step's work was cancelled (its incident resolved, acknowledged or handed over)
+    between its start and its command: the command is not sent."""
+
+
 class StoreLocked(StoreError):
     """Another process holds the store's lock."""
 

@@ -141,7 +141,7 @@ class Engine:
             # so running the item again at once is what its lease's end would do later.
             await retry_conflict(partial(self.runner.run, item))
         except ClaimLost as exc:
-            log.warning("work item taken by another replica", extra={"error": str(exc)})
+            log.warning("step not sent", extra={"error": str(exc)})
         except StoreError as exc:
             # The claim lapses after its lease and the item is retried; a step already
             # marked executing is then recorded as unknown, never re-sent.

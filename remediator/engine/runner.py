@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from remediator.actions.approval import plan_needs_approval
@@ -19,15 +20,17 @@ from remediator.engine.escalation import hand_over, page_now
 from remediator.engine.guards import NOTIFY_AT_ONCE, RECHECK_S, Verdict
 from remediator.engine.notices import sync_incident, thread_note
 from remediator.engine.quarantine import record_failure
-from remediator.errors import ActionError, ClaimLost, OutcomeUnknown, TemplateError
+from remediator.errors import ActionError, ClaimLost, OutcomeUnknown, StepCancelled, TemplateError
 from remediator.rules import alert_context, host_context
 from remediator.store.base import Tx
+from remediator.store.conflict import retry_conflict
 from remediator.store.events import (
     Event,
     GuardReleased,
     HoldTimeout,
     RuleGone,
     StepExecuting,
+    StepNotSent,
     StepOutcomeUnknown,
     StepRefused,
     StepScheduled,
@@ -35,6 +38,7 @@ from remediator.store.events import (
 )
 from remediator.store.records import (
     ApprovalState,
+    ClaimStatus,
     Incident,
     State,
     StepRecord,
@@ -303,23 +307,40 @@ class Runner:
         elapsed = time.perf_counter() - started
         self.ctx.metrics.action_duration.labels(action=d.spec.action).observe(elapsed)
         self.ctx.metrics.actions.labels(action=d.spec.action, result=state.value).inc()
-        await self._finish(item, d, state, outcome)
+        # The command ran: its outcome is recorded even if another replica wrote first.
+        await retry_conflict(partial(self._finish, item, d, state, outcome))
 
     async def _mark_executing(self, item: WorkItem, d: Dispatch) -> None:
+        """Right before the command: still ours and still to do, or nothing is sent."""
         async with self.ctx.store.write() as tx:
             now = self.ctx.clock.now()
-            if not await tx.holds_claim(item.id, self.owner):
+            claim = await tx.claim_status(item.id, self.owner)
+            if claim is ClaimStatus.TAKEN:
                 # Our lease ran out unrenewed and another replica took the step: it runs
                 # it (or records it unknown); sending it here too would run it twice.
                 raise ClaimLost(f"work item {item.id} (step {d.step.step_index + 1}) was taken")
-            await tx.update_step(d.step.id, StepState.EXECUTING, executing_at=now)
-            await tx.audit(d.incident.id, StepExecuting(d.step.step_index), now)
+            if claim is ClaimStatus.CANCELLED:
+                # Resolved, acknowledged or handed over while the step was being started
+                # (an SSH connect can take a while): humans or the resolve decide now.
+                why = "cancelled before its command was sent (the incident moved on)"
+                await tx.update_step(d.step.id, StepState.FAILED, finished_at=now, error=why)
+                await tx.audit(d.incident.id, StepNotSent(d.step.step_index, why), now)
+            else:
+                await tx.update_step(d.step.id, StepState.EXECUTING, executing_at=now)
+                await tx.audit(d.incident.id, StepExecuting(d.step.step_index), now)
+        if claim is ClaimStatus.CANCELLED:
+            raise StepCancelled(f"work item {item.id} (step {d.step.step_index + 1}) cancelled")
 
     async def _finish(
         self, item: WorkItem, d: Dispatch, state: StepState, outcome: Outcome
     ) -> None:
         async with self.ctx.store.write() as tx:
             now = self.ctx.clock.now()
+            # The incident's row, then its guard scopes, as a step start takes them: a
+            # failure streak's quarantine is written in the scopes' turn.
+            current = await tx.incident(d.incident.id)
+            if current is not None:
+                await tx.lock_scopes(self.ctx.guards.scopes(current))
             await tx.update_step(
                 d.step.id,
                 state,
@@ -344,7 +365,6 @@ class Runner:
                 "step finished",
                 extra={"incident": d.incident.id, "step": d.step.step_index, "state": state.value},
             )
-            current = await tx.incident(d.incident.id)
             if current is None or current.state is not State.RUNNING:
                 # Closed, acknowledged or handed over while the command ran: recorded, and
                 # humans (or the resolve) decide what comes next, not the verify window.
@@ -382,6 +402,7 @@ class Runner:
             if loaded is None:
                 return
             incident, rule = loaded
+            await tx.lock_scopes(self.ctx.guards.scopes(incident))  # a quarantine may follow
             await tx.finish_work(item.id, now, "expired")
             if incident.state is not State.VERIFYING or incident.step_index != item.step_index:
                 return

@@ -11,6 +11,7 @@ from remediator.store.records import (
     Approval,
     ApprovalState,
     AuditRow,
+    ClaimStatus,
     DeadLetter,
     Escalation,
     EscalationState,
@@ -209,7 +210,7 @@ class WorkTx(Protocol):
         self, now: float, owner: str, limit: int, lease_s: float
     ) -> list[WorkItem]: ...
     async def renew_claims(self, owner: str, work_ids: list[int], until: float) -> int: ...
-    async def holds_claim(self, work_id: int, owner: str) -> bool: ...
+    async def claim_status(self, work_id: int, owner: str) -> ClaimStatus: ...
     async def finish_work(self, work_id: int, now: float, outcome: str) -> None: ...
     async def cancel_work(
         self, incident_id: int, now: float, kinds: list[WorkKind] | None = None

@@ -88,6 +88,12 @@ class StepOutcomeUnknown(_Entry, frozen=True):
     reason: str
 
 
+class StepNotSent(_Entry, frozen=True):
+    event: ClassVar[str] = "step_not_sent"
+    step: int
+    reason: str
+
+
 class StepSettled(_Entry, frozen=True):
     event: ClassVar[str] = "step_settled"
     step: int

@@ -46,6 +46,14 @@ class StepState(StrEnum):
     DRY_RUN = "dry_run"
 
 
+class ClaimStatus(StrEnum):
+    """Where a replica's claim on a work item stands, checked right before a command."""
+
+    HELD = "held"  # still this replica's, the item still to do
+    CANCELLED = "cancelled"  # still this replica's, but the item was cancelled meanwhile
+    TAKEN = "taken"  # the lease ran out and another replica took the item
+
+
 class WorkKind(StrEnum):
     """What a work row asks the runner to do when due."""
 

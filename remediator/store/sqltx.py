@@ -17,6 +17,7 @@ from remediator.store.prunetx import PruneQueries
 from remediator.store.records import (
     OPEN_STATES,
     AuditRow,
+    ClaimStatus,
     Incident,
     State,
     StepRecord,
@@ -322,21 +323,27 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
         return sorted(items, key=lambda i: (i.due_at, i.id))
 
     async def renew_claims(self, owner: str, work_ids: list[int], until: float) -> int:
-        """Extend `owner`'s claims on these unfinished work rows to `until` (a live
-        replica's lease on what it runs); rows another replica took are left alone."""
+        """Extend `owner`'s claims on these work rows to `until` (a live replica's lease on
+        what it runs); rows another replica took are left alone. A row cancelled while its
+        step runs (a resolve, an acknowledgement) is renewed too: its command is still
+        running, and no replica may settle the step as orphaned meanwhile."""
         w = t.work.c
         res = await self.conn.execute(
             update(t.work)
-            .where(w.id.in_(work_ids), w.claimed_by == owner, w.done_at.is_(None))
+            .where(w.id.in_(work_ids), w.claimed_by == owner)
             .values(claimed_until=until)
         )
         return int(res.rowcount)
 
-    async def holds_claim(self, work_id: int, owner: str) -> bool:
-        """Whether `owner` still holds the claim on a work row (none took it since)."""
+    async def claim_status(self, work_id: int, owner: str) -> ClaimStatus:
+        """Whether `owner` still holds its claim on a work row, and the row is still to do
+        (the row is locked until the transaction ends: a cancel waits for it)."""
         w = t.work.c
-        q = select(w.claimed_by).where(w.id == work_id).with_for_update()
-        return bool((await self.conn.execute(q)).scalar_one_or_none() == owner)
+        q = select(w.claimed_by, w.done_at).where(w.id == work_id).with_for_update()
+        row = (await self.conn.execute(q)).first()
+        if row is None or row.claimed_by != owner:
+            return ClaimStatus.TAKEN
+        return ClaimStatus.HELD if row.done_at is None else ClaimStatus.CANCELLED
 
     async def finish_work(self, work_id: int, now: float, outcome: str) -> None:
         """Mark a work row done."""

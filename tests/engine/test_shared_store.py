@@ -258,3 +258,110 @@ async def test_a_work_item_that_lost_a_race_runs_again_at_once(
         [step] = await tx.steps(1)
     assert raced
     assert step.state is StepState.SUCCEEDED
+
+
+async def test_a_step_cancelled_while_it_starts_sends_nothing(
+    store: SqliteStore | PostgresStore, tmp_path: Path
+) -> None:
+    """The incident is acknowledged (its work cancelled) after its step was started and
+    before the command goes out, as can happen during a slow SSH connect: the command is
+    not sent, the step is recorded failed with `step_not_sent`, and nothing runs later."""
+    clock = FakeClock()
+    engine = engine_on(store, tmp_path, clock)
+    await store.append_inbox([(clock.now(), spooled(notification({"alertname": "NodeDown"})))])
+    await engine.intake.drain()
+    execute = engine.runner._execute
+
+    async def acknowledged_meanwhile(item: WorkItem, d: Any) -> None:
+        async with store.write() as tx:
+            await tx.cancel_work(item.incident_id, clock.now())
+        await execute(item, d)
+
+    engine.runner._execute = acknowledged_meanwhile  # type: ignore[method-assign]
+    await engine.tick()
+    async with store.read() as tx:
+        [step] = await tx.steps(1)
+        events = [r.event for r in await tx.audit_for(1)]
+    assert step.state is StepState.FAILED
+    assert "step_not_sent" in events
+    assert "step_executing" not in events
+
+
+async def test_a_running_step_whose_work_was_cancelled_keeps_its_claim(
+    store: SqliteStore | PostgresStore,
+) -> None:
+    """A resolve cancels the work of a step whose command still runs: the replica running
+    it still renews its claim, so no replica settles the step as orphaned (which would
+    free the target for a second command) until that claim really lapses."""
+    async with store.write() as tx:
+        incident = await tx.create_incident("restart", "f", "s", {}, {}, 1.0)
+        assert incident is not None
+        await tx.schedule(WorkKind.RUN_STEP, incident.id, 0, 1.0)
+        [item] = await tx.claim_due(1.0, OTHER, 5, 30.0)  # claimed until 31
+        step = await tx.start_step(incident.id, 0, "notify", {}, 1.0)
+        await tx.update_step(step.id, StepState.EXECUTING, executing_at=1.0)
+        await tx.cancel_work(incident.id, 2.0)  # resolved mid-command
+        assert await tx.renew_claims(OTHER, [item.id], 61.0) == 1  # renewed at 31
+        await settle_orphans(tx, 40.0, exclusive=False)
+        assert (await tx.steps(incident.id))[0].state is StepState.EXECUTING
+        await settle_orphans(tx, 62.0, exclusive=False)
+        assert (await tx.steps(incident.id))[0].state is StepState.UNKNOWN
+
+
+async def test_a_step_outcome_that_lost_a_race_is_still_recorded(
+    store: SqliteStore | PostgresStore, tmp_path: Path
+) -> None:
+    """The command ran and another replica wrote the same rows first as its outcome was
+    recorded (StoreConflict): the outcome transaction runs again and records what the
+    command did, instead of the step being found `executing` later and set `unknown`."""
+    clock = FakeClock()
+    engine = engine_on(store, tmp_path, clock)
+    await store.append_inbox([(clock.now(), spooled(notification({"alertname": "NodeDown"})))])
+    await engine.intake.drain()
+    finish, raced = engine.runner._finish, []
+
+    async def lose_the_first_race(*args: Any) -> None:
+        if not raced:
+            raced.append(True)
+            raise StoreConflict("another replica wrote first")
+        await finish(*args)
+
+    engine.runner._finish = lose_the_first_race  # type: ignore[method-assign]
+    await engine.tick()
+    async with store.read() as tx:
+        [step] = await tx.steps(1)
+    assert raced
+    assert step.state is StepState.SUCCEEDED
+
+
+async def test_a_verify_window_ends_in_its_guard_scopes_turn(pg_url: str, tmp_path: Path) -> None:
+    """h1's verify window ends (a hand-over and a failure streak, maybe a quarantine, are
+    written) while replica a checks the guards of h2's step, in h1's group: the window's
+    end waits for a's transaction, as a step start would, so a's guards never read the
+    group or a quarantine half-written."""
+    hosts = {h: {"address": "127.0.0.1", "port": 22, "groups": ["g"]} for h in ("h1", "h2")}
+    policies = "safety:\n  groups:\n    g: {max_unavailable: 1}\n"
+    config = load_config(write_config(tmp_path / "cfg", GROUP_RULE, hosts=hosts, policies=policies))
+    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
+    await a.open()
+    await b.open()
+    clock = FakeClock()
+    two = Engine(EngineContext(config, b, build_registry(None), clock, Metrics()))
+    try:
+        body = spooled(notification({"alertname": "NodeDown", "instance": "h1:9100"}))
+        await b.append_inbox([(clock.now(), body)])
+        await two.tick()  # the step ran; h1 verifies
+        clock.advance(3600)
+        async with a.write() as tx:
+            await tx.lock_scopes(two.ctx.guards.scopes(incident_on("h2")))
+            racing = asyncio.create_task(two.tick())
+            await asyncio.sleep(0.3)
+            assert not racing.done()
+        await racing
+        async with b.read() as tx:
+            incident = await tx.incident(1)
+        assert incident is not None
+        assert incident.state is not State.VERIFYING
+    finally:
+        await a.close()
+        await b.close()

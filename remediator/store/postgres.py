@@ -132,6 +132,12 @@ class PostgresStore:
         async with self._begin(snapshot=True) as conn:
             yield SqlTx(conn)
 
+    async def renew_claims(self, owner: str, work_ids: list[int], until: float) -> int:
+        """Extend `owner`'s claims on these work rows to `until`, in a transaction of its
+        own: never behind this process's writer, which may be waiting for a peer's lock."""
+        async with self._begin() as conn:
+            return await SqlTx(conn).renew_claims(owner, work_ids, until)
+
     async def append_inbox(self, rows: list[tuple[float, str]]) -> None:
         """Durably append (received_at, webhook body) rows in one transaction; the engine's
         writer is not waited for (ingest stays quick while the engine works)."""

@@ -114,3 +114,27 @@ async def test_a_replica_starting_waits_for_another_replicas_long_migration(
             assert not starting.done()
         await starting
         await store.close()
+
+
+async def test_every_connection_notices_a_vanished_peer_within_about_a_lease(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The server side of each store connection: a session idle in a transaction is ended
+    after the lease, a lock is waited for a third of it (at least 1 s), and keepalive
+    probes (idle, then three probes) or unacknowledged data give a silent peer up within
+    about a lease, not the system's two hours."""
+    names = [
+        "idle_in_transaction_session_timeout",
+        "lock_timeout",
+        "tcp_keepalives_idle",
+        "tcp_keepalives_interval",
+        "tcp_keepalives_count",
+        "tcp_user_timeout",  # shown in milliseconds
+    ]
+    for lease_s, expected in (
+        (LEASE_S, ["3s", "1s", "1", "1", "3", "3000"]),
+        (30.0, ["30s", "10s", "15", "5", "3", "30000"]),
+    ):
+        async with opened(pg_url, tmp_path, lease_s) as store, store.read() as tx:
+            shown = [(await tx.conn.execute(text(f"SHOW {name}"))).scalar_one() for name in names]
+        assert shown == expected, lease_s

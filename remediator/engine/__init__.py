@@ -102,9 +102,8 @@ class Engine:
         if now < self._next_renew:
             return
         lease = self.lease_s()
-        if self._held:
-            async with self.ctx.store.write() as tx:
-                await tx.renew_claims(self.owner, sorted(self._held), now + lease)
+        if self._held:  # not behind a write waiting for a lock: the claims must not lapse
+            await self.ctx.store.renew_claims(self.owner, sorted(self._held), now + lease)
         self._next_renew = now + lease / 3
 
     async def _settle_expired(self) -> None:
@@ -125,9 +124,8 @@ class Engine:
         if self._stopping.is_set() and items:
             # Claimed while the stop began, too late for it to wait for them: handed back
             # at once (the lease ended now) for another replica, never left to lapse.
-            async with self.ctx.store.write() as tx:
-                now = self.ctx.clock.now()
-                await tx.renew_claims(self.owner, [item.id for item in items], now)
+            now = self.ctx.clock.now()
+            await self.ctx.store.renew_claims(self.owner, [item.id for item in items], now)
             return
         for item in items:
             task = asyncio.create_task(self._run_one(item), name=f"work-{item.id}")

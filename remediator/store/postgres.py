@@ -25,6 +25,7 @@ from remediator.errors import StoreConflict, StoreError, StoreUnavailable
 from remediator.store import leases
 from remediator.store import schema as t
 from remediator.store.migrations import migrate
+from remediator.store.pgsession import session_settings
 from remediator.store.records import InboxItem
 from remediator.store.sqltx import SqlTx
 
@@ -34,8 +35,9 @@ MIGRATION_LOCK = 0x72656D6564  # "remed"
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
 INBOX_LEASE_S = 60.0  # a replica applies what it took well within this, or it died
-# unique_violation, serialization_failure, deadlock_detected: a replica wrote first.
-CONFLICTS = frozenset({"23505", "40001", "40P01"})
+# unique_violation, serialization_failure, deadlock_detected: a replica wrote first;
+# lock_not_available: a lock was held past lock_timeout (a busy or dead peer, pgsession.py).
+CONFLICTS = frozenset({"23505", "40001", "40P01", "55P03"})
 
 
 class PostgresStore:
@@ -69,11 +71,16 @@ class PostgresStore:
             connect_args={
                 "timeout": CONNECT_TIMEOUT_S,
                 "command_timeout": COMMAND_TIMEOUT_S,
-                "server_settings": {"application_name": "remediator"},
+                "server_settings": {
+                    "application_name": "remediator",
+                    **session_settings(self.inbox_lease_s),
+                },
             },
         )
         try:
             async with self._guard(), self.engine.begin() as conn:
+                # Another replica's migration may take longer than lock_timeout: wait.
+                await conn.execute(text("SET LOCAL lock_timeout = 0"))
                 await conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
                 )
@@ -124,6 +131,12 @@ class PostgresStore:
         """A read transaction on one snapshot; readers never wait for the writer."""
         async with self._begin(snapshot=True) as conn:
             yield SqlTx(conn)
+
+    async def renew_claims(self, owner: str, work_ids: list[int], until: float) -> int:
+        """Extend `owner`'s claims on these work rows to `until`, in a transaction of its
+        own: never behind this process's writer, which may be waiting for a peer's lock."""
+        async with self._begin() as conn:
+            return await SqlTx(conn).renew_claims(owner, work_ids, until)
 
     async def append_inbox(self, rows: list[tuple[float, str]]) -> None:
         """Durably append (received_at, webhook body) rows in one transaction; the engine's

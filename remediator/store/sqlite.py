@@ -175,6 +175,11 @@ class SqliteStore:
         async with self._guard(), self._begin(immediate=False) as conn:
             yield SqlTx(conn)
 
+    async def renew_claims(self, owner: str, work_ids: list[int], until: float) -> int:
+        """Extend `owner`'s claims on these work rows to `until` (one writer: in turn)."""
+        async with self.write() as tx:
+            return await tx.renew_claims(owner, work_ids, until)
+
     async def append_inbox(self, rows: list[tuple[float, str]]) -> None:
         """Durably append (received_at, webhook body) rows: one fsync for the batch; never
         into a file deleted or replaced under us (StoreGone: the webhook gets a 503)."""

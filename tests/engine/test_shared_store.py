@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from support.daemon import STARTS, write_config
 from support.engine_harness import notification, spooled
 from support.replicas import NOTIFY_RULE as RULE
@@ -24,6 +25,7 @@ from remediator.errors import StoreConflict
 from remediator.metrics import Metrics
 from remediator.notify.outbox import Outbox
 from remediator.store import PostgresStore, SqliteStore, open_store_url
+from remediator.store import schema as t
 from remediator.store.base import Store
 from remediator.store.payloads import Email
 from remediator.store.records import Incident, State, StepState, WorkItem, WorkKind
@@ -362,6 +364,42 @@ async def test_a_verify_window_ends_in_its_guard_scopes_turn(pg_url: str, tmp_pa
             incident = await tx.incident(1)
         assert incident is not None
         assert incident.state is not State.VERIFYING
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_claims_are_renewed_while_a_step_start_waits_for_another_replicas_lock(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Replica b holds the global guard scope (starting a step of its own, or hung in
+    one) while replica a's runner starts a step in it: a's writer waits for b's lock, up
+    to lock_timeout. a's claim renewal does not wait behind that writer (it has a
+    transaction of its own), so the claims a holds do not lapse meanwhile."""
+    policies = "safety:\n  max_concurrent_actions: 5\n"
+    config = load_config(write_config(tmp_path / "cfg", RULE, policies=policies))
+    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
+    await a.open()
+    await b.open()
+    clock = FakeClock()
+    one = Engine(EngineContext(config, a, build_registry(None), clock, Metrics()))
+    try:
+        await a.append_inbox([(clock.now(), spooled(notification({"alertname": "NodeDown"})))])
+        await one.intake.drain()
+        async with b.write() as tx:
+            await tx.lock_scopes(["global"])
+            starting = asyncio.create_task(one.tick())
+            await asyncio.sleep(0.3)  # a claimed the step; its start waits for b's lock
+            clock.advance(one.lease_s())  # the claim ends now unless renewed
+            async with asyncio.timeout(5):
+                await one.renew_claims()
+            assert not starting.done()
+            async with b.read() as view:
+                until = (await view.conn.execute(select(t.work.c.claimed_until))).scalar_one()
+            assert until == clock.now() + one.lease_s()
+        await starting
+        async with a.read() as view:
+            assert [s.state for s in await view.steps(1)] == [StepState.SUCCEEDED]
     finally:
         await a.close()
         await b.close()

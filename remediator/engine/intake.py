@@ -145,7 +145,11 @@ class Intake:
         """Close one incident of a resolved alert in its own transaction; False if it raises."""
         try:
             async with self.ctx.store.write() as tx:
-                await self._close(tx, incident, self.ctx.clock.now())
+                # Read again, locked before its work rows: another replica may have closed
+                # or acknowledged it since the transaction that found it.
+                current = await tx.incident(incident.id)
+                if current is not None and current.is_open:
+                    await self._close(tx, current, self.ctx.clock.now())
         except StoreError:
             raise
         except Exception:

@@ -308,6 +308,9 @@ class Runner:
     async def _mark_executing(self, item: WorkItem, d: Dispatch) -> None:
         async with self.ctx.store.write() as tx:
             now = self.ctx.clock.now()
+            # The incident before the work row, as an ack (which cancels that row) takes
+            # them; the audit row below would wait for the incident's lock anyway.
+            await tx.incident(d.incident.id)
             if not await tx.holds_claim(item.id, self.owner):
                 # Our lease ran out unrenewed and another replica took the step: it runs
                 # it (or records it unknown); sending it here too would run it twice.

@@ -27,7 +27,7 @@ from remediator.engine.decisions import Result, Voter
 from remediator.metrics import Metrics
 from remediator.store import open_store_url
 from remediator.store.base import Store, Tx
-from remediator.store.records import ApprovalState, EscalationState, State
+from remediator.store.records import ApprovalState, EscalationState, State, StepState
 
 OTHER = "remediator-other-replica"
 
@@ -324,3 +324,33 @@ async def test_a_resolve_closing_an_incident_alone_waits_for_an_ack_being_record
         assert incident is not None
         assert incident.state is State.RESOLVED
         assert events.count("resolved") == 1
+
+
+async def test_a_step_about_to_send_waits_for_an_ack_being_recorded(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Replica a is about to send a dispatched step (it checks its claim and records the
+    step executing) while a human's ack is being recorded on replica b: a waits for the
+    ack, and both stand (the step, already on its way, runs and its outcome is recorded).
+    Before, a locked the step's work row and then waited for the incident to write its
+    audit row, while the ack waited for that work row: a deadlock, one aborted."""
+    config = load_config(write_config(tmp_path / "cfg", RULE))
+    slow = Gated()
+    async with replicas(pg_url, tmp_path, config, {"notify": slow}) as (one, b, clock):
+        running = asyncio.create_task(one.tick())  # dispatches the step, waits to connect
+        await asyncio.sleep(0.3)
+        ctx_b = EngineContext(config, b, build_registry(None), clock, Metrics())
+
+        async def send() -> None:
+            slow.gate.set()
+            await running
+
+        acked, _ = await decided_while(b, ack_on(ctx_b, clock), send())
+        assert acked.result is Result.ACKNOWLEDGED
+        assert slow.sent
+        async with one.ctx.store.read() as tx:
+            [step] = await tx.steps(1)
+            incident = await tx.incident(1)
+        assert step.state is StepState.SUCCEEDED
+        assert incident is not None
+        assert incident.state is State.ACKNOWLEDGED

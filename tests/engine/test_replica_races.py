@@ -24,10 +24,18 @@ from remediator.config import load_config
 from remediator.config.models import Config
 from remediator.engine import Engine, EngineContext, approvals, decisions
 from remediator.engine.decisions import Result, Voter
+from remediator.errors import DeliveryError
 from remediator.metrics import Metrics
+from remediator.notify.outbox import Outbox
 from remediator.store import open_store_url
 from remediator.store.base import Store, Tx
-from remediator.store.records import ApprovalState, EscalationState, State, StepState
+from remediator.store.records import (
+    ApprovalState,
+    EscalationState,
+    OutboxKind,
+    State,
+    StepState,
+)
 
 OTHER = "remediator-other-replica"
 
@@ -354,3 +362,26 @@ async def test_a_step_about_to_send_waits_for_an_ack_being_recorded(
         assert step.state is StepState.SUCCEEDED
         assert incident is not None
         assert incident.state is State.ACKNOWLEDGED
+
+
+async def test_a_notification_given_up_while_an_ack_is_recorded_waits_for_it(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Replica a gives up the incident's Slack message (Slack refused it for good) while
+    a human's ack is being recorded on replica b, whose update of that same message waits
+    on a's row: a waits for the ack first, and both stand. Before, a changed the row and
+    then waited for the incident to audit the failure: a deadlock, one aborted."""
+    config = load_config(write_config(tmp_path / "cfg", PAGE_RULE))
+    async with replicas(pg_url, tmp_path, config, build_registry(None)) as (one, b, clock):
+        async with one.ctx.store.write() as tx:
+            items = await tx.claim_outbox(clock.now(), one.owner, 10, 60.0)
+        [message] = [i for i in items if i.kind is OutboxKind.SLACK_SYNC]
+        outbox = Outbox(one.ctx.store, config, clock, Metrics(), None, None, asyncio.Event())
+        refused = DeliveryError("channel_not_found", permanent=True)
+        ctx_b = EngineContext(config, b, build_registry(None), clock, Metrics())
+        acked, _ = await decided_while(b, ack_on(ctx_b, clock), outbox._failed(message, refused))
+        assert acked.result is Result.ACKNOWLEDGED
+        async with one.ctx.store.read() as tx:
+            events = [r.event for r in await tx.audit_for(1)]
+        assert "acknowledged" in events
+        assert "notification_failed" in events

@@ -14,6 +14,7 @@ from prometheus_client import generate_latest
 from support.daemon import write_config
 from support.engine_harness import notification, spooled
 from support.metrics import sample
+from support.replicas import APPROVED_RULE, APPROVERS
 from support.replicas import NOTIFY_RULE as RULE
 
 from remediator.actions import build_registry
@@ -35,6 +36,7 @@ from remediator.store.records import (
     OutboxKind,
     State,
     StepState,
+    WorkItem,
 )
 
 OTHER = "remediator-other-replica"
@@ -162,15 +164,6 @@ async def test_a_stopping_replica_keeps_the_claims_of_the_steps_it_finishes(
         assert slow.sent
 
 
-APPROVED_NOTIFY = RULE.replace(
-    "params: {message: down}", "params: {message: down}\n        approval: required"
-)
-TWO_APPROVERS = (
-    "approvals:\n  default:\n    approvers: [U1, U2]\n"
-    "    channel: '#ops-approvals'\n    timeout: 15m\n    on_timeout: escalate\n"
-)
-
-
 async def test_two_approvals_through_two_replicas_at_once_approve_once(
     pg_url: str, tmp_path: Path
 ) -> None:
@@ -179,7 +172,7 @@ async def test_two_approvals_through_two_replicas_at_once_approve_once(
     approval afresh and answers `already approved`; one `approved`, one step scheduled.
     Before, a decided on the approval as it read it before the wait (pending), and
     scheduled the step a second time (two replicas could then each send its command)."""
-    cfg = write_config(tmp_path / "cfg", APPROVED_NOTIFY, policies=TWO_APPROVERS)
+    cfg = write_config(tmp_path / "cfg", APPROVED_RULE, policies=APPROVERS)
     config = load_config(cfg)
     async with replicas(pg_url, tmp_path, config, build_registry(None)) as (one, b, clock):
         await one.tick()  # asks for approval
@@ -228,9 +221,20 @@ async def decided_while(
     return decided, await task
 
 
-def ack_on(ctx: EngineContext, clock: FakeClock) -> Callable[[Tx], Awaitable[decisions.Outcome]]:
+def acking(
+    b: Store, config: Config, clock: FakeClock
+) -> Callable[[Tx], Awaitable[decisions.Outcome]]:
+    """Replica b's ack of incident 1 (by U1), in the transaction it is given."""
+    ctx = EngineContext(config, b, build_registry(None), clock, Metrics())
     voter = Voter.person("U1", "slack")
     return lambda tx: approvals.acknowledge(ctx, tx, 1, voter, clock.now())
+
+
+async def claim_one(one: Engine, clock: FakeClock) -> WorkItem:
+    """The one work item due, claimed by replica a."""
+    async with one.ctx.store.write() as tx:
+        [item] = await tx.claim_due(clock.now(), one.owner, 5, 30.0)
+    return item
 
 
 async def test_an_approval_timeout_waits_for_an_approve_being_recorded(
@@ -242,12 +246,11 @@ async def test_an_approval_timeout_waits_for_an_approve_being_recorded(
     first and read the approval as pending: b's click and a's timer each waited on the
     other's row, and PostgreSQL aborted one (the click dropped, or an approved step
     reported expired to the humans while it ran)."""
-    config = load_config(write_config(tmp_path / "cfg", APPROVED_NOTIFY, policies=TWO_APPROVERS))
+    config = load_config(write_config(tmp_path / "cfg", APPROVED_RULE, policies=APPROVERS))
     async with replicas(pg_url, tmp_path, config, build_registry(None)) as (one, b, clock):
         await one.tick()  # asks for approval
         clock.advance(15 * 60 + 1)
-        async with one.ctx.store.write() as tx:
-            [timeout] = await tx.claim_due(clock.now(), one.owner, 5, 30.0)
+        timeout = await claim_one(one, clock)
         ctx_b = EngineContext(config, b, build_registry(None), clock, Metrics())
         voter = Voter.person("U1", "slack")
         approve = partial(approvals.decide, ctx_b, approval_id=1, voter=voter, decision="approve")
@@ -273,10 +276,8 @@ async def test_a_page_due_while_an_ack_is_recorded_pages_nobody(
     a paged (and finished the chain) without looking at the incident, the ack's moment."""
     config = load_config(write_config(tmp_path / "cfg", PAGE_RULE))
     async with replicas(pg_url, tmp_path, config, build_registry(None)) as (one, b, clock):
-        async with one.ctx.store.write() as tx:
-            [page] = await tx.claim_due(clock.now(), one.owner, 5, 30.0)
-        ctx_b = EngineContext(config, b, build_registry(None), clock, Metrics())
-        acked, _ = await decided_while(b, ack_on(ctx_b, clock), one.runner.run(page))
+        page = await claim_one(one, clock)
+        acked, _ = await decided_while(b, acking(b, config, clock), one.runner.run(page))
         assert acked.result is Result.ACKNOWLEDGED
         async with one.ctx.store.read() as tx:
             esc = await tx.escalation(1)
@@ -295,11 +296,9 @@ async def test_a_poison_work_item_is_buried_after_an_ack_being_recorded(
     a deadlock, one of the two aborted."""
     config = load_config(write_config(tmp_path / "cfg", RULE))
     async with replicas(pg_url, tmp_path, config, build_registry(None)) as (one, b, clock):
-        async with one.ctx.store.write() as tx:
-            [step] = await tx.claim_due(clock.now(), one.owner, 5, 30.0)
-        ctx_b = EngineContext(config, b, build_registry(None), clock, Metrics())
+        step = await claim_one(one, clock)
         buried = one.bury_work(step, RuntimeError("a bug"))
-        acked, _ = await decided_while(b, ack_on(ctx_b, clock), buried)
+        acked, _ = await decided_while(b, acking(b, config, clock), buried)
         assert acked.result is Result.ACKNOWLEDGED
         async with one.ctx.store.read() as tx:
             [letter] = await tx.dead_letters(5)
@@ -321,9 +320,8 @@ async def test_a_resolve_closing_an_incident_alone_waits_for_an_ack_being_record
         async with one.ctx.store.read() as tx:
             found = await tx.incident(1)
         assert found is not None
-        ctx_b = EngineContext(config, b, build_registry(None), clock, Metrics())
         closing = one.intake._close_alone(found)
-        acked, closed = await decided_while(b, ack_on(ctx_b, clock), closing)
+        acked, closed = await decided_while(b, acking(b, config, clock), closing)
         assert acked.result is Result.ACKNOWLEDGED
         assert closed
         async with one.ctx.store.read() as tx:
@@ -347,13 +345,12 @@ async def test_a_step_about_to_send_waits_for_an_ack_being_recorded(
     async with replicas(pg_url, tmp_path, config, {"notify": slow}) as (one, b, clock):
         running = asyncio.create_task(one.tick())  # dispatches the step, waits to connect
         await asyncio.sleep(0.3)
-        ctx_b = EngineContext(config, b, build_registry(None), clock, Metrics())
 
         async def send() -> None:
             slow.gate.set()
             await running
 
-        acked, _ = await decided_while(b, ack_on(ctx_b, clock), send())
+        acked, _ = await decided_while(b, acking(b, config, clock), send())
         assert acked.result is Result.ACKNOWLEDGED
         assert slow.sent
         async with one.ctx.store.read() as tx:
@@ -378,8 +375,9 @@ async def test_a_notification_given_up_while_an_ack_is_recorded_waits_for_it(
         [message] = [i for i in items if i.kind is OutboxKind.SLACK_SYNC]
         outbox = Outbox(one.ctx.store, config, clock, Metrics(), None, None, asyncio.Event())
         refused = DeliveryError("channel_not_found", permanent=True)
-        ctx_b = EngineContext(config, b, build_registry(None), clock, Metrics())
-        acked, _ = await decided_while(b, ack_on(ctx_b, clock), outbox._failed(message, refused))
+        acked, _ = await decided_while(
+            b, acking(b, config, clock), outbox._failed(message, refused)
+        )
         assert acked.result is Result.ACKNOWLEDGED
         async with one.ctx.store.read() as tx:
             events = [r.event for r in await tx.audit_for(1)]

@@ -15,6 +15,7 @@ from remediator.engine import EngineContext
 from remediator.errors import StoreConflict
 from remediator.store.base import Store, Tx
 from support.engine_harness import EngineHarness
+from support.replicas import APPROVED_RULE, APPROVERS
 
 
 class LosesRaces:
@@ -36,22 +37,6 @@ class LosesRaces:
             if self.lost < self.losses:
                 self.lost += 1
                 raise StoreConflict("another replica wrote the same rows first (test)")
-
-
-# A step that only notifies, approved by one of U1 or alice: no SSH needed to ask.
-APPROVED_RULE = """\
-rules:
-  - name: restart
-    match: [alertname = NodeDown]
-    steps:
-      - action: notify
-        params: {message: down}
-        approval: required
-"""
-APPROVERS = (
-    "approvals:\n  default:\n    approvers: [U1, alice]\n"
-    "    channel: '#ops-approvals'\n    timeout: 15m\n    on_timeout: escalate\n"
-)
 
 
 async def approval_asked(tmp_path: Path, store_url: str) -> EngineHarness:

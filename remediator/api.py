@@ -43,11 +43,13 @@ from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.errors import StoreError
 from remediator.parsing import MAX_ID, whole_number
 from remediator.replicas import SEEN_WITHIN_S
+from remediator.store.conflict import retry_conflict
 from remediator.store.records import CLOSED_STATES, OPEN_STATES, State
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 BodyT = TypeVar("BodyT", DecisionBody, PauseBody)
-HOLDER = "remediator.token_holder"  # the request key _guarded stores the TokenHolder under
+# The request key _guarded stores the TokenHolder under (typed: a str key warns).
+HOLDER = web.RequestKey("remediator.token_holder", TokenHolder)
 BY_HINT = "who decides: an approver name or Slack user id"
 DECISION_STATUS = {
     Result.APPROVED: 200,
@@ -231,14 +233,22 @@ class AdminApi:
         voter = _voter(holder, body.by.strip() if body.by is not None else None)
         if isinstance(voter, web.Response):
             return voter
-        async with self.ctx.store.write() as tx:
-            now = self.ctx.clock.now()
-            incident = await tx.incident(incident_id) if incident_id is not None else None
-            if incident is None:
-                return _error(404, f"incident {request.match_info['id']} does not exist")
-            outcome = await approvals.decide_incident(
-                self.ctx, tx, incident.id, decision, voter, body.reason, now
-            )
+        reason = body.reason
+
+        async def record() -> Outcome | None:
+            async with self.ctx.store.write() as tx:
+                now = self.ctx.clock.now()
+                incident = await tx.incident(incident_id) if incident_id is not None else None
+                if incident is None:
+                    return None
+                return await approvals.decide_incident(
+                    self.ctx, tx, incident.id, decision, voter, reason, now
+                )
+
+        # Lost a race to another replica (rolled back whole): decided again on its commit.
+        outcome = await retry_conflict(record)
+        if outcome is None:
+            return _error(404, f"incident {request.match_info['id']} does not exist")
         return _decided(outcome)
 
     async def approve(self, request: web.Request) -> web.Response:

@@ -7,8 +7,11 @@ whether it was running at the time or not.
 
 from __future__ import annotations
 
+from functools import partial
+
 from remediator.engine.quarantine import release
 from remediator.store.base import Store
+from remediator.store.conflict import retry_conflict
 from remediator.store.events import Paused, Resumed
 from remediator.store.payloads import Pause
 from remediator.store.records import DeadLetter, TargetHealth
@@ -16,6 +19,11 @@ from remediator.store.records import DeadLetter, TargetHealth
 
 async def set_paused(store: Store, paused: bool, reason: str | None, now: float) -> Pause:
     """Pause or resume all automation; on resume, held steps become due at once."""
+    # A replica waking the same held steps (or pausing too) at once: run again, not lost.
+    return await retry_conflict(partial(_set_paused, store, paused, reason, now))
+
+
+async def _set_paused(store: Store, paused: bool, reason: str | None, now: float) -> Pause:
     async with store.write() as tx:
         old = await tx.pause()
         if old.paused == paused:
@@ -49,5 +57,10 @@ async def dead_letters(store: Store, limit: int) -> list[DeadLetter]:
 
 async def release_quarantine(store: Store, rule: str, target: str, who: str, now: float) -> bool:
     """Lift a quarantine; False when that pair was not quarantined."""
-    async with store.write() as tx:
-        return await release(tx, rule, target, who, now)
+
+    async def lift() -> bool:
+        async with store.write() as tx:
+            return await release(tx, rule, target, who, now)
+
+    # An engine recording a failure of the same pair at once: run again on its commit.
+    return await retry_conflict(lift)

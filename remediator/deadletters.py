@@ -90,6 +90,10 @@ class DeadLetters:
         loop, item, incident_id, error, payload = letter
         async with self.store.write() as tx:
             now = self.clock.now()
+            if incident_id is not None:
+                # Locked before the item's row, in the order every decision on an incident
+                # takes them (the hand-over below locks it anyway): no deadlock with an ack.
+                await tx.incident(incident_id)
             if mark is not None:
                 await mark(tx, now)
             await tx.dead_letter(loop, item, incident_id, error, payload, now)

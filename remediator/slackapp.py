@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,10 +24,11 @@ from aiohttp import web
 
 from remediator.engine import approvals
 from remediator.engine.context import EngineContext
-from remediator.engine.decisions import Voter
+from remediator.engine.decisions import Outcome, Voter
 from remediator.engine.notices import ephemeral
 from remediator.errors import StoreError
 from remediator.parsing import MAX_EPOCH_S, MAX_ID, whole_number
+from remediator.store.conflict import retry_conflict
 
 log = logging.getLogger(__name__)
 WINDOW_S = 300
@@ -137,19 +139,25 @@ class SlackInteractions:
             await asyncio.wait_for(asyncio.shield(task), ANSWER_WITHIN_S)
         return web.Response(status=200)
 
+    async def _record(self, click: Click, approval_id: int) -> Outcome:
+        async with self.ctx.store.write() as tx:
+            now = self.ctx.clock.now()
+            voter = Voter.person(click.user, "slack")
+            if click.action_id == "ack":
+                outcome = await approvals.acknowledge(self.ctx, tx, approval_id, voter, now)
+            else:
+                outcome = await approvals.decide(
+                    self.ctx, tx, approval_id, voter, click.action_id, None, now
+                )
+            if not outcome.changed:  # the message itself shows a click that did something
+                await ephemeral(self.ctx, tx, click.channel, click.user, outcome.message, now)
+            return outcome
+
     async def _decide(self, click: Click, approval_id: int) -> None:
         try:
-            async with self.ctx.store.write() as tx:
-                now = self.ctx.clock.now()
-                voter = Voter.person(click.user, "slack")
-                if click.action_id == "ack":
-                    outcome = await approvals.acknowledge(self.ctx, tx, approval_id, voter, now)
-                else:
-                    outcome = await approvals.decide(
-                        self.ctx, tx, approval_id, voter, click.action_id, None, now
-                    )
-                if not outcome.changed:  # the message itself shows a click that did something
-                    await ephemeral(self.ctx, tx, click.channel, click.user, outcome.message, now)
+            # Another replica wrote the incident first (PostgreSQL aborted this one): the
+            # click is decided again on what it committed, not dropped.
+            outcome = await retry_conflict(partial(self._record, click, approval_id))
         except StoreError as exc:
             log.error("slack click not recorded", extra={"error": str(exc), "user": click.user})
             return

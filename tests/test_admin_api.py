@@ -13,10 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from support import storeview
+from support.conflicts import approval_asked, losing, serving
 from support.daemon import ADMIN_TOKEN, Daemon, write_config
 
 from remediator import openapi
+from remediator.api import AdminApi
+from remediator.auth import AdminTokens
 
 RULES = "rules:\n  - name: page-only\n    match: [alertname = Page]\n    escalate: critical\n"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
@@ -156,3 +160,30 @@ def test_the_document_is_served_without_a_token(daemon: Daemon) -> None:
     assert status == 200
     assert json.loads(raw) == json.loads(json.dumps(openapi.document()))
     assert daemon.request("GET", "/api/incidents")[0] == 401
+
+
+async def test_an_approve_that_loses_a_race_to_another_replica_is_decided_again(
+    tmp_path: Path,
+) -> None:
+    """POST /api/incidents/1/approve loses a race on the store (another replica wrote the
+    incident first: its transaction rolled back): it is decided again on what the winner
+    committed, and answers `approved`. Before, the operator got a 503 for a decision a
+    second try would have recorded."""
+    h = await approval_asked(tmp_path, None)
+    try:
+        ctx, store = losing(h)
+        app = web.Application()
+        AdminApi(ctx, AdminTokens({"alice": "alice-token"}, None)).routes(app)
+        async with serving(app) as client:
+            sent = await client.post(
+                "/api/incidents/1/approve",
+                json={},
+                headers={"Authorization": "Bearer alice-token"},
+            )
+            reply = await sent.json()
+        assert sent.status == 200, reply
+        assert reply["message"] == "approved by alice"
+        assert store.lost == 1
+        assert h.events(1).count("approved") == 1
+    finally:
+        await h.close()

@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from support.conflicts import LosesRaces
 from support.daemon import write_config
 
-from remediator import cliviews
+from remediator import cliviews, control
+from remediator.store import open_store_url
 from remediator.store.records import TargetHealth
 
 RULE = "rules:\n  - name: r\n    match: [alertname = X]\n    steps:\n      - action: notify\n        params: {message: x}\n"
@@ -49,3 +51,23 @@ def test_quarantine_reasons_from_the_fleet_are_escaped() -> None:
     text = out.file.getvalue()  # type: ignore[attr-defined]
     assert "\x1b" not in text
     assert "\\x1b[2J" in text
+
+
+async def test_a_release_or_pause_that_loses_a_race_is_run_again(tmp_path: Path) -> None:
+    """`release` and pause/resume write the store beside running replicas: one that loses
+    a race (another replica wrote the same rows first; its transaction rolled back) runs
+    again on what the winner committed, instead of failing the operator's command."""
+    store = open_store_url(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
+    await store.open()
+    try:
+        async with store.write() as tx:
+            await tx.save_target_health(TargetHealth("r", "web1", 3, 1.0, "3 failures", 1.0))
+        racing = LosesRaces(store, losses=2)
+        assert await control.release_quarantine(racing, "r", "web1", "alice", 2.0)  # type: ignore[arg-type]
+        paused = await control.set_paused(racing, True, "deploy", 3.0)  # type: ignore[arg-type]
+        assert paused.paused
+        assert racing.lost == 2
+        assert await control.quarantines(store) == []
+        assert (await control.pause_state(store)).paused
+    finally:
+        await store.close()

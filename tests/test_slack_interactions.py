@@ -16,10 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from support import storeview
+from support.conflicts import approval_asked, losing, serving
 from support.daemon import ADMIN_TOKEN, SIGNING_SECRET, Daemon, write_config
 from support.fakeslack import FakeSlack, click_body, sign
 from support.netns import LISTENER_PORT, NetnsHost, namespace_host
+
+from remediator.slackapp import SlackInteractions
 
 RULE = """\
 rules:
@@ -169,3 +173,27 @@ def test_admin_api_decides_when_slack_is_down(daemon: Daemon, slack: FakeSlack) 
     assert shown["state"] == "acknowledged"
     assert shown["escalation"]["chain"] == "critical"
     assert "step_dispatching" not in [a["event"] for a in shown["audit"]]
+
+
+async def test_a_click_that_loses_a_race_to_another_replica_is_decided_again(
+    tmp_path: Path,
+) -> None:
+    """U1's Approve loses a race on the store (another replica wrote the incident first:
+    PostgreSQL rolled the click's transaction back): it is decided again on what the
+    winner committed, and the step is approved once. Before, the click was dropped with
+    a log line, and U1 was never told."""
+    h = await approval_asked(tmp_path, None)
+    try:
+        ctx, store = losing(h)
+        app = web.Application()
+        app.router.add_post("/slack/interactions", SlackInteractions(ctx, b"secret").handle)
+        body = click_body("approve", "1", "U1")
+        async with serving(app) as client:
+            sent = await client.post(
+                "/slack/interactions", data=body, headers=sign("secret", body, int(h.clock.now()))
+            )
+        assert sent.status == 200
+        assert store.lost == 1
+        assert h.events(1).count("approved") == 1
+    finally:
+        await h.close()

@@ -188,9 +188,12 @@ async def _deny(
 
 async def expire(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> None:
     """An approval's timeout is due: apply `on_timeout` if nobody decided."""
-    await tx.finish_work(item.id, now, "done")
-    approval = await tx.approval_for(item.incident_id, item.step_index)
+    # The incident first, as every decision on it does (a click, an ack, a resolve lock it,
+    # then its work rows): the other order deadlocked with them, and the approval read
+    # before the lock could be a decision another replica had just committed.
     incident = await tx.incident(item.incident_id)
+    approval = await tx.approval_for(item.incident_id, item.step_index)
+    await tx.finish_work(item.id, now, "done")
     p = policy(ctx)
     if approval is None or approval.state is not ApprovalState.PENDING or incident is None:
         return

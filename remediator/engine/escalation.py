@@ -140,8 +140,11 @@ async def page_now(
 
 async def run_step(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> None:
     """A due chain step: queue its notifications, schedule the next one."""
-    await tx.finish_work(item.id, now, "done")
+    # The incident first, as an ack or a resolve locks it before the chain and its work
+    # rows: a page then waits for an ack being recorded, and reads the chain stopped.
+    await tx.incident(item.incident_id)
     esc = await tx.escalation(item.incident_id)
+    await tx.finish_work(item.id, now, "done")
     if esc is None or esc.state is not EscalationState.ACTIVE:
         return
     chain = ctx.config.policies.escalations.get(esc.chain)

@@ -220,7 +220,7 @@ class Guards:
         limit = self.safety.max_concurrent_actions
         if limit is None:
             return None
-        running = await tx.steps_in_flight()
+        running = await tx.steps_in_flight(incident.id)
         if running < limit:
             return None
         return Verdict("max_concurrent_actions", f"{running} actions running (limit {limit})")

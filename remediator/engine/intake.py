@@ -118,19 +118,20 @@ class Intake:
         try:
             async with self.ctx.store.write() as tx:
                 now = self.ctx.clock.now()
-                incidents = await tx.open_incidents_for(alert.fingerprint, alert.starts_at)
                 known = await tx.alert_statuses([alert.fingerprint])
                 key = (alert.fingerprint, alert.starts_at)
+                # Known from now on: a re-send of the same poison changes nothing. Saved
+                # before its incidents are locked, in the order _apply takes the two.
+                if known.get(key) not in (alert.status, "resolved"):
+                    row = _row(alert, now)
+                    new, changed = ([row], []) if key not in known else ([], [row])
+                    await tx.save_alerts(new, changed)
+                incidents = await tx.open_incidents_for(alert.fingerprint, alert.starts_at)
                 if known.get(key) == "resolved":
                     incidents = []  # resolved already: final for this instance (see _apply)
                 elif not incidents and alert.status == "firing":
                     for rule in self.ctx.rules.match(alert.labels):
                         await self._open_handed_over(tx, rule, alert, reason, now)
-                # Known from now on: a re-send of the same poison changes nothing.
-                if known.get(key) not in (alert.status, "resolved"):
-                    row = _row(alert, now)
-                    new, changed = ([row], []) if key not in known else ([], [row])
-                    await tx.save_alerts(new, changed)
         except StoreError:
             raise
         except Exception:
@@ -145,7 +146,11 @@ class Intake:
         """Close one incident of a resolved alert in its own transaction; False if it raises."""
         try:
             async with self.ctx.store.write() as tx:
-                await self._close(tx, incident, self.ctx.clock.now())
+                # Read again, locked before its work rows: another replica may have closed
+                # or acknowledged it since the transaction that found it.
+                current = await tx.incident(incident.id)
+                if current is not None and current.is_open:
+                    await self._close(tx, current, self.ctx.clock.now())
         except StoreError:
             raise
         except Exception:

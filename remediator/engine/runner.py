@@ -314,6 +314,9 @@ class Runner:
         """Right before the command: still ours and still to do, or nothing is sent."""
         async with self.ctx.store.write() as tx:
             now = self.ctx.clock.now()
+            # The incident before the work row, as an ack (which cancels that row) takes
+            # them; the audit row below would wait for the incident's lock anyway.
+            await tx.incident(d.incident.id)
             claim = await tx.claim_status(item.id, self.owner)
             if claim is ClaimStatus.TAKEN:
                 # Our lease ran out unrenewed and another replica took the step: it runs

@@ -210,6 +210,10 @@ class Outbox:
             )
             return
         async with self.store.write() as tx:
+            if item.incident_id is not None:
+                # The incident before the row (whose dedup key an ack's update of the same
+                # message waits on): the audit row below needs the incident's lock anyway.
+                await tx.incident(item.incident_id)
             await tx.outbox_failed(item.id, now, str(exc))
             fallback = self._fallback_to(item)
             email = fallback_email(item.payload, str(exc)) if fallback else None

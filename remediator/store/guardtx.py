@@ -139,11 +139,13 @@ class GuardQueries:
     # --- activity ---------------------------------------------------------------------
 
     async def active_targets(self, targets: list[str], exclude_incident: int) -> set[str]:
-        """Which of these targets an open incident is remediating (running or verifying)."""
-        i = t.incidents.c
+        """Which of these targets an incident is remediating (running or verifying), or
+        still runs a step on (acknowledged or resolved mid-command: the command runs on)."""
+        i, s = t.incidents.c, t.steps.c
+        in_flight = exists().where(s.incident_id == i.id, s.state.in_(IN_FLIGHT))
         q = select(i.target).where(
             i.target.in_(targets),
-            i.state.in_([s.value for s in ACTIVE_STATES]),
+            or_(i.state.in_([st.value for st in ACTIVE_STATES]), in_flight),
             i.id != exclude_incident,
         )
         return {row[0] for row in await self.conn.execute(q)}
@@ -208,9 +210,11 @@ class GuardQueries:
         )
         return [float(r[0]) for r in await self.conn.execute(q)]
 
-    async def steps_in_flight(self) -> int:
-        """Steps dispatching or executing now, across incidents."""
-        q = select(func.count()).where(t.steps.c.state.in_(IN_FLIGHT))
+    async def steps_in_flight(self, exclude_incident: int) -> int:
+        """Steps dispatching or executing now, across incidents but `exclude_incident` (a
+        step start retried after a lost race finds its own row still dispatching)."""
+        s = t.steps.c
+        q = select(func.count()).where(s.state.in_(IN_FLIGHT), s.incident_id != exclude_incident)
         return int((await self.conn.execute(q)).scalar_one())
 
     async def step_starts_since(self, since: float) -> list[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -9,12 +10,12 @@ from typing import Any
 
 import pytest
 from support.daemon import webhook
-from support.engine_harness import EngineHarness
+from support.engine_harness import EngineHarness, notification, spooled
 from support.sshd import SshServer
 
 from remediator import control
 from remediator.engine import approvals
-from remediator.engine.decisions import Voter
+from remediator.engine.decisions import Result, Voter
 
 RULE = """\
 rules:
@@ -103,6 +104,35 @@ async def test_group_max_unavailable_keeps_one_validator_at_a_time(
     assert ran(sshd) == ["v1", "v2"]
 
 
+async def test_group_max_unavailable_counts_a_member_whose_command_still_runs(
+    start: Start, sshd: SshServer
+) -> None:
+    """max_unavailable 1: v1 is acknowledged while its command still runs; the ack wakes
+    v2's held step, which stays held until v1's command has ended (the host may still be
+    restarting), then runs. Before, v2 started at once, two validators down together."""
+    sshd.install_recorder("probe-stub", sleep_s=2)
+    h = await start(policies="safety:\n  groups:\n    validators: {max_unavailable: 1}\n")
+    await h.store.append_inbox([(h.clock.now(), spooled(notification(down("v1"))))])
+    await h.store.append_inbox([(h.clock.now(), spooled(notification(down("v2"))))])
+    first = asyncio.create_task(h.engine.tick())  # v1 runs (2 s), v2 is held by the group
+    for _ in range(100):
+        if ran(sshd):
+            break
+        await asyncio.sleep(0.05)
+    assert ran(sshd) == ["v1"]
+    assert held(h, 2)["guard"] == "group"
+    async with h.store.write() as tx:
+        acked = await approvals.acknowledge(
+            h.ctx, tx, 1, Voter.person("alice", "api"), h.clock.now()
+        )
+    assert acked.result is Result.ACKNOWLEDGED
+    await h.engine.tick()  # another worker takes v2's woken step while v1's command runs
+    assert ran(sshd) == ["v1"]
+    await first
+    await h.advance(15)
+    assert ran(sshd) == ["v1", "v2"]
+
+
 async def test_group_limit_lets_members_of_other_groups_run(start: Start, sshd: SshServer) -> None:
     """A limit on `validators` does not hold a host outside the group."""
     h = await start(policies="safety:\n  groups:\n    validators: {max_unavailable: 1}\n")
@@ -137,6 +167,24 @@ async def test_max_concurrent_actions_holds_while_a_step_runs(
     assert held(h, 2)["guard"] == "max_concurrent_actions"
     await h.advance(15)
     assert ran(sshd) == ["v1", "v2"]
+
+
+async def test_max_concurrent_actions_does_not_count_the_retried_step_itself(
+    start: Start, sshd: SshServer
+) -> None:
+    """max_concurrent_actions 1: a step whose earlier attempt was recorded as dispatching
+    and never sent (its replica lost the claim or the race) starts when tried again: its
+    own dispatching row is not another action running. Before, it held itself until
+    hold_timeout handed the incident over."""
+    h = await start(policies="safety:\n  max_concurrent_actions: 1\n")
+    await control.set_paused(h.store, True, "maintenance", h.clock.now())
+    await h.fire(down("v1"))
+    async with h.store.write() as tx:  # the attempt that never sent
+        await tx.start_step(1, 0, "ssh", {"argv": ["probe-stub", "v1"]}, h.clock.now())
+    await control.set_paused(h.store, False, None, h.clock.now())
+    await h.advance(0)
+    assert ran(sshd) == ["v1"]
+    assert h.incidents()[0]["state"] == "verifying"
 
 
 async def test_pause_holds_pages_at_once_and_survives_a_restart(

@@ -4,50 +4,21 @@ the second waits for the first's commit and decides on what it wrote."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from prometheus_client import generate_latest
 from support.daemon import write_config
-from support.engine_harness import notification, spooled
 from support.metrics import sample
+from support.replica_engines import OTHER, Gated, replicas
+from support.replicas import APPROVED_RULE, APPROVERS
 from support.replicas import NOTIFY_RULE as RULE
 
 from remediator.actions import build_registry
-from remediator.actions.base import Action, BeforeSend, Outcome, Plan
-from remediator.actions.notify import NotifyAction
-from remediator.clock import FakeClock
 from remediator.config import load_config
-from remediator.config.models import Config
-from remediator.engine import Engine, EngineContext, approvals, decisions
+from remediator.engine import EngineContext, approvals, decisions
 from remediator.engine.decisions import Result, Voter
 from remediator.metrics import Metrics
-from remediator.store import open_store_url
-from remediator.store.base import Store
 from remediator.store.records import State
-
-OTHER = "remediator-other-replica"
-
-
-@asynccontextmanager
-async def replicas(
-    pg_url: str, tmp_path: Path, config: Config, actions: dict[str, Action]
-) -> AsyncIterator[tuple[Engine, Store, FakeClock]]:
-    """Replica a's engine, h1's NodeDown applied (its step due), and replica b's store."""
-    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
-    await a.open()
-    await b.open()
-    clock = FakeClock()
-    one = Engine(EngineContext(config, a, actions, clock, Metrics()))
-    try:
-        body = spooled(notification({"alertname": "NodeDown", "instance": "h1:9100"}))
-        await a.append_inbox([(clock.now(), body)])
-        await one.intake.drain()
-        yield one, b, clock
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_a_step_does_not_start_on_an_incident_another_replica_is_resolving(
@@ -79,20 +50,6 @@ async def test_a_step_does_not_start_on_an_incident_another_replica_is_resolving
             assert after.state is State.RESOLVED
             assert await tx.steps(1) == []
             assert "step_dispatching" not in [r.event for r in await tx.audit_for(1)]
-
-
-class Gated(NotifyAction):
-    """`notify` that connects slowly: it waits for `gate` before it would send."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.sent = False
-
-    async def execute(self, plan: Plan, before_send: BeforeSend) -> Outcome:
-        await self.gate.wait()
-        await before_send()
-        self.sent = True
-        return Outcome(ok=True)
 
 
 async def test_a_live_replica_renews_its_claims_and_a_taken_step_is_not_sent(
@@ -152,15 +109,6 @@ async def test_a_stopping_replica_keeps_the_claims_of_the_steps_it_finishes(
         assert slow.sent
 
 
-APPROVED_NOTIFY = RULE.replace(
-    "params: {message: down}", "params: {message: down}\n        approval: required"
-)
-TWO_APPROVERS = (
-    "approvals:\n  default:\n    approvers: [U1, U2]\n"
-    "    channel: '#ops-approvals'\n    timeout: 15m\n    on_timeout: escalate\n"
-)
-
-
 async def test_two_approvals_through_two_replicas_at_once_approve_once(
     pg_url: str, tmp_path: Path
 ) -> None:
@@ -169,7 +117,7 @@ async def test_two_approvals_through_two_replicas_at_once_approve_once(
     approval afresh and answers `already approved`; one `approved`, one step scheduled.
     Before, a decided on the approval as it read it before the wait (pending), and
     scheduled the step a second time (two replicas could then each send its command)."""
-    cfg = write_config(tmp_path / "cfg", APPROVED_NOTIFY, policies=TWO_APPROVERS)
+    cfg = write_config(tmp_path / "cfg", APPROVED_RULE, policies=APPROVERS)
     config = load_config(cfg)
     async with replicas(pg_url, tmp_path, config, build_registry(None)) as (one, b, clock):
         await one.tick()  # asks for approval

@@ -26,6 +26,14 @@ rules:
       - action: notify
         params: {message: down}
 """
+# The same step asking approval of one of APPROVERS (no SSH needed to ask).
+APPROVED_RULE = NOTIFY_RULE.replace(
+    "params: {message: down}", "params: {message: down}\n        approval: required"
+)
+APPROVERS = (
+    "approvals:\n  default:\n    approvers: [U1, U2, alice]\n"
+    "    channel: '#ops-approvals'\n    timeout: 15m\n    on_timeout: escalate\n"
+)
 
 
 def pg_store(url: str, lease_s: float = LEASE_S) -> str:

@@ -228,6 +228,7 @@ async def settle_orphans(tx: Tx, now: float, *, exclusive: bool = True) -> None:
         executing = step.state is StepState.EXECUTING
         state = StepState.UNKNOWN if executing else StepState.FAILED
         why = "the daemon stopped while the step ran, after its incident was handed over"
+        await tx.incident(step.incident_id)  # locked first, in every decision's lock order
         await tx.update_step(step.id, state, finished_at=now, error=why)
         await tx.audit(step.incident_id, StepSettled(step.step_index, state.value, why), now)
 

@@ -6,6 +6,8 @@ backends where the behaviour is the store's)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +133,27 @@ rules:
 """
 
 
+@asynccontextmanager
+async def group_pair(
+    pg_url: str, tmp_path: Path, groups: dict[str, str]
+) -> AsyncIterator[tuple[Store, Store, FakeClock, Engine]]:
+    """Replicas a and b on one database (b with an engine) for GROUP_RULE, each host in
+    its group of `groups`, every group `max_unavailable: 1`."""
+    hosts = {h: {"address": "127.0.0.1", "port": 22, "groups": [g]} for h, g in groups.items()}
+    limits = "".join(f"    {g}: {{max_unavailable: 1}}\n" for g in sorted(set(groups.values())))
+    policies = f"safety:\n  groups:\n{limits}"
+    config = load_config(write_config(tmp_path / "cfg", GROUP_RULE, hosts=hosts, policies=policies))
+    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
+    await a.open()
+    await b.open()
+    clock = FakeClock()
+    try:
+        yield a, b, clock, Engine(EngineContext(config, b, build_registry(None), clock, Metrics()))
+    finally:
+        await a.close()
+        await b.close()
+
+
 @pytest.mark.parametrize(
     ("h2_group", "waits"), [("g", True), ("other", False)], ids=["same-group", "other-group"]
 )
@@ -142,18 +165,7 @@ async def test_a_step_start_waits_only_for_another_replicas_in_its_scopes(
     transaction, then sees h1 under remediation and holds h2's step (without the lock
     both would pass the group guard at once). h2 in another group, with no global limit
     set: b shares no guard scope with a, so it starts h2's step without waiting."""
-    hosts = {
-        "h1": {"address": "127.0.0.1", "port": 22, "groups": ["g"]},
-        "h2": {"address": "127.0.0.1", "port": 22, "groups": [h2_group]},
-    }
-    policies = "safety:\n  groups:\n    g: {max_unavailable: 1}\n    other: {max_unavailable: 1}\n"
-    config = load_config(write_config(tmp_path / "cfg", GROUP_RULE, hosts=hosts, policies=policies))
-    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
-    await a.open()
-    await b.open()
-    clock = FakeClock()
-    two = Engine(EngineContext(config, b, build_registry(None), clock, Metrics()))
-    try:
+    async with group_pair(pg_url, tmp_path, {"h1": "g", "h2": h2_group}) as (a, b, clock, two):
         for n in (1, 2):
             body = spooled(notification({"alertname": "NodeDown", "instance": f"h{n}:9100"}))
             await b.append_inbox([(clock.now(), body)])
@@ -179,9 +191,6 @@ async def test_a_step_start_waits_only_for_another_replicas_in_its_scopes(
             assert events[-1] == "guard_held"
         else:
             assert [s.action for s in started] == ["notify"]
-    finally:
-        await a.close()
-        await b.close()
 
 
 def test_guard_scopes_name_the_target_its_limited_groups_and_the_global_limits(
@@ -341,15 +350,7 @@ async def test_a_verify_window_ends_in_its_guard_scopes_turn(pg_url: str, tmp_pa
     written) while replica a checks the guards of h2's step, in h1's group: the window's
     end waits for a's transaction, as a step start would, so a's guards never read the
     group or a quarantine half-written."""
-    hosts = {h: {"address": "127.0.0.1", "port": 22, "groups": ["g"]} for h in ("h1", "h2")}
-    policies = "safety:\n  groups:\n    g: {max_unavailable: 1}\n"
-    config = load_config(write_config(tmp_path / "cfg", GROUP_RULE, hosts=hosts, policies=policies))
-    a, b = open_store_url(pg_url, tmp_path), open_store_url(pg_url, tmp_path)
-    await a.open()
-    await b.open()
-    clock = FakeClock()
-    two = Engine(EngineContext(config, b, build_registry(None), clock, Metrics()))
-    try:
+    async with group_pair(pg_url, tmp_path, {"h1": "g", "h2": "g"}) as (a, b, clock, two):
         body = spooled(notification({"alertname": "NodeDown", "instance": "h1:9100"}))
         await b.append_inbox([(clock.now(), body)])
         await two.tick()  # the step ran; h1 verifies
@@ -364,9 +365,6 @@ async def test_a_verify_window_ends_in_its_guard_scopes_turn(pg_url: str, tmp_pa
             incident = await tx.incident(1)
         assert incident is not None
         assert incident.state is not State.VERIFYING
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_claims_are_renewed_while_a_step_start_waits_for_another_replicas_lock(

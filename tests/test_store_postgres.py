@@ -188,3 +188,25 @@ def test_only_a_locked_sqlite_store_is_exclusive(pg_url: str, tmp_path: Path) ->
     assert open_store_url(f"sqlite:///{tmp_path / 'a.db'}", tmp_path).exclusive
     assert not open_store_url(f"sqlite:///{tmp_path / 'a.db'}", tmp_path, lock=False).exclusive
     assert not _store(pg_url, tmp_path).exclusive
+
+
+async def test_statements_are_planned_for_their_parameters(pg_url: str, tmp_path: Path) -> None:
+    """A statement run many times while its table is empty keeps being planned for its
+    parameters (no generic plan cached by the connection): a generic plan made on an
+    empty alerts table is a seq scan, which would then read the whole table on every
+    lookup of a few fingerprints once it has grown."""
+    store = _store(pg_url, tmp_path)
+    await store.open()
+    try:
+        async with store.read() as tx:
+            for _ in range(10):
+                assert await tx.alert_statuses(["a", "b", "c"]) == {}
+            plans = await tx.conn.execute(
+                text(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement LIKE 'SELECT alerts.fingerprint%'"
+                )
+            )
+            assert [tuple(p) for p in plans] == [(0, 10)]
+    finally:
+        await store.close()

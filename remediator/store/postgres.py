@@ -34,6 +34,13 @@ MIGRATION_LOCK = 0x72656D6564  # "remed"
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
 INBOX_LEASE_S = 60.0  # a replica applies what it took well within this, or it died
+SERVER_SETTINGS = {
+    "application_name": "remediator",
+    # Plan each prepared statement for its parameters: a generic plan made while a table
+    # was empty (a seq scan) would otherwise stay in the connection's statement cache as
+    # the table grows, and `WHERE fingerprint IN (...)` would read the whole alerts table.
+    "plan_cache_mode": "force_custom_plan",
+}
 # unique_violation, serialization_failure, deadlock_detected: a replica wrote first.
 CONFLICTS = frozenset({"23505", "40001", "40P01"})
 
@@ -69,7 +76,7 @@ class PostgresStore:
             connect_args={
                 "timeout": CONNECT_TIMEOUT_S,
                 "command_timeout": COMMAND_TIMEOUT_S,
-                "server_settings": {"application_name": "remediator"},
+                "server_settings": SERVER_SETTINGS,
             },
         )
         try:

@@ -190,6 +190,35 @@ def test_only_a_locked_sqlite_store_is_exclusive(pg_url: str, tmp_path: Path) ->
     assert not _store(pg_url, tmp_path).exclusive
 
 
+async def test_a_restarted_server_fails_one_transaction_then_the_pool_reconnects(
+    tmp_path: Path,
+) -> None:
+    """Pooled connections are not pinged before use: after a PostgreSQL restart the first
+    transaction meets a dead connection and raises StoreUnavailable, and that discards
+    every connection the pool held (not only the one that failed): the transactions
+    after it connect afresh and succeed."""
+    with PostgresCluster.start() as own:
+        store = _store(own.url(own.database()), tmp_path)
+        await store.open()
+        try:
+
+            async def hold() -> None:
+                async with store.read() as tx:
+                    await tx.conn.execute(text("SELECT pg_sleep(0.2)"))
+
+            await asyncio.gather(hold(), hold(), hold())  # three pooled connections
+            own.stop()
+            own.restart()
+            with pytest.raises(StoreUnavailable):
+                async with store.write() as tx:
+                    await tx.conn.execute(text("SELECT 1"))
+            await asyncio.gather(hold(), hold(), hold())
+            async with store.write() as tx:
+                await tx.audit(None, Event("back", {}), 1.0)
+        finally:
+            await store.close()
+
+
 async def test_statements_are_planned_for_their_parameters(pg_url: str, tmp_path: Path) -> None:
     """A statement run many times while its table is empty keeps being planned for its
     parameters (no generic plan cached by the connection): a generic plan made on an

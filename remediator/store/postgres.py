@@ -70,9 +70,12 @@ class PostgresStore:
 
     async def open(self) -> None:
         """Connect and migrate, under an advisory lock so concurrent replicas take turns."""
+        # No pool_pre_ping (a round trip per transaction): after a PostgreSQL restart the
+        # first transaction on a dead pooled connection fails (StoreUnavailable, as while
+        # the server is down), SQLAlchemy then discards every connection the pool holds,
+        # and the next transaction connects afresh.
         self._engine = create_async_engine(
             self.url,
-            pool_pre_ping=True,  # a connection PostgreSQL restarted under us is replaced
             connect_args={
                 "timeout": CONNECT_TIMEOUT_S,
                 "command_timeout": COMMAND_TIMEOUT_S,

@@ -41,6 +41,10 @@ SERVER_SETTINGS = {
     # the table grows, and `WHERE fingerprint IN (...)` would read the whole alerts table.
     "plan_cache_mode": "force_custom_plan",
 }
+# A claim or a delete of inbox rows need not wait for its commit to be flushed: lost to a
+# crash, the rows are taken again and applying them again is a no-op (engine/intake.py).
+# The next durable commit flushes it anyway; the WAL keeps the order of commits.
+NO_FLUSH = text("SET LOCAL synchronous_commit TO OFF")
 # unique_violation, serialization_failure, deadlock_detected: a replica wrote first.
 CONFLICTS = frozenset({"23505", "40001", "40P01"})
 
@@ -150,6 +154,7 @@ class PostgresStore:
         i = t.inbox.c
         now = time.time()
         async with self._begin() as conn:
+            await conn.execute(NO_FLUSH)
             rows = await leases.claim(
                 conn,
                 t.inbox,
@@ -170,6 +175,7 @@ class PostgresStore:
         """Drop rows once applied."""
         if ids:
             async with self._begin() as conn:
+                await conn.execute(NO_FLUSH)
                 await conn.execute(delete(t.inbox).where(t.inbox.c.id.in_(ids)))
 
     async def inbox_pending(self) -> int:

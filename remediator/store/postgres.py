@@ -171,6 +171,15 @@ class PostgresStore:
         items = [InboxItem(int(r[0]), float(r[1]), str(r[2])) for r in rows]
         return sorted(items, key=lambda item: item.id)
 
+    @asynccontextmanager
+    async def consume_inbox(self, ids: list[int]) -> AsyncIterator[SqlTx]:
+        """A write transaction applying inbox rows `ids` that deletes them: they go with its
+        commit, in one flush, with no transaction of their own."""
+        async with self.write() as tx:
+            yield tx
+            if ids:
+                await tx.conn.execute(delete(t.inbox).where(t.inbox.c.id.in_(ids)))
+
     async def delete_inbox(self, ids: list[int]) -> None:
         """Drop rows once applied."""
         if ids:

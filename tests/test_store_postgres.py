@@ -239,3 +239,24 @@ async def test_statements_are_planned_for_their_parameters(pg_url: str, tmp_path
             assert [tuple(p) for p in plans] == [(0, 10)]
     finally:
         await store.close()
+
+
+async def test_a_group_commit_stores_its_bodies_in_order(pg_url: str, tmp_path: Path) -> None:
+    """A batch of webhook bodies, stored by one statement without a transaction around it,
+    comes back whole and in order (ids follow the batch), NUL read as U+FFFD as in every
+    text column, after the batches stored before it."""
+    store = _store(pg_url, tmp_path)
+    await store.open()
+    try:
+        await store.append_inbox([(0.5, "first")])
+        batch = [(float(n), f"body {n}") for n in range(300)] + [(300.0, "a\x00b")]
+        await store.append_inbox(batch)
+        taken = await store.take_inbox(1000)
+        assert [(i.received_at, i.body) for i in taken] == [
+            (0.5, "first"),
+            *batch[:-1],
+            (300.0, "a\ufffdb"),
+        ]
+        assert [i.id for i in taken] == sorted(i.id for i in taken)
+    finally:
+        await store.close()

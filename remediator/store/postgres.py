@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import ARRAY, Float, bindparam, delete, func, insert, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -45,6 +45,15 @@ SERVER_SETTINGS = {
 # crash, the rows are taken again and applying them again is a no-op (engine/intake.py).
 # The next durable commit flushes it anyway; the WAL keeps the order of commits.
 NO_FLUSH = text("SET LOCAL synchronous_commit TO OFF")
+# The inbox rows of a group commit in one statement, whatever their number: unnest pairs
+# the arrays' elements in order.
+APPEND = insert(t.inbox).from_select(
+    ["received_at", "body"],
+    select(
+        func.unnest(bindparam("at", type_=ARRAY(Float))),
+        func.unnest(bindparam("body", type_=ARRAY(t.LongText()))),
+    ),
+)
 # unique_violation, serialization_failure, deadlock_detected: a replica wrote first.
 CONFLICTS = frozenset({"23505", "40001", "40P01"})
 
@@ -144,8 +153,11 @@ class PostgresStore:
         writer is not waited for (ingest stays quick while the engine works)."""
         if not rows:
             return
-        async with self._begin() as conn:
-            await conn.execute(insert(t.inbox), [{"received_at": r, "body": b} for r, b in rows])
+        # One statement in autocommit (atomic by itself): no BEGIN and COMMIT round trips.
+        async with self._guard(), self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            params = {"at": [r for r, _ in rows], "body": [b for _, b in rows]}
+            await conn.execute(APPEND, params)
 
     async def take_inbox(self, limit: int) -> list[InboxItem]:
         """The oldest rows no other replica holds, claimed for `inbox_lease_s` and left in

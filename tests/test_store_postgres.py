@@ -188,3 +188,108 @@ def test_only_a_locked_sqlite_store_is_exclusive(pg_url: str, tmp_path: Path) ->
     assert open_store_url(f"sqlite:///{tmp_path / 'a.db'}", tmp_path).exclusive
     assert not open_store_url(f"sqlite:///{tmp_path / 'a.db'}", tmp_path, lock=False).exclusive
     assert not _store(pg_url, tmp_path).exclusive
+
+
+async def test_a_restarted_server_fails_one_transaction_then_the_pool_reconnects(
+    tmp_path: Path,
+) -> None:
+    """Pooled connections are not pinged before use: after a PostgreSQL restart the first
+    transaction meets a dead connection and raises StoreUnavailable, and that discards
+    every connection the pool held (not only the one that failed): the transactions
+    after it connect afresh and succeed."""
+    with PostgresCluster.start() as own:
+        store = _store(own.url(own.database()), tmp_path)
+        await store.open()
+        try:
+
+            async def hold() -> None:
+                async with store.read() as tx:
+                    await tx.conn.execute(text("SELECT pg_sleep(0.2)"))
+
+            await asyncio.gather(hold(), hold(), hold())  # three pooled connections
+            own.stop()
+            own.restart()
+            with pytest.raises(StoreUnavailable):
+                async with store.write() as tx:
+                    await tx.conn.execute(text("SELECT 1"))
+            await asyncio.gather(hold(), hold(), hold())
+            async with store.write() as tx:
+                await tx.audit(None, Event("back", {}), 1.0)
+        finally:
+            await store.close()
+
+
+async def test_statements_are_planned_for_their_parameters(pg_url: str, tmp_path: Path) -> None:
+    """A statement run many times while its table is empty keeps being planned for its
+    parameters (no generic plan cached by the connection): a generic plan made on an
+    empty alerts table is a seq scan, which would then read the whole table on every
+    lookup of a few fingerprints once it has grown."""
+    store = _store(pg_url, tmp_path)
+    await store.open()
+    try:
+        async with store.read() as tx:
+            for _ in range(10):
+                assert await tx.alert_statuses(["a", "b", "c"]) == {}
+            plans = await tx.conn.execute(
+                text(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement LIKE 'SELECT alerts.fingerprint%'"
+                )
+            )
+            assert [tuple(p) for p in plans] == [(0, 10)]
+    finally:
+        await store.close()
+
+
+async def test_a_group_commit_stores_its_bodies_in_order(pg_url: str, tmp_path: Path) -> None:
+    """A batch of webhook bodies, stored by one statement without a transaction around it,
+    comes back whole and in order (ids follow the batch), NUL read as U+FFFD as in every
+    text column, after the batches stored before it."""
+    store = _store(pg_url, tmp_path)
+    await store.open()
+    try:
+        await store.append_inbox([(0.5, "first")])
+        batch = [(float(n), f"body {n}") for n in range(300)] + [(300.0, "a\x00b")]
+        await store.append_inbox(batch)
+        taken = await store.take_inbox(1000)
+        assert [(i.received_at, i.body) for i in taken] == [
+            (0.5, "first"),
+            *batch[:-1],
+            (300.0, "a\ufffdb"),
+        ]
+        assert [i.id for i in taken] == sorted(i.id for i in taken)
+    finally:
+        await store.close()
+
+
+async def _wal_syncs(store: PostgresStore, cluster: PostgresCluster, db: str) -> int:
+    """WAL fsyncs so far, once the store's backend has reported its own."""
+    async with store.read() as tx:
+        await tx.conn.execute(text("SELECT pg_stat_force_next_flush()"))
+    await asyncio.sleep(0.3)  # the backend reports when it goes idle
+    return int(cluster.psql(db, "SELECT wal_sync FROM pg_stat_wal"))
+
+
+async def test_inbox_claims_and_deletes_do_not_wait_for_a_wal_flush(tmp_path: Path) -> None:
+    """On a cluster with fsync on, taking and deleting inbox rows one at a time costs
+    (nearly) no WAL fsync (they commit without waiting for one: lost to a crash, the rows
+    are applied again, a no-op), while as many ordinary write transactions cost one each."""
+    with PostgresCluster.start(durable=True) as own:
+        db = own.database()
+        store = _store(own.url(db), tmp_path)
+        await store.open()
+        try:
+            await store.append_inbox([(float(n), "[]") for n in range(20)])
+            before = await _wal_syncs(store, own, db)
+            for _ in range(20):
+                [item] = await store.take_inbox(1)
+                await store.delete_inbox([item.id])
+            inbox = await _wal_syncs(store, own, db) - before
+            for _ in range(20):
+                async with store.write() as tx:
+                    await tx.audit(None, Event("applied", {}), 1.0)
+            writes = await _wal_syncs(store, own, db) - before - inbox
+            assert inbox < 5
+            assert writes >= 20
+        finally:
+            await store.close()

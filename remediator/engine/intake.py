@@ -67,12 +67,16 @@ class Intake:
                 # Something in the batch is poison: find it, and let the rest through.
                 for item in items:
                     await self._apply_alone(item)
-            # Deleted only after the commit: a crash in between re-applies, a no-op.
-            await self.ctx.store.delete_inbox([item.id for item in items])
+                # Deleted only after the commits: a crash in between re-applies, a no-op.
+                await self.ctx.store.delete_inbox([item.id for item in items])
             total += len(items)
+            if len(items) < BATCH:
+                # The inbox had no more: what arrives from now on sets inbox_ready again
+                # (the engine cleared it before this drain), so no empty take is needed.
+                return total
 
     async def _apply_batch(self, items: list[InboxItem]) -> None:
-        async with self.ctx.store.write() as tx:
+        async with self.ctx.store.consume_inbox([item.id for item in items]) as tx:
             await self._apply(tx, await self._read(tx, items))
 
     async def _apply_one(self, alert: Alert) -> None:

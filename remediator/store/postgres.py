@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import ARRAY, Float, bindparam, delete, func, insert, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -35,6 +35,26 @@ MIGRATION_LOCK = 0x72656D6564  # "remed"
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 60.0
 INBOX_LEASE_S = 60.0  # a replica applies what it took well within this, or it died
+SERVER_SETTINGS = {
+    "application_name": "remediator",
+    # Plan each prepared statement for its parameters: a generic plan made while a table
+    # was empty (a seq scan) would otherwise stay in the connection's statement cache as
+    # the table grows, and `WHERE fingerprint IN (...)` would read the whole alerts table.
+    "plan_cache_mode": "force_custom_plan",
+}
+# A claim or a delete of inbox rows need not wait for its commit to be flushed: lost to a
+# crash, the rows are taken again and applying them again is a no-op (engine/intake.py).
+# The next durable commit flushes it anyway; the WAL keeps the order of commits.
+NO_FLUSH = text("SET LOCAL synchronous_commit TO OFF")
+# The inbox rows of a group commit in one statement, whatever their number: unnest pairs
+# the arrays' elements in order.
+APPEND = insert(t.inbox).from_select(
+    ["received_at", "body"],
+    select(
+        func.unnest(bindparam("at", type_=ARRAY(Float))),
+        func.unnest(bindparam("body", type_=ARRAY(t.LongText()))),
+    ),
+)
 # unique_violation, serialization_failure, deadlock_detected: a replica wrote first;
 # lock_not_available: a lock was held past lock_timeout (a busy or dead peer, pgsession.py).
 CONFLICTS = frozenset({"23505", "40001", "40P01", "55P03"})
@@ -65,16 +85,16 @@ class PostgresStore:
 
     async def open(self) -> None:
         """Connect and migrate, under an advisory lock so concurrent replicas take turns."""
+        # No pool_pre_ping (a round trip per transaction): after a PostgreSQL restart the
+        # first transaction on a dead pooled connection fails (StoreUnavailable, as while
+        # the server is down), SQLAlchemy then discards every connection the pool holds,
+        # and the next transaction connects afresh.
         self._engine = create_async_engine(
             self.url,
-            pool_pre_ping=True,  # a connection PostgreSQL restarted under us is replaced
             connect_args={
                 "timeout": CONNECT_TIMEOUT_S,
                 "command_timeout": COMMAND_TIMEOUT_S,
-                "server_settings": {
-                    "application_name": "remediator",
-                    **session_settings(self.inbox_lease_s),
-                },
+                "server_settings": {**SERVER_SETTINGS, **session_settings(self.inbox_lease_s)},
             },
         )
         try:
@@ -143,8 +163,11 @@ class PostgresStore:
         writer is not waited for (ingest stays quick while the engine works)."""
         if not rows:
             return
-        async with self._begin() as conn:
-            await conn.execute(insert(t.inbox), [{"received_at": r, "body": b} for r, b in rows])
+        # One statement in autocommit (atomic by itself): no BEGIN and COMMIT round trips.
+        async with self._guard(), self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            params = {"at": [r for r, _ in rows], "body": [b for _, b in rows]}
+            await conn.execute(APPEND, params)
 
     async def take_inbox(self, limit: int) -> list[InboxItem]:
         """The oldest rows no other replica holds, claimed for `inbox_lease_s` and left in
@@ -153,6 +176,7 @@ class PostgresStore:
         i = t.inbox.c
         now = time.time()
         async with self._begin() as conn:
+            await conn.execute(NO_FLUSH)
             rows = await leases.claim(
                 conn,
                 t.inbox,
@@ -169,10 +193,20 @@ class PostgresStore:
         items = [InboxItem(int(r[0]), float(r[1]), str(r[2])) for r in rows]
         return sorted(items, key=lambda item: item.id)
 
+    @asynccontextmanager
+    async def consume_inbox(self, ids: list[int]) -> AsyncIterator[SqlTx]:
+        """A write transaction applying inbox rows `ids` that deletes them: they go with its
+        commit, in one flush, with no transaction of their own."""
+        async with self.write() as tx:
+            yield tx
+            if ids:
+                await tx.conn.execute(delete(t.inbox).where(t.inbox.c.id.in_(ids)))
+
     async def delete_inbox(self, ids: list[int]) -> None:
         """Drop rows once applied."""
         if ids:
             async with self._begin() as conn:
+                await conn.execute(NO_FLUSH)
                 await conn.execute(delete(t.inbox).where(t.inbox.c.id.in_(ids)))
 
     async def inbox_pending(self) -> int:

@@ -190,6 +190,14 @@ class SqliteStore:
         """The oldest spooled rows, left in place until `delete_inbox`."""
         return await self.spool.take(limit)
 
+    @asynccontextmanager
+    async def consume_inbox(self, ids: list[int]) -> AsyncIterator[SqlTx]:
+        """A write transaction applying spooled rows `ids`, deleted from the spool (another
+        file) once it has committed."""
+        async with self.write() as tx:
+            yield tx
+        await self.delete_inbox(ids)
+
     async def inbox_pending(self) -> int:
         """Spooled notifications the engine has not applied yet."""
         return await self.spool.count()

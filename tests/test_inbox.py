@@ -1,0 +1,75 @@
+"""The inbox on both backends: rows an applying transaction consumes leave the inbox with
+its commit and stay when it fails; the engine's intake drains it without an empty take."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.engine_harness import EngineHarness, notification, spooled
+
+from remediator.engine.intake import BATCH
+from remediator.store import PostgresStore, SqliteStore
+from remediator.store.events import Event
+from remediator.store.records import InboxItem
+
+
+async def test_consumed_rows_leave_the_inbox_only_when_the_transaction_commits(
+    store: SqliteStore | PostgresStore,
+) -> None:
+    """A transaction consuming taken rows that fails leaves them in the inbox, with nothing
+    it wrote; one that commits takes them out with what it wrote."""
+    await store.append_inbox([(1.0, "[]"), (2.0, "[]"), (3.0, "[]")])
+    ids = [item.id for item in await store.take_inbox(2)]
+
+    async def failing() -> None:
+        async with store.consume_inbox(ids) as tx:
+            await tx.audit(None, Event("applied", {}), 1.0)
+            raise RuntimeError("applying failed")
+
+    with pytest.raises(RuntimeError):
+        await failing()
+    assert await store.inbox_pending() == 3
+    async with store.consume_inbox(ids) as tx:
+        await tx.audit(None, Event("applied", {}), 1.0)
+    assert [item.received_at for item in await store.take_inbox(5)] == [3.0]
+    async with store.read() as tx:
+        assert [r.event for r in await tx.audit_since(0)] == ["applied"]
+
+
+PAGE_ONLY = """\
+rules:
+  - name: page
+    match: [alertname = NodeDown]
+    steps: []
+"""
+
+
+async def test_intake_stops_at_a_short_batch_without_an_empty_take(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Intake applies a backlog batch by batch; a batch shorter than the batch size shows
+    the inbox empty, so it returns without taking again (what arrives later wakes it).
+    The backlog is applied in full and nothing is left in the inbox."""
+    h = await EngineHarness.start(tmp_path, PAGE_ONLY, None, store_url=store_url)
+    try:
+        rows = [
+            (1.0, spooled(notification({"alertname": "NodeDown", "n": str(n)}))) for n in range(25)
+        ]
+        await h.store.append_inbox(rows)
+        takes: list[int] = []
+        take = h.store.take_inbox
+
+        async def counted(limit: int) -> list[InboxItem]:
+            items = await take(limit)
+            takes.append(len(items))
+            return items
+
+        monkeypatch.setattr(h.store, "take_inbox", counted)
+        assert await h.engine.intake.drain() == 25
+        assert takes == [BATCH, 25 - BATCH]
+        assert await h.store.inbox_pending() == 0
+        async with h.store.read() as tx:
+            assert len(await tx.incidents(None, 100)) == 25
+    finally:
+        await h.close()

@@ -361,6 +361,21 @@ async def test_one_claim_for_work_and_outbox_records_the_owner_and_its_lease(
         assert await claimers(tx, schema.outbox) == {sent: "b"}
 
 
+async def test_a_late_retry_leaves_the_row_to_the_replica_that_took_it(store: AnyStore) -> None:
+    """Replica a's delivery failed after its lease ran out and replica b took the row:
+    a's retry changes nothing (b's claim stands, no third replica can take the row while
+    b delivers it); b's own retry releases it for later."""
+    async with store.write() as tx:
+        sent = await tx.enqueue("#ops", EPHEMERAL, None, 10.0)
+        assert sent is not None
+        await tx.claim_outbox(100.0, "a", 5, 60.0)
+        await tx.claim_outbox(160.5, "b", 5, 60.0)
+        assert not await tx.outbox_retry(sent, "a", 170.0, "slack: timeout")
+        assert await tx.claim_outbox(175.0, "c", 5, 60.0) == []
+        assert await tx.outbox_retry(sent, "b", 170.0, "slack: timeout")
+        assert [o.id for o in await tx.claim_outbox(175.0, "c", 5, 60.0)] == [sent]
+
+
 async def test_releasing_claims_frees_work_and_outbox_rows_at_once(store: AnyStore) -> None:
     """What an exclusive store does on start (the claimer is proven dead): every pending
     work and outbox claim is freed, its owner forgotten, and the rows are due again

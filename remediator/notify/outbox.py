@@ -203,7 +203,7 @@ class Outbox:
             backoff = min(n.retry_max, n.retry_min * 2 ** (item.attempts - 1))
             due = now + max(backoff, exc.retry_after or 0.0)
             async with self.store.write() as tx:
-                await tx.outbox_retry(item.id, due, str(exc))
+                await tx.outbox_retry(item.id, self.owner, due, str(exc))
             log.warning(
                 "notification not delivered; will retry",
                 extra={"outbox": item.id, "kind": item.kind.value, "error": str(exc), "due": due},

@@ -213,13 +213,17 @@ class HumanQueries:
             .values(state=SENT, done_at=now, claimed_until=None, dedup_key=None, last_error=None)
         )
 
-    async def outbox_retry(self, item_id: int, due_at: float, error: str) -> None:
-        """Not delivered this time: try again at `due_at`."""
-        await self.conn.execute(
+    async def outbox_retry(self, item_id: int, owner: str, due_at: float, error: str) -> bool:
+        """Not delivered this time: try again at `due_at`. Only by the row's claimer: a
+        replica whose lease ran out while it delivered leaves the row to the replica that
+        took it (releasing that claim would let a third one post it); False then."""
+        o = t.outbox.c
+        res = await self.conn.execute(
             update(t.outbox)
-            .where(t.outbox.c.id == item_id)
+            .where(o.id == item_id, o.claimed_by == owner)
             .values(due_at=due_at, claimed_until=None, last_error=error[:2000])
         )
+        return bool(res.rowcount == 1)
 
     async def outbox_failed(self, item_id: int, now: float, error: str) -> None:
         """Given up: kept with its last error for the record."""

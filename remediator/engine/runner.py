@@ -84,9 +84,11 @@ class Runner:
             async with self.ctx.store.write() as tx:
                 await handler(self.ctx, tx, item, self.ctx.clock.now())
 
-    async def _load(self, tx: Tx, item: WorkItem) -> tuple[Incident, RuleSpec] | None:
+    async def _load(
+        self, tx: Tx, item: WorkItem, incident: Incident | None
+    ) -> tuple[Incident, RuleSpec] | None:
+        """The item's incident (read by the caller, locked) and rule, if it is still to do."""
         now = self.ctx.clock.now()
-        incident = await tx.incident(item.incident_id)
         rule = self.ctx.rules.by_name.get(incident.rule) if incident else None
         if incident is None or not incident.is_open:
             await tx.finish_work(item.id, now, "incident_closed")
@@ -124,13 +126,14 @@ class Runner:
 
     async def _prepare(self, item: WorkItem) -> Dispatch | None:
         async with self.ctx.store.write() as tx:
-            # Replicas take turns per guard scope from here to the commit: what is read
-            # after the lock (the incident again included) has every start in its scopes.
+            # The incident's row is locked as it is read (PostgreSQL), then replicas take
+            # turns per guard scope to the commit: what the guards read next has every
+            # start in the step's scopes.
             known = await tx.incident(item.incident_id)
             if known is not None:
                 await tx.lock_scopes(self.ctx.guards.scopes(known))
             now = self.ctx.clock.now()
-            loaded = await self._load(tx, item)
+            loaded = await self._load(tx, item, known)
             if loaded is None:
                 return None
             incident, rule = loaded
@@ -401,7 +404,7 @@ class Runner:
     async def _verify_expired(self, item: WorkItem) -> None:
         async with self.ctx.store.write() as tx:
             now = self.ctx.clock.now()
-            loaded = await self._load(tx, item)
+            loaded = await self._load(tx, item, await tx.incident(item.incident_id))
             if loaded is None:
                 return
             incident, rule = loaded

@@ -37,6 +37,7 @@ from remediator.store.events import (
     Verifying,
 )
 from remediator.store.records import (
+    Approval,
     ApprovalState,
     ClaimStatus,
     Incident,
@@ -146,7 +147,9 @@ class Runner:
                 await tx.finish_work(item.id, now, "duplicate")
                 return None
             first_run = item.step_index == 0 and existing is None
-            if not await self._guards_pass(tx, item, incident, rule, first_run, now):
+            approval = await tx.approval_for(incident.id, item.step_index)
+            approved = approval is not None and approval.state is ApprovalState.APPROVED
+            if not await self._guards_pass(tx, item, incident, rule, first_run, approved, now):
                 return None
             try:
                 plan = self._plan(incident, rule, spec)
@@ -158,7 +161,7 @@ class Runner:
                 )
                 return None
             if self._needs_approval(spec, plan) and not await self._approved(
-                tx, item, incident, rule, plan, now
+                tx, item, incident, rule, plan, approval, now
             ):
                 return None
             step = await tx.start_step(
@@ -182,10 +185,17 @@ class Runner:
         return Dispatch(incident, rule, spec, step, plan)
 
     async def _approved(
-        self, tx: Tx, item: WorkItem, incident: Incident, rule: RuleSpec, plan: Plan, now: float
+        self,
+        tx: Tx,
+        item: WorkItem,
+        incident: Incident,
+        rule: RuleSpec,
+        plan: Plan,
+        approval: Approval | None,
+        now: float,
     ) -> bool:
-        """Whether humans approved this step; asks them when nobody has yet."""
-        approval = await tx.approval_for(incident.id, item.step_index)
+        """Whether humans approved this step (`approval`, the step's, read under the
+        incident's lock); asks them when nobody has yet."""
         if approval is not None and approval.state is ApprovalState.APPROVED:
             # Humans approved one exact command; a reload may have changed the step or host.
             if approval.command == json.loads(json.dumps(plan.describe())):
@@ -221,10 +231,9 @@ class Runner:
         incident: Incident,
         rule: RuleSpec,
         first_run: bool,
+        approved: bool,
         now: float,
     ) -> bool:
-        approval = await tx.approval_for(incident.id, item.step_index)
-        approved = approval is not None and approval.state is ApprovalState.APPROVED
         verdict = await self.ctx.guards.check(
             tx, incident, rule, first_run=first_run, now=now, approved=approved
         )

@@ -16,6 +16,7 @@ from remediator.store.base import Store
 log = logging.getLogger(__name__)
 MAX_BATCH = 256
 FLOOD = 4  # webhooks waiting on the store at once: the receiver is saturated
+QUIET_S = 0.05  # ...until it has stayed below FLOOD this long (not between two commits)
 GATHER_S = 0.01  # the engine takes in what was stored this long after the first of it
 
 
@@ -61,6 +62,7 @@ class Ingestor:
         self._in_flight = 0
         self._headroom = asyncio.Event()
         self._headroom.set()
+        self._flooded_at = -QUIET_S  # loop time the receiver was last saturated
 
     async def submit(self, received_at: float, body: str) -> None:
         """Queue a body for the next batch and wait for its commit."""
@@ -72,6 +74,7 @@ class Ingestor:
         self._in_flight += 1
         if self._in_flight >= FLOOD:
             self._headroom.clear()
+            self._flooded_at = asyncio.get_running_loop().time()
         try:
             await fut
         finally:
@@ -128,14 +131,24 @@ class Ingestor:
                 fut.set_exception(StoreUnavailable(why))
 
     async def wait_for_headroom(self, max_wait_s: float = 1.0) -> None:
-        """Under a flood (FLOOD or more webhooks in flight), wait, at most `max_wait_s`.
+        """Under a flood (FLOOD or more webhooks in flight within the last QUIET_S), wait
+        until it ends, at most `max_wait_s`.
 
         The engine calls this between batches: acknowledging webhooks (so Alertmanager
         does not time out and resend) comes before expanding them, yet the engine still
-        takes a batch at least every `max_wait_s`. At ordinary rates nothing waits.
+        takes a batch at least every `max_wait_s`. A flood dips below FLOOD each time a
+        commit answers its batch, for as long as the senders take to send again: that is
+        no headroom. At ordinary rates nothing waits.
         """
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._headroom.wait(), max_wait_s)
+            async with asyncio.timeout(max_wait_s):
+                while not self._closed:
+                    await self._headroom.wait()
+                    quiet_for = loop.time() - self._flooded_at
+                    if quiet_for >= QUIET_S:
+                        return
+                    await asyncio.sleep(QUIET_S - quiet_for)
 
     def close(self) -> None:
         """Stop taking new bodies; `run` returns once the queue is drained."""

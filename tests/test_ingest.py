@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from remediator.errors import StoreUnavailable
-from remediator.ingest import FLOOD, Ingestor, gathered
+from remediator.ingest import FLOOD, QUIET_S, Ingestor, gathered
 from remediator.record import Recorder
 
 
@@ -79,6 +79,35 @@ async def test_engine_waits_for_headroom_under_a_flood_but_not_forever() -> None
     await asyncio.wait_for(ingestor.wait_for_headroom(max_wait_s=0.05), 1)  # bounded wait
     store.gate.set()
     await asyncio.gather(*flood)
+    ingestor.close()
+    await runner
+
+
+async def test_a_flood_is_not_over_between_two_commits() -> None:
+    """Senders that answer each 200 with the next webhook (Alertmanager peers catching up, a
+    load generator) drop below FLOOD at every commit for a moment: the engine keeps
+    waiting until the receiver has had headroom for QUIET_S, and not longer."""
+    store = GatedStore()
+    store.gate.set()
+    ingestor = Ingestor(store, on_stored=lambda: None)  # type: ignore[arg-type]
+    runner = asyncio.create_task(ingestor.run())
+    flooding = True
+
+    async def sender() -> None:
+        while flooding:
+            await ingestor.submit(1.0, "x")
+            await asyncio.sleep(0.005)
+
+    senders = [asyncio.create_task(sender()) for _ in range(FLOOD * 2)]
+    await asyncio.sleep(0.02)
+    waiter = asyncio.create_task(ingestor.wait_for_headroom(max_wait_s=5))
+    await asyncio.sleep(QUIET_S * 4)
+    assert not waiter.done(), "the engine took a batch in the middle of a flood"
+    flooding = False
+    await asyncio.gather(*senders)
+    ended = asyncio.get_running_loop().time()
+    await asyncio.wait_for(waiter, 1)
+    assert asyncio.get_running_loop().time() - ended >= QUIET_S * 0.5
     ingestor.close()
     await runner
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from support.engine_harness import EngineHarness, notification, spooled
 
 from remediator.engine.intake import BATCH
@@ -73,3 +74,56 @@ async def test_intake_stops_at_a_short_batch_without_an_empty_take(
             assert len(await tx.incidents(None, 100)) == 25
     finally:
         await h.close()
+
+
+async def test_postgres_stores_webhook_bodies_lz4_compressed(pg_url: str, tmp_path: Path) -> None:
+    """Bodies past PostgreSQL's compression threshold (a few alerts) are compressed with
+    lz4, not the default pglz, whose CPU cost fell on ingest; set once, kept on reopen."""
+    from remediator.store import open_store_url
+
+    body = '{"alerts": [' + ",".join(f'{{"n": "{i:06d}-padding"}}' for i in range(400)) + "]}"
+    for _ in range(2):  # a second start finds it set
+        store = open_store_url(pg_url, tmp_path)
+        assert isinstance(store, PostgresStore)
+        await store.open()
+        try:
+            await store.append_inbox([(1.0, body)])
+            async with store.read() as tx:
+                res = await tx.conn.execute(
+                    text("SELECT pg_column_compression(body), body FROM inbox ORDER BY id")
+                )
+                rows = res.all()
+        finally:
+            await store.close()
+        assert {r[0] for r in rows} == {"lz4"}
+        assert {r[1] for r in rows} == {body}
+
+
+async def test_postgres_append_failing_drops_its_connection(pg_url: str, tmp_path: Path) -> None:
+    """An append sent past SQLAlchemy (asyncpg itself) on a connection the server ended
+    fails (the webhook gets a 503) and leaves no broken connection in the pool: the next
+    append works."""
+    import asyncpg
+
+    from remediator.errors import StoreUnavailable
+    from remediator.store import open_store_url
+
+    store = open_store_url(pg_url, tmp_path)
+    assert isinstance(store, PostgresStore)
+    await store.open()  # one pooled connection, the migration's
+    try:
+        admin = await asyncpg.connect(pg_url)
+        try:
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'remediator'"
+            )
+        finally:
+            await admin.close()
+        assert ended == 1
+        with pytest.raises(StoreUnavailable):
+            await store.append_inbox([(1.0, "{}")])
+        await store.append_inbox([(2.0, "{}")])
+        assert await store.inbox_pending() == 1
+    finally:
+        await store.close()

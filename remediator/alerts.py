@@ -92,19 +92,22 @@ def decode_webhook(body: str) -> WebhookMessage[datetime]:
     except UnicodeError:  # lone surrogates in the text
         raise PayloadError("not valid UTF-8", malformed=True) from None
     for i, alert in enumerate(message.alerts):
-        for name, value in (("startsAt", alert.startsAt), ("endsAt", alert.endsAt)):
-            if value is not None and value.year in (1, 9999) and not _in_utc_range(value):
-                raise PayloadError("outside the calendar once in UTC", path=f"alerts.{i}.{name}")
+        if _off_calendar(alert.startsAt) or _off_calendar(alert.endsAt):
+            name = "startsAt" if _off_calendar(alert.startsAt) else "endsAt"
+            raise PayloadError("outside the calendar once in UTC", path=f"alerts.{i}.{name}")
     return message
 
 
-def _in_utc_range(value: datetime) -> bool:
-    # Only in years 1 and 9999 can an offset move a time off the calendar.
+def _off_calendar(value: datetime | None) -> bool:
+    """True if `value` has no UTC time: only an offset in year 1 or 9999 can move it off
+    the calendar (Alertmanager's "0001-01-01T00:00:00Z" for "no end" is checked cheaply)."""
+    if value is None or value.year not in (1, 9999) or not value.utcoffset():
+        return False
     try:
         _utc(value)
     except OverflowError:
-        return False
-    return True
+        return True
+    return False
 
 
 def _utc(t: datetime) -> datetime:

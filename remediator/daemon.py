@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from remediator import heap
 from remediator.actions import SshPool, build_registry, close_actions
 from remediator.actions.sshpool import SshSettings
 from remediator.api import AdminApi
@@ -217,6 +218,7 @@ class Daemon:
         )
         try:
             await web.TCPSite(runner, host, port).start()
+            heap.settle()
             self._ready = True
             log.info(
                 "listening",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import watchfiles
 
+from remediator import heap
 from remediator.config import load_config
 from remediator.config.loader import YAML_SUFFIXES
 from remediator.config.models import Config
@@ -89,6 +90,7 @@ class Reloader:
                 log.exception("reload: swapping in the new config failed")
                 self._failed(why, [f"{path}: internal error: {describe(exc)}"])
                 return False
+            heap.settle()
             self.ctx.work_ready.set()  # held steps re-check their guards under the new policies
             self.metrics.reload_ok.set(1)
             self.metrics.reload_time.set(self.clock())

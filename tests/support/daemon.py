@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support import faults
+from support import faults, storeview
 from support.sshd import SshServer, free_port
 
 TOKEN = "test-webhook-token"
@@ -205,6 +206,19 @@ class Daemon:
             "POST", "/webhook/alertmanager", json.dumps(payload).encode(), headers
         )
         return status
+
+    def inbox_pending(self) -> float | None:
+        """`remediator_inbox_pending` from /metrics: acknowledged webhooks not yet applied."""
+        status, body = self.request("GET", "/metrics")
+        assert status == 200, body
+        m = re.search(rb"^remediator_inbox_pending (\S+)$", body, re.MULTILINE)
+        return float(m.group(1)) if m else None
+
+    def wait_applied(self, timeout_s: float = 30.0) -> None:
+        """Until the engine has applied every acknowledged webhook (the inbox is empty)."""
+        storeview.wait_for(
+            "the inbox to be applied", lambda: self.inbox_pending() == 0, timeout_s=timeout_s
+        )
 
     def kill9(self) -> None:
         """SIGKILL: no cleanup at all."""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from remediator.actions.params import ACTION_PARAMS, SSH_ACTIONS
+from remediator.config.suggest import did_you_mean
 
 if TYPE_CHECKING:  # the config loader imports this module; Plan imports the config models
     from remediator.actions.base import Plan
@@ -124,7 +125,8 @@ def check_always_for(entry: str) -> str | None:
     action, colon, word = entry.partition(":")
     if action not in ACTION_PARAMS:
         known = ", ".join(sorted(ACTION_PARAMS))
-        return f"{entry!r}: unknown action {action!r} (one of {known})"
+        near = did_you_mean(action, ACTION_PARAMS)
+        return f"{entry!r}: unknown action {action!r}{near} (one of {known})"
     if colon and (not word or _WORD_BREAK.search(word) or "/" in word):
         return f"{entry!r}: write one word after the colon, like ssh:reboot"
     return None

@@ -26,16 +26,19 @@ from remediator.config.models import (
     RuleSpec,
 )
 from remediator.config.problems import Problem
+from remediator.config.suggest import did_you_mean, keys_of, model_at
 from remediator.config.yamlfile import Loc, YamlDoc, load_yaml
 from remediator.errors import ActionError, ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: dict[str, Any], model: type[BaseModel]) -> str:
     kind, msg = err["type"], str(err["msg"])
     if kind == "extra_forbidden":
-        return "unknown key"
+        *where, key = err["loc"]
+        parent = model_at(model, where)
+        return "unknown key" + (did_you_mean(str(key), keys_of(parent)) if parent else "")
     if kind == "missing":
         return "required key is missing"
     for prefix in ("Value error, ", "Assertion failed, "):
@@ -55,7 +58,7 @@ def validate(
         problems = []
         for err in exc.errors():
             loc = (*prefix, *(p for p in err["loc"] if isinstance(p, str | int)))
-            problems.append(doc.problem(loc, _message(dict(err))))
+            problems.append(doc.problem(loc, _message(dict(err), model)))
         return None, problems
 
 
@@ -80,9 +83,9 @@ def _check_steps(doc: YamlDoc, i: int, rule: RuleSpec, has_ssh: bool) -> list[Pr
         params_model = ACTION_PARAMS.get(step.action)
         if params_model is None:
             known = ", ".join(sorted(ACTION_PARAMS))
-            problems.append(
-                doc.problem((*loc, "action"), f"unknown action {step.action!r} (known: {known})")
-            )
+            near = did_you_mean(step.action, ACTION_PARAMS)
+            msg = f"unknown action {step.action!r}{near} (known: {known})"
+            problems.append(doc.problem((*loc, "action"), msg))
             continue
         _, errs = validate(doc, params_model, (*loc, "params"), data=step.params)
         problems.extend(errs)
@@ -159,6 +162,18 @@ def _check_always_for(doc: YamlDoc, parsed: PoliciesFile) -> list[Problem]:
     return problems
 
 
+def _alias_bare_chains(doc: YamlDoc) -> None:
+    """`escalations.NAME: [...]` is short for `{steps: [...]}`: its steps' problems are
+    reported as `escalations.NAME.steps[i]`, so their lines are found under that path too."""
+    chains = doc.data.get("escalations") if isinstance(doc.data, dict) else None
+    if not isinstance(chains, dict):
+        return
+    bare = {name for name, chain in chains.items() if isinstance(chain, list)}
+    for loc, line in list(doc.lines.items()):
+        if len(loc) > 2 and loc[0] == "escalations" and loc[1] in bare:
+            doc.lines[(*loc[:2], "steps", *loc[2:])] = line
+
+
 def _load_policies(folder: Path, base: Path, file: ConfigFile) -> tuple[Policies, list[Problem]]:
     merged: dict[str, Any] = {"severities": {}, "escalations": {}}
     problems: list[Problem] = []
@@ -167,6 +182,7 @@ def _load_policies(folder: Path, base: Path, file: ConfigFile) -> tuple[Policies
         problems.extend(errs)
         if errs or doc.data is None:
             continue
+        _alias_bare_chains(doc)
         parsed, errs = validate(doc, PoliciesFile)
         problems.extend(errs)
         if parsed is None:
@@ -223,7 +239,8 @@ def _check_rule_policies(
     for rule in rules:
         file_name, _, line = origin[rule.name].rpartition(":")
         if rule.escalate is not None and rule.escalate not in policies.escalations:
-            msg = f"escalation chain {rule.escalate!r} is not defined in policies"
+            near = did_you_mean(rule.escalate, policies.escalations)
+            msg = f"escalation chain {rule.escalate!r} is not defined in policies{near}"
             problems.append(Problem(file_name, int(line), f"rule {rule.name}.escalate", msg))
         for j, step in enumerate(rule.steps):
             # Without `approvals:` there is no `always_for`: only these can need one.

@@ -8,13 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from remediator.actions.approval import always_required, check_always_for
-from remediator.actions.params import (
-    ACTION_PARAMS,
-    SSH_ACTIONS,
-    BlockIpsParams,
-    is_template,
-    parse_block_ips,
-)
+from remediator.actions.params import BlockIpsParams, is_template, parse_block_ips
 from remediator.actions.protected import Protected
 from remediator.config.models import (
     Config,
@@ -26,6 +20,7 @@ from remediator.config.models import (
     RuleSpec,
 )
 from remediator.config.problems import Problem
+from remediator.config.steps import OUTLINE, action_types
 from remediator.config.suggest import did_you_mean, keys_of, model_at
 from remediator.config.yamlfile import Loc, YamlDoc, load_yaml
 from remediator.errors import ActionError, ConfigError
@@ -33,11 +28,11 @@ from remediator.errors import ActionError, ConfigError
 M = TypeVar("M", bound=BaseModel)
 
 
-def _message(err: dict[str, Any], model: type[BaseModel]) -> str:
+def _message(err: dict[str, Any], model: type[BaseModel], data: Any) -> str:
     kind, msg = err["type"], str(err["msg"])
     if kind == "extra_forbidden":
         *where, key = err["loc"]
-        parent = model_at(model, where)
+        parent = model_at(model, where, data)
         return "unknown key" + (did_you_mean(str(key), keys_of(parent)) if parent else "")
     if kind == "missing":
         return "required key is missing"
@@ -58,7 +53,7 @@ def validate(
         problems = []
         for err in exc.errors():
             loc = (*prefix, *(p for p in err["loc"] if isinstance(p, str | int)))
-            problems.append(doc.problem(loc, _message(dict(err), model)))
+            problems.append(doc.problem(loc, _message(dict(err), model, data)))
         return None, problems
 
 
@@ -77,19 +72,12 @@ def _display(path: Path, base: Path) -> str:
 
 
 def _check_steps(doc: YamlDoc, i: int, rule: RuleSpec, has_ssh: bool) -> list[Problem]:
+    """What a step's action needs beyond its params (parsed with the rule): SSH, a target."""
     problems: list[Problem] = []
     for j, step in enumerate(rule.steps):
         loc: Loc = ("rules", i, "steps", j)
-        params_model = ACTION_PARAMS.get(step.action)
-        if params_model is None:
-            known = ", ".join(sorted(ACTION_PARAMS))
-            near = did_you_mean(step.action, ACTION_PARAMS)
-            msg = f"unknown action {step.action!r}{near} (known: {known})"
-            problems.append(doc.problem((*loc, "action"), msg))
-            continue
-        _, errs = validate(doc, params_model, (*loc, "params"), data=step.params)
-        problems.extend(errs)
-        if step.action in SSH_ACTIONS:
+        kind = action_types().get(step.action)
+        if kind is not None and kind.needs_ssh:
             if rule.target is None:
                 problems.append(
                     doc.problem(
@@ -106,6 +94,14 @@ def _check_steps(doc: YamlDoc, i: int, rule: RuleSpec, has_ssh: bool) -> list[Pr
     return problems
 
 
+def _outline(doc: YamlDoc) -> RulesFile | None:
+    """The rules of a file whose only problems are in steps' actions or params (see OUTLINE)."""
+    try:
+        return RulesFile.model_validate(doc.data, context=OUTLINE)
+    except ValidationError:
+        return None
+
+
 def _load_rules(
     folder: Path, base: Path, has_ssh: bool
 ) -> tuple[list[RuleSpec], dict[str, str], list[Problem]]:
@@ -119,6 +115,8 @@ def _load_rules(
             continue
         parsed, errs = validate(doc, RulesFile)
         problems.extend(errs)
+        if parsed is None:
+            parsed = _outline(doc)
         if parsed is None:
             continue
         for i, rule in enumerate(parsed.rules):
@@ -260,9 +258,9 @@ def _check_self_lockout(config: Config) -> list[Problem]:
     for rule in config.rules:
         file_name, _, line = config.rule_files[rule.name].rpartition(":")
         for j, step in enumerate(rule.steps):
-            if step.action != "block_ips":
+            if not isinstance(step.params, BlockIpsParams):
                 continue
-            entries = BlockIpsParams.model_validate(step.params).entries()
+            entries = step.params.entries()
             try:
                 protected.check(parse_block_ips([e for e in entries if not is_template(e)]))
             except ValueError:

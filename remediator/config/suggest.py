@@ -40,23 +40,39 @@ def _unwrap(tp: Any) -> Any:
             return tp
 
 
-def model_at(root: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
-    """The model that validates the mapping at `loc` under `root`, if one does."""
+def _child(model: type[BaseModel], key: str, data: Any) -> Any:
+    """The type of `key` in `model`; a model may name it from the data (`model_of`)."""
+    model_of = getattr(model, "model_of", None)
+    chosen = model_of(key, data) if model_of is not None else None
+    if chosen is not None:
+        return chosen
+    found = [f for name, f in model.model_fields.items() if key in (name, f.alias)]
+    return found[0].annotation if found else None
+
+
+def _item(data: Any, part: str | int) -> Any:
+    try:
+        return data[part]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def model_at(
+    root: type[BaseModel], loc: Sequence[str | int], data: Any = None
+) -> type[BaseModel] | None:
+    """The model that validates the mapping at `loc` in `data` under `root`, if one does."""
     tp: Any = root
     for part in loc:
         tp = _unwrap(tp)
         origin = get_origin(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(part, str):
-            fields = tp.model_fields.items()
-            found = [f for name, f in fields if part in (name, f.alias)]
-            if not found:
-                return None
-            tp = found[0].annotation
+            tp = _child(tp, part, data)
         elif origin in (list, tuple) and isinstance(part, int):
             tp = get_args(tp)[0]
         elif origin is dict and isinstance(part, str):
             tp = get_args(tp)[1]
         else:
             return None
+        data = _item(data, part)
     tp = _unwrap(tp)
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None

@@ -118,7 +118,13 @@ def test_rule_problems_name_file_line_and_path(
         line.startswith(f"{f}:16: rules[0].require.instance: invalid regex") for line in lines
     )
     assert f"{f}:17: rules[0].colour: unknown key" in lines
-    assert len(lines) == 5  # model errors stop the step checks for this file
+    # params are parsed with the rule, so their problems come in the same pass
+    assert f"{f}:9: rules[0].steps[0].params.service: required key is missing" in lines
+    assert any(
+        line.startswith(f"{f}:10: rules[0].steps[1].action: unknown action") for line in lines
+    )
+    assert any(line.startswith(f"{f}:12: rules[0].steps[2].params.argv[1]:") for line in lines)
+    assert len(lines) == 9
 
 
 def test_params_checked_against_the_action(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from remediator.actions.base import Action, Closeable, Outcome, Plan
 from remediator.actions.firewall import BlockIpsAction, FirewallLockdownAction, RateLimitAction
@@ -13,30 +13,33 @@ from remediator.actions.script import ScriptAction
 from remediator.actions.ssh import RestartServiceAction, SshAction
 from remediator.actions.sshpool import SshPool
 
-_SSH_RECIPES: tuple[Callable[[SshPool], Action], ...] = (
-    SshAction,
-    RestartServiceAction,
-    RotateLogsAction,
-    RateLimitAction,
-    BlockIpsAction,
-    FirewallLockdownAction,
-)
+# The registry: every action, by name. A new action is its module and one line here.
+ACTIONS: dict[str, type[Action]] = {
+    kind.name: kind
+    for kind in (
+        NotifyAction,
+        ScriptAction,
+        HttpAction,
+        SshAction,
+        RestartServiceAction,
+        RotateLogsAction,
+        RateLimitAction,
+        BlockIpsAction,
+        FirewallLockdownAction,
+    )
+}
 
 
 def build_registry(
     pool: SshPool | None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Action]:
-    """The explicit registry of actions; SSH-based ones only when `ssh:` is configured.
+    """The actions this daemon can run; those over SSH only when `ssh:` is configured.
 
     `environ` (default: os.environ) gives `script` its PATH and `http` its
     `headers_from_env` secrets. Call `close_actions` on shutdown.
     """
-    local: list[Action] = [NotifyAction(), ScriptAction(environ), HttpAction(environ)]
-    registry: dict[str, Action] = {action.name: action for action in local}
-    if pool is not None:
-        for action in (recipe(pool) for recipe in _SSH_RECIPES):
-            registry[action.name] = action
-    return registry
+    built = {name: kind.build(pool, environ) for name, kind in ACTIONS.items()}
+    return {name: action for name, action in built.items() if action is not None}
 
 
 async def close_actions(registry: Mapping[str, Action]) -> None:
@@ -46,4 +49,4 @@ async def close_actions(registry: Mapping[str, Action]) -> None:
             await action.close()
 
 
-__all__ = ["Action", "Outcome", "Plan", "SshPool", "build_registry", "close_actions"]
+__all__ = ["ACTIONS", "Action", "Outcome", "Plan", "SshPool", "build_registry", "close_actions"]

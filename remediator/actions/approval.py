@@ -23,13 +23,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from remediator.actions.params import ACTION_PARAMS, SSH_ACTIONS
+from remediator.config.steps import action_types
+from remediator.config.suggest import did_you_mean
 
 if TYPE_CHECKING:  # the config loader imports this module; Plan imports the config models
     from remediator.actions.base import Plan
 
-# Steps of these actions always wait for a human, whatever the rule or policy says.
-ALWAYS_NEEDS_APPROVAL = frozenset({"firewall_lockdown"})
 # Commands, systemctl verbs and systemd units that stop, restart or isolate the whole host
 # (a unit counts by its name with `systemd-` dropped: systemd-reboot.service is reboot).
 POWER_WORDS = frozenset(
@@ -85,7 +84,8 @@ def plan_words(plan: Plan) -> set[str]:
 
 def _entry_applies(entry_action: str, plan_action: str) -> bool:
     if entry_action == "ssh":
-        return plan_action in SSH_ACTIONS
+        kind = action_types().get(plan_action)
+        return kind is not None and kind.needs_ssh
     return entry_action == plan_action
 
 
@@ -98,7 +98,8 @@ def _word_matches(word: str, found: set[str]) -> bool:
 
 def always_required(action: str, approval: str) -> bool:
     """Whether a step waits for a human whatever `always_for` says."""
-    return approval == "required" or action in ALWAYS_NEEDS_APPROVAL
+    kind = action_types().get(action)
+    return approval == "required" or (kind is not None and kind.always_needs_approval)
 
 
 def plan_needs_approval(plan: Plan, approval: str, always_for: list[str]) -> bool:
@@ -122,9 +123,11 @@ def plan_needs_approval(plan: Plan, approval: str, always_for: list[str]) -> boo
 def check_always_for(entry: str) -> str | None:
     """What is wrong with an `always_for` entry, or None (used by `remediator check`)."""
     action, colon, word = entry.partition(":")
-    if action not in ACTION_PARAMS:
-        known = ", ".join(sorted(ACTION_PARAMS))
-        return f"{entry!r}: unknown action {action!r} (one of {known})"
+    known_actions = action_types()
+    if action not in known_actions:
+        known = ", ".join(sorted(known_actions))
+        near = did_you_mean(action, known_actions)
+        return f"{entry!r}: unknown action {action!r}{near} (one of {known})"
     if colon and (not word or _WORD_BREAK.search(word) or "/" in word):
         return f"{entry!r}: write one word after the colon, like ssh:reboot"
     return None

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from remediator.config.models import Host, Model
 from remediator.errors import ActionError
 
 if TYPE_CHECKING:  # params imports the config package, whose loader imports actions
     from remediator.actions.params import IpNetwork
+    from remediator.actions.sshpool import SshPool
 
 BeforeSend = Callable[[], Awaitable[None]]
 OUTPUT_LIMIT = 8192
@@ -97,12 +98,29 @@ class Outcome:
 
 
 class Action(Protocol):
-    """A remediation action; `execute` calls `before_send` right before sending anything."""
+    """A remediation action: one module, one line in the registry (actions/__init__.py).
+
+    Its class says everything rules need to know of it: `params_model` parses a step's
+    `params` once, when rules load (template strings stay as written until `plan` renders
+    them per alert); `needs_ssh`: it logs into the target, so a step needs a target and the
+    `ssh:` section; `always_needs_approval`: its steps wait for a human whatever the
+    policy says. `build` makes the instance the daemon runs (None: not available here, as
+    the SSH ones without `ssh:`); `execute` calls `before_send` right before sending anything.
+    """
 
     name: str
+    params_model: type[Model]
     needs_host: bool
+    needs_ssh: bool
+    always_needs_approval: bool
 
-    def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
+    @classmethod
+    def build(cls, pool: SshPool | None, environ: Mapping[str, str] | None) -> Self | None:
+        """The instance to run, from what the daemon holds; None if it cannot run here."""
+        ...
+
+    # `params` is an instance of this action's own `params_model` (each plan() names it).
+    def plan(self, params: Any, context: dict[str, Any], host: Host | None) -> Plan:
         """Render and validate; raises TemplateError or ActionError, never connects."""
         ...
 

@@ -114,10 +114,10 @@ class RateLimitAction(_NftAction):
     """Drop new connections to a port above a rate."""
 
     name = "rate_limit"
+    params_model: type[Model] = RateLimitParams
 
-    def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
+    def plan(self, params: RateLimitParams, context: dict[str, Any], host: Host | None) -> Plan:
         """Build the script from the validated params."""
-        assert isinstance(params, RateLimitParams)
         return self._nft_plan(host, rate_limit_script(params))
 
 
@@ -125,10 +125,10 @@ class BlockIpsAction(_NftAction):
     """Add addresses (rendered from labels, then validated) to the drop sets."""
 
     name = "block_ips"
+    params_model: type[Model] = BlockIpsParams
 
-    def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
+    def plan(self, params: BlockIpsParams, context: dict[str, Any], host: Host | None) -> Plan:
         """Render `ips`, validate every entry as an address or network, build the script."""
-        assert isinstance(params, BlockIpsParams)
         rendered = [render(value, context) for value in params.entries()]
         try:
             nets = parse_block_ips(rendered)
@@ -141,10 +141,13 @@ class FirewallLockdownAction(_NftAction):
     """Deny all inbound except SSH from the ops network."""
 
     name = "firewall_lockdown"
+    params_model: type[Model] = FirewallLockdownParams
+    always_needs_approval = True  # it cuts every connection but the ops network's
 
-    def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
+    def plan(
+        self, params: FirewallLockdownParams, context: dict[str, Any], host: Host | None
+    ) -> Plan:
         """SSH port: `ssh_port`, else the target's port in the inventory."""
-        assert isinstance(params, FirewallLockdownParams)
         target = need_host(self.name, host)
         allow_from = [parse_network(cidr) for cidr in params.allow_from]
         return self._nft_plan(target, lockdown_script(allow_from, params.ssh_port or target.port))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -24,6 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from remediator.actions.base import OUTPUT_LIMIT as BODY_LIMIT
 from remediator.actions.base import BeforeSend, Outcome, Plan, clip_output
 from remediator.actions.params import HttpParams
+from remediator.actions.sshpool import SshPool
 from remediator.actions.urls import check_target_url, normalize_host
 from remediator.config.models import Host, Model
 from remediator.errors import ActionError, ConnectError, OutcomeUnknown
@@ -117,16 +118,23 @@ class HttpAction:
     """One request per step over a session owned by this action; `close()` releases it."""
 
     name = "http"
+    params_model: type[Model] = HttpParams
     needs_host = False
+    needs_ssh = False
+    always_needs_approval = False
 
     def __init__(self, environ: Mapping[str, str] | None = None, retry_wait_s: float = 0.5):
         self.environ = os.environ if environ is None else environ
         self.retry_wait_s = retry_wait_s
         self._session: aiohttp.ClientSession | None = None
 
-    def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
+    @classmethod
+    def build(cls, pool: SshPool | None, environ: Mapping[str, str] | None) -> Self:
+        """`headers_from_env` secrets from the daemon's environment."""
+        return cls(environ)
+
+    def plan(self, params: HttpParams, context: dict[str, Any], host: Host | None) -> Plan:
         """Render URL, headers and body; the URL must reach the target or an allowed host."""
-        assert isinstance(params, HttpParams)
         url = _target_url(params, context, host)
         headers = {
             k: _header_value(k, render(v, context), "rendered") for k, v in params.headers.items()

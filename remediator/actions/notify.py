@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Self
 
 from remediator.actions.base import BeforeSend, Outcome, Plan
 from remediator.actions.params import NotifyParams
+from remediator.actions.sshpool import SshPool
 from remediator.config.models import Host, Model
 from remediator.templates import render
 
@@ -14,11 +16,18 @@ class NotifyAction:
     """Records the rendered message; escalation delivers it."""
 
     name = "notify"
+    params_model: type[Model] = NotifyParams
     needs_host = False
+    needs_ssh = False
+    always_needs_approval = False
 
-    def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
+    @classmethod
+    def build(cls, pool: SshPool | None, environ: Mapping[str, str] | None) -> Self:
+        """Needs nothing."""
+        return cls()
+
+    def plan(self, params: NotifyParams, context: dict[str, Any], host: Host | None) -> Plan:
         """Render the message."""
-        assert isinstance(params, NotifyParams)
         return Plan(self.name, host, message=render(params.message, context))
 
     async def execute(self, plan: Plan, before_send: BeforeSend) -> Outcome:

@@ -288,21 +288,3 @@ class FirewallLockdownParams(Model):
     @classmethod
     def _allow_from(cls, allow_from: list[str]) -> list[str]:
         return [str(parse_network(cidr)) for cidr in allow_from]
-
-
-ACTION_PARAMS: dict[str, type[Model]] = {
-    "ssh": SshParams,
-    "restart_service": RestartServiceParams,
-    "notify": NotifyParams,
-    "script": ScriptParams,
-    "http": HttpParams,
-    "rotate_logs": RotateLogsParams,
-    "rate_limit": RateLimitParams,
-    "block_ips": BlockIpsParams,
-    "firewall_lockdown": FirewallLockdownParams,
-}
-
-# Actions that log into the target over SSH: they need a target and the `ssh:` section.
-SSH_ACTIONS = frozenset(
-    {"ssh", "restart_service", "rotate_logs", "rate_limit", "block_ips", "firewall_lockdown"}
-)

@@ -22,7 +22,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from remediator.actions.params import IpNetwork, parse_network
+from remediator.actions.params import FirewallLockdownParams, IpNetwork, parse_network
 from remediator.config.models import Config, parse_listen
 from remediator.errors import ActionError
 
@@ -86,13 +86,13 @@ class Protected:
                 found.append((net, f"the address of inventory host {host.name}"))
         for rule in config.rules:
             for j, step in enumerate(rule.steps):
-                if step.action != "firewall_lockdown":
+                if not isinstance(step.params, FirewallLockdownParams):
                     continue
                 what = (
                     f"the allow_from of firewall_lockdown in rule {rule.name} (step {j + 1}): "
                     "the ops network must keep its access"
                 )
-                found += [(parse_network(str(c)), what) for c in step.params.get("allow_from", [])]
+                found += [(parse_network(cidr), what) for cidr in step.params.allow_from]
         listen = _ip(parse_listen(config.file.server.listen)[0])
         if listen is not None and not listen.network_address.is_unspecified:
             found.append((listen, "the address remediator listens on (server.listen)"))

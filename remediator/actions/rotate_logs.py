@@ -55,10 +55,10 @@ class RotateLogsAction(SshRecipe):
     """Force a rotation with the service's logrotate config; prune runs only if it worked."""
 
     name = "rotate_logs"
+    params_model: type[Model] = RotateLogsParams
 
-    def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
+    def plan(self, params: RotateLogsParams, context: dict[str, Any], host: Host | None) -> Plan:
         """Render and check the config path; build the prune command."""
-        assert isinstance(params, RotateLogsParams)
         commands: list[tuple[str, ...]] = [("logrotate", "-f", _config_path(params, context))]
         if params.prune is not None:
             commands.append(prune_command(params.prune))

@@ -8,10 +8,11 @@ import os
 import shutil
 import signal
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 from remediator.actions.base import BeforeSend, Outcome, Plan, clip_output
 from remediator.actions.params import ScriptParams
+from remediator.actions.sshpool import SshPool
 from remediator.config.models import Host, Model
 from remediator.errors import ActionError, OutcomeUnknown
 from remediator.templates import render
@@ -23,15 +24,22 @@ class ScriptAction:
     """Run a local program: stdin from /dev/null, PATH plus the step's `env`, a timeout."""
 
     name = "script"
+    params_model: type[Model] = ScriptParams
     needs_host = False
+    needs_ssh = False
+    always_needs_approval = False
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         source = os.environ if environ is None else environ
         self.path = source.get("PATH") or DEFAULT_PATH
 
-    def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
+    @classmethod
+    def build(cls, pool: SshPool | None, environ: Mapping[str, str] | None) -> Self:
+        """PATH from the daemon's environment."""
+        return cls(environ)
+
+    def plan(self, params: ScriptParams, context: dict[str, Any], host: Host | None) -> Plan:
         """Render each argv element; the environment is PATH and the step's `env`."""
-        assert isinstance(params, ScriptParams)
         argv = tuple(render(a, context) for a in params.argv)
         env = {"PATH": self.path, **params.env}
         return Plan(self.name, host, commands=(argv,), env=env, timeout_s=params.timeout)

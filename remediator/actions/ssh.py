@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Self
 
 from remediator.actions.base import BeforeSend, Outcome, Plan
 from remediator.actions.params import RestartServiceParams, SshParams
@@ -48,9 +49,16 @@ class SshRecipe:
 
     name: str
     needs_host = True
+    needs_ssh = True
+    always_needs_approval = False
 
     def __init__(self, pool: SshPool) -> None:
         self.pool = pool
+
+    @classmethod
+    def build(cls, pool: SshPool | None, environ: Mapping[str, str] | None) -> Self | None:
+        """Over the daemon's SSH pool; None without the `ssh:` section."""
+        return None if pool is None else cls(pool)
 
     async def execute(self, plan: Plan, before_send: BeforeSend) -> Outcome:
         """Connect, then run each command in turn until one fails."""
@@ -61,10 +69,10 @@ class SshAction(SshRecipe):
     """Run argv on the target; templates render per element, never re-split."""
 
     name = "ssh"
+    params_model: type[Model] = SshParams
 
-    def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
+    def plan(self, params: SshParams, context: dict[str, Any], host: Host | None) -> Plan:
         """Render each argv element."""
-        assert isinstance(params, SshParams)
         argv = tuple(render(a, context) for a in params.argv)
         return Plan(self.name, need_host(self.name, host), commands=(argv,))
 
@@ -73,10 +81,12 @@ class RestartServiceAction(SshRecipe):
     """`systemctl restart S`, then `systemctl is-active S`."""
 
     name = "restart_service"
+    params_model: type[Model] = RestartServiceParams
 
-    def plan(self, params: Model, context: dict[str, Any], host: Host | None) -> Plan:
+    def plan(
+        self, params: RestartServiceParams, context: dict[str, Any], host: Host | None
+    ) -> Plan:
         """Render and check the unit name."""
-        assert isinstance(params, RestartServiceParams)
         service = render(params.service, context)
         if not _UNIT.fullmatch(service):
             raise ActionError(f"refusing service name {service!r}: not a systemd unit name")

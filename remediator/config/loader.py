@@ -8,13 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from remediator.actions.approval import always_required, check_always_for
-from remediator.actions.params import (
-    ACTION_PARAMS,
-    SSH_ACTIONS,
-    BlockIpsParams,
-    is_template,
-    parse_block_ips,
-)
+from remediator.actions.params import BlockIpsParams, is_template, parse_block_ips
 from remediator.actions.protected import Protected
 from remediator.config.models import (
     Config,
@@ -26,16 +20,20 @@ from remediator.config.models import (
     RuleSpec,
 )
 from remediator.config.problems import Problem
+from remediator.config.steps import OUTLINE, action_types
+from remediator.config.suggest import did_you_mean, keys_of, model_at
 from remediator.config.yamlfile import Loc, YamlDoc, load_yaml
 from remediator.errors import ActionError, ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: dict[str, Any], model: type[BaseModel], data: Any) -> str:
     kind, msg = err["type"], str(err["msg"])
     if kind == "extra_forbidden":
-        return "unknown key"
+        *where, key = err["loc"]
+        parent = model_at(model, where, data)
+        return "unknown key" + (did_you_mean(str(key), keys_of(parent)) if parent else "")
     if kind == "missing":
         return "required key is missing"
     for prefix in ("Value error, ", "Assertion failed, "):
@@ -55,7 +53,7 @@ def validate(
         problems = []
         for err in exc.errors():
             loc = (*prefix, *(p for p in err["loc"] if isinstance(p, str | int)))
-            problems.append(doc.problem(loc, _message(dict(err))))
+            problems.append(doc.problem(loc, _message(dict(err), model, data)))
         return None, problems
 
 
@@ -74,19 +72,12 @@ def _display(path: Path, base: Path) -> str:
 
 
 def _check_steps(doc: YamlDoc, i: int, rule: RuleSpec, has_ssh: bool) -> list[Problem]:
+    """What a step's action needs beyond its params (parsed with the rule): SSH, a target."""
     problems: list[Problem] = []
     for j, step in enumerate(rule.steps):
         loc: Loc = ("rules", i, "steps", j)
-        params_model = ACTION_PARAMS.get(step.action)
-        if params_model is None:
-            known = ", ".join(sorted(ACTION_PARAMS))
-            problems.append(
-                doc.problem((*loc, "action"), f"unknown action {step.action!r} (known: {known})")
-            )
-            continue
-        _, errs = validate(doc, params_model, (*loc, "params"), data=step.params)
-        problems.extend(errs)
-        if step.action in SSH_ACTIONS:
+        kind = action_types().get(step.action)
+        if kind is not None and kind.needs_ssh:
             if rule.target is None:
                 problems.append(
                     doc.problem(
@@ -103,6 +94,14 @@ def _check_steps(doc: YamlDoc, i: int, rule: RuleSpec, has_ssh: bool) -> list[Pr
     return problems
 
 
+def _outline(doc: YamlDoc) -> RulesFile | None:
+    """The rules of a file whose only problems are in steps' actions or params (see OUTLINE)."""
+    try:
+        return RulesFile.model_validate(doc.data, context=OUTLINE)
+    except ValidationError:
+        return None
+
+
 def _load_rules(
     folder: Path, base: Path, has_ssh: bool
 ) -> tuple[list[RuleSpec], dict[str, str], list[Problem]]:
@@ -116,6 +115,8 @@ def _load_rules(
             continue
         parsed, errs = validate(doc, RulesFile)
         problems.extend(errs)
+        if parsed is None:
+            parsed = _outline(doc)
         if parsed is None:
             continue
         for i, rule in enumerate(parsed.rules):
@@ -159,6 +160,18 @@ def _check_always_for(doc: YamlDoc, parsed: PoliciesFile) -> list[Problem]:
     return problems
 
 
+def _alias_bare_chains(doc: YamlDoc) -> None:
+    """`escalations.NAME: [...]` is short for `{steps: [...]}`: its steps' problems are
+    reported as `escalations.NAME.steps[i]`, so their lines are found under that path too."""
+    chains = doc.data.get("escalations") if isinstance(doc.data, dict) else None
+    if not isinstance(chains, dict):
+        return
+    bare = {name for name, chain in chains.items() if isinstance(chain, list)}
+    for loc, line in list(doc.lines.items()):
+        if len(loc) > 2 and loc[0] == "escalations" and loc[1] in bare:
+            doc.lines[(*loc[:2], "steps", *loc[2:])] = line
+
+
 def _load_policies(folder: Path, base: Path, file: ConfigFile) -> tuple[Policies, list[Problem]]:
     merged: dict[str, Any] = {"severities": {}, "escalations": {}}
     problems: list[Problem] = []
@@ -167,6 +180,7 @@ def _load_policies(folder: Path, base: Path, file: ConfigFile) -> tuple[Policies
         problems.extend(errs)
         if errs or doc.data is None:
             continue
+        _alias_bare_chains(doc)
         parsed, errs = validate(doc, PoliciesFile)
         problems.extend(errs)
         if parsed is None:
@@ -223,7 +237,8 @@ def _check_rule_policies(
     for rule in rules:
         file_name, _, line = origin[rule.name].rpartition(":")
         if rule.escalate is not None and rule.escalate not in policies.escalations:
-            msg = f"escalation chain {rule.escalate!r} is not defined in policies"
+            near = did_you_mean(rule.escalate, policies.escalations)
+            msg = f"escalation chain {rule.escalate!r} is not defined in policies{near}"
             problems.append(Problem(file_name, int(line), f"rule {rule.name}.escalate", msg))
         for j, step in enumerate(rule.steps):
             # Without `approvals:` there is no `always_for`: only these can need one.
@@ -243,9 +258,9 @@ def _check_self_lockout(config: Config) -> list[Problem]:
     for rule in config.rules:
         file_name, _, line = config.rule_files[rule.name].rpartition(":")
         for j, step in enumerate(rule.steps):
-            if step.action != "block_ips":
+            if not isinstance(step.params, BlockIpsParams):
                 continue
-            entries = BlockIpsParams.model_validate(step.params).entries()
+            entries = step.params.entries()
             try:
                 protected.check(parse_block_ips([e for e in entries if not is_template(e)]))
             except ValueError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -31,6 +31,7 @@ from remediator.config.policies import (
     Safety,
     SeverityPolicy,
 )
+from remediator.config.steps import StepSpec
 from remediator.matchers import Matcher, compile_regex, parse_matcher
 from remediator.parsing import whole_number
 from remediator.templates import check_template
@@ -315,15 +316,6 @@ def _parse_max_runs(value: Any) -> Any:
     return value
 
 
-class StepSpec(Model):
-    """One remediation step; `params` are checked against the action's own model."""
-
-    action: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    verify: Duration = 300.0
-    approval: Literal["required", "auto"] = "auto"
-
-
 class RuleSpec(Model):
     """One remediation rule."""
 
@@ -384,4 +376,5 @@ __all__ = [
     "PoliciesFile",
     "Safety",
     "SeverityPolicy",
+    "StepSpec",
 ]

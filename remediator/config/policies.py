@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from croniter import croniter
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from remediator.config.common import Duration, Model
 
@@ -41,6 +41,14 @@ class EscalationChain(Model):
         if afters != sorted(afters):
             raise ValueError("steps' `after` must not decrease (it counts from the chain's start)")
         return self
+
+
+def _chain_mapping(value: Any) -> Any:
+    # `escalations.NAME: [...]` is short for `{steps: [...]}`, as operators first write it.
+    return {"steps": value} if isinstance(value, list) else value
+
+
+Chain = Annotated[EscalationChain, BeforeValidator(_chain_mapping)]
 
 
 class ApprovalPolicy(Model):
@@ -103,7 +111,7 @@ class PoliciesFile(Model):
     """A policies/*.yml file; sections may be split across files."""
 
     severities: dict[str, SeverityPolicy] = Field(default_factory=dict)
-    escalations: dict[str, EscalationChain] = Field(default_factory=dict)
+    escalations: dict[str, Chain] = Field(default_factory=dict)
     approvals: Approvals | None = None
     safety: Safety | None = None
 

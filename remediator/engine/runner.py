@@ -11,7 +11,6 @@ from typing import Any
 
 from remediator.actions.approval import plan_needs_approval
 from remediator.actions.base import Outcome, Plan
-from remediator.actions.params import ACTION_PARAMS
 from remediator.config.durations import format_duration
 from remediator.config.models import RuleSpec, StepSpec
 from remediator.engine import approvals, escalation
@@ -120,8 +119,7 @@ class Runner:
         context: dict[str, Any] = alert_context(incident.labels, incident.annotations)
         if host is not None:
             context["target"] = host_context(host)
-        params = ACTION_PARAMS[spec.action].model_validate(spec.params)
-        plan = action.plan(params, context, host)
+        plan = action.plan(spec.params, context, host)
         self.ctx.protected.check(plan.blocks)  # of the config in force now, reloads included
         return plan
 

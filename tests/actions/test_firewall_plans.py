@@ -212,8 +212,8 @@ def test_check_reports_bad_params_with_file_and_line(tmp_path: Path) -> None:
         load_config(path)
     assert str(caught.value).splitlines() == [
         "rules/rules.yml:7: rules[0].steps[0].params.rate: rate '10/sec' must look like 10/second (or /minute, /hour)",
-        "rules/rules.yml:6: rules[0].steps[0].action: rate_limit runs over SSH, so remediator.yml needs an `ssh:` section",
         "rules/rules.yml:9: rules[0].steps[1].params.ips: '1.2.3.4;' is not an IP address or network",
+        "rules/rules.yml:6: rules[0].steps[0].action: rate_limit runs over SSH, so remediator.yml needs an `ssh:` section",
         "rules/rules.yml:8: rules[0].steps[1].action: block_ips runs over SSH, so remediator.yml needs an `ssh:` section",
         "rules/rules.yml:10: rules[0].steps[2].action: firewall_lockdown runs over SSH, so remediator.yml needs an `ssh:` section",
         "rules/rules.yml:2: rule abuse.steps[2]: step 2 (firewall_lockdown) needs approval, but no policy file defines `approvals:` (who may approve, timeout, on_timeout)",

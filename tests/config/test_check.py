@@ -118,7 +118,13 @@ def test_rule_problems_name_file_line_and_path(
         line.startswith(f"{f}:16: rules[0].require.instance: invalid regex") for line in lines
     )
     assert f"{f}:17: rules[0].colour: unknown key" in lines
-    assert len(lines) == 5  # model errors stop the step checks for this file
+    # params are parsed with the rule, so their problems come in the same pass
+    assert f"{f}:9: rules[0].steps[0].params.service: required key is missing" in lines
+    assert any(
+        line.startswith(f"{f}:10: rules[0].steps[1].action: unknown action") for line in lines
+    )
+    assert any(line.startswith(f"{f}:12: rules[0].steps[2].params.argv[1]:") for line in lines)
+    assert len(lines) == 9
 
 
 def test_params_checked_against_the_action(
@@ -141,7 +147,7 @@ def test_params_checked_against_the_action(
     assert code == 1
     f = "rules/disk.yml"
     assert f"{f}:7: rules[0].steps[0].params.service: required key is missing" in lines
-    assert f"{f}:7: rules[0].steps[0].params.servce: unknown key" in lines
+    assert f"{f}:7: rules[0].steps[0].params.servce: unknown key; did you mean `service`?" in lines
     assert lines[2].startswith(
         f"{f}:8: rules[0].steps[1].action: unknown action 'rotate_everything'"
     )
@@ -278,8 +284,8 @@ def test_always_for_entries_must_name_an_action_and_one_word(
     code, lines = check(path, capsys)
     assert code == 1
     assert lines == [
-        "policies/a.yml:3: approvals.always_for[1]: 'sssh:reboot': unknown action 'sssh' "
-        "(one of block_ips, firewall_lockdown, http, notify, rate_limit, restart_service, "
+        "policies/a.yml:3: approvals.always_for[1]: 'sssh:reboot': unknown action 'sssh'; "
+        "did you mean `ssh`? (one of block_ips, firewall_lockdown, http, notify, rate_limit, restart_service, "
         "rotate_logs, script, ssh)",
         "policies/a.yml:3: approvals.always_for[2]: 'ssh:systemctl reboot': write one word "
         "after the colon, like ssh:reboot",

@@ -147,6 +147,7 @@ DESCRIBE: dict[str, Describer] = {
     "approval_refused": lambda d, _: {"approval_refused": d["by"]},
     "ack_refused": lambda d, _: {"ack_refused": d["by"]},
     "exhausted": lambda d, _: {"exhausted": d["reason"]},
+    "escalate_fallback": lambda d, _: {"escalate_fallback": d["chain"], **_reason(d)},
     "escalation_started": lambda d, _: {"escalate": d["chain"]},
     "escalation_notified": _page,
     "acknowledged": lambda d, _: {"acknowledged": d["by"]},

@@ -194,3 +194,42 @@ tests:
     config, test_file = setup(tmp_path, twice)
     out = run(config, test_file)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_chain_chosen_by_the_alert_and_its_fallback_show_as_decisions(tmp_path: Path) -> None:
+    """`escalate: "{{ labels.severity }}"`: severity=low pages `low`; a severity naming
+    no chain shows `escalate_fallback` (with why) before the fallback chain pages."""
+    rules = """\
+rules:
+  - name: page-by-severity
+    match: [alertname = BlockProductionStopped]
+    escalate: "{{ labels.severity }}"
+    escalate_fallback: critical
+"""
+    chains = "  low:\n    steps:\n      - notify: ['slack:#ops-low']\n"
+    tests = """\
+tests:
+  - name: the alert's severity names the chain
+    alerts:
+      - {at: 0s, labels: {alertname: BlockProductionStopped, severity: low}}
+    expect:
+      - {at: 0s, incident: 1, matched: page-by-severity}
+      - {at: 0s, incident: 1, exhausted: 'rule has no steps: page only'}
+      - {at: 0s, incident: 1, escalate: low}
+      - {at: 0s, incident: 1, page: ['slack:#ops-low'], chain: low, step: 1}
+  - name: a severity that is no chain pages the fallback
+    alerts:
+      - {at: 0s, labels: {alertname: BlockProductionStopped, severity: "sev1; rm -rf /"}}
+    expect:
+      - {at: 0s, incident: 1, matched: page-by-severity}
+      - {at: 0s, incident: 1, exhausted: 'rule has no steps: page only'}
+      - {at: 0s, incident: 1, escalate_fallback: critical, reason: "'{{ labels.severity }}' rendered 'sev1; rm -rf /', which is not a chain"}
+      - {at: 0s, incident: 1, escalate: critical}
+      - {at: 0s, incident: 1, page: ['slack:#ops'], chain: critical, step: 1}
+"""
+    config = write_config(tmp_path / "cfg", rules, policies=chains)
+    test_file = tmp_path / "chains.test.yml"
+    test_file.write_text(tests)
+    out = run(config, test_file)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 passed, 0 failed" in out.stderr

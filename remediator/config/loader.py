@@ -215,6 +215,29 @@ def _hosts(file: ConfigFile, ssh_user: str) -> dict[str, Host]:
     return out
 
 
+def _escalate_problems(rule: RuleSpec, policies: Policies) -> list[tuple[str, str]]:
+    """(key, message) for a rule's `escalate` and `escalate_fallback`."""
+    chains = policies.escalations
+    known = ", ".join(sorted(chains)) or "none"
+    if rule.escalate is None or not is_template(rule.escalate):
+        if rule.escalate is not None and rule.escalate not in chains:
+            return [("escalate", f"escalation chain {rule.escalate!r} is not defined in policies")]
+        if rule.escalate_fallback is not None:
+            why = "only a templated `escalate` falls back: remove it, or template `escalate`"
+            return [("escalate_fallback", why)]
+        return []
+    if rule.escalate_fallback is None:
+        why = (
+            f"required: `escalate` is a template ({rule.escalate!r}); name the chain to page"
+            f" when what it renders is not a chain (one of: {known})"
+        )
+        return [("escalate_fallback", why)]
+    if rule.escalate_fallback not in chains:
+        why = f"escalation chain {rule.escalate_fallback!r} is not defined in policies ({known})"
+        return [("escalate_fallback", why)]
+    return []
+
+
 def _check_rule_policies(
     rules: list[RuleSpec], origin: dict[str, str], policies: Policies
 ) -> list[Problem]:
@@ -222,9 +245,8 @@ def _check_rule_policies(
     problems = []
     for rule in rules:
         file_name, _, line = origin[rule.name].rpartition(":")
-        if rule.escalate is not None and rule.escalate not in policies.escalations:
-            msg = f"escalation chain {rule.escalate!r} is not defined in policies"
-            problems.append(Problem(file_name, int(line), f"rule {rule.name}.escalate", msg))
+        for key, msg in _escalate_problems(rule, policies):
+            problems.append(Problem(file_name, int(line), f"rule {rule.name}.{key}", msg))
         for j, step in enumerate(rule.steps):
             # Without `approvals:` there is no `always_for`: only these can need one.
             if policies.approvals is None and always_required(step.action, step.approval):

@@ -333,7 +333,10 @@ class RuleSpec(Model):
     target: TemplateStr | None = None
     require: dict[str, Regex] = Field(default_factory=dict)
     steps: list[StepSpec] = Field(default_factory=list)
-    escalate: str | None = None
+    # A chain's name, or a template over the labels (`"{{ labels.severity }}"`): then
+    # `escalate_fallback` names the chain paged when the rendered name is not a chain.
+    escalate: TemplateStr | None = None
+    escalate_fallback: str | None = None
     cooldown: Duration = 300.0
     max_runs: Annotated[MaxRuns | None, BeforeValidator(_parse_max_runs)] = None
     hold_timeout: Duration = 900.0

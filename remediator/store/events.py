@@ -158,6 +158,14 @@ class EscalationStarted(_Entry, frozen=True):
     reason: str
 
 
+class EscalateFallback(_Entry, frozen=True):
+    """A templated `escalate:` named no chain: the rule's `escalate_fallback` pages."""
+
+    event: ClassVar[str] = "escalate_fallback"
+    chain: str
+    reason: str
+
+
 class Exhausted(_Entry, frozen=True):
     event: ClassVar[str] = "exhausted"
     reason: str

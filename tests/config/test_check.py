@@ -194,6 +194,55 @@ def test_unknown_escalation_chain(tmp_path: Path, capsys: pytest.CaptureFixture[
     ]
 
 
+@pytest.mark.parametrize(
+    ("escalate", "problem"),
+    [
+        (
+            'escalate: "{{ labels.severity }}"',
+            "rules/a.yml:2: rule restart-web.escalate_fallback: required: `escalate` is a "
+            "template ('{{ labels.severity }}'); name the chain to page when what it renders "
+            "is not a chain (one of: critical)",
+        ),
+        (
+            'escalate: "{{ labels.severity }}"\n    escalate_fallback: nope',
+            "rules/a.yml:2: rule restart-web.escalate_fallback: escalation chain 'nope' is not "
+            "defined in policies (critical)",
+        ),
+        (
+            "escalate: critical\n    escalate_fallback: critical",
+            "rules/a.yml:2: rule restart-web.escalate_fallback: only a templated `escalate` "
+            "falls back: remove it, or template `escalate`",
+        ),
+        (
+            'escalate: "{{ labels.severity"\n    escalate_fallback: critical',
+            "rules/a.yml:9: rules[0].escalate: invalid template '{{ labels.severity': "
+            "unexpected end of template",
+        ),
+    ],
+)
+def test_a_templated_escalate_needs_a_known_fallback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], escalate: str, problem: str
+) -> None:
+    """`escalate` over the labels is checked when it renders, so `check` insists on an
+    `escalate_fallback` naming a chain; a literal `escalate` takes no fallback."""
+    rule = RULE.replace("escalate: critical", escalate)
+    code, lines = check(make(tmp_path, rules={"a.yml": rule}), capsys)
+    assert code == 1
+    assert len(lines) == 1
+    assert lines[0].startswith(problem), lines
+
+
+def test_a_templated_escalate_with_its_fallback_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rendered name is looked up when the chain starts, not at check time."""
+    rule = RULE.replace(
+        "escalate: critical", 'escalate: "{{ labels.severity }}"\n    escalate_fallback: critical'
+    )
+    code, lines = check(make(tmp_path, rules={"a.yml": rule}), capsys)
+    assert code == 0, lines
+
+
 def test_duplicate_yaml_keys_are_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A key written twice would silently win in plain YAML; here it is an error."""
     path = make(tmp_path, CONFIG + "store: sqlite:///other.db\n")

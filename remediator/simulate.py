@@ -140,6 +140,7 @@ DESCRIBE: dict[str, Describer] = {
         "approval": d["action"],
         **_step(d),
         "required": d["required"],
+        **({"policy": d["policy"]} if "policy" in d else {}),
     },
     "approved": lambda d, _: {"approved": d["approvers"], **_step(d)},
     "approval_denied": lambda d, _: {"denied": d["by"], **_step(d)},

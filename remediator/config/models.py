@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +20,9 @@ from remediator.config.durations import parse_duration
 from remediator.config.names import SHARED_TOKEN_NAME, EnvName, Person
 from remediator.config.pgurl import is_postgres, parse_pg_url
 from remediator.config.policies import (
+    APPROVAL_WORDS,
+    POLICY_NAME,
+    AlwaysFor,
     ApprovalPolicy,
     Approvals,
     EscalationChain,
@@ -30,6 +33,7 @@ from remediator.config.policies import (
     PoliciesFile,
     Safety,
     SeverityPolicy,
+    check_policy_name,
 )
 from remediator.matchers import Matcher, compile_regex, parse_matcher
 from remediator.parsing import whole_number
@@ -38,6 +42,8 @@ from remediator.templates import check_template
 MatcherField = Annotated[Matcher, BeforeValidator(parse_matcher)]
 TemplateStr = Annotated[str, AfterValidator(check_template)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+# `required`, `auto` or an approval policy's name.
+ApprovalName = Annotated[str, Field(pattern=POLICY_NAME)]
 EMAIL_PATTERN = r"^[^@\s<>,;]+@[^@\s<>,;]+$"
 
 
@@ -321,7 +327,9 @@ class StepSpec(Model):
     action: str
     params: dict[str, Any] = Field(default_factory=dict)
     verify: Duration = 300.0
-    approval: Literal["required", "auto"] = "auto"
+    # `required` (ask the `default` policy), `auto` (ask only when `always_for` says), a
+    # policy's name (ask that policy), or unset: as the rule says, else `auto`.
+    approval: ApprovalName | None = None
 
 
 class RuleSpec(Model):
@@ -337,11 +345,17 @@ class RuleSpec(Model):
     # `escalate_fallback` names the chain paged when the rendered name is not a chain.
     escalate: TemplateStr | None = None
     escalate_fallback: str | None = None
+    # What each step's `approval:` is when the step says none.
+    approval: ApprovalName | None = None
     cooldown: Duration = 300.0
     max_runs: Annotated[MaxRuns | None, BeforeValidator(_parse_max_runs)] = None
     hold_timeout: Duration = 900.0
     dry_run: bool = False
     continue_: bool = Field(default=False, alias="continue")
+
+    def approval_of(self, step: StepSpec) -> str:
+        """The step's `approval:`: its own, else the rule's, else `auto`."""
+        return step.approval or self.approval or "auto"
 
 
 class RulesFile(Model):
@@ -375,6 +389,8 @@ class Config(Model):
 
 
 __all__ = [
+    "APPROVAL_WORDS",
+    "AlwaysFor",
     "ApprovalPolicy",
     "Approvals",
     "Duration",
@@ -387,4 +403,5 @@ __all__ = [
     "PoliciesFile",
     "Safety",
     "SeverityPolicy",
+    "check_policy_name",
 ]

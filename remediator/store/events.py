@@ -144,6 +144,7 @@ class ApprovalRequested(_Entry, frozen=True):
     required: int
     approvers: list[str]
     expires_at: float
+    policy: str = "default"  # the approval policy asked (left out when `default`)
 
 
 class ApprovalExpired(_Entry, frozen=True):

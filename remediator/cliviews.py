@@ -18,6 +18,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from remediator.actions.approval import policy_of
 from remediator.apimodels import (
     ApprovalOut,
     AuditEntry,
@@ -152,12 +153,14 @@ def _steps(steps: list[StepOut]) -> Table:
 
 
 def _approvals(approvals: list[ApprovalOut]) -> Table:
-    table = _table("Approvals", ["ID", "STEP", "ACTION", "STATE", "NEEDS", "EXPIRES", "DECIDED BY"])
+    columns = ["ID", "STEP", "ACTION", "POLICY", "STATE", "NEEDS", "EXPIRES", "DECIDED BY"]
+    table = _table("Approvals", columns)
     for a in approvals:
         table.add_row(
             str(a.id),
             str(a.step + 1),
             Text.assemble(safe(a.action), "\n", "\n".join(command_lines(a.command))),
+            safe(policy_of(a.command)),
             safe(a.state),
             str(a.required),
             when(a.expires_at),

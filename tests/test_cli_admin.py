@@ -117,7 +117,7 @@ def test_show_has_the_command_to_approve_then_the_step_it_ran(daemon: Daemon) ->
     assert waiting.returncode == 0, waiting.stderr
     assert "Approvals" in waiting.stdout
     rows = table_rows(waiting.stdout)
-    assert rows[0] == ["1", "1", "script", "pending", "1", rows[0][5], "-"]
+    assert rows[0] == ["1", "1", "script", "default", "pending", "1", rows[0][6], "-"]
     # The whole command: where, argv, environment (a long PATH folds), timeout.
     command = [r[2] for r in rows[1:] if not r[0]]
     assert command[:2] == ["on the remediator host itself:", "$ echo web1:9100"]

@@ -194,3 +194,87 @@ tests:
     config, test_file = setup(tmp_path, twice)
     out = run(config, test_file)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_chain_chosen_by_the_alert_and_its_fallback_show_as_decisions(tmp_path: Path) -> None:
+    """`escalate: "{{ labels.severity }}"`: severity=low pages `low`; a severity naming
+    no chain shows `escalate_fallback` (with why) before the fallback chain pages."""
+    rules = """\
+rules:
+  - name: page-by-severity
+    match: [alertname = BlockProductionStopped]
+    escalate: "{{ labels.severity }}"
+    escalate_fallback: critical
+"""
+    chains = "  low:\n    steps:\n      - notify: ['slack:#ops-low']\n"
+    tests = """\
+tests:
+  - name: the alert's severity names the chain
+    alerts:
+      - {at: 0s, labels: {alertname: BlockProductionStopped, severity: low}}
+    expect:
+      - {at: 0s, incident: 1, matched: page-by-severity}
+      - {at: 0s, incident: 1, exhausted: 'rule has no steps: page only'}
+      - {at: 0s, incident: 1, escalate: low}
+      - {at: 0s, incident: 1, page: ['slack:#ops-low'], chain: low, step: 1}
+  - name: a severity that is no chain pages the fallback
+    alerts:
+      - {at: 0s, labels: {alertname: BlockProductionStopped, severity: "sev1; rm -rf /"}}
+    expect:
+      - {at: 0s, incident: 1, matched: page-by-severity}
+      - {at: 0s, incident: 1, exhausted: 'rule has no steps: page only'}
+      - {at: 0s, incident: 1, escalate_fallback: critical, reason: "'{{ labels.severity }}' rendered 'sev1; rm -rf /', which is not a chain"}
+      - {at: 0s, incident: 1, escalate: critical}
+      - {at: 0s, incident: 1, page: ['slack:#ops'], chain: critical, step: 1}
+"""
+    config = write_config(tmp_path / "cfg", rules, policies=chains)
+    test_file = tmp_path / "chains.test.yml"
+    test_file.write_text(tests)
+    out = run(config, test_file)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 passed, 0 failed" in out.stderr
+
+
+def test_a_step_under_a_named_approval_policy_shows_its_policy_and_approvers(
+    tmp_path: Path,
+) -> None:
+    """`approval: security`: the request shows `policy: security` and its `required`; a
+    default approver is refused; nobody of security's deciding times out after its 5m."""
+    rules = RULES.replace("approval: required", "approval: security")
+    policies = POLICIES + (
+        "  security:\n    approvers: [U05TD4V1S, U05SL8K2Q]\n    timeout: 5m\n    required: 2\n"
+    )
+    tests = f"""\
+tests:
+  - name: two security approvers open the breaker; the on-call is refused
+    alerts:
+      - {FIRING}
+    humans:
+      - {{at: 1m, approve: U024BE7LH}}
+      - {{at: 1m, approve: U05TD4V1S}}
+      - {{at: 2m, approve: U05SL8K2Q}}
+    until: 3m
+    expect:
+      - {{at: 0s, incident: 1, matched: open-breaker, target: api1}}
+      - {{at: 0s, incident: 1, approval: http, step: 1, required: 2, policy: security}}
+      - {{at: 1m, incident: 1, approval_refused: U024BE7LH}}
+      - {{at: 2m, incident: 1, approved: [U05SL8K2Q, U05TD4V1S]}}
+      - {{at: 2m, incident: 1, run: http}}
+  - name: nobody of security decides within its 5 minutes, the chain pages
+    alerts:
+      - {FIRING}
+    until: 10m
+    expect:
+      - {{at: 0s, matched: open-breaker}}
+      - {{at: 0s, approval: http, policy: security}}
+      - {{at: 5m, approval_expired: true}}
+      - {{at: 5m, exhausted: 'approval of step 1 (http) expired after 5m'}}
+      - {{at: 5m, escalate: critical}}
+      - {{at: 5m, page: ['slack:#ops'], chain: critical, step: 1}}
+"""
+    config = write_config(tmp_path / "cfg", rules, hosts=HOSTS, policies=policies)
+    test_file = tmp_path / "security.test.yml"
+    test_file.write_text(tests)
+    out = run(config, test_file)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 passed, 0 failed" in out.stderr

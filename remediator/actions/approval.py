@@ -1,7 +1,8 @@
 """Which steps wait for a human, decided on the rendered Plan: what will actually run.
 
 A policy's `approvals.always_for` lists action names (`block_ips`: every such step) and
-`ACTION:WORD` entries (`ssh:reboot`). WORD is looked for in the plan's commands after
+`ACTION:WORD` entries (`ssh:reboot`), each may name the approval policy that asks
+(`{action: firewall_lockdown, policy: security}`). WORD is looked for in the plan's commands after
 rendering, so `argv: [systemctl, "{{ labels.verb }}"]` with `verb=reboot` matches. The
 match is deliberately wide (a wrong match costs a click, a missed one a reboot):
 
@@ -19,15 +20,20 @@ match is deliberately wide (a wrong match costs a click, a missed one a reboot):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from remediator.config.policies import DEFAULT_POLICY
 from remediator.config.steps import action_types
 from remediator.config.suggest import did_you_mean
 
 if TYPE_CHECKING:  # the config loader imports this module; Plan imports the config models
     from remediator.actions.base import Plan
+    from remediator.config.policies import AlwaysFor
+
+# Where an approval's stored command keeps the policy it was asked under (not `default`).
+POLICY_KEY = "approval_policy"
 
 # Commands, systemctl verbs and systemd units that stop, restart or isolate the whole host
 # (a unit counts by its name with `systemd-` dropped: systemd-reboot.service is reboot).
@@ -99,25 +105,52 @@ def _word_matches(word: str, found: set[str]) -> bool:
 def always_required(action: str, approval: str) -> bool:
     """Whether a step waits for a human whatever `always_for` says."""
     kind = action_types().get(action)
-    return approval == "required" or (kind is not None and kind.always_needs_approval)
+    return approval != "auto" or (kind is not None and kind.always_needs_approval)
 
 
-def plan_needs_approval(plan: Plan, approval: str, always_for: list[str]) -> bool:
-    """Whether this rendered step waits for a human (see the module docstring)."""
-    if always_required(plan.action, approval):
-        return True
+def _matching(plan: Plan, always_for: Sequence[AlwaysFor]) -> list[AlwaysFor]:
     found: set[str] | None = None
+    matched = []
     for entry in always_for:
-        action, colon, word = entry.partition(":")
+        action, colon, word = entry.action.partition(":")
         if not colon:
             if action == plan.action:
-                return True
+                matched.append(entry)
             continue
         if _entry_applies(action, plan.action):
             found = plan_words(plan) if found is None else found
             if _word_matches(word, found):
-                return True
-    return False
+                matched.append(entry)
+    return matched
+
+
+def plan_approval_policy(plan: Plan, approval: str, always_for: Sequence[AlwaysFor]) -> str | None:
+    """The approval policy this rendered step waits under, or None when it runs unasked.
+
+    An `always_for` entry naming a policy wins (the policy's owners decide who approves
+    what it covers, whatever a rule says), then the step's (or rule's) `approval:` when
+    it names a policy, then `default`.
+    """
+    matched = _matching(plan, always_for)
+    for entry in matched:
+        if entry.policy is not None:
+            return entry.policy
+    if approval not in ("auto", "required"):
+        return approval
+    if matched or always_required(plan.action, approval):
+        return DEFAULT_POLICY
+    return None
+
+
+def approval_command(described: dict[str, Any], policy: str) -> dict[str, Any]:
+    """What humans are asked to approve: the plan, and the policy when not `default`."""
+    return described if policy == DEFAULT_POLICY else {**described, POLICY_KEY: policy}
+
+
+def policy_of(command: Any) -> str:
+    """The policy an approval's stored command was asked under."""
+    policy = command.get(POLICY_KEY) if isinstance(command, dict) else None
+    return policy if isinstance(policy, str) else DEFAULT_POLICY
 
 
 def check_always_for(entry: str) -> str | None:

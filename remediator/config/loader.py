@@ -11,6 +11,7 @@ from remediator.actions.approval import always_required, check_always_for
 from remediator.actions.params import BlockIpsParams, is_template, parse_block_ips
 from remediator.actions.protected import Protected
 from remediator.config.models import (
+    APPROVAL_WORDS,
     Config,
     ConfigFile,
     Host,
@@ -18,6 +19,7 @@ from remediator.config.models import (
     PoliciesFile,
     RulesFile,
     RuleSpec,
+    check_policy_name,
 )
 from remediator.config.problems import Problem
 from remediator.config.steps import OUTLINE, action_types
@@ -149,14 +151,27 @@ def _check_channels(doc: YamlDoc, parsed: PoliciesFile, file: ConfigFile) -> lis
     return problems
 
 
-def _check_always_for(doc: YamlDoc, parsed: PoliciesFile) -> list[Problem]:
-    """`always_for` entries name a known action (and one word): a typo must not pass."""
-    entries = parsed.approvals.always_for if parsed.approvals else []
+def _check_approvals(doc: YamlDoc, parsed: PoliciesFile) -> list[Problem]:
+    """Policy names; `always_for` entries name a known action (and one word) and a known
+    policy: a typo must not pass."""
+    if parsed.approvals is None:
+        return []
+    known = parsed.approvals.policies
     problems = []
-    for i, entry in enumerate(entries):
-        msg = check_always_for(entry)
+    for name in known:
+        msg = check_policy_name(name)
+        if msg is not None:
+            problems.append(doc.problem(("approvals", name), msg))
+    for i, entry in enumerate(parsed.approvals.always_for):
+        msg = check_always_for(entry.action)
         if msg is not None:
             problems.append(doc.problem(("approvals", "always_for", i), msg))
+        if entry.policy is not None and entry.policy not in known:
+            msg = (
+                f"approval policy {entry.policy!r} is not defined: add `approvals."
+                f"{entry.policy}:` or name one of {', '.join(known)}"
+            )
+            problems.append(doc.problem(("approvals", "always_for", i, "policy"), msg))
     return problems
 
 
@@ -186,7 +201,7 @@ def _load_policies(folder: Path, base: Path, file: ConfigFile) -> tuple[Policies
         if parsed is None:
             continue
         problems.extend(_check_channels(doc, parsed, file))
-        problems.extend(_check_always_for(doc, parsed))
+        problems.extend(_check_approvals(doc, parsed))
         for section in ("severities", "escalations"):
             for name, value in getattr(parsed, section).items():
                 if name in merged[section]:
@@ -229,6 +244,31 @@ def _hosts(file: ConfigFile, ssh_user: str) -> dict[str, Host]:
     return out
 
 
+def _escalate_problems(rule: RuleSpec, policies: Policies) -> list[tuple[str, str]]:
+    """(key, message) for a rule's `escalate` and `escalate_fallback`."""
+    chains = policies.escalations
+    known = ", ".join(sorted(chains)) or "none"
+    if rule.escalate is None or not is_template(rule.escalate):
+        if rule.escalate is not None and rule.escalate not in chains:
+            near = did_you_mean(rule.escalate, chains)
+            msg = f"escalation chain {rule.escalate!r} is not defined in policies{near}"
+            return [("escalate", msg)]
+        if rule.escalate_fallback is not None:
+            why = "only a templated `escalate` falls back: remove it, or template `escalate`"
+            return [("escalate_fallback", why)]
+        return []
+    if rule.escalate_fallback is None:
+        why = (
+            f"required: `escalate` is a template ({rule.escalate!r}); name the chain to page"
+            f" when what it renders is not a chain (one of: {known})"
+        )
+        return [("escalate_fallback", why)]
+    if rule.escalate_fallback not in chains:
+        why = f"escalation chain {rule.escalate_fallback!r} is not defined in policies ({known})"
+        return [("escalate_fallback", why)]
+    return []
+
+
 def _check_rule_policies(
     rules: list[RuleSpec], origin: dict[str, str], policies: Policies
 ) -> list[Problem]:
@@ -236,18 +276,49 @@ def _check_rule_policies(
     problems = []
     for rule in rules:
         file_name, _, line = origin[rule.name].rpartition(":")
-        if rule.escalate is not None and rule.escalate not in policies.escalations:
-            near = did_you_mean(rule.escalate, policies.escalations)
-            msg = f"escalation chain {rule.escalate!r} is not defined in policies{near}"
-            problems.append(Problem(file_name, int(line), f"rule {rule.name}.escalate", msg))
-        for j, step in enumerate(rule.steps):
-            # Without `approvals:` there is no `always_for`: only these can need one.
-            if policies.approvals is None and always_required(step.action, step.approval):
-                msg = (
-                    f"step {j} ({step.action}) needs approval, but no policy file defines "
-                    "`approvals:` (who may approve, timeout, on_timeout)"
-                )
-                problems.append(Problem(file_name, int(line), f"rule {rule.name}.steps[{j}]", msg))
+        for key, msg in _escalate_problems(rule, policies):
+            problems.append(Problem(file_name, int(line), f"rule {rule.name}.{key}", msg))
+        for key, msg in _approval_problems(rule, policies):
+            problems.append(Problem(file_name, int(line), f"rule {rule.name}.{key}", msg))
+    return problems
+
+
+def _unknown_policy(name: str, policies: Policies) -> str | None:
+    """Why `approval: name` names no policy, or None when it is fine."""
+    if name in APPROVAL_WORDS:
+        return None
+    known = policies.approvals.policies if policies.approvals else {}
+    if name in known:
+        return None
+    return (
+        f"approval policy {name!r} is not defined in policies: add `approvals.{name}:` "
+        f"(approvers, required, timeout, on_timeout, channel), or write `required` (the "
+        f"`default` policy), `auto`{''.join(f', `{k}`' for k in known if k != 'default')}"
+    )
+
+
+def _approval_problems(rule: RuleSpec, policies: Policies) -> list[tuple[str, str]]:
+    """(key, message) for the approval policies a rule and its steps name."""
+    problems = []
+    if rule.approval is not None and (msg := _unknown_policy(rule.approval, policies)):
+        problems.append(("approval", msg))
+    for j, step in enumerate(rule.steps):
+        if step.approval is not None and (msg := _unknown_policy(step.approval, policies)):
+            problems.append((f"steps[{j}].approval", msg))
+            continue
+        # Without `approvals:` there is no `always_for`: only these can need one (a named
+        # policy is reported above, on the rule or the step).
+        approval = rule.approval_of(step)
+        if (
+            policies.approvals is None
+            and always_required(step.action, approval)
+            and _unknown_policy(approval, policies) is None
+        ):
+            msg = (
+                f"step {j} ({step.action}) needs approval, but no policy file defines "
+                "`approvals:` (who may approve, timeout, on_timeout)"
+            )
+            problems.append((f"steps[{j}]", msg))
     return problems
 
 

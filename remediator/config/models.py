@@ -20,6 +20,9 @@ from remediator.config.durations import parse_duration
 from remediator.config.names import SHARED_TOKEN_NAME, EnvName, Person
 from remediator.config.pgurl import is_postgres, parse_pg_url
 from remediator.config.policies import (
+    APPROVAL_WORDS,
+    AlwaysFor,
+    ApprovalName,
     ApprovalPolicy,
     Approvals,
     EscalationChain,
@@ -30,6 +33,7 @@ from remediator.config.policies import (
     PoliciesFile,
     Safety,
     SeverityPolicy,
+    check_policy_name,
 )
 from remediator.config.steps import StepSpec
 from remediator.matchers import Matcher, compile_regex, parse_matcher
@@ -325,12 +329,21 @@ class RuleSpec(Model):
     target: TemplateStr | None = None
     require: dict[str, Regex] = Field(default_factory=dict)
     steps: list[StepSpec] = Field(default_factory=list)
-    escalate: str | None = None
+    # A chain's name, or a template over the labels (`"{{ labels.severity }}"`): then
+    # `escalate_fallback` names the chain paged when the rendered name is not a chain.
+    escalate: TemplateStr | None = None
+    escalate_fallback: str | None = None
+    # What each step's `approval:` is when the step says none.
+    approval: ApprovalName | None = None
     cooldown: Duration = 300.0
     max_runs: Annotated[MaxRuns | None, BeforeValidator(_parse_max_runs)] = None
     hold_timeout: Duration = 900.0
     dry_run: bool = False
     continue_: bool = Field(default=False, alias="continue")
+
+    def approval_of(self, step: StepSpec) -> str:
+        """The step's `approval:`: its own, else the rule's, else `auto`."""
+        return step.approval or self.approval or "auto"
 
 
 class RulesFile(Model):
@@ -364,6 +377,8 @@ class Config(Model):
 
 
 __all__ = [
+    "APPROVAL_WORDS",
+    "AlwaysFor",
     "ApprovalPolicy",
     "Approvals",
     "Duration",
@@ -377,4 +392,5 @@ __all__ = [
     "Safety",
     "SeverityPolicy",
     "StepSpec",
+    "check_policy_name",
 ]

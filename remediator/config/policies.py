@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from croniter import croniter
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
 
 from remediator.config.common import Duration, Model
 
@@ -69,11 +70,54 @@ class ApprovalPolicy(Model):
         return self
 
 
+DEFAULT_POLICY = "default"  # what `approval: required` and a plain `always_for` entry ask
+# What a rule or step's `approval:` says besides a policy's name.
+APPROVAL_WORDS = frozenset({"required", "auto"})
+POLICY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# `required`, `auto` or an approval policy's name (a rule's or a step's `approval:`).
+ApprovalName = Annotated[str, Field(pattern=POLICY_NAME)]
+
+
+def check_policy_name(name: str) -> str | None:
+    """What is wrong with an approval policy's name, or None."""
+    if name in APPROVAL_WORDS:
+        return (
+            f"{name!r} cannot name a policy: a step's `approval: {name}` already means "
+            "something (required: ask `default`; auto: do not ask); rename it"
+        )
+    if re.fullmatch(POLICY_NAME, name) is None:
+        return f"{name!r} is not a policy name (letters, digits, `_`, `-`, up to 64)"
+    return None
+
+
+def _always_for_entry(value: object) -> object:
+    # `block_ips` is short for `{action: block_ips}` (the step's policy, else `default`).
+    return {"action": value} if isinstance(value, str) else value
+
+
+class AlwaysFor(Model):
+    """An `always_for` entry: ACTION or ACTION:WORD, and the policy it is asked under."""
+
+    action: str
+    # None: the step's own policy if it names one, else `default`.
+    policy: str | None = None
+
+
 class Approvals(Model):
-    """Approval policy and the actions that always need it."""
+    """Approval policies (`default`, and any other name) and the actions that always ask."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    __pydantic_extra__: dict[str, ApprovalPolicy] = Field(init=False)
 
     default: ApprovalPolicy
-    always_for: list[str] = Field(default_factory=list)
+    always_for: list[Annotated[AlwaysFor, BeforeValidator(_always_for_entry)]] = Field(
+        default_factory=list
+    )
+
+    @property
+    def policies(self) -> dict[str, ApprovalPolicy]:
+        """Every policy by name, `default` first."""
+        return {DEFAULT_POLICY: self.default, **self.__pydantic_extra__}
 
 
 class GroupLimit(Model):

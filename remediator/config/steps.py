@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import (
     Field,
@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from remediator.config.common import Duration, Model
+from remediator.config.policies import ApprovalName
 from remediator.config.suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -48,7 +49,9 @@ class StepSpec(Model):
     action: str
     params: SerializeAsAny[Model] = Field(default_factory=dict, validate_default=True)
     verify: Duration = 300.0
-    approval: Literal["required", "auto"] = "auto"
+    # `required` (ask the `default` policy), `auto` (ask only when `always_for` says), a
+    # policy's name (ask that policy), or unset: as the rule says, else `auto`.
+    approval: ApprovalName | None = None
 
     @field_validator("action")
     @classmethod

@@ -8,10 +8,14 @@ click on a decided approval changes nothing.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
+from remediator.actions.approval import approval_command, policy_of
+from remediator.actions.base import Plan
 from remediator.config.durations import format_duration
 from remediator.config.models import ApprovalPolicy, RuleSpec
+from remediator.config.policies import DEFAULT_POLICY
 from remediator.engine.context import EngineContext
 from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.engine.escalation import cancel_approvals, free_target, hand_over, stop_chain
@@ -33,27 +37,35 @@ APPROVE, DENY = "approve", "deny"
 TIMEOUT = Voter.person("timeout", "timeout")
 
 
-def policy(ctx: EngineContext) -> ApprovalPolicy | None:
-    """The approval policy, if policies define one."""
+@dataclass(frozen=True)
+class Asked:
+    """A rendered step to be approved, under which approval policy."""
+
+    plan: Plan
+    policy: str
+
+    @property
+    def command(self) -> dict[str, Any]:
+        """What the approvers see and approve (stored with the approval)."""
+        return approval_command(self.plan.describe(), self.policy)
+
+
+def policy(ctx: EngineContext, name: str = DEFAULT_POLICY) -> ApprovalPolicy | None:
+    """The approval policy called `name`, if policies define it."""
     approvals = ctx.config.policies.approvals
-    return approvals.default if approvals else None
+    return approvals.policies.get(name) if approvals else None
 
 
 async def request(
-    ctx: EngineContext,
-    tx: Tx,
-    item: WorkItem,
-    incident: Incident,
-    action: str,
-    command: Any,
-    now: float,
+    ctx: EngineContext, tx: Tx, item: WorkItem, incident: Incident, asked: Asked, now: float
 ) -> Approval | None:
-    """Ask for approval of a step (once); None when no approval policy exists."""
-    p = policy(ctx)
+    """Ask the step's policy for approval (once); None when that policy does not exist."""
+    p = policy(ctx, asked.policy)
     if p is None:
         return None
+    action = asked.plan.action
     approval = await tx.create_approval(
-        incident.id, item.step_index, action, command, p.required, now, now + p.timeout
+        incident.id, item.step_index, action, asked.command, p.required, now, now + p.timeout
     )
     await tx.finish_work(item.id, now, "awaiting_approval")
     await tx.schedule(WorkKind.APPROVAL_TIMEOUT, incident.id, item.step_index, approval.expires_at)
@@ -61,7 +73,13 @@ async def request(
         incident.id, now, state=State.AWAITING_APPROVAL, step_index=item.step_index
     )
     requested = ApprovalRequested(
-        item.step_index, action, approval.id, p.required, p.approvers, approval.expires_at
+        item.step_index,
+        action,
+        approval.id,
+        p.required,
+        p.approvers,
+        approval.expires_at,
+        asked.policy,
     )
     await tx.audit(incident.id, requested, now)
     await sync_approval(ctx, tx, approval.id, incident.id, now)
@@ -83,26 +101,32 @@ async def decide(
     reason: str | None,
     now: float,
 ) -> Outcome:
-    """Record one person's approve or deny."""
-    p = policy(ctx)
+    """Record one person's approve or deny (an approver of the step's policy)."""
     asked = await tx.approval(approval_id)
-    if asked is None or p is None:
+    if asked is None or ctx.config.policies.approvals is None:
         return Outcome(Result.UNKNOWN_APPROVAL, f"approval {approval_id} does not exist")
     incident = await tx.incident(asked.incident_id)
     assert incident is not None  # approvals reference incidents
     # Read again under the incident's lock: another replica may have decided it meanwhile.
     approval = await tx.approval(approval_id)
     assert approval is not None
-    if voter.name not in p.approvers:
+    name = policy_of(approval.command)
+    p = policy(ctx, name)
+    if p is None or voter.name not in p.approvers:
         ctx.metrics.approvals.labels(result="refused").inc()
+        gone = f"approval policy {name!r} is no longer in policies"
         detail = {
             "approval": approval.id,
             **voter.detail(),
             "decision": decision,
-            "reason": "not in the approval policy's approvers",
+            "reason": gone if p is None else "not in the approval policy's approvers",
         }
+        if name != DEFAULT_POLICY:
+            detail["policy"] = name
         await tx.audit(incident.id, Event("approval_refused", detail), now)
-        why = f"{voter.name} may not {decision}: not in the approvers"
+        of = "" if name == DEFAULT_POLICY else f" of policy {name}"
+        why = gone if p is None else f"not in the approvers{of}"
+        why = f"{voter.name} may not {decision}: {why}"
         return Outcome(Result.NOT_AN_APPROVER, why, incident.id)
     if approval.state is not ApprovalState.PENDING:
         by = f" by {approval.decided_by}" if approval.decided_by else ""
@@ -194,9 +218,9 @@ async def expire(ctx: EngineContext, tx: Tx, item: WorkItem, now: float) -> None
     incident = await tx.incident(item.incident_id)
     approval = await tx.approval_for(item.incident_id, item.step_index)
     await tx.finish_work(item.id, now, "done")
-    p = policy(ctx)
     if approval is None or approval.state is not ApprovalState.PENDING or incident is None:
         return
+    p = policy(ctx, policy_of(approval.command))
     rule = ctx.rules.by_name.get(incident.rule)
     waited = format_duration(now - approval.created_at)
     if p is not None and p.on_timeout == "deny":

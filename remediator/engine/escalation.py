@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import logging
 
+from remediator.actions.params import is_template
 from remediator.config.models import EscalationChain, RuleSpec
 from remediator.engine.context import EngineContext
 from remediator.engine.guards import FREED_BY_CLOSE
 from remediator.engine.notices import sync_approval, sync_incident
+from remediator.errors import TemplateError
+from remediator.notify.text import one_line
+from remediator.rules import alert_context
 from remediator.store.base import GuardTx, HumanTx, Tx
 from remediator.store.events import (
     ChainGone,
+    EscalateFallback,
     EscalationFinished,
     EscalationNotified,
     EscalationStarted,
@@ -37,6 +42,7 @@ from remediator.store.records import (
     WorkItem,
     WorkKind,
 )
+from remediator.templates import render
 
 log = logging.getLogger(__name__)
 DEFAULT_CYCLE_GAP_S = 300.0
@@ -52,23 +58,49 @@ def step_offset(ctx: EngineContext, name: str, chain: EscalationChain, position:
     return cycle * period + chain.steps[index].after
 
 
+def chain_for(
+    ctx: EngineContext, rule: RuleSpec, incident: Incident
+) -> tuple[str | None, EscalateFallback | None]:
+    """The chain this incident pages, and why the fallback does when it does.
+
+    A templated `escalate:` renders over hostile labels: what it renders is only looked
+    up among the configured chains, never used as anything else.
+    """
+    chains = ctx.config.policies.escalations
+    if rule.escalate is None or not is_template(rule.escalate):
+        return rule.escalate, None
+    try:
+        rendered = render(rule.escalate, alert_context(incident.labels, incident.annotations))
+    except TemplateError as exc:
+        why = str(exc)
+    else:
+        if rendered in chains:
+            return rendered, None
+        why = f"{rule.escalate!r} rendered {one_line(rendered, 100)!r}, which is not a chain"
+    fallback = rule.escalate_fallback
+    return fallback, EscalateFallback(fallback, why) if fallback is not None else None
+
+
 async def start_chain(
     ctx: EngineContext, tx: Tx, incident: Incident, rule: RuleSpec, reason: str, now: float
 ) -> bool:
     """Start the rule's chain (once per incident); False when there is none to start."""
-    if rule.escalate is None or rule.escalate not in ctx.config.policies.escalations:
+    chain, fallback = chain_for(ctx, rule, incident)
+    if chain is None or chain not in ctx.config.policies.escalations:
         return False
-    if not await tx.start_escalation(incident.id, rule.escalate, reason, now):
+    if not await tx.start_escalation(incident.id, chain, reason, now):
         return True  # already paging (for example since automation was paused)
     await tx.schedule(WorkKind.ESCALATE, incident.id, 0, now)
-    await tx.audit(incident.id, EscalationStarted(rule.escalate, reason), now)
+    if fallback is not None:
+        await tx.audit(incident.id, fallback, now)
+    await tx.audit(incident.id, EscalationStarted(chain, reason), now)
     ctx.work_ready.set()
     log.warning(
         "escalating",
         extra={
             "incident": incident.id,
             "rule": rule.name,
-            "chain": rule.escalate,
+            "chain": chain,
             "reason": reason,
         },
     )

@@ -6,6 +6,8 @@ A pending update of the same message is not queued twice: delivery renders the c
 
 from __future__ import annotations
 
+from remediator.actions.approval import policy_of
+from remediator.config.policies import DEFAULT_POLICY
 from remediator.engine.context import EngineContext
 from remediator.store.base import HumanTx
 from remediator.store.payloads import SlackEphemeral, SlackSync, SlackThread
@@ -40,12 +42,15 @@ async def thread_note(
 async def sync_approval(
     ctx: EngineContext, tx: HumanTx, approval_id: int, incident_id: int, now: float
 ) -> None:
-    """Post or update an approval request (in the approvals channel)."""
+    """Post or update an approval request (in its policy's channel)."""
     slack = ctx.config.file.slack
     approvals = ctx.config.policies.approvals
     if slack is None:
         return
-    channel = (approvals.default.channel if approvals else None) or slack.channel
+    approval = await tx.approval(approval_id)
+    name = policy_of(approval.command) if approval is not None else DEFAULT_POLICY
+    policy = approvals.policies.get(name) if approvals else None
+    channel = (policy.channel if policy else None) or slack.channel
     key = f"approval:{approval_id}"
     await tx.enqueue(channel, SlackSync(key), incident_id, now, dedup_key=f"sync:{key}")
     ctx.outbox_ready.set()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from remediator.actions.approval import plan_needs_approval
+from remediator.actions.approval import plan_approval_policy
 from remediator.actions.base import Outcome, Plan
 from remediator.config.durations import format_duration
 from remediator.config.models import RuleSpec, StepSpec
@@ -103,11 +103,11 @@ class Runner:
             return None
         return incident, rule
 
-    def _needs_approval(self, spec: StepSpec, plan: Plan) -> bool:
+    def _approval_policy(self, rule: RuleSpec, spec: StepSpec, plan: Plan) -> str | None:
         """Decided on the rendered plan: what will run, not what the rule's template says."""
         approvals = self.ctx.config.policies.approvals
         always = approvals.always_for if approvals else []
-        return plan_needs_approval(plan, spec.approval, always)
+        return plan_approval_policy(plan, rule.approval_of(spec), always)
 
     def _plan(self, incident: Incident, rule: RuleSpec, spec: StepSpec) -> Plan:
         action = self.ctx.actions.get(spec.action)
@@ -158,8 +158,9 @@ class Runner:
                     self.ctx, tx, incident, rule, f"step {item.step_index + 1} refused: {exc}", now
                 )
                 return None
-            if self._needs_approval(spec, plan) and not await self._approved(
-                tx, item, incident, rule, plan, approval, now
+            policy = self._approval_policy(rule, spec, plan)
+            if policy is not None and not await self._approved(
+                tx, item, incident, rule, approvals.Asked(plan, policy), approval, now
             ):
                 return None
             step = await tx.start_step(
@@ -188,29 +189,30 @@ class Runner:
         item: WorkItem,
         incident: Incident,
         rule: RuleSpec,
-        plan: Plan,
+        asked: approvals.Asked,
         approval: Approval | None,
         now: float,
     ) -> bool:
         """Whether humans approved this step (`approval`, the step's, read under the
         incident's lock); asks them when nobody has yet."""
+        plan = asked.plan
         if approval is not None and approval.state is ApprovalState.APPROVED:
-            # Humans approved one exact command; a reload may have changed the step or host.
-            if approval.command == json.loads(json.dumps(plan.describe())):
+            # Humans approved one exact command under one policy; a reload may have changed
+            # the step, the host or the policy.
+            if approval.command == json.loads(json.dumps(asked.command)):
                 return True
             reason = (
                 f"step {item.step_index + 1} ({plan.action}) changed after it was approved "
-                "(rules or inventory reloaded): not run; approve it again in a new incident"
+                "(rules, policies or inventory reloaded): not run; approve it again in a new "
+                "incident"
             )
         elif approval is None:
-            asked = await approvals.request(
-                self.ctx, tx, item, incident, plan.action, plan.describe(), now
-            )
-            if asked is not None:
+            requested = await approvals.request(self.ctx, tx, item, incident, asked, now)
+            if requested is not None:
                 return False
             reason = (
                 f"step {item.step_index + 1} ({plan.action}) needs approval, "
-                "but policies define no `approvals:`"
+                f"but policies define no approval policy {asked.policy!r}"
             )
         elif approval.state is ApprovalState.PENDING:
             await tx.finish_work(item.id, now, "awaiting_approval")

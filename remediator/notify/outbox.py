@@ -17,6 +17,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from remediator.actions.approval import policy_of
 from remediator.clock import Clock
 from remediator.config.models import Config
 from remediator.deadletters import DeadLetters, describe
@@ -337,8 +338,9 @@ class Outbox:
             raise Gone("approval not found")
         a, view = approval.approval, approval.incident
         reason = (
-            f"step {a.step_index + 1} ({a.action}) needs approval ({a.state.value}) to run "
-            f"the command below; Slack failed ({payload.error or ''}): decide with "
+            f"step {a.step_index + 1} ({a.action}) needs approval ({a.state.value}) by the "
+            f"approvers of policy {policy_of(a.command)} to run the command below; Slack "
+            f"failed ({payload.error or ''}): decide with "
             f"`remediator approve|deny {view.incident.id}`"
         )
         return view, reason, "approval", a.command

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from remediator.actions.approval import policy_of
 from remediator.notify.commandtext import command_lines
 from remediator.notify.text import ELLIPSIS, clip, one_line, visible
 from remediator.notify.views import ApprovalView, IncidentView
@@ -190,7 +191,8 @@ def _approval_head(view: ApprovalView) -> str:
     where = f" on {code(command['host'])}" if "host" in command else ""
     return (
         f":raised_hand: *Approval needed* for {esc(inc.title)}\n"
-        f"step {a.step_index + 1}: {code(a.action)}{where}, exactly this:"
+        f"step {a.step_index + 1}: {code(a.action)}{where}, for the approvers of policy "
+        f"{code(policy_of(a.command))}, exactly this:"
     )
 
 

@@ -144,6 +144,7 @@ class ApprovalRequested(_Entry, frozen=True):
     required: int
     approvers: list[str]
     expires_at: float
+    policy: str = "default"  # the approval policy asked (left out when `default`)
 
 
 class ApprovalExpired(_Entry, frozen=True):
@@ -154,6 +155,14 @@ class ApprovalExpired(_Entry, frozen=True):
 
 class EscalationStarted(_Entry, frozen=True):
     event: ClassVar[str] = "escalation_started"
+    chain: str
+    reason: str
+
+
+class EscalateFallback(_Entry, frozen=True):
+    """A templated `escalate:` named no chain: the rule's `escalate_fallback` pages."""
+
+    event: ClassVar[str] = "escalate_fallback"
     chain: str
     reason: str
 

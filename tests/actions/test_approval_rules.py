@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from remediator.actions.approval import check_always_for, plan_needs_approval
+from remediator.actions.approval import check_always_for, plan_approval_policy
 from remediator.actions.base import Plan
 from remediator.actions.http import HttpAction
 from remediator.actions.params import HttpParams, RestartServiceParams, SshParams
 from remediator.actions.ssh import RestartServiceAction, SshAction
 from remediator.actions.sshpool import SshPool, SshSettings
-from remediator.config.models import Host
+from remediator.config.models import AlwaysFor, Host, RuleSpec
 
 HOST = Host(name="web1", address="192.0.2.10", port=22, user="ops")
 OFFLINE_POOL = SshPool(SshSettings(Path("/dev/null"), (), 1.0, 1.0, 1))
@@ -25,8 +25,20 @@ def ssh(argv: list[str], **labels: str) -> Plan:
     return SshAction(OFFLINE_POOL).plan(params, {"labels": labels}, HOST)
 
 
+def entries(always_for: list[str | dict[str, str]]) -> list[AlwaysFor]:
+    return [
+        AlwaysFor.model_validate({"action": e} if isinstance(e, str) else e) for e in always_for
+    ]
+
+
+def asks(
+    plan: Plan, always_for: list[str | dict[str, str]] = POLICY, approval: str = "auto"
+) -> str | None:
+    return plan_approval_policy(plan, approval, entries(always_for))
+
+
 def needs(plan: Plan, always_for: list[str] = POLICY, approval: str = "auto") -> bool:
-    return plan_needs_approval(plan, approval, always_for)
+    return asks(plan, list(always_for), approval) is not None
 
 
 @pytest.mark.parametrize(
@@ -152,3 +164,40 @@ def test_every_unit_that_takes_the_host_down_asks(unit: str) -> None:
 def test_systemctl_verbs_that_take_the_host_down_ask(verb: str) -> None:
     """`systemctl VERB` from a label asks when VERB stops or isolates the host."""
     assert needs(ssh(["systemctl", verb]))
+
+
+LOCKDOWN = Plan("firewall_lockdown", HOST)
+SECURITY = {"action": "firewall_lockdown", "policy": "security"}
+
+
+def test_the_policy_a_step_is_asked_under() -> None:
+    """`approval: required` and a plain `always_for` entry ask `default`; `approval: NAME`
+    asks NAME; an `always_for` entry naming a policy asks it whatever the step says."""
+    assert asks(ssh(["uptime"]), approval="required") == "default"
+    assert asks(ssh(["reboot"])) == "default"
+    assert asks(ssh(["uptime"]), approval="network") == "network"
+    assert asks(ssh(["reboot"]), approval="network") == "network"  # a plain entry: the step's
+    assert asks(LOCKDOWN, always_for=[]) == "default"
+    assert asks(LOCKDOWN, always_for=[SECURITY]) == "security"
+    assert asks(LOCKDOWN, always_for=[SECURITY], approval="required") == "security"
+    assert asks(LOCKDOWN, always_for=[SECURITY], approval="network") == "security"
+    assert asks(ssh(["uptime"]), always_for=[SECURITY]) is None
+
+
+def test_a_rules_approval_is_its_steps_unless_they_say_otherwise() -> None:
+    """`approval: security` on a rule asks security for its steps; a step's own
+    `approval:` (auto included) wins."""
+    rule = RuleSpec.model_validate(
+        {
+            "name": "r",
+            "match": ["alertname = X"],
+            "approval": "security",
+            "steps": [
+                {"action": "ssh", "params": {"argv": ["uptime"]}},
+                {"action": "ssh", "params": {"argv": ["uptime"]}, "approval": "auto"},
+            ],
+        }
+    )
+    assert [rule.approval_of(s) for s in rule.steps] == ["security", "auto"]
+    assert asks(ssh(["uptime"]), approval=rule.approval_of(rule.steps[0])) == "security"
+    assert asks(ssh(["uptime"]), approval=rule.approval_of(rule.steps[1])) is None

@@ -200,6 +200,55 @@ def test_unknown_escalation_chain(tmp_path: Path, capsys: pytest.CaptureFixture[
     ]
 
 
+@pytest.mark.parametrize(
+    ("escalate", "problem"),
+    [
+        (
+            'escalate: "{{ labels.severity }}"',
+            "rules/a.yml:2: rule restart-web.escalate_fallback: required: `escalate` is a "
+            "template ('{{ labels.severity }}'); name the chain to page when what it renders "
+            "is not a chain (one of: critical)",
+        ),
+        (
+            'escalate: "{{ labels.severity }}"\n    escalate_fallback: nope',
+            "rules/a.yml:2: rule restart-web.escalate_fallback: escalation chain 'nope' is not "
+            "defined in policies (critical)",
+        ),
+        (
+            "escalate: critical\n    escalate_fallback: critical",
+            "rules/a.yml:2: rule restart-web.escalate_fallback: only a templated `escalate` "
+            "falls back: remove it, or template `escalate`",
+        ),
+        (
+            'escalate: "{{ labels.severity"\n    escalate_fallback: critical',
+            "rules/a.yml:9: rules[0].escalate: invalid template '{{ labels.severity': "
+            "unexpected end of template",
+        ),
+    ],
+)
+def test_a_templated_escalate_needs_a_known_fallback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], escalate: str, problem: str
+) -> None:
+    """`escalate` over the labels is checked when it renders, so `check` insists on an
+    `escalate_fallback` naming a chain; a literal `escalate` takes no fallback."""
+    rule = RULE.replace("escalate: critical", escalate)
+    code, lines = check(make(tmp_path, rules={"a.yml": rule}), capsys)
+    assert code == 1
+    assert len(lines) == 1
+    assert lines[0].startswith(problem), lines
+
+
+def test_a_templated_escalate_with_its_fallback_passes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rendered name is looked up when the chain starts, not at check time."""
+    rule = RULE.replace(
+        "escalate: critical", 'escalate: "{{ labels.severity }}"\n    escalate_fallback: critical'
+    )
+    code, lines = check(make(tmp_path, rules={"a.yml": rule}), capsys)
+    assert code == 0, lines
+
+
 def test_duplicate_yaml_keys_are_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A key written twice would silently win in plain YAML; here it is an error."""
     path = make(tmp_path, CONFIG + "store: sqlite:///other.db\n")
@@ -392,3 +441,59 @@ def test_the_store_lease_is_bounded(tmp_path: Path, capsys: pytest.CaptureFixtur
     )
     assert check(path, capsys)[0] == 0
     assert load_config(path).file.store.lease == 10.0
+
+
+APPROVALS = (
+    "approvals:\n  default: {approvers: [alice]}\n  security: {approvers: [bob], timeout: 5m}\n"
+)
+
+
+def test_unknown_approval_policies_are_located_with_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rule, a step or an `always_for` entry naming a policy nobody defined would ask
+    no one (or the wrong people): `check` names it, where, and the policies there are."""
+    rule = RULE.replace(
+        "        params: {service: nginx}\n",
+        "        params: {service: nginx}\n        approval: securty\n",
+    ).replace("escalate: critical", "escalate: critical\n    approval: ops")
+    path = make(tmp_path, rules={"a.yml": rule})
+    (tmp_path / "policies" / "a.yml").write_text(
+        APPROVALS + "  always_for: [block_ips, {action: firewall_lockdown, policy: sec}]\n"
+    )
+    code, lines = check(path, capsys)
+    assert code == 1
+    assert lines == [
+        "policies/a.yml:4: approvals.always_for[1].policy: approval policy 'sec' is not "
+        "defined: add `approvals.sec:` or name one of default, security",
+        "rules/a.yml:2: rule restart-web.approval: approval policy 'ops' is not defined in "
+        "policies: add `approvals.ops:` (approvers, required, timeout, on_timeout, channel), "
+        "or write `required` (the `default` policy), `auto`, `security`",
+        "rules/a.yml:2: rule restart-web.steps[0].approval: approval policy 'securty' is not "
+        "defined in policies: add `approvals.securty:` (approvers, required, timeout, "
+        "on_timeout, channel), or write `required` (the `default` policy), `auto`, `security`",
+    ]
+
+
+def test_named_approval_policies_pass_and_cannot_be_called_required_or_auto(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Steps and `always_for` entries naming a defined policy pass; a policy called
+    `required` or `auto` would be read as those words, so it is refused."""
+    rule = RULE.replace(
+        "        params: {service: nginx}\n",
+        "        params: {service: nginx}\n        approval: security\n",
+    )
+    path = make(tmp_path, rules={"a.yml": rule})
+    (tmp_path / "policies" / "a.yml").write_text(
+        APPROVALS + "  always_for: [{action: firewall_lockdown, policy: security}]\n"
+    )
+    code, lines = check(path, capsys)
+    assert code == 0, lines
+    (tmp_path / "policies" / "a.yml").write_text(APPROVALS + "  auto: {approvers: [carol]}\n")
+    code, lines = check(path, capsys)
+    assert code == 1
+    assert lines == [
+        "policies/a.yml:4: approvals.auto: 'auto' cannot name a policy: a step's `approval: auto` "
+        "already means something (required: ask `default`; auto: do not ask); rename it"
+    ]

@@ -344,3 +344,140 @@ async def test_an_alertname_with_a_line_feed_still_reaches_the_approvers_by_emai
         assert "on web1 (127.0.0.1:" in body
     finally:
         await h.close()
+
+
+SECURITY = (
+    "  security:\n    approvers: [U05TD4V1S, U05SL8K2Q]\n    channel: '#security-approvals'\n"
+    "    timeout: 5m\n    on_timeout: deny\n    required: 2\n"
+)
+
+
+async def test_a_step_under_a_named_policy_asks_its_approvers_in_its_channel(
+    tmp_path: Path, sshd: SshServer, slack: FakeSlack, store_url: str
+) -> None:
+    """`approval: security`: asked in the policy's channel, naming the policy; a default
+    approver is refused; two of security's approvers (its `required: 2`) run the step."""
+    sshd.install_recorder("probe-stub")
+    rule = RULE.replace("approval: required", "approval: security")
+    h = await EngineHarness.start(
+        tmp_path,
+        rule,
+        sshd,
+        policies=policy() + SECURITY,
+        slack_url=slack.api_url,
+        store_url=store_url,
+    )
+    try:
+        await h.fire(ALERT)
+        await h.deliver()
+        [ask] = [b for b in slack.of("chat.postMessage") if "Approval needed" in b["text"]]
+        assert ask["channel"] == "#security-approvals"
+        assert "policy `security`" in ask["blocks"][0]["text"]["text"]
+        requested = dict(h.audit())["approval_requested"]
+        assert (requested["policy"], requested["required"]) == ("security", 2)
+        assert requested["approvers"] == ["U05TD4V1S", "U05SL8K2Q"]
+
+        refused = await vote(h, "alice")
+        assert (refused.result, refused.message) == (
+            Result.NOT_AN_APPROVER,
+            "alice may not approve: not in the approvers of policy security",
+        )
+        assert dict(h.audit())["approval_refused"]["policy"] == "security"
+        first = await vote(h, "U05TD4V1S")
+        assert (first.result, sshd.calls("probe-stub")) == (Result.VOTE_RECORDED, [])
+        second = await vote(h, "U05SL8K2Q")
+        assert second.result is Result.APPROVED
+        assert sshd.calls("probe-stub") == [["reboot"]]
+    finally:
+        await h.close()
+
+
+async def test_a_step_under_a_named_policy_times_out_per_that_policy(
+    tmp_path: Path, sshd: SshServer, slack: FakeSlack, store_url: str
+) -> None:
+    """security's `timeout: 5m` and `on_timeout: deny` apply, not default's 15m escalate."""
+    sshd.install_recorder("probe-stub")
+    rule = RULE.replace("approval: required", "approval: security")
+    h = await EngineHarness.start(
+        tmp_path,
+        rule,
+        sshd,
+        policies=policy() + SECURITY,
+        slack_url=slack.api_url,
+        store_url=store_url,
+    )
+    try:
+        await h.fire(ALERT)
+        await h.advance(299)
+        assert "approval_denied" not in h.events()
+        await h.advance(1)
+        denied = dict(h.audit())["approval_denied"]
+        assert denied["by"] == "timeout"
+        assert "nobody decided within 5m (on_timeout: deny)" in denied["reason"]
+        assert sshd.calls("probe-stub") == []
+    finally:
+        await h.close()
+
+
+async def test_an_always_for_entry_naming_a_policy_asks_that_policy(
+    tmp_path: Path, sshd: SshServer, slack: FakeSlack, store_url: str
+) -> None:
+    """`always_for: [{action: "ssh:reboot", policy: security}]` asks security of a step
+    that says `approval: required` (default) or nothing; a default approver is refused."""
+    sshd.install_recorder("probe-stub")
+    always = policy() + SECURITY + '  always_for: [{action: "ssh:reboot", policy: security}]\n'
+    h = await EngineHarness.start(
+        tmp_path, RULE, sshd, policies=always, slack_url=slack.api_url, store_url=store_url
+    )
+    try:
+        await h.fire(ALERT)
+        assert dict(h.audit())["approval_requested"]["policy"] == "security"
+        refused = await vote(h, "U024BE7LH")
+        assert (refused.result, sshd.calls("probe-stub")) == (Result.NOT_AN_APPROVER, [])
+    finally:
+        await h.close()
+
+
+async def test_the_fallback_email_names_the_policy_whose_approvers_decide(
+    tmp_path: Path, sshd: SshServer, slack: FakeSlack, smtp: SmtpSink, store_url: str
+) -> None:
+    """Slack refuses a request under `security`: the fallback email says its approvers decide."""
+    sshd.install_recorder("probe-stub")
+    slack.failing("error", "channel_not_found")
+    rule = RULE.replace("approval: required", "approval: security")
+    h = await EngineHarness.start(
+        tmp_path,
+        rule,
+        sshd,
+        policies=policy() + SECURITY,
+        slack_url=slack.api_url,
+        email=smtp.config(),
+        store_url=store_url,
+    )
+    try:
+        await h.fire(ALERT)
+        await h.deliver()
+        mails = smtp.to("fallback-oncall@example.com")
+        [ask] = [m for m in mails if "needs approval" in m.get_body(("plain",)).get_content()]
+        body = " ".join(ask.get_body(("plain",)).get_content().split())
+        assert "by the approvers of policy security" in body
+    finally:
+        await h.close()
+
+
+async def test_a_step_whose_policy_changed_by_a_reload_after_approval_is_not_run(
+    start: Start, sshd: SshServer, tmp_path: Path
+) -> None:
+    """Default's approvers approved; a reload put the step under `security`: the approval
+    no longer covers it, nothing runs, humans are paged."""
+    h = await start(policy())
+    await h.fire(ALERT)
+    moved = RULE.replace("approval: required", "approval: security")
+    reloaded = load_config(
+        write_config(tmp_path / "reloaded", moved, sshd=sshd, policies=policy() + SECURITY)
+    )
+    h.ctx.swap_config(reloaded)
+    approved = await vote(h, "alice")
+    assert approved.changed
+    assert sshd.calls("probe-stub") == []
+    assert "changed after it was approved" in dict(h.audit())["step_refused"]["reason"]

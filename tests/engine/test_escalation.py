@@ -253,3 +253,53 @@ async def test_a_stopping_outbox_claims_no_more(start: Start, slack: FakeSlack) 
     assert pages_to(slack, "#ops-alerts") == []
     assert await h.outbox.deliver_due() >= 1
     assert len(pages_to(slack, "#ops-alerts")) == 1
+
+
+BY_SEVERITY = """\
+rules:
+  - name: page-by-severity
+    match: [alertname = BlockProductionStopped]
+    escalate: "{{ labels.severity }}"
+    escalate_fallback: p0
+"""
+LOW = "  low:\n    steps:\n      - notify: ['slack:#ops-low']\n"
+
+
+async def test_a_templated_escalate_pages_the_chain_the_alert_names(
+    start: Start, slack: FakeSlack
+) -> None:
+    """`escalate: "{{ labels.severity }}"` with severity=low pages the `low` chain, and
+    no fallback is recorded."""
+    h = await start(BY_SEVERITY, POLICY + LOW)
+    await h.fire({**ALERT, "severity": "low"})
+    await h.deliver()
+    assert len(pages_to(slack, "#ops-low")) == 1
+    assert pages_to(slack, "#ops-team-alerts") == []
+    assert "escalate_fallback" not in h.events()
+    assert dict(h.audit())["escalation_started"]["chain"] == "low"
+
+
+@pytest.mark.parametrize(
+    ("labels", "why"),
+    [
+        ({"severity": "escalations"}, "rendered 'escalations', which is not a chain"),
+        ({"severity": "low\n"}, "rendered 'low\\\\n', which is not a chain"),
+        ({}, "has no attribute 'severity'"),
+    ],
+)
+async def test_a_templated_escalate_that_names_no_chain_pages_the_fallback(
+    start: Start, slack: FakeSlack, labels: dict[str, str], why: str
+) -> None:
+    """A severity that is no chain (a hostile value, a line feed, no label at all): the
+    rule's `escalate_fallback` pages, audited as `escalate_fallback` with the reason."""
+    h = await start(BY_SEVERITY, POLICY + LOW)
+    await h.fire({**ALERT, **labels})
+    await h.deliver()
+    assert len(pages_to(slack, "#ops-team-alerts")) == 1
+    assert pages_to(slack, "#ops-low") == []
+    audit = dict(h.audit())
+    assert audit["escalate_fallback"]["chain"] == "p0"
+    assert why in audit["escalate_fallback"]["reason"]
+    assert audit["escalation_started"]["chain"] == "p0"
+    events = h.events()
+    assert events.index("escalate_fallback") < events.index("escalation_started")

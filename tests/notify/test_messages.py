@@ -8,6 +8,7 @@ import pytest
 from rich.console import Console
 from support.messages import HOST, block_plan, buttons, check_every_builder, texts, views
 
+from remediator.actions.approval import approval_command
 from remediator.actions.base import Plan
 from remediator.actions.http import HttpAction
 from remediator.actions.params import HttpParams
@@ -139,3 +140,28 @@ def test_email_subject_has_line_breaks_escaped() -> None:
     )
     msg = build_message("a@example.com", "b@example.com", subject + "\r\nX: y", mail, html, "<m@x>")
     assert msg["Subject"].endswith("(FailedLoginsHigh\\n)\\r\\nX: y")
+
+
+def test_an_approval_request_names_the_policy_it_is_asked_under() -> None:
+    """Slack's request and `remediator show` say which policy's approvers decide; the
+    policy is not part of the command shown."""
+    plan = block_plan("203.0.113.7")
+    command = approval_command(plan.describe(), "security")
+    _, approval = views({"alertname": "FailedLoginsHigh"}, command)
+    slack = "\n".join(texts(approval_message(approval)[1]))
+    assert "for the approvers of policy `security`, exactly this:" in slack
+    assert "approval_policy" not in slack
+    detail = IncidentDetail(
+        **IncidentSummary.of(approval.incident.incident).model_dump(),
+        steps=[],
+        approvals=[ApprovalOut.of(approval.approval)],
+        escalation=None,
+        audit=[],
+    )
+    console = Console(record=True, width=300)
+    console.print(incident_view(detail))
+    shown = console.export_text()
+    assert "┃ POLICY " in shown
+    assert re.search(r"│ block_ips +│ security +│ pending", shown), shown
+    _, default = views({"alertname": "FailedLoginsHigh"}, plan.describe())
+    assert "of policy `default`" in "\n".join(texts(approval_message(default)[1]))

@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 from remediator.config.policies import DEFAULT_POLICY
 from remediator.config.steps import action_types
 from remediator.config.suggest import did_you_mean
+from remediator.errors import ActionError
 
 if TYPE_CHECKING:  # the config loader imports this module; Plan imports the config models
     from remediator.actions.base import Plan
@@ -127,16 +128,23 @@ def _matching(plan: Plan, always_for: Sequence[AlwaysFor]) -> list[AlwaysFor]:
 def plan_approval_policy(plan: Plan, approval: str, always_for: Sequence[AlwaysFor]) -> str | None:
     """The approval policy this rendered step waits under, or None when it runs unasked.
 
-    An `always_for` entry naming a policy wins (the policy's owners decide who approves
-    what it covers, whatever a rule says), then the step's (or rule's) `approval:` when
-    it names a policy, then `default`.
+    The policies that apply are those the matching `always_for` entries name (their
+    owners decide who approves what they cover, whatever a rule says) and the step's (or
+    rule's) `approval:` when it names one; with none of them, `default`. When they
+    disagree the step is refused (ActionError; its incident goes to humans): neither the
+    order of `always_for` nor words a label puts in the command may pick the approvers.
     """
     matched = _matching(plan, always_for)
-    for entry in matched:
-        if entry.policy is not None:
-            return entry.policy
+    named = {entry.policy for entry in matched if entry.policy is not None}
     if approval not in ("auto", "required"):
-        return approval
+        named.add(approval)
+    if len(named) > 1:
+        raise ActionError(
+            f"approval policies {', '.join(sorted(named))} all apply to this step "
+            "(always_for entries and its approval:); it needs one: make them agree"
+        )
+    if named:
+        return named.pop()
     if matched or always_required(plan.action, approval):
         return DEFAULT_POLICY
     return None

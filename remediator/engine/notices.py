@@ -50,7 +50,8 @@ async def sync_approval(
     approval = await tx.approval(approval_id)
     name = policy_of(approval.command) if approval is not None else DEFAULT_POLICY
     policy = approvals.policies.get(name) if approvals else None
-    channel = (policy.channel if policy else None) or slack.channel
+    default = approvals.default.channel if approvals else None
+    channel = (policy.channel if policy else None) or default or slack.channel
     key = f"approval:{approval_id}"
     await tx.enqueue(channel, SlackSync(key), incident_id, now, dedup_key=f"sync:{key}")
     ctx.outbox_ready.set()

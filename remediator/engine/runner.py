@@ -151,6 +151,7 @@ class Runner:
                 return None
             try:
                 plan = self._plan(incident, rule, spec)
+                policy = self._approval_policy(rule, spec, plan)
             except (TemplateError, ActionError) as exc:
                 await tx.finish_work(item.id, now, "refused")
                 await tx.audit(incident.id, StepRefused(item.step_index, str(exc)), now)
@@ -158,7 +159,6 @@ class Runner:
                     self.ctx, tx, incident, rule, f"step {item.step_index + 1} refused: {exc}", now
                 )
                 return None
-            policy = self._approval_policy(rule, spec, plan)
             if policy is not None and not await self._approved(
                 tx, item, incident, rule, approvals.Asked(plan, policy), approval, now
             ):

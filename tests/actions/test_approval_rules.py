@@ -9,11 +9,18 @@ import pytest
 
 from remediator.actions.approval import check_always_for, plan_approval_policy
 from remediator.actions.base import Plan
+from remediator.actions.firewall import FirewallLockdownAction
 from remediator.actions.http import HttpAction
-from remediator.actions.params import HttpParams, RestartServiceParams, SshParams
+from remediator.actions.params import (
+    FirewallLockdownParams,
+    HttpParams,
+    RestartServiceParams,
+    SshParams,
+)
 from remediator.actions.ssh import RestartServiceAction, SshAction
 from remediator.actions.sshpool import SshPool, SshSettings
 from remediator.config.models import AlwaysFor, Host, RuleSpec
+from remediator.errors import ActionError
 
 HOST = Host(name="web1", address="192.0.2.10", port=22, user="ops")
 OFFLINE_POOL = SshPool(SshSettings(Path("/dev/null"), (), 1.0, 1.0, 1))
@@ -172,7 +179,7 @@ SECURITY = {"action": "firewall_lockdown", "policy": "security"}
 
 def test_the_policy_a_step_is_asked_under() -> None:
     """`approval: required` and a plain `always_for` entry ask `default`; `approval: NAME`
-    asks NAME; an `always_for` entry naming a policy asks it whatever the step says."""
+    asks NAME; an `always_for` entry naming a policy asks it (`required` included)."""
     assert asks(ssh(["uptime"]), approval="required") == "default"
     assert asks(ssh(["reboot"])) == "default"
     assert asks(ssh(["uptime"]), approval="network") == "network"
@@ -180,8 +187,28 @@ def test_the_policy_a_step_is_asked_under() -> None:
     assert asks(LOCKDOWN, always_for=[]) == "default"
     assert asks(LOCKDOWN, always_for=[SECURITY]) == "security"
     assert asks(LOCKDOWN, always_for=[SECURITY], approval="required") == "security"
-    assert asks(LOCKDOWN, always_for=[SECURITY], approval="network") == "security"
     assert asks(ssh(["uptime"]), always_for=[SECURITY]) is None
+
+
+def test_policies_that_disagree_refuse_the_step_whatever_their_order() -> None:
+    """When the policies that apply to a step differ (its `approval:` and the matching
+    `always_for` entries), the step is refused: neither the entries' order nor a word a
+    label puts in the command (`reboot.target`) picks weaker approvers."""
+    with pytest.raises(ActionError, match="network, security"):
+        asks(LOCKDOWN, always_for=[SECURITY], approval="network")
+    nft_to_ops = {"action": "ssh:nft", "policy": "ops"}
+    lockdown = FirewallLockdownAction(OFFLINE_POOL).plan(
+        FirewallLockdownParams.model_validate({"allow_from": ["10.0.0.0/8"]}), {}, HOST
+    )
+    for order in ([nft_to_ops, SECURITY], [SECURITY, nft_to_ops]):
+        with pytest.raises(ActionError, match="ops, security"):
+            asks(lockdown, always_for=order)
+    reboot_to_ops = {"action": "ssh:reboot", "policy": "ops"}
+    restart = ["systemctl", "restart", "{{ labels.unit }}"]
+    assert asks(ssh(restart, unit="nginx"), [reboot_to_ops], "security") == "security"
+    for unit in ("reboot.target", "nginx;reboot"):
+        with pytest.raises(ActionError, match="ops, security"):
+            asks(ssh(restart, unit=unit), [reboot_to_ops], "security")
 
 
 def test_a_rules_approval_is_its_steps_unless_they_say_otherwise() -> None:

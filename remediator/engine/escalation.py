@@ -112,11 +112,16 @@ async def hand_over(
 ) -> None:
     """Stop automating this incident and page the rule's escalation chain."""
     await tx.cancel_work(incident.id, now, AUTOMATION_WORK)
-    await tx.audit(incident.id, Exhausted(reason, rule.escalate), now)
+    chain, _ = chain_for(ctx, rule, incident)  # the chain paged, not the rule's template
+    await tx.audit(incident.id, Exhausted(reason, chain), now)
     paging = await start_chain(ctx, tx, incident, rule, reason, now)
     state = State.ESCALATING if paging else State.EXHAUSTED
     if not paging:
-        why = "the rule names no escalation chain (`escalate:`)"
+        why = (
+            "the rule names no escalation chain (`escalate:`)"
+            if chain is None
+            else f"escalation chain {chain!r} is not in the policies (removed by a reload?)"
+        )
         await tx.audit(incident.id, NotEscalated(why), now)
     await tx.update_incident(incident.id, now, state=state)
     await cancel_approvals(ctx, tx, incident.id, "automation handed the incident over", now)

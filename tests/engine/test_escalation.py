@@ -268,8 +268,8 @@ LOW = "  low:\n    steps:\n      - notify: ['slack:#ops-low']\n"
 async def test_a_templated_escalate_pages_the_chain_the_alert_names(
     start: Start, slack: FakeSlack
 ) -> None:
-    """`escalate: "{{ labels.severity }}"` with severity=low pages the `low` chain, and
-    no fallback is recorded."""
+    """`escalate: "{{ labels.severity }}"` with severity=low pages the `low` chain (the
+    `exhausted` audit row names it, not the template), and no fallback is recorded."""
     h = await start(BY_SEVERITY, POLICY + LOW)
     await h.fire({**ALERT, "severity": "low"})
     await h.deliver()
@@ -277,6 +277,7 @@ async def test_a_templated_escalate_pages_the_chain_the_alert_names(
     assert pages_to(slack, "#ops-team-alerts") == []
     assert "escalate_fallback" not in h.events()
     assert dict(h.audit())["escalation_started"]["chain"] == "low"
+    assert dict(h.audit())["exhausted"]["escalate"] == "low"
 
 
 @pytest.mark.parametrize(
@@ -301,5 +302,6 @@ async def test_a_templated_escalate_that_names_no_chain_pages_the_fallback(
     assert audit["escalate_fallback"]["chain"] == "p0"
     assert why in audit["escalate_fallback"]["reason"]
     assert audit["escalation_started"]["chain"] == "p0"
+    assert audit["exhausted"]["escalate"] == "p0"
     events = h.events()
     assert events.index("escalate_fallback") < events.index("escalation_started")

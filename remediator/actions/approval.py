@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from remediator.config.policies import DEFAULT_POLICY
-from remediator.config.steps import action_types
-from remediator.config.suggest import did_you_mean
+from remediator.config.steps import action_types, unknown_action
 from remediator.errors import ActionError
 
 if TYPE_CHECKING:  # the config loader imports this module; Plan imports the config models
@@ -164,11 +163,9 @@ def policy_of(command: Any) -> str:
 def check_always_for(entry: str) -> str | None:
     """What is wrong with an `always_for` entry, or None (used by `remediator check`)."""
     action, colon, word = entry.partition(":")
-    known_actions = action_types()
-    if action not in known_actions:
-        known = ", ".join(sorted(known_actions))
-        near = did_you_mean(action, known_actions)
-        return f"{entry!r}: unknown action {action!r}{near} (one of {known})"
+    why = unknown_action(action)
+    if why is not None:
+        return f"{entry!r}: {why}"
     if colon and (not word or _WORD_BREAK.search(word) or "/" in word):
         return f"{entry!r}: write one word after the colon, like ssh:reboot"
     return None

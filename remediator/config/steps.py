@@ -40,6 +40,15 @@ def action_types() -> Mapping[str, type[Action]]:
     return ACTIONS
 
 
+def unknown_action(action: str) -> str | None:
+    """Why `action` is no action (with the nearest one and the list), or None."""
+    known = action_types()
+    if action in known:
+        return None
+    near = did_you_mean(action, known)
+    return f"unknown action {action!r}{near} (one of {', '.join(sorted(known))})"
+
+
 class StepSpec(Model):
     """One remediation step; `params` are parsed by the action's own model, once, here.
 
@@ -56,10 +65,9 @@ class StepSpec(Model):
     @field_validator("action")
     @classmethod
     def _known_action(cls, action: str, info: ValidationInfo) -> str:
-        known = action_types()
-        if action not in known and not _outline(info):
-            near = did_you_mean(action, known)
-            raise ValueError(f"unknown action {action!r}{near} (known: {', '.join(sorted(known))})")
+        why = unknown_action(action)
+        if why is not None and not _outline(info):
+            raise ValueError(why)
         return action
 
     @field_validator("params", mode="plain")

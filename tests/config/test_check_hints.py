@@ -22,7 +22,7 @@ def test_an_unknown_action_suggests_the_nearest_one(
     assert code == 1
     assert lines[0].startswith(
         "rules/a.yml:7: rules[0].steps[0].action: unknown action 'restart_servic'; "
-        "did you mean `restart_service`? (known: block_ips, "
+        "did you mean `restart_service`? (one of block_ips, "
     )
 
 

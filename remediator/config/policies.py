@@ -9,6 +9,7 @@ from croniter import croniter
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, model_validator
 
 from remediator.config.common import Duration, Model
+from remediator.config.suggest import did_you_mean
 
 # Where an escalation step notifies: a Slack channel or user, or an email address.
 NOTIFY_PATTERN = (
@@ -113,6 +114,21 @@ class Approvals(Model):
     always_for: list[Annotated[AlwaysFor, BeforeValidator(_always_for_entry)]] = Field(
         default_factory=list
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policies_are_mappings(cls, data: Any) -> Any:
+        # Any other key names a policy: one that is not a mapping is most likely a
+        # misspelt setting (`alway_for: [...]`), and says so.
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key not in cls.model_fields and not isinstance(value, dict):
+                    near = did_you_mean(str(key), cls.model_fields)
+                    raise ValueError(
+                        f"`{key}` is neither a setting of approvals nor a policy (a policy "
+                        f"is a mapping: approvers, required, timeout, on_timeout){near}"
+                    )
+        return data
 
     @property
     def policies(self) -> dict[str, ApprovalPolicy]:

@@ -90,6 +90,22 @@ def test_an_unknown_always_for_action_suggests_the_nearest_one(
     )
 
 
+def test_a_misspelt_approvals_setting_is_not_taken_for_a_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Any other key under `approvals:` names a policy, so `alway_for: [...]` would be
+    read as a policy that is not a mapping: `check` names the setting meant instead."""
+    path = make(tmp_path)
+    (tmp_path / "policies" / "a.yml").write_text(
+        "approvals:\n  default: {approvers: [alice]}\n  alway_for: [block_ips]\n"
+    )
+    code, lines = check(path, capsys)
+    assert code == 1
+    assert lines[0].startswith("policies/a.yml:")
+    assert "`alway_for` is neither a setting of approvals nor a policy" in lines[0]
+    assert lines[0].endswith("did you mean `always_for`?")
+
+
 BARE_CHAIN = """\
 escalations:
   pager:

@@ -3,7 +3,8 @@
 Final guards (quarantine, cooldown, max_runs) refuse a new incident's first step and the
 incident escalates. Deferring guards (pause, maintenance, per-target lock, group
 `max_unavailable`, `max_concurrent_actions`, `max_actions_per_minute`) keep the step
-pending and say when to look again. Checking and starting happen in one write
+pending and say when to look again; a group member stays unavailable until its incident
+closes, not only while a step runs or verifies. Checking and starting happen in one write
 transaction that first locks the step's guard scopes (`Guards.scopes`: its target, its
 limited groups, the global limits when set), so replicas sharing a PostgreSQL store take
 turns per scope and two steps can never both pass a guard that only one may pass.
@@ -20,9 +21,12 @@ from croniter import croniter
 from remediator.config.durations import format_duration
 from remediator.config.models import Config, RuleSpec
 from remediator.store.base import GuardTx
-from remediator.store.records import Incident
+from remediator.store.records import RUNNING_A_STEP, Incident
 
 RECHECK_S = 15.0  # a deferring guard with no known end is looked at again this often
+# A step held by its group is woken when a member's incident closes; this is the net under
+# that (a reload raising the limit), not how it normally lets go.
+GROUP_RECHECK_S = 300.0
 # Guards during which humans are told at once: automation is off, not merely busy.
 NOTIFY_AT_ONCE = frozenset({"pause", "maintenance"})
 # Guards that may let go as soon as a remediation under way closes.
@@ -199,6 +203,8 @@ class Guards:
         return Verdict("target_lock", reason, until=await _first_end(tx, [incident.target]))
 
     async def _group(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:
+        """`max_unavailable`: members with an open incident acted on them count until it
+        closes (a PodDisruptionBudget's disrupted pods), this incident's host never."""
         host = self.config.hosts.get(incident.target) if incident.target else None
         if host is None:
             return None
@@ -206,14 +212,20 @@ class Guards:
             limit = self.safety.groups.get(group)
             if limit is None:
                 continue
-            others = [name for name in self.members[group] if name != host.name]
-            busy = await tx.active_targets(others, incident.id)
-            if len(busy) >= limit.max_unavailable:
+            members = self.members[group]
+            others = [name for name in members if name != host.name]
+            down = await tx.unavailable_targets(others, incident.id)
+            if len(down) >= limit.allowed(len(members)):
+                shown = ", ".join(f"{name} {down[name]}" for name in sorted(down))
                 reason = (
-                    f"group {group}: {len(busy)} member(s) under remediation "
-                    f"({', '.join(sorted(busy))}), max_unavailable {limit.max_unavailable}"
+                    f"group {group}: {len(down)} member(s) unavailable ({shown}), "
+                    f"max_unavailable {limit.shown(len(members))}"
                 )
-                return Verdict("group", reason, until=await _first_end(tx, sorted(busy)))
+                # Members free up as their incidents close, which wakes this step; only a
+                # command still running on a member (after its resolve) is polled for.
+                polled = any(doing == RUNNING_A_STEP for doing in down.values())
+                until = None if polled else now + GROUP_RECHECK_S
+                return Verdict("group", reason, until=until)
         return None
 
     async def _concurrency(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:

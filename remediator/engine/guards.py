@@ -1,7 +1,7 @@
 """Guards: what may hold a step back, checked in the transaction that starts the step.
 
-Final guards (quarantine, cooldown, max_runs) refuse a new incident's first step and the
-incident escalates. Deferring guards (pause, maintenance, per-target lock, group
+Final guards (quarantine, cooldown, max_runs, max_targets) refuse a new incident's first
+step and the incident escalates. Deferring guards (pause, maintenance, per-target lock, group
 `max_unavailable`, `max_concurrent_actions`, `max_actions_per_minute`) keep the step
 pending and say when to look again; a group member stays unavailable until its incident
 closes, not only while a step runs or verifies. Checking and starting happen in one write
@@ -41,6 +41,7 @@ class Verdict:
     reason: str
     final: bool = False
     until: float | None = None
+    targets: tuple[str, ...] = ()  # max_targets: the targets acted on in its window
 
     def detail(self) -> dict[str, Any]:
         """For the audit row."""
@@ -82,14 +83,19 @@ class Guards:
             group: [h.name for h in config.hosts.values() if group in h.groups]
             for group in self.safety.groups
         }
+        # Rules with a blast radius: their first steps take turns across targets.
+        self.limited_rules = frozenset(r.name for r in config.rules if r.max_targets)
 
     def scopes(self, incident: Incident) -> list[str]:
         """What a step of this incident reads and takes: steps sharing none of these may
         start at once on two replicas. Quarantine, cooldown and max_runs are per rule and
-        target, so the target's scope covers them."""
+        target, so the target's scope covers them; max_targets spans a rule's targets, so
+        a rule that sets it is a scope too."""
         scopes = []
         if self.safety.max_concurrent_actions or self.safety.max_actions_per_minute:
             scopes.append("global")
+        if incident.rule in self.limited_rules:
+            scopes.append(f"rule:{incident.rule}")
         if incident.target is not None:
             scopes.append(f"target:{incident.target}")
             host = self.config.hosts.get(incident.target)
@@ -115,7 +121,7 @@ class Guards:
         approved this step; it goes before steps still waiting for (or not yet asking) theirs.
         """
         if first_run and incident.target is not None:
-            for final in (self._quarantine, self._cooldown, self._max_runs):
+            for final in (self._quarantine, self._cooldown, self._max_runs, self._max_targets):
                 verdict = await final(tx, rule, incident.target, now)
                 if verdict is not None:
                     return verdict
@@ -170,6 +176,26 @@ class Guards:
             f"{_since(until - now)}"
         )
         return Verdict("max_runs", reason, final=True, until=until)
+
+    async def _max_targets(
+        self, tx: GuardTx, rule: RuleSpec, target: str, now: float
+    ) -> Verdict | None:
+        """A rule's blast radius: distinct targets it started a first step on in its
+        window. Acting again on one of them does not widen it (max_runs limits that)."""
+        limit = rule.max_targets
+        if limit is None:
+            return None
+        acted = await tx.rule_targets_since(rule.name, now - limit.window_s)
+        if target in acted or len(acted) < limit.count:
+            return None
+        until = sorted(acted.values())[len(acted) - limit.count] + limit.window_s
+        names = sorted(acted)
+        reason = (
+            f"max_targets: {rule.name} acted on {len(acted)} targets in the last "
+            f"{format_duration(limit.window_s)} (limit {limit.count}: {', '.join(names)}); "
+            f"not widened to {target}, humans decide; next target allowed in {_since(until - now)}"
+        )
+        return Verdict("max_targets", reason, final=True, until=until, targets=tuple(names))
 
     # --- deferring --------------------------------------------------------------------
 

@@ -258,6 +258,18 @@ class GuardQueries:
         )
         return [float(r[0]) for r in await self.conn.execute(q)]
 
+    async def rule_targets_since(self, rule: str, since: float) -> dict[str, float]:
+        """The distinct targets of `rule`'s incidents whose first step started after
+        `since`, each with its latest such start."""
+        s, i = t.steps.c, t.incidents.c
+        q = (
+            select(i.target, func.max(s.started_at))
+            .join_from(t.steps, t.incidents, s.incident_id == i.id)
+            .where(i.rule == rule, i.target.is_not(None), s.step_index == 0, s.started_at > since)
+            .group_by(i.target)
+        )
+        return {str(r[0]): float(r[1]) for r in await self.conn.execute(q)}
+
     # --- quarantine -------------------------------------------------------------------
 
     async def target_health(self, rule: str, target: str) -> TargetHealth | None:

@@ -112,6 +112,10 @@ def resolve_target(config: Config, rule: RuleSpec, context: dict[str, Any]) -> T
         rendered = render(rule.target, context).strip()
     except TemplateError as exc:
         return TargetResult(None, None, f"target: {exc}")
+    if not rendered:
+        # Never "every host", never a host whose address happens to be empty.
+        why = "target rendered empty (a label it names is empty?): refused, no host acted on"
+        return TargetResult(None, rendered, why)
     host = config.host_by_name_or_address(rendered)
     if host is None:
         return TargetResult(None, rendered, f"target {_shown(rendered)} is not in the inventory")

@@ -187,6 +187,23 @@ def _alias_bare_chains(doc: YamlDoc) -> None:
             doc.lines[(*loc[:2], "steps", *loc[2:])] = line
 
 
+def _check_groups(doc: YamlDoc, parsed: PoliciesFile, file: ConfigFile) -> list[Problem]:
+    """A percentage `max_unavailable` that rounds down to 0 members allows no automated
+    action on the group at all: an error, with the smallest percentage that allows one."""
+    problems = []
+    for name, limit in (parsed.safety.groups if parsed.safety else {}).items():
+        members = sum(name in h.groups for h in file.inventory.hosts.values())
+        if members == 0 or limit.allowed(members) > 0:
+            continue
+        least = -(-100 // members)  # the smallest percentage that is one member
+        msg = (
+            f"{limit.shown(members)}: no member of {name} could ever be remediated; write "
+            f"at least `{least}%` or a count (`max_unavailable: 1`)"
+        )
+        problems.append(doc.problem(("safety", "groups", name, "max_unavailable"), msg))
+    return problems
+
+
 def _load_policies(folder: Path, base: Path, file: ConfigFile) -> tuple[Policies, list[Problem]]:
     merged: dict[str, Any] = {"severities": {}, "escalations": {}}
     problems: list[Problem] = []
@@ -202,6 +219,7 @@ def _load_policies(folder: Path, base: Path, file: ConfigFile) -> tuple[Policies
             continue
         problems.extend(_check_channels(doc, parsed, file))
         problems.extend(_check_approvals(doc, parsed))
+        problems.extend(_check_groups(doc, parsed, file))
         for section in ("severities", "escalations"):
             for name, value in getattr(parsed, section).items():
                 if name in merged[section]:

@@ -311,13 +311,28 @@ class MaxRuns(Model):
     window_s: float
 
 
-def _parse_max_runs(value: Any) -> Any:
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]{1,9})\s+per\s+(\S+)\s*", value)
-        if not m:
-            raise ValueError(f"invalid max_runs {value!r}: write it as `3 per 6h`")
-        return {"count": int(m.group(1)), "window_s": parse_duration(m.group(2))}
-    return value
+class MaxTargets(Model):
+    """`N per WINDOW`: at most N distinct targets one rule starts a first step on in a
+    sliding window (its blast radius); past it the incident pages instead."""
+
+    count: int = Field(ge=1)
+    window_s: float
+
+
+def _per(key: str, example: str, least: int = 0) -> Any:
+    def parse(value: Any) -> Any:
+        if isinstance(value, str):
+            m = re.fullmatch(r"\s*([0-9]{1,9})\s+per\s+(\S+)\s*", value)
+            if not m or int(m.group(1)) < least:
+                at_least = f" (N at least {least})" if least else ""
+                raise ValueError(f"invalid {key} {value!r}: write it as `{example}`{at_least}")
+            return {"count": int(m.group(1)), "window_s": parse_duration(m.group(2))}
+        return value
+
+    return parse
+
+
+_parse_max_runs = _per("max_runs", "3 per 6h")
 
 
 class RuleSpec(Model):
@@ -337,6 +352,9 @@ class RuleSpec(Model):
     approval: ApprovalName | None = None
     cooldown: Duration = 300.0
     max_runs: Annotated[MaxRuns | None, BeforeValidator(_parse_max_runs)] = None
+    max_targets: Annotated[
+        MaxTargets | None, BeforeValidator(_per("max_targets", "5 per 1h", least=1))
+    ] = None
     hold_timeout: Duration = 900.0
     dry_run: bool = False
     continue_: bool = Field(default=False, alias="continue")

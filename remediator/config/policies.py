@@ -136,10 +136,49 @@ class Approvals(Model):
         return {DEFAULT_POLICY: self.default, **self.__pydantic_extra__}
 
 
-class GroupLimit(Model):
-    """How many members of an inventory group may be under remediation at once."""
+class Percent(Model):
+    """`25%`: a share of the group's members (the inventory's), rounded down."""
 
-    max_unavailable: int = Field(ge=1)
+    percent: int = Field(ge=1, le=100)
+
+    def of(self, members: int) -> int:
+        """How many of `members` that is, rounded down (0 when it rounds to nothing)."""
+        return members * self.percent // 100
+
+
+def _parse_unavailable(value: Any) -> Any:
+    """A count (`1`) stays one; `"25%"` becomes a Percent; anything else says how."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]{1,3})\s*%\s*", value)
+        if m is not None and 1 <= int(m.group(1)) <= 100:
+            return Percent(percent=int(m.group(1)))
+    if isinstance(value, Percent):
+        return value
+    raise ValueError(
+        f"invalid max_unavailable {value!r}: write a count of members (`1`, at least 1) "
+        "or a percentage of the group's inventory members (`25%`, from 1% to 100%)"
+    )
+
+
+class GroupLimit(Model):
+    """How many members of an inventory group may be unavailable (an open incident acted
+    on them) before automation waits: a count, or a percentage of the group's members."""
+
+    max_unavailable: Annotated[int | Percent, BeforeValidator(_parse_unavailable)]
+
+    def allowed(self, members: int) -> int:
+        """The count for a group of `members` inventory hosts (a percentage rounded down)."""
+        limit = self.max_unavailable
+        return limit.of(members) if isinstance(limit, Percent) else limit
+
+    def shown(self, members: int) -> str:
+        """`1`, or `25% of 4 members = 1` (for reasons and errors)."""
+        limit = self.max_unavailable
+        if isinstance(limit, Percent):
+            return f"{limit.percent}% of {members} members = {limit.of(members)}"
+        return str(limit)
 
 
 def _check_cron(value: str) -> str:

@@ -139,9 +139,12 @@ async def cancel_approvals(
             await sync_approval(ctx, tx, approval.id, incident_id, now)
 
 
-async def free_target(ctx: EngineContext, tx: GuardTx, incident: Incident, now: float) -> None:
-    """`incident` (as it was) let go of its target: held steps look again now."""
-    if incident.state in LOCK_STATES:
+async def free_target(
+    ctx: EngineContext, tx: GuardTx, incident: Incident, now: float, *, closing: bool = False
+) -> None:
+    """`incident` (as it was) let go of its target, or, `closing`, of its group slot (held
+    however long it was handed over): held steps look again now."""
+    if incident.state in LOCK_STATES or (closing and incident.target is not None):
         await tx.wake_held(list(FREED_BY_CLOSE), now)
         ctx.work_ready.set()
 

@@ -1,9 +1,10 @@
 """Guards: what may hold a step back, checked in the transaction that starts the step.
 
-Final guards (quarantine, cooldown, max_runs) refuse a new incident's first step and the
-incident escalates. Deferring guards (pause, maintenance, per-target lock, group
+Final guards (quarantine, cooldown, max_runs, max_targets) refuse a new incident's first
+step and the incident escalates. Deferring guards (pause, maintenance, per-target lock, group
 `max_unavailable`, `max_concurrent_actions`, `max_actions_per_minute`) keep the step
-pending and say when to look again. Checking and starting happen in one write
+pending and say when to look again; a group member stays unavailable until its incident
+closes, not only while a step runs or verifies. Checking and starting happen in one write
 transaction that first locks the step's guard scopes (`Guards.scopes`: its target, its
 limited groups, the global limits when set), so replicas sharing a PostgreSQL store take
 turns per scope and two steps can never both pass a guard that only one may pass.
@@ -20,9 +21,12 @@ from croniter import croniter
 from remediator.config.durations import format_duration
 from remediator.config.models import Config, RuleSpec
 from remediator.store.base import GuardTx
-from remediator.store.records import Incident
+from remediator.store.records import RUNNING_A_STEP, Incident
 
 RECHECK_S = 15.0  # a deferring guard with no known end is looked at again this often
+# A step held by its group is woken when a member's incident closes; this is the net under
+# that (a reload raising the limit), not how it normally lets go.
+GROUP_RECHECK_S = 300.0
 # Guards during which humans are told at once: automation is off, not merely busy.
 NOTIFY_AT_ONCE = frozenset({"pause", "maintenance"})
 # Guards that may let go as soon as a remediation under way closes.
@@ -37,6 +41,7 @@ class Verdict:
     reason: str
     final: bool = False
     until: float | None = None
+    targets: tuple[str, ...] = ()  # max_targets: the targets acted on in its window
 
     def detail(self) -> dict[str, Any]:
         """For the audit row."""
@@ -78,14 +83,19 @@ class Guards:
             group: [h.name for h in config.hosts.values() if group in h.groups]
             for group in self.safety.groups
         }
+        # Rules with a blast radius: their first steps take turns across targets.
+        self.limited_rules = frozenset(r.name for r in config.rules if r.max_targets)
 
     def scopes(self, incident: Incident) -> list[str]:
         """What a step of this incident reads and takes: steps sharing none of these may
         start at once on two replicas. Quarantine, cooldown and max_runs are per rule and
-        target, so the target's scope covers them."""
+        target, so the target's scope covers them; max_targets spans a rule's targets, so
+        a rule that sets it is a scope too."""
         scopes = []
         if self.safety.max_concurrent_actions or self.safety.max_actions_per_minute:
             scopes.append("global")
+        if incident.rule in self.limited_rules:
+            scopes.append(f"rule:{incident.rule}")
         if incident.target is not None:
             scopes.append(f"target:{incident.target}")
             host = self.config.hosts.get(incident.target)
@@ -111,7 +121,7 @@ class Guards:
         approved this step; it goes before steps still waiting for (or not yet asking) theirs.
         """
         if first_run and incident.target is not None:
-            for final in (self._quarantine, self._cooldown, self._max_runs):
+            for final in (self._quarantine, self._cooldown, self._max_runs, self._max_targets):
                 verdict = await final(tx, rule, incident.target, now)
                 if verdict is not None:
                     return verdict
@@ -167,6 +177,26 @@ class Guards:
         )
         return Verdict("max_runs", reason, final=True, until=until)
 
+    async def _max_targets(
+        self, tx: GuardTx, rule: RuleSpec, target: str, now: float
+    ) -> Verdict | None:
+        """A rule's blast radius: distinct targets it started a first step on in its
+        window. Acting again on one of them does not widen it (max_runs limits that)."""
+        limit = rule.max_targets
+        if limit is None:
+            return None
+        acted = await tx.rule_targets_since(rule.name, now - limit.window_s)
+        if target in acted or len(acted) < limit.count:
+            return None
+        until = sorted(acted.values())[len(acted) - limit.count] + limit.window_s
+        names = sorted(acted)
+        reason = (
+            f"max_targets: {rule.name} acted on {len(acted)} targets in the last "
+            f"{format_duration(limit.window_s)} (limit {limit.count}: {', '.join(names)}); "
+            f"not widened to {target}, humans decide; next target allowed in {_since(until - now)}"
+        )
+        return Verdict("max_targets", reason, final=True, until=until, targets=tuple(names))
+
     # --- deferring --------------------------------------------------------------------
 
     async def _pause(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:
@@ -199,6 +229,8 @@ class Guards:
         return Verdict("target_lock", reason, until=await _first_end(tx, [incident.target]))
 
     async def _group(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:
+        """`max_unavailable`: members with an open incident acted on them count until it
+        closes (a PodDisruptionBudget's disrupted pods), this incident's host never."""
         host = self.config.hosts.get(incident.target) if incident.target else None
         if host is None:
             return None
@@ -206,14 +238,20 @@ class Guards:
             limit = self.safety.groups.get(group)
             if limit is None:
                 continue
-            others = [name for name in self.members[group] if name != host.name]
-            busy = await tx.active_targets(others, incident.id)
-            if len(busy) >= limit.max_unavailable:
+            members = self.members[group]
+            others = [name for name in members if name != host.name]
+            down = await tx.unavailable_targets(others, incident.id)
+            if len(down) >= limit.allowed(len(members)):
+                shown = ", ".join(f"{name} {down[name]}" for name in sorted(down))
                 reason = (
-                    f"group {group}: {len(busy)} member(s) under remediation "
-                    f"({', '.join(sorted(busy))}), max_unavailable {limit.max_unavailable}"
+                    f"group {group}: {len(down)} member(s) unavailable ({shown}), "
+                    f"max_unavailable {limit.shown(len(members))}"
                 )
-                return Verdict("group", reason, until=await _first_end(tx, sorted(busy)))
+                # Members free up as their incidents close, which wakes this step; only a
+                # command still running on a member (after its resolve) is polled for.
+                polled = any(doing == RUNNING_A_STEP for doing in down.values())
+                until = None if polled else now + GROUP_RECHECK_S
+                return Verdict("group", reason, until=until)
         return None
 
     async def _concurrency(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:

@@ -248,7 +248,7 @@ class Intake:
             # and the failure streak (toward quarantine) goes on.
             await record_success(tx, incident, now)
         # Its target (and group slot) is free before the verify window would end.
-        await free_target(self.ctx, tx, incident, now)
+        await free_target(self.ctx, tx, incident, now, closing=True)
         await stop_chain(tx, incident.id, EscalationState.RESOLVED, None, now)
         await cancel_approvals(self.ctx, tx, incident.id, "the alert resolved", now)
         resolved = Resolved(state.value, incident.state.value, cancelled)

@@ -25,6 +25,7 @@ from remediator.store.base import Tx
 from remediator.store.conflict import retry_conflict
 from remediator.store.events import (
     Event,
+    GuardRefused,
     GuardReleased,
     HoldTimeout,
     RuleGone,
@@ -246,8 +247,14 @@ class Runner:
         self.ctx.metrics.guard_holds.labels(guard=verdict.guard).inc()
         if verdict.final:
             await tx.finish_work(item.id, now, "refused")
-            detail = {"step": item.step_index, **verdict.detail()}
-            await tx.audit(incident.id, Event("guard_refused", detail), now)
+            refused = GuardRefused(
+                item.step_index,
+                verdict.guard,
+                verdict.reason,
+                verdict.until,
+                list(verdict.targets) or None,
+            )
+            await tx.audit(incident.id, refused, now)
             await hand_over(self.ctx, tx, incident, rule, verdict.reason, now)
             return False
         await self._hold(tx, item, incident, rule, verdict, now)

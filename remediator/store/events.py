@@ -107,6 +107,17 @@ class Verifying(_Entry, frozen=True):
     until: float
 
 
+class GuardRefused(_Entry, frozen=True):
+    """A final guard refused an incident's first step (the incident is handed over)."""
+
+    event: ClassVar[str] = "guard_refused"
+    step: int
+    guard: str
+    reason: str
+    until: float | None = None
+    targets: list[str] | None = None  # max_targets: the targets acted on in its window
+
+
 class GuardReleased(_Entry, frozen=True):
     event: ClassVar[str] = "guard_released"
     step: int

@@ -13,6 +13,8 @@ from remediator.store import schema as t
 from remediator.store.payloads import Pause, to_json
 from remediator.store.records import (
     ACTIVE_STATES,
+    OPEN_STATES,
+    RUNNING_A_STEP,
     ApprovalState,
     Hold,
     State,
@@ -138,17 +140,39 @@ class GuardQueries:
 
     # --- activity ---------------------------------------------------------------------
 
-    async def active_targets(self, targets: list[str], exclude_incident: int) -> set[str]:
-        """Which of these targets an incident is remediating (running or verifying), or
-        still runs a step on (acknowledged or resolved mid-command: the command runs on)."""
-        i, s = t.incidents.c, t.steps.c
+    async def unavailable_targets(
+        self, targets: list[str], exclude_incident: int
+    ) -> dict[str, str]:
+        """Which of these targets count as unavailable to their group, each with what its
+        incident is doing: an open incident of any rule acted on it (running, verifying,
+        awaiting approval, between steps, exhausted, escalating, acknowledged) until it
+        closes, or a step still runs on it (resolved mid-command: the command runs on).
+        A pending incident no step or approval ever reached does not count: members
+        firing together would otherwise hold each other."""
+        i, s, a = t.incidents.c, t.steps.c, t.approvals.c
         in_flight = exists().where(s.incident_id == i.id, s.state.in_(IN_FLIGHT))
-        q = select(i.target).where(
-            i.target.in_(targets),
-            or_(i.state.in_([st.value for st in ACTIVE_STATES]), in_flight),
-            i.id != exclude_incident,
+        acted = or_(
+            i.state != State.PENDING.value,
+            exists().where(s.incident_id == i.id),
+            exists().where(a.incident_id == i.id),
         )
-        return {row[0] for row in await self.conn.execute(q)}
+        is_open = i.state.in_([st.value for st in OPEN_STATES])
+        # One row per target, its oldest such incident: a storm leaves hundreds open.
+        first = (
+            select(func.min(i.id).label("id"))
+            .where(
+                i.target.in_(targets),
+                or_(and_(is_open, acted), in_flight),
+                i.id != exclude_incident,
+            )
+            .group_by(i.target)
+            .subquery()
+        )
+        q = select(i.target, i.state, in_flight).where(i.id.in_(select(first.c.id)))
+        out: dict[str, str] = {}
+        for target, state, running in await self.conn.execute(q):
+            out[str(target)] = RUNNING_A_STEP if running else str(state).replace("_", " ")
+        return out
 
     async def lock_holder(
         self, target: str, exclude_incident: int, *, approvals_too: bool
@@ -233,6 +257,18 @@ class GuardQueries:
             .order_by(s.started_at)
         )
         return [float(r[0]) for r in await self.conn.execute(q)]
+
+    async def rule_targets_since(self, rule: str, since: float) -> dict[str, float]:
+        """The distinct targets of `rule`'s incidents whose first step started after
+        `since`, each with its latest such start."""
+        s, i = t.steps.c, t.incidents.c
+        q = (
+            select(i.target, func.max(s.started_at))
+            .join_from(t.steps, t.incidents, s.incident_id == i.id)
+            .where(i.rule == rule, i.target.is_not(None), s.step_index == 0, s.started_at > since)
+            .group_by(i.target)
+        )
+        return {str(r[0]): float(r[1]) for r in await self.conn.execute(q)}
 
     # --- quarantine -------------------------------------------------------------------
 

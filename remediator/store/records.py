@@ -33,6 +33,8 @@ ACTIVE_STATES = frozenset({State.RUNNING, State.VERIFYING})
 LOCK_STATES = ACTIVE_STATES | {State.AWAITING_APPROVAL}
 # Automation gave up and humans were (or are being) told: what fixes it now is not a step.
 HANDED_OVER = frozenset({State.EXHAUSTED, State.ESCALATING, State.ACKNOWLEDGED})
+# What GuardTx.unavailable_targets says of a member a step still runs on.
+RUNNING_A_STEP = "running a step"
 
 
 class StepState(StrEnum):

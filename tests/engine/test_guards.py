@@ -108,8 +108,9 @@ async def test_group_max_unavailable_counts_a_member_whose_command_still_runs(
     start: Start, sshd: SshServer
 ) -> None:
     """max_unavailable 1: v1 is acknowledged while its command still runs; the ack wakes
-    v2's held step, which stays held until v1's command has ended (the host may still be
-    restarting), then runs. Before, v2 started at once, two validators down together."""
+    v2's held step, which stays held while v1's command runs (the host may still be
+    restarting) and after it (acknowledged, v1's alert still fires), until v1 resolves.
+    Before, v2 started at once, two validators down together."""
     sshd.install_recorder("probe-stub", sleep_s=2)
     h = await start(policies="safety:\n  groups:\n    validators: {max_unavailable: 1}\n")
     await h.store.append_inbox([(h.clock.now(), spooled(notification(down("v1"))))])
@@ -130,6 +131,9 @@ async def test_group_max_unavailable_counts_a_member_whose_command_still_runs(
     assert ran(sshd) == ["v1"]
     await first
     await h.advance(15)
+    assert ran(sshd) == ["v1"]
+    await h.resolve(down("v1"))
+    await h.advance(0)
     assert ran(sshd) == ["v1", "v2"]
 
 

@@ -24,7 +24,7 @@ rules:
         verify: 5m
     escalate: critical
     cooldown: 10m
-    hold_timeout: 1h
+    hold_timeout: 20m
 """
 POLICIES = """\
 safety:
@@ -84,7 +84,8 @@ def remediation_windows(db: storeview.Source) -> list[tuple[float, float, str]]:
 
 
 async def test_storm_on_a_validator_group(tmp_path: Path, sshd: SshServer, store_url: str) -> None:
-    """1,000 alerts in seconds: one validator at a time, <= 10 actions a minute, all audited."""
+    """1,000 alerts in seconds: one validator at a time (and none after one that stays
+    down), <= 10 actions a minute, all audited."""
     sshd.install_recorder("probe-stub")
     hosts = {
         n: {"address": "127.0.0.1", "port": sshd.port, "groups": ["validators"]} for n in VALIDATORS
@@ -108,7 +109,9 @@ async def test_storm_on_a_validator_group(tmp_path: Path, sshd: SshServer, store
     assert rows(db, "SELECT count(*) FROM incidents") == [(ALERTS,)]
 
     windows = remediation_windows(db)
-    assert len(windows) >= len(VALIDATORS)
+    # Nothing resolves: v1, restarted first, stays exhausted and firing, so it keeps the
+    # group's one slot; the other validators' steps wait, then page past hold_timeout.
+    assert {target for _, _, target in windows} == {"v1"}
     for (_, end, target), (start, _, nxt) in itertools.pairwise(windows):
         assert start >= end, f"{target} and {nxt} were under remediation at the same time"
 

@@ -152,6 +152,8 @@ DESCRIBE: dict[str, Describer] = {
     "escalation_started": lambda d, _: {"escalate": d["chain"]},
     "escalation_notified": _page,
     "acknowledged": lambda d, _: {"acknowledged": d["by"]},
+    "paging_acknowledged": lambda d, _: {"paging_acknowledged": d["by"]},
+    "handed_to_acknowledger": lambda d, _: {"handed_to": d["by"], "chain": d["chain"]},
     "resolved": lambda d, _: {"closed": d["state"]},
     "quarantined": lambda d, _: {"quarantined": d["target"]},
     **{

@@ -266,6 +266,12 @@ def _escalate_problems(rule: RuleSpec, policies: Policies) -> list[tuple[str, st
     """(key, message) for a rule's `escalate` and `escalate_fallback`."""
     chains = policies.escalations
     known = ", ".join(sorted(chains)) or "none"
+    if rule.page_at_start and rule.escalate is None:
+        why = (
+            "needs a chain to page: add `escalate: CHAIN` (one of: "
+            f"{known}), or remove `page_at_start`"
+        )
+        return [("page_at_start", why)]
     if rule.escalate is None or not is_template(rule.escalate):
         if rule.escalate is not None and rule.escalate not in chains:
             near = did_you_mean(rule.escalate, chains)

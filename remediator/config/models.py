@@ -348,6 +348,8 @@ class RuleSpec(Model):
     # `escalate_fallback` names the chain paged when the rendered name is not a chain.
     escalate: TemplateStr | None = None
     escalate_fallback: str | None = None
+    # Page the chain when the incident opens, while the steps run (needs `escalate`).
+    page_at_start: bool = False
     # What each step's `approval:` is when the step says none.
     approval: ApprovalName | None = None
     cooldown: Duration = 300.0

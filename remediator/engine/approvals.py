@@ -21,10 +21,17 @@ from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.engine.escalation import cancel_approvals, free_target, hand_over, stop_chain
 from remediator.engine.notices import sync_approval, sync_incident
 from remediator.store.base import HumanTx, Tx
-from remediator.store.events import ApprovalExpired, ApprovalRequested, Event
+from remediator.store.events import (
+    ApprovalExpired,
+    ApprovalRequested,
+    Event,
+    PagingAcknowledged,
+)
 from remediator.store.records import (
+    HANDED_OVER,
     Approval,
     ApprovalState,
+    Escalation,
     EscalationState,
     Incident,
     State,
@@ -256,6 +263,10 @@ async def acknowledge(
         await tx.audit(incident_id, Event("ack_refused", refused), now)
         why = f"{voter.name} may not acknowledge: not in the acknowledgers"
         return Outcome(Result.NOT_AN_ACKNOWLEDGER, why, incident_id)
+    rule = ctx.rules.by_name.get(incident.rule)
+    automating = incident.state not in HANDED_OVER
+    if esc is not None and rule is not None and rule.page_at_start and automating:
+        return await _stop_paging(ctx, tx, incident, esc, voter, now)
     if incident.state is State.ACKNOWLEDGED:
         return Outcome(Result.ALREADY_DECIDED, "already acknowledged", incident_id, incident.state)
     by = voter.shown
@@ -273,6 +284,29 @@ async def acknowledge(
     await sync_incident(ctx, tx, incident_id, now)
     log.info("incident acknowledged", extra={"incident": incident_id, "by": by})
     return Outcome(Result.ACKNOWLEDGED, f"acknowledged by {by}", incident_id, State.ACKNOWLEDGED)
+
+
+async def _stop_paging(
+    ctx: EngineContext, tx: Tx, incident: Incident, esc: Escalation, voter: Voter, now: float
+) -> Outcome:
+    """`page_at_start` acknowledged while automation runs: the chain stops, nothing else.
+
+    A pending approval stays decidable and a running or scheduled step goes on; the
+    incident keeps its state. If automation gives up later, the acknowledger has it.
+    """
+    if esc.state is not EscalationState.ACTIVE:
+        who = f" by {esc.stopped_by}" if esc.stopped_by else ""
+        why = f"paging already {esc.state.value}{who}; automation goes on"
+        return Outcome(Result.ALREADY_DECIDED, why, incident.id, incident.state)
+    by = voter.shown
+    await stop_chain(tx, incident.id, EscalationState.ACKNOWLEDGED, by, now)
+    d = voter.detail()
+    stopped = PagingAcknowledged(d["by"], d["via"], esc.chain, incident.state.value, d.get("as"))
+    await tx.audit(incident.id, stopped, now)
+    await sync_incident(ctx, tx, incident.id, now)
+    log.info("paging acknowledged", extra={"incident": incident.id, "by": by})
+    why = f"paging acknowledged by {by}; automation goes on"
+    return Outcome(Result.ACKNOWLEDGED, why, incident.id, incident.state)
 
 
 async def pending_approval(tx: HumanTx, incident_id: int) -> Approval | None:

@@ -4,7 +4,8 @@ A chain's steps notify at `after` from the chain's start; `repeat: N` runs the w
 chain N more times, each cycle one period later (the last step's `after` plus the ack
 target of the severity with the chain's name, or 5 minutes). Each step is a work row
 (kind `escalate`), so a restart neither forgets nor doubles a page. Acknowledge or
-resolve stops the chain.
+resolve stops the chain. A rule's `page_at_start` starts its chain when the incident
+opens; a hand-over then pages no second chain (one per incident).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from remediator.store.events import (
     EscalationStarted,
     EscalationStopped,
     Exhausted,
+    HandedToAcknowledger,
     NotEscalated,
 )
 from remediator.store.payloads import Email, OutboxPayload, SlackPost
@@ -114,8 +116,15 @@ async def hand_over(
     await tx.cancel_work(incident.id, now, AUTOMATION_WORK)
     chain, _ = chain_for(ctx, rule, incident)  # the chain paged, not the rule's template
     await tx.audit(incident.id, Exhausted(reason, chain), now)
-    paging = await start_chain(ctx, tx, incident, rule, reason, now)
-    state = State.ESCALATING if paging else State.EXHAUSTED
+    esc = await tx.escalation(incident.id)
+    if esc is not None and esc.state is EscalationState.ACKNOWLEDGED:
+        # A `page_at_start` chain acknowledged while automation ran: whoever acknowledged
+        # it has the incident now; no second page.
+        await tx.audit(incident.id, HandedToAcknowledger(esc.stopped_by, esc.chain), now)
+        paging, state = True, State.ACKNOWLEDGED
+    else:
+        paging = await start_chain(ctx, tx, incident, rule, reason, now)
+        state = State.ESCALATING if paging else State.EXHAUSTED
     if not paging:
         why = (
             "the rule names no escalation chain (`escalate:`)"

@@ -12,7 +12,13 @@ from remediator.alerts import Alert, parse_alerts
 from remediator.config.models import RuleSpec
 from remediator.deadletters import DeadLetters, describe
 from remediator.engine.context import EngineContext
-from remediator.engine.escalation import cancel_approvals, free_target, hand_over, stop_chain
+from remediator.engine.escalation import (
+    cancel_approvals,
+    free_target,
+    hand_over,
+    start_chain,
+    stop_chain,
+)
 from remediator.engine.notices import sync_incident
 from remediator.engine.quarantine import record_success
 from remediator.errors import StoreError
@@ -22,6 +28,7 @@ from remediator.store.conflict import retry_conflict
 from remediator.store.events import (
     InboxUnreadable,
     Matched,
+    NotEscalated,
     RequireFailed,
     Resolved,
     StepScheduled,
@@ -39,6 +46,7 @@ from remediator.store.records import (
 
 log = logging.getLogger(__name__)
 BATCH = 20  # notifications per transaction: short stalls of the event loop
+PAGE_AT_START = "page_at_start: paged when the incident opened, while its steps run"
 
 
 class Intake:
@@ -213,6 +221,8 @@ class Intake:
         alertname = alert.labels.get("alertname", "")
         await tx.audit(incident.id, Matched(rule.name, alertname), now)
         log.info("incident opened", extra={"incident": incident.id, "rule": rule.name})
+        if rule.page_at_start:
+            await self._page_at_start(tx, rule, incident, now)
         reason = check_require(rule, alert.labels)
         if reason is not None:
             await tx.audit(incident.id, RequireFailed(reason), now)
@@ -234,6 +244,14 @@ class Intake:
         await tx.schedule(WorkKind.RUN_STEP, incident.id, 0, now)
         await tx.audit(incident.id, StepScheduled(0, rule.steps[0].action), now)
         self.ctx.work_ready.set()
+
+    async def _page_at_start(self, tx: Tx, rule: RuleSpec, incident: Incident, now: float) -> None:
+        """Humans are paged at once while automation runs (same incident, same message)."""
+        if await start_chain(self.ctx, tx, incident, rule, PAGE_AT_START, now):
+            await sync_incident(self.ctx, tx, incident.id, now)
+        else:
+            why = f"page_at_start: escalation chain {rule.escalate!r} is not in the policies"
+            await tx.audit(incident.id, NotEscalated(why), now)
 
     async def _close(self, tx: Tx, incident: Incident, now: float) -> None:
         cancelled = await tx.cancel_work(incident.id, now)

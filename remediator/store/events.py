@@ -192,6 +192,25 @@ class EscalationStopped(_Entry, frozen=True):
     by: str | None
 
 
+class PagingAcknowledged(_Entry, frozen=True):
+    """A `page_at_start` chain acknowledged while automation still runs: only paging stops."""
+
+    event: ClassVar[str] = "paging_acknowledged"
+    by: str  # as in `acknowledged`: the voter's key, how (`via`), their name when it differs
+    via: str
+    chain: str
+    state: str  # the incident's state, which the acknowledgement leaves as it is
+    as_: str | None = msgspec.field(default=None, name="as")
+
+
+class HandedToAcknowledger(_Entry, frozen=True):
+    """Automation gave up on an incident whose chain was acknowledged: no new page."""
+
+    event: ClassVar[str] = "handed_to_acknowledger"
+    by: str | None
+    chain: str
+
+
 class ChainGone(_Entry, frozen=True):
     """Stopped because the chain left the policies."""
 

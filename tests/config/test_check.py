@@ -249,6 +249,22 @@ def test_a_templated_escalate_with_its_fallback_passes(
     assert code == 0, lines
 
 
+def test_page_at_start_needs_a_chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`page_at_start: true` pages the rule's chain at open: without `escalate` there is
+    none, and check says where and what to add."""
+    rule = RULE.replace("escalate: critical", "page_at_start: true")
+    code, lines = check(make(tmp_path, rules={"a.yml": rule}), capsys)
+    assert code == 1
+    assert lines == [
+        "rules/a.yml:2: rule restart-web.page_at_start: needs a chain to page: add "
+        "`escalate: CHAIN` (one of: critical), or remove `page_at_start`"
+    ]
+    ok = RULE.replace("escalate: critical", "escalate: critical\n    page_at_start: true")
+    (tmp_path / "ok").mkdir()
+    code, lines = check(make(tmp_path / "ok", rules={"a.yml": ok}), capsys)
+    assert code == 0, lines
+
+
 def test_duplicate_yaml_keys_are_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A key written twice would silently win in plain YAML; here it is an error."""
     path = make(tmp_path, CONFIG + "store: sqlite:///other.db\n")

@@ -17,7 +17,7 @@ from remediator.actions.approval import policy_of
 from remediator.notify.commandtext import command_lines
 from remediator.notify.text import ELLIPSIS, clip, one_line, visible
 from remediator.notify.views import ApprovalView, IncidentView
-from remediator.store.records import ApprovalState, State
+from remediator.store.records import ApprovalState, EscalationState, State
 
 Blocks = list[dict[str, Any]]
 MAX_LABELS = 20
@@ -144,7 +144,10 @@ def ack_button(incident_id: int) -> dict[str, Any]:
 
 def _actions(view: IncidentView) -> Blocks:
     elements = []
-    if view.incident.is_open and view.incident.state is not State.ACKNOWLEDGED:
+    # A `page_at_start` chain acknowledged while automation runs: no second Acknowledge.
+    e = view.escalation
+    paging_acked = e is not None and e.state is EscalationState.ACKNOWLEDGED
+    if view.incident.is_open and view.incident.state is not State.ACKNOWLEDGED and not paging_acked:
         elements.append(ack_button(view.incident.id))
     if view.link:
         elements.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 from rich.console import Console
@@ -16,7 +17,8 @@ from remediator.apimodels import ApprovalOut, IncidentDetail, IncidentSummary
 from remediator.cliviews import incident_view
 from remediator.notify.commandtext import command_lines
 from remediator.notify.email import build_message, page_email
-from remediator.notify.slackmsg import approval_message, incident_message
+from remediator.notify.slackmsg import approval_message, incident_message, page_message
+from remediator.store.records import Escalation, EscalationState
 
 
 def test_approval_request_shows_every_line_of_the_nft_script() -> None:
@@ -165,3 +167,18 @@ def test_an_approval_request_names_the_policy_it_is_asked_under() -> None:
     assert re.search(r"│ block_ips +│ security +│ pending", shown), shown
     _, default = views({"alertname": "FailedLoginsHigh"}, plan.describe())
     assert "of policy `default`" in "\n".join(texts(approval_message(default)[1]))
+
+
+def test_a_page_acknowledged_while_automation_runs_offers_no_second_acknowledge() -> None:
+    """`page_at_start`: once someone acknowledged the page while the lockdown still waits
+    for approval, the incident's message and later pages say who, with no Acknowledge."""
+    view, _ = views({"alertname": "SecurityBreach"}, block_plan("203.0.113.7").describe())
+    assert "ack" in buttons(incident_message(view)[1])
+    paging = Escalation(
+        12, "security", EscalationState.ACKNOWLEDGED, "page_at_start", 1.0, 2.0, "alice"
+    )
+    acked = replace(view, escalation=paging)
+    _, blocks = incident_message(acked)
+    assert "ack" not in buttons(blocks)
+    assert "acknowledged, stopped by alice" in "\n".join(texts(blocks))
+    assert "ack" not in buttons(page_message(acked, "page_at_start", "step 1 of security")[1])

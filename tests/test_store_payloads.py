@@ -16,6 +16,7 @@ from remediator.store.events import (
     Exhausted,
     Matched,
     NotificationFailed,
+    PagingAcknowledged,
     Resumed,
     StepScheduled,
 )
@@ -163,6 +164,22 @@ AUDITED: list[tuple[AuditEntry, str, dict[str, Any]]] = [
         EscalationStopped("acknowledged", None),
         "escalation_stopped",
         {"state": "acknowledged", "by": None},
+    ),
+    (
+        PagingAcknowledged("t1", "api", "security", "awaiting_approval", "alice"),
+        "paging_acknowledged",
+        {
+            "by": "t1",
+            "via": "api",
+            "chain": "security",
+            "state": "awaiting_approval",
+            "as": "alice",
+        },
+    ),
+    (
+        PagingAcknowledged("alice", "slack", "security", "running"),
+        "paging_acknowledged",
+        {"by": "alice", "via": "slack", "chain": "security", "state": "running"},
     ),
     (
         NotificationFailed("email", "a@b", 3, "refused"),

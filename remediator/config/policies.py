@@ -222,3 +222,7 @@ class Policies(Model):
     escalations: dict[str, EscalationChain] = Field(default_factory=dict)
     approvals: Approvals | None = None
     safety: Safety = Safety()
+
+    def approval_policy(self, name: str = DEFAULT_POLICY) -> ApprovalPolicy | None:
+        """The approval policy called `name`, if policies define it."""
+        return self.approvals.policies.get(name) if self.approvals else None

@@ -59,8 +59,7 @@ class Asked:
 
 def policy(ctx: EngineContext, name: str = DEFAULT_POLICY) -> ApprovalPolicy | None:
     """The approval policy called `name`, if policies define it."""
-    approvals = ctx.config.policies.approvals
-    return approvals.policies.get(name) if approvals else None
+    return ctx.config.policies.approval_policy(name)
 
 
 async def request(

@@ -44,14 +44,13 @@ async def sync_approval(
 ) -> None:
     """Post or update an approval request (in its policy's channel)."""
     slack = ctx.config.file.slack
-    approvals = ctx.config.policies.approvals
     if slack is None:
         return
     approval = await tx.approval(approval_id)
     name = policy_of(approval.command) if approval is not None else DEFAULT_POLICY
-    policy = approvals.policies.get(name) if approvals else None
-    default = approvals.default.channel if approvals else None
-    channel = (policy.channel if policy else None) or default or slack.channel
+    policies = ctx.config.policies
+    policy, default = policies.approval_policy(name), policies.approval_policy()
+    channel = (policy and policy.channel) or (default and default.channel) or slack.channel
     key = f"approval:{approval_id}"
     await tx.enqueue(channel, SlackSync(key), incident_id, now, dedup_key=f"sync:{key}")
     ctx.outbox_ready.set()

@@ -392,6 +392,30 @@ async def test_a_step_under_a_named_policy_asks_its_approvers_in_its_channel(
         await h.close()
 
 
+async def test_a_named_policy_without_a_channel_asks_in_defaults(
+    tmp_path: Path, sshd: SshServer, slack: FakeSlack, store_url: str
+) -> None:
+    """A policy that names no `channel:` asks where `default` asks (its approvals
+    channel), not in the incidents' `slack.channel`."""
+    rule = RULE.replace("approval: required", "approval: security")
+    no_channel = SECURITY.replace("    channel: '#security-approvals'\n", "")
+    h = await EngineHarness.start(
+        tmp_path,
+        rule,
+        sshd,
+        policies=policy() + no_channel,
+        slack_url=slack.api_url,
+        store_url=store_url,
+    )
+    try:
+        await h.fire(ALERT)
+        await h.deliver()
+        [ask] = [b for b in slack.of("chat.postMessage") if "Approval needed" in b["text"]]
+        assert ask["channel"] == "#ops-approvals"
+    finally:
+        await h.close()
+
+
 async def test_a_step_under_a_named_policy_times_out_per_that_policy(
     tmp_path: Path, sshd: SshServer, slack: FakeSlack, store_url: str
 ) -> None:

@@ -7,11 +7,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from remediator.actions.approval import always_required, check_always_for
+from remediator.actions.approval import check_always_for
 from remediator.actions.params import BlockIpsParams, is_template, parse_block_ips
 from remediator.actions.protected import Protected
 from remediator.config.models import (
-    APPROVAL_WORDS,
     Config,
     ConfigFile,
     Host,
@@ -22,6 +21,7 @@ from remediator.config.models import (
     check_policy_name,
 )
 from remediator.config.problems import Problem
+from remediator.config.rulepolicies import check_rule_policies
 from remediator.config.steps import OUTLINE, action_types
 from remediator.config.suggest import did_you_mean, keys_of, model_at
 from remediator.config.yamlfile import Loc, YamlDoc, load_yaml
@@ -262,90 +262,6 @@ def _hosts(file: ConfigFile, ssh_user: str) -> dict[str, Host]:
     return out
 
 
-def _escalate_problems(rule: RuleSpec, policies: Policies) -> list[tuple[str, str]]:
-    """(key, message) for a rule's `escalate` and `escalate_fallback`."""
-    chains = policies.escalations
-    known = ", ".join(sorted(chains)) or "none"
-    if rule.page_at_start and rule.escalate is None:
-        why = (
-            "needs a chain to page: add `escalate: CHAIN` (one of: "
-            f"{known}), or remove `page_at_start`"
-        )
-        return [("page_at_start", why)]
-    if rule.escalate is None or not is_template(rule.escalate):
-        if rule.escalate is not None and rule.escalate not in chains:
-            near = did_you_mean(rule.escalate, chains)
-            msg = f"escalation chain {rule.escalate!r} is not defined in policies{near}"
-            return [("escalate", msg)]
-        if rule.escalate_fallback is not None:
-            why = "only a templated `escalate` falls back: remove it, or template `escalate`"
-            return [("escalate_fallback", why)]
-        return []
-    if rule.escalate_fallback is None:
-        why = (
-            f"required: `escalate` is a template ({rule.escalate!r}); name the chain to page"
-            f" when what it renders is not a chain (one of: {known})"
-        )
-        return [("escalate_fallback", why)]
-    if rule.escalate_fallback not in chains:
-        why = f"escalation chain {rule.escalate_fallback!r} is not defined in policies ({known})"
-        return [("escalate_fallback", why)]
-    return []
-
-
-def _check_rule_policies(
-    rules: list[RuleSpec], origin: dict[str, str], policies: Policies
-) -> list[Problem]:
-    """What rules need from policies: their escalation chain, an approval policy."""
-    problems = []
-    for rule in rules:
-        file_name, _, line = origin[rule.name].rpartition(":")
-        for key, msg in _escalate_problems(rule, policies):
-            problems.append(Problem(file_name, int(line), f"rule {rule.name}.{key}", msg))
-        for key, msg in _approval_problems(rule, policies):
-            problems.append(Problem(file_name, int(line), f"rule {rule.name}.{key}", msg))
-    return problems
-
-
-def _unknown_policy(name: str, policies: Policies) -> str | None:
-    """Why `approval: name` names no policy, or None when it is fine."""
-    if name in APPROVAL_WORDS:
-        return None
-    known = policies.approvals.policies if policies.approvals else {}
-    if name in known:
-        return None
-    return (
-        f"approval policy {name!r} is not defined in policies: add `approvals.{name}:` "
-        f"(approvers, required, timeout, on_timeout, channel), or write `required` (the "
-        f"`default` policy), `auto`{''.join(f', `{k}`' for k in known if k != 'default')}"
-    )
-
-
-def _approval_problems(rule: RuleSpec, policies: Policies) -> list[tuple[str, str]]:
-    """(key, message) for the approval policies a rule and its steps name."""
-    problems = []
-    if rule.approval is not None and (msg := _unknown_policy(rule.approval, policies)):
-        problems.append(("approval", msg))
-    for j, step in enumerate(rule.steps):
-        if step.approval is not None and (msg := _unknown_policy(step.approval, policies)):
-            problems.append((f"steps[{j}].approval", msg))
-            continue
-        # Without `approvals:` there is no `always_for`: only these can need one (a named
-        # policy is reported above, on the rule or the step).
-        approval = rule.approval_of(step)
-        if (
-            policies.approvals is None
-            and always_required(step.action, approval)
-            and _unknown_policy(approval, policies) is None
-        ):
-            msg = (
-                f"step {j} ({step.action}) needs approval, but no policy file defines "
-                "`approvals:` (who may approve, timeout, on_timeout)"
-            )
-            problems.append((f"steps[{j}]", msg))
-    return problems
-
-
 def _check_self_lockout(config: Config) -> list[Problem]:
     """A block_ips step whose literal addresses hold an inventory host or the ops network."""
     protected = Protected.from_config(config)
@@ -392,7 +308,7 @@ def load_config(path: Path) -> Config:
         if policies_dir is not None:
             policies, errs = _load_policies(policies_dir, base, file)
             problems.extend(errs)
-    problems.extend(_check_rule_policies(rules, origin, policies))
+    problems.extend(check_rule_policies(rules, origin, policies))
     if problems:
         raise ConfigError(problems)
     ssh_user = file.ssh.username if file.ssh else "remediator"

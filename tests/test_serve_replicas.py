@@ -105,6 +105,10 @@ GROUP_RULE = RESTART_NODE_RULE.replace("verify: 5m", "verify: 1s")
 ONE_AT_A_TIME = "safety:\n  groups:\n    web: {max_unavailable: 1}\n"
 
 
+def _instance(body: dict[str, Any]) -> str:
+    return str(body["alerts"][0]["labels"]["instance"])
+
+
 def post_at_once(posts: list[tuple[Daemon, dict[str, Any]]]) -> list[int]:
     """Each (replica, body) POSTed at the same instant, from its own thread."""
     start = threading.Barrier(len(posts))
@@ -127,8 +131,10 @@ def test_guards_hold_across_replicas(tmp_path: Path, sshd: SshServer, pg_url: st
     """Three members of a `max_unavailable: 1` group fire at once, their notifications
     posted to different replicas, with a second alert on web1 of the same rule: the host's
     own record of command times shows no two restarts at the same instant (each replica
-    checks the group under the other's last step start), and web1 is restarted once
-    (target lock, then cooldown): three commands in all, one per (rule, target)."""
+    checks the group under the other's last step start), the next member's restart waits
+    for the restarted member's alerts to resolve (through the other replica), and web1 is
+    restarted once (target lock, then cooldown): three commands in all, one per (rule,
+    target)."""
     sshd.install_recorder("systemctl", sleep_s=1.0)
     hosts = {
         f"web{n}": {"address": "127.0.0.1", "port": sshd.port, "groups": ["web"]}
@@ -154,18 +160,27 @@ def test_guards_hold_across_replicas(tmp_path: Path, sshd: SshServer, pg_url: st
         b.start()
         posts = [(a, down[0]), (b, down[1]), (a, down[2]), (b, again)]
         assert post_at_once(posts) == [200] * 4
-        wait_for(lambda: len(sshd.spans("systemctl", "restart")) == 3, timeout_s=40)
-        time.sleep(2)  # time for a fourth command, were one coming
+
+        def started() -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for incident in a.api("/api/incidents")["incidents"]:
+                if a.api(f"/api/incidents/{incident['id']}")["steps"]:
+                    counts[incident["target"]] = counts.get(incident["target"], 0) + 1
+            return counts
+
+        for restarted in (1, 2, 3):
+            wait_for(lambda n=restarted: len(sshd.spans("systemctl", "restart")) == n, 40)
+            time.sleep(2)  # time for a second member's command, were one coming
+            assert len(sshd.spans("systemctl", "restart")) == restarted
+            for target in started():  # the restarted members' alerts resolve (through b)
+                for body in (b for b in (*down, again) if _instance(b) == f"{target}:9100"):
+                    resolved = {**body, "status": "resolved"}
+                    resolved["alerts"] = [{**body["alerts"][0], "status": "resolved"}]
+                    assert b.post_webhook(resolved) == 200
         spans = sshd.spans("systemctl", "restart")
-        assert len(spans) == 3
         for (_, first_end), (second_start, _) in itertools.pairwise(spans):
             assert second_start >= first_end, spans
-        started: dict[str, int] = {}
-        for incident in a.api("/api/incidents")["incidents"]:
-            detail = a.api(f"/api/incidents/{incident['id']}")
-            if detail["steps"]:
-                started[incident["target"]] = started.get(incident["target"], 0) + 1
-        assert started == {"web1": 1, "web2": 1, "web3": 1}
+        assert started() == {"web1": 1, "web2": 1, "web3": 1}
     finally:
         a.stop()
         b.stop()

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from remediator.config.policies import DEFAULT_POLICY
+from remediator.config.policies import APPROVAL_WORDS, DEFAULT_POLICY
 from remediator.config.steps import action_types, unknown_action
 from remediator.errors import ActionError
 
@@ -135,7 +135,7 @@ def plan_approval_policy(plan: Plan, approval: str, always_for: Sequence[AlwaysF
     """
     matched = _matching(plan, always_for)
     named = {entry.policy for entry in matched if entry.policy is not None}
-    if approval not in ("auto", "required"):
+    if approval not in APPROVAL_WORDS:
         named.add(approval)
     if len(named) > 1:
         raise ActionError(

@@ -110,7 +110,6 @@ class Action(Protocol):
 
     name: str
     params_model: type[Model]
-    needs_host: bool
     needs_ssh: bool
     always_needs_approval: bool
 

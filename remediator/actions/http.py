@@ -119,7 +119,6 @@ class HttpAction:
 
     name = "http"
     params_model: type[Model] = HttpParams
-    needs_host = False
     needs_ssh = False
     always_needs_approval = False
 

@@ -17,7 +17,6 @@ class NotifyAction:
 
     name = "notify"
     params_model: type[Model] = NotifyParams
-    needs_host = False
     needs_ssh = False
     always_needs_approval = False
 

@@ -25,7 +25,6 @@ class ScriptAction:
 
     name = "script"
     params_model: type[Model] = ScriptParams
-    needs_host = False
     needs_ssh = False
     always_needs_approval = False
 

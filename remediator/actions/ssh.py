@@ -48,7 +48,6 @@ class SshRecipe:
     """Base of the actions that run their plan's commands on the target over SSH."""
 
     name: str
-    needs_host = True
     needs_ssh = True
     always_needs_approval = False
 

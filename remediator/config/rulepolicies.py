@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from remediator.actions.approval import always_required
 from remediator.actions.params import is_template
-from remediator.config.models import APPROVAL_WORDS, Policies, RuleSpec
+from remediator.config.models import Policies, RuleSpec
+from remediator.config.policies import APPROVAL_WORDS, DEFAULT_POLICY
 from remediator.config.problems import Problem
 from remediator.config.suggest import did_you_mean
 
@@ -65,7 +66,7 @@ def _unknown_policy(name: str, policies: Policies) -> str | None:
     return (
         f"approval policy {name!r} is not defined in policies: add `approvals.{name}:` "
         f"(approvers, required, timeout, on_timeout, channel), or write `required` (the "
-        f"`default` policy), `auto`{''.join(f', `{k}`' for k in known if k != 'default')}"
+        f"`default` policy), `auto`{''.join(f', `{k}`' for k in known if k != DEFAULT_POLICY)}"
     )
 
 

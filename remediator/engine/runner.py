@@ -115,7 +115,7 @@ class Runner:
         if action is None:
             raise ActionError(f"action {spec.action} is not available (is `ssh:` configured?)")
         host = self.ctx.config.hosts.get(incident.target) if incident.target else None
-        if action.needs_host and host is None:
+        if action.needs_ssh and host is None:
             raise ActionError(f"target {incident.target!r} is no longer in the inventory")
         context: dict[str, Any] = alert_context(incident.labels, incident.annotations)
         if host is not None:

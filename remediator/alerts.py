@@ -1,4 +1,4 @@
-"""Alertmanager webhook (version 4) payloads, parsed once into typed models.
+"""Webhook payloads (Alertmanager version 4, Grafana version 1), parsed once into typed models.
 
 msgspec decodes and validates in one pass in C: on the receiver's hot path it is several
 times cheaper than pydantic, which the rest of the code base uses for configuration.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -35,7 +36,7 @@ def fingerprint(labels: dict[str, str]) -> str:
 # keys a Struct does not declare.
 
 
-class WebhookAlert(msgspec.Struct, Generic[T], frozen=True):
+class WebhookAlert(msgspec.Struct, Generic[T], frozen=True, omit_defaults=True):
     """One alert as Alertmanager sends it; `T` is how times are read (see below)."""
 
     status: Literal["firing", "resolved"]
@@ -45,12 +46,31 @@ class WebhookAlert(msgspec.Struct, Generic[T], frozen=True):
     endsAt: T | None = None
     generatorURL: str = ""
     fingerprint: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    # Grafana's contact point sends these per alert (remediator/grafana.py); Alertmanager
+    # does not. Kept in the stored body (omitted when empty) for the links they carry.
+    dashboardURL: str = ""
+    panelURL: str = ""
+    silenceURL: str = ""
 
 
-class WebhookMessage(msgspec.Struct, Generic[T], frozen=True):
+class WebhookMessage(msgspec.Struct, Generic[T], frozen=True, omit_defaults=True):
     """A webhook notification; `version` must be "4"."""
 
     version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    alerts: list[WebhookAlert[T]]
+    receiver: str = ""
+    groupKey: str = ""
+
+
+class GrafanaMessage(msgspec.Struct, Generic[T], frozen=True):
+    """Grafana's webhook contact point body: `version` "1", Alertmanager-shaped alerts.
+
+    Its other keys (orgId, title, state, message, values, valueString...) describe the
+    notification for people; rules read the alerts' labels and annotations.
+    """
+
+    version: Literal["1"]
     status: Literal["firing", "resolved"]
     alerts: list[WebhookAlert[T]]
     receiver: str = ""
@@ -79,10 +99,18 @@ class PayloadError(ValueError):
         self.malformed = malformed
 
 
+M = TypeVar("M", WebhookMessage[datetime], GrafanaMessage[datetime])
+
+
 def decode_webhook(body: str) -> WebhookMessage[datetime]:
-    """Decode and validate a webhook body (raises PayloadError)."""
+    """Decode and validate an Alertmanager webhook body (raises PayloadError)."""
+    return decode_checked(_CHECK, body)
+
+
+def decode_checked(decoder: msgspec.json.Decoder[M], body: str) -> M:
+    """Decode and validate `body` with `decoder`, as the receiver does (PayloadError)."""
     try:
-        message = _CHECK.decode(body)
+        message = decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise _shape_error(str(exc), body) from None
     except msgspec.DecodeError as exc:
@@ -171,6 +199,44 @@ class Alert:
             annotations=dict(a.annotations),
             ends_at=_stamp(ends) if ends else None,
         )
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one webhook route reads its senders' bodies."""
+
+    name: str  # for errors: "not {name} payload"
+    # The validated alerts, and the text to store: an Alertmanager version-4 body, which
+    # is all the engine, replay and recordings read.
+    decode: Callable[[str], tuple[str, list[WebhookAlert[datetime]]]]
+
+
+def _alertmanager(body: str) -> tuple[str, list[WebhookAlert[datetime]]]:
+    return body, decode_webhook(body).alerts  # stored as sent: unknown keys too
+
+
+_GRAFANA_CHECK = msgspec.json.Decoder(GrafanaMessage[datetime])
+_GRAFANA_READ = msgspec.json.Decoder(GrafanaMessage[str])
+_ENCODER = msgspec.json.Encoder()
+
+
+def _grafana(body: str) -> tuple[str, list[WebhookAlert[datetime]]]:
+    """Validated as Grafana's body, stored as the version-4 body it carries: the alerts
+    (times as sent, so an alert keeps its identity) with their Grafana links."""
+    alerts = decode_checked(_GRAFANA_CHECK, body).alerts
+    read = _GRAFANA_READ.decode(body)
+    stored = WebhookMessage[str](
+        version="4",
+        status=read.status,
+        alerts=read.alerts,
+        receiver=read.receiver,
+        groupKey=read.groupKey,
+    )
+    return _ENCODER.encode(stored).decode(), alerts
+
+
+ALERTMANAGER = Dialect("an Alertmanager webhook (version 4)", _alertmanager)
+GRAFANA = Dialect("a Grafana webhook contact point (version 1)", _grafana)
 
 
 def parse_alerts(body: str) -> list[Alert]:

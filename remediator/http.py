@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
 
-from remediator.alerts import PayloadError, decode_webhook
+from remediator.alerts import ALERTMANAGER, GRAFANA, Dialect, PayloadError
 from remediator.auth import WebhookAuthenticator
 from remediator.errors import StoreError
 from remediator.ingest import Ingestor
@@ -26,13 +26,14 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 
 @dataclass
 class Receiver:
-    """POST /webhook/alertmanager: 200 only once the body is durably stored."""
+    """POST /webhook/alertmanager (or /grafana, as `dialect`): 200 only once stored."""
 
     auth: WebhookAuthenticator
     ingestor: Ingestor
     metrics: Metrics
     max_body_bytes: int
     clock: Callable[[], float] = time.time
+    dialect: Dialect = ALERTMANAGER
 
     async def handle(self, request: web.Request) -> web.Response:
         """Authenticate, bound, validate, store; never a 500 for bad input."""
@@ -56,8 +57,7 @@ class Receiver:
         except web.HTTPRequestEntityTooLarge:
             return self._too_large()
         try:
-            text = body.decode("utf-8")  # all of it: unknown keys are stored too
-            message = decode_webhook(text)
+            text, alerts = self.dialect.decode(body.decode("utf-8"))
         except UnicodeDecodeError:
             return _error(400, "malformed JSON", detail="not valid UTF-8")
         except PayloadError as exc:
@@ -67,8 +67,8 @@ class Receiver:
         except StoreError as exc:
             log.error("webhook refused: store unavailable", extra={"error": str(exc)})
             return _error(503, "store unavailable; retry later")
-        total = len(message.alerts)
-        firing = sum(1 for a in message.alerts if a.status == "firing")
+        total = len(alerts)
+        firing = sum(1 for a in alerts if a.status == "firing")
         self.metrics.count_alerts(firing=firing, resolved=total - firing)
         body_out = f'{{"status": "stored", "alerts": {total}}}'
         return web.Response(text=body_out, content_type="application/json")
@@ -76,12 +76,11 @@ class Receiver:
     def _too_large(self) -> web.Response:
         return _error(413, f"body larger than server.max_body_bytes ({self.max_body_bytes})")
 
-    @staticmethod
-    def _bad_request(exc: PayloadError) -> web.Response:
+    def _bad_request(self, exc: PayloadError) -> web.Response:
         if exc.malformed:
             return _error(400, "malformed JSON", detail=exc.message)
         details = [{"path": exc.path, "message": exc.message}]
-        return _error(400, "not an Alertmanager webhook (version 4) payload", details=details)
+        return _error(400, f"not {self.dialect.name} payload", details=details)
 
 
 def build_app(
@@ -123,6 +122,7 @@ def build_app(
 
     handlers: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
         ("POST", "/webhook/alertmanager", receiver.handle),
+        ("POST", "/webhook/grafana", replace(receiver, dialect=GRAFANA).handle),
         ("GET", "/healthz", healthz),
         ("GET", "/readyz", readyz),
         ("GET", "/metrics", metrics_handler),

@@ -29,7 +29,8 @@ from remediator.notify.setup import Notifiers, build_notifiers
 from remediator.record import Recorder
 from remediator.reload import Reloader
 from remediator.replicas import Heartbeat, readiness
-from remediator.slackapp import SlackInteractions
+from remediator.slackapp import ClickDecisions, SlackInteractions
+from remediator.slacksocket import SlackSocket, SocketSettings
 from remediator.store import open_store_url
 from remediator.store.base import Store
 from remediator.store.retention import Pruner
@@ -142,11 +143,13 @@ class Daemon:
             receiver = Receiver(
                 auth, ingestor, self.metrics, config.file.server.max_body_bytes, self.clock.now
             )
+            decisions = ClickDecisions(ctx)
             slack_app = (
-                SlackInteractions(ctx, notifiers.signing_secret)
+                SlackInteractions(decisions, notifiers.signing_secret)
                 if notifiers.signing_secret is not None
                 else None
             )
+            socket = _slack_socket(config, notifiers, decisions, self.metrics)
 
             def extra_routes(app: web.Application) -> None:
                 AdminApi(ctx, admin_tokens, engine.owner).routes(app)
@@ -162,9 +165,8 @@ class Daemon:
                 lambda: readiness(store, self.clock, ctx.config_hash),
             )
             reloader = Reloader(ctx, self.metrics, self.clock.now)
-            await self._serve(app, host, port, store, ingestor, engine, outbox, reloader)
-            if slack_app is not None:
-                await slack_app.close()
+            await self._serve(app, host, port, store, ingestor, engine, outbox, reloader, socket)
+            await decisions.close()
         finally:
             if recorder is not None:
                 recorder.close()
@@ -190,6 +192,7 @@ class Daemon:
         engine: Engine,
         outbox: Outbox,
         reloader: Reloader,
+        socket: SlackSocket | None,
     ) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -213,6 +216,8 @@ class Daemon:
             lambda: engine.ctx.config_hash,
         )
         sup.start("heartbeat", lambda: heartbeat.loop(loops_stop))
+        if socket is not None:
+            sup.start("slack-socket", lambda: socket.loop(loops_stop))
         loop.add_signal_handler(
             signal.SIGHUP, lambda: sup.spawn("SIGHUP reload", reloader.reload("SIGHUP"))
         )
@@ -237,6 +242,24 @@ class Daemon:
             await sup.stop()
         if sup.fatal is not None:
             raise sup.fatal
+
+
+def _slack_socket(
+    config: Config, notifiers: Notifiers, decisions: ClickDecisions, metrics: Metrics
+) -> SlackSocket | None:
+    """The Socket Mode link, when `slack.mode` is `socket`."""
+    s = config.file.slack
+    if s is None or notifiers.app_token is None:
+        return None
+    settings = SocketSettings(
+        app_token=notifiers.app_token,
+        api_url=s.api_url,
+        timeout_s=s.timeout,
+        ping_s=s.socket_ping,
+        reconnect_min_s=s.reconnect_min,
+        reconnect_max_s=s.reconnect_max,
+    )
+    return SlackSocket(decisions, settings, metrics)
 
 
 async def watch_store(store: Store, stopping: asyncio.Event, every_s: float = 5.0) -> None:

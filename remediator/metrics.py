@@ -153,6 +153,22 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        self.slack_socket_connected = Gauge(
+            "remediator_slack_socket_connected",
+            "1 while the Slack Socket Mode connection is up (slack.mode: socket), else 0.",
+            registry=r,
+        )
+        self.slack_socket_connects = Counter(
+            "remediator_slack_socket_connects",
+            "Socket Mode connections opened (the first one and every reconnection).",
+            registry=r,
+        )
+        self.slack_socket_envelopes = Counter(
+            "remediator_slack_socket_envelopes",
+            "Socket Mode envelopes received, by type (interactive, events_api...).",
+            ["type"],
+            registry=r,
+        )
 
         # Children bound once: the webhook path is hot.
         self._firing = self.alerts_received.labels(status="firing")

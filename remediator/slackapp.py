@@ -1,4 +1,5 @@
-"""POST /slack/interactions: Block Kit button clicks (Approve, Deny, Acknowledge).
+"""Block Kit button clicks (Approve, Deny, Acknowledge): POST /slack/interactions, or over
+Socket Mode (slacksocket.py), decided the same way by ClickDecisions.
 
 The request is verified (Slack's `v0` signature over `v0:{timestamp}:{raw body}`, a
 5-minute window, constant-time comparison) before anything is parsed. The decision is
@@ -72,6 +73,11 @@ def parse_click(body: bytes) -> Click:
         payload: Any = json.loads(raw)
     except RecursionError:
         raise ValueError("payload nested too deeply") from None
+    return click_of(payload)
+
+
+def click_of(payload: Any) -> Click:
+    """The click in a decoded interaction payload (HTTP or Socket Mode); ValueError if none."""
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         raise ValueError("not a block_actions payload")
     actions = payload.get("actions")
@@ -98,46 +104,25 @@ def _text(value: Any) -> str:
 
 
 @dataclass
-class SlackInteractions:
-    """The handler; decisions go through engine.approvals like the API's."""
+class ClickDecisions:
+    """Decides clicks, however they arrived, through engine.approvals like the API's."""
 
     ctx: EngineContext
-    signing_secret: bytes
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
-    async def handle(self, request: web.Request) -> web.Response:
-        """Verify, parse, decide (in the background past ANSWER_WITHIN_S)."""
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            return _error(413, f"body larger than {MAX_BODY} bytes")
-        body = await request.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            return _error(413, f"body larger than {MAX_BODY} bytes")
-        problem = verify_signature(
-            self.signing_secret,
-            request.headers.get("X-Slack-Request-Timestamp"),
-            request.headers.get("X-Slack-Signature"),
-            body,
-            self.ctx.clock.now(),
-        )
-        if problem is not None:
-            log.warning("slack interaction refused", extra={"reason": problem})
-            return _error(401, problem)
-        try:
-            click = parse_click(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, f"not a Slack block_actions payload: {exc}")
+    def submit(self, click: Click) -> asyncio.Task[None] | None:
+        """Start deciding `click`; None when it is no decision of ours (a link button or
+        another app's action); ValueError when its value is no approval id."""
         if click.action_id not in ("approve", "deny", "ack"):
-            return web.Response(status=200)  # a link button or another app's action
+            return None
         approval_id = whole_number(click.value, MAX_ID, least=1)
         if approval_id is None:
             shown = json.dumps(click.value[:40])
-            return _error(400, f"button value {shown} is not an id (ASCII digits, 1 to 2^63-1)")
+            raise ValueError(f"button value {shown} is not an id (ASCII digits, 1 to 2^63-1)")
         task = asyncio.create_task(self._decide(click, approval_id))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), ANSWER_WITHIN_S)
-        return web.Response(status=200)
+        return task
 
     async def _record(self, click: Click, approval_id: int) -> Outcome:
         async with self.ctx.store.write() as tx:
@@ -174,6 +159,44 @@ class SlackInteractions:
         """Let decisions in flight finish."""
         if self._background:
             await asyncio.wait(set(self._background), timeout=10)
+
+
+@dataclass
+class SlackInteractions:
+    """The HTTP handler (slack.mode: http): verify the signature, then decide."""
+
+    decisions: ClickDecisions
+    signing_secret: bytes
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Verify, parse, decide (in the background past ANSWER_WITHIN_S)."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        body = await request.content.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        problem = verify_signature(
+            self.signing_secret,
+            request.headers.get("X-Slack-Request-Timestamp"),
+            request.headers.get("X-Slack-Signature"),
+            body,
+            self.decisions.ctx.clock.now(),
+        )
+        if problem is not None:
+            log.warning("slack interaction refused", extra={"reason": problem})
+            return _error(401, problem)
+        try:
+            click = parse_click(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, f"not a Slack block_actions payload: {exc}")
+        try:
+            task = self.decisions.submit(click)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), ANSWER_WITHIN_S)
+        return web.Response(status=200)
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -23,7 +23,7 @@ from support.daemon import ADMIN_TOKEN, SIGNING_SECRET, Daemon, write_config
 from support.fakeslack import FakeSlack, click_body, sign
 from support.netns import LISTENER_PORT, NetnsHost, namespace_host
 
-from remediator.slackapp import SlackInteractions
+from remediator.slackapp import ClickDecisions, SlackInteractions
 
 RULE = """\
 rules:
@@ -186,7 +186,9 @@ async def test_a_click_that_loses_a_race_to_another_replica_is_decided_again(
     try:
         ctx, store = losing(h)
         app = web.Application()
-        app.router.add_post("/slack/interactions", SlackInteractions(ctx, b"secret").handle)
+        app.router.add_post(
+            "/slack/interactions", SlackInteractions(ClickDecisions(ctx), b"secret").handle
+        )
         body = click_body("approve", "1", "U1")
         async with serving(app) as client:
             sent = await client.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -152,6 +152,27 @@ class SlackConfig(Model):
     api_url: str = "https://slack.com/api/"
     channel: str
     timeout: Duration = 10.0
+    # How clicks arrive: `http` (Slack posts them to /slack/interactions, which must be
+    # reachable from the internet) or `socket` (the daemon opens a Socket Mode websocket
+    # with the app-level token of `app_token_env`: no inbound endpoint at all).
+    mode: Literal["http", "socket"] = "http"
+    app_token_env: EnvName | None = None
+    # Socket Mode: ping every `socket_ping` (a socket without pongs for 4 pings is
+    # reconnected); reconnect after a drop waiting `reconnect_min`, doubling to `reconnect_max`.
+    socket_ping: Duration = Field(default=10.0, gt=0)
+    reconnect_min: Duration = Field(default=1.0, gt=0)
+    reconnect_max: Duration = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _socket_needs_app_token(self) -> SlackConfig:
+        if self.mode == "socket" and self.app_token_env is None:
+            raise ValueError(
+                "mode: socket needs app_token_env: the environment variable holding the "
+                "app-level token (xapp-...) with the connections:write scope"
+            )
+        if self.reconnect_min > self.reconnect_max:
+            raise ValueError("reconnect_min must not exceed reconnect_max")
+        return self
 
 
 class EmailConfig(Model):

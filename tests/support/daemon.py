@@ -67,6 +67,7 @@ def write_config(
     email: str = "",
     server_extra: str = "",
     store: str = "sqlite:///state/remediator.db",
+    slack_extra: str = "",
 ) -> Path:
     """A remediator.yml with rules/, policies/ and an inventory pointing at `sshd`; replicas
     share a `store: postgresql://...` (each its own workdir, so its own port)."""
@@ -98,6 +99,7 @@ def write_config(
         f"store: {store}\n"
         "rules: rules/\npolicies: policies/\n"
         f"slack:\n  api_url: '{slack_url}'\n  channel: '#ops-alerts'\n  timeout: 5s\n"
+        f"{slack_extra}"
         "notifications:\n  retry_min: 1s\n  retry_max: 5s\n"
         f"{email}"
         f"{ssh}"

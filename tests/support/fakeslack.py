@@ -1,4 +1,6 @@
-"""A local fake of the Slack Web API: chat.postMessage / chat.update / chat.postEphemeral.
+"""A local fake of the Slack Web API: chat.postMessage / chat.update / chat.postEphemeral,
+and Socket Mode (apps.connections.open and the websocket it hands out, speaking Slack's
+envelopes: `hello`, `interactive` envelopes the test sends, the client's acks).
 
 It speaks Slack's HTTP shape (JSON bodies, `ok`, `error`, 429 with Retry-After), checks
 the bot token, records every call, and can be told to fail. slack-sdk's client makes
@@ -21,6 +23,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+APP_TOKEN = "xapp-1-A0TEST-1-test"
+
 
 @dataclass
 class Call:
@@ -29,6 +33,7 @@ class Call:
     method: str
     body: dict[str, Any]
     answer: dict[str, Any] = field(default_factory=dict)  # what a success answered
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -45,6 +50,12 @@ class FakeSlack:
     fail: tuple[str, Any] | None = None
     failures: int | None = None
     port: int = 0
+    app_token: str = APP_TOKEN
+    sockets_opened: int = 0
+    acks: list[str] = field(default_factory=list)  # envelope ids the client acknowledged
+    refuse_sockets: bool = False  # apps.connections.open answers an error while set
+    _sockets: list[tuple[web.WebSocketResponse, Any]] = field(default_factory=list)
+    _envelopes: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
@@ -63,7 +74,9 @@ class FakeSlack:
     def _serve(self, ready: threading.Event) -> None:
         self._loop = asyncio.new_event_loop()
         app = web.Application()
+        app.router.add_post("/api/apps.connections.open", self._open_connection)
         app.router.add_post("/api/{method}", self._handle)
+        app.router.add_get("/link/", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -102,6 +115,66 @@ class FakeSlack:
         """The bodies of recorded calls to `method`."""
         return [c.body for c in self.calls if c.method == method]
 
+    # Socket Mode ----------------------------------------------------------------------
+
+    async def _open_connection(self, request: web.Request) -> web.Response:
+        """apps.connections.open: a websocket URL for the app-level token."""
+        if request.headers.get("Authorization") != f"Bearer {self.app_token}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        self.calls.append(Call("apps.connections.open", {}))
+        if self.refuse_sockets:
+            return web.json_response({"ok": False, "error": "internal_error"})
+        url = f"ws://127.0.0.1:{self.port}/link/?ticket={len(self.calls)}"
+        return web.json_response({"ok": True, "url": url})
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.sockets_opened += 1
+        self._sockets.append((ws, request.transport))
+        await ws.send_json({"type": "hello", "num_connections": 1, "debug_info": {}})
+        async for message in ws:
+            if message.type.name == "TEXT":
+                envelope_id = json.loads(message.data).get("envelope_id")
+                if envelope_id:
+                    self.acks.append(envelope_id)
+        self._sockets = [(w, t) for w, t in self._sockets if w is not ws]
+        return ws
+
+    def sockets_open(self) -> int:
+        return sum(1 for ws, _ in self._sockets if not ws.closed)
+
+    def send_envelope(self, payload: dict[str, Any], envelope_id: str | None = None) -> str:
+        """Send an `interactive` envelope on the newest open socket; its id."""
+        eid = envelope_id or f"env-{next(self._envelopes)}"
+        envelope = {
+            "envelope_id": eid,
+            "type": "interactive",
+            "payload": payload,
+            "accepts_response_payload": False,
+        }
+
+        async def send() -> None:
+            ws = next(w for w, _ in reversed(self._sockets) if not w.closed)
+            await ws.send_json(envelope)
+
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(send(), self._loop).result(10)
+        return eid
+
+    def drop_sockets(self) -> None:
+        """Cut every open socket at the TCP level (no close frame), as a network drop does."""
+
+        async def drop() -> None:
+            for _, transport in self._sockets:
+                if transport is not None:
+                    transport.abort()
+
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(drop(), self._loop).result(10)
+
+    # Web API --------------------------------------------------------------------------
+
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         if request.headers.get("Authorization") != f"Bearer {self.token}":
@@ -139,7 +212,15 @@ class FakeSlack:
 
 def click_body(action_id: str, value: str, user: str, channel: str = "C0APPROVAL") -> bytes:
     """A block_actions interaction payload as Slack posts it (form-encoded)."""
-    payload = {
+    payload = click_payload(action_id, value, user, channel)
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def click_payload(
+    action_id: str, value: str, user: str, channel: str = "C0APPROVAL"
+) -> dict[str, Any]:
+    """A block_actions interaction payload (what a Socket Mode envelope carries)."""
+    return {
         "type": "block_actions",
         "user": {"id": user, "username": user.lower()},
         "channel": {"id": channel},
@@ -147,7 +228,6 @@ def click_body(action_id: str, value: str, user: str, channel: str = "C0APPROVAL
         "response_url": "https://hooks.slack.invalid/actions/1",
         "trigger_id": "1.2.3",
     }
-    return urlencode({"payload": json.dumps(payload)}).encode()
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:

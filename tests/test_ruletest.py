@@ -235,6 +235,40 @@ tests:
     assert "2 passed, 0 failed" in out.stderr
 
 
+def test_labels_that_fail_require_do_not_pick_the_chain(tmp_path: Path) -> None:
+    """A templated `escalate:` on a rule with `require:`: when the alert fails `require:`
+    its labels are not trusted to choose who is paged either, so a hostile `severity`
+    naming a real chain (`low`) pages the fallback, saying why."""
+    rules = """\
+rules:
+  - name: page-by-severity
+    match: [alertname = BlockProductionStopped]
+    require: {severity: '^(low|critical)$', instance: '^validator[0-9]+$'}
+    escalate: "{{ labels.severity }}"
+    escalate_fallback: critical
+"""
+    chains = "  low:\n    steps:\n      - notify: ['slack:#ops-low']\n"
+    tests = """\
+tests:
+  - name: a label failing require leaves the chain to the fallback
+    alerts:
+      - {at: 0s, labels: {alertname: BlockProductionStopped, severity: low, instance: "x;reboot"}}
+    expect:
+      - {at: 0s, incident: 1, matched: page-by-severity}
+      - {at: 0s, incident: 1, refused: require, reason: "require: label instance='x;reboot' does not match '^validator[0-9]+$'"}
+      - {at: 0s, incident: 1, exhausted: "require: label instance='x;reboot' does not match '^validator[0-9]+$'"}
+      - {at: 0s, incident: 1, escalate_fallback: critical, reason: "labels that fail require: do not pick the chain (require: label instance='x;reboot' does not match '^validator[0-9]+$')"}
+      - {at: 0s, incident: 1, escalate: critical}
+      - {at: 0s, incident: 1, page: ['slack:#ops'], chain: critical, step: 1}
+"""
+    config = write_config(tmp_path / "cfg", rules, policies=chains)
+    test_file = tmp_path / "chains.test.yml"
+    test_file.write_text(tests)
+    out = run(config, test_file)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 passed, 0 failed" in out.stderr
+
+
 def test_a_step_under_a_named_approval_policy_shows_its_policy_and_approvers(
     tmp_path: Path,
 ) -> None:

@@ -19,7 +19,7 @@ from remediator.engine.guards import FREED_BY_CLOSE
 from remediator.engine.notices import sync_approval, sync_incident
 from remediator.errors import TemplateError
 from remediator.notify.text import one_line
-from remediator.rules import alert_context
+from remediator.rules import alert_context, check_require
 from remediator.store.base import GuardTx, HumanTx, Tx
 from remediator.store.events import (
     ChainGone,
@@ -71,14 +71,19 @@ def chain_for(
     chains = ctx.config.policies.escalations
     if rule.escalate is None or not is_template(rule.escalate):
         return rule.escalate, None
-    try:
-        rendered = render(rule.escalate, alert_context(incident.labels, incident.annotations))
-    except TemplateError as exc:
-        why = str(exc)
+    # Labels that fail the rule's `require:` are not trusted to pick the chain either.
+    why = check_require(rule, incident.labels)
+    if why is None:
+        try:
+            rendered = render(rule.escalate, alert_context(incident.labels, incident.annotations))
+        except TemplateError as exc:
+            why = str(exc)
+        else:
+            if rendered in chains:
+                return rendered, None
+            why = f"{rule.escalate!r} rendered {one_line(rendered, 100)!r}, which is not a chain"
     else:
-        if rendered in chains:
-            return rendered, None
-        why = f"{rule.escalate!r} rendered {one_line(rendered, 100)!r}, which is not a chain"
+        why = f"labels that fail require: do not pick the chain ({why})"
     fallback = rule.escalate_fallback
     return fallback, EscalateFallback(fallback, why) if fallback is not None else None
 

@@ -44,6 +44,8 @@ class RestartServiceParams(Model):
     """`restart_service`: systemctl restart, then is-active."""
 
     service: TemplateStr
+    # Restart only a unit that is not active (KALDRIX handoff "Critical: Network Outage").
+    only_if_inactive: bool = False
 
 
 class NotifyParams(Model):

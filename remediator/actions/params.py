@@ -38,6 +38,9 @@ class SshParams(Model):
     """`ssh`: run argv on the target, each element shell-quoted."""
 
     argv: list[TemplateStr] = Field(min_length=1)
+    # Exit statuses that count as success: GNU tar exits 1 when a file changed while it
+    # was read, which live logs do (KALDRIX handoff's evidence capture).
+    expect_exit: list[Annotated[int, Field(ge=0, le=255)]] = Field(default=[0], min_length=1)
 
 
 class RestartServiceParams(Model):

@@ -41,11 +41,11 @@ async def run_commands(pool: SshPool, plan: Plan, before_send: BeforeSend) -> Ou
     for index, argv in enumerate(plan.commands):
         result = await pool.run(conn, argv, host, input=plan.stdin_for(index))
         results.append(result)
-        if result.exit_status != 0:
+        if result.exit_status not in plan.ok_exit:
             break
     last = results[-1]
     output = "\n".join(r.stdout + r.stderr for r in results).strip()
-    ok = last.exit_status == 0 and len(results) == len(plan.commands)
+    ok = last.exit_status in plan.ok_exit and len(results) == len(plan.commands)
     error = (
         None if ok else f"`{' '.join(plan.commands[len(results) - 1])}` exited {last.exit_status}"
     )
@@ -81,7 +81,8 @@ class SshAction(SshRecipe):
     def plan(self, params: SshParams, context: dict[str, Any], host: Host | None) -> Plan:
         """Render each argv element."""
         argv = tuple(render(a, context) for a in params.argv)
-        return Plan(self.name, need_host(self.name, host), commands=(argv,))
+        host = need_host(self.name, host)
+        return Plan(self.name, host, commands=(argv,), ok_exit=tuple(params.expect_exit))
 
 
 class RestartServiceAction(SshRecipe):

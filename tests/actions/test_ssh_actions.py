@@ -11,8 +11,8 @@ from support.engine_harness import EngineHarness
 from support.proxy import CountingProxy
 from support.sshd import SshServer, free_port
 
-from remediator.actions.params import RestartServiceParams
-from remediator.actions.ssh import RESTART_IF_INACTIVE, RestartServiceAction
+from remediator.actions.params import RestartServiceParams, SshParams
+from remediator.actions.ssh import RESTART_IF_INACTIVE, RestartServiceAction, SshAction
 from remediator.actions.sshpool import SshPool, SshSettings
 from remediator.config import load_config
 from remediator.config.models import Host
@@ -312,3 +312,58 @@ def test_only_if_inactive_is_planned_as_one_fixed_script_then_is_active() -> Non
         ("sh", "-c", RESTART_IF_INACTIVE, "sh", "kaldrix-node"),
         ("systemctl", "is-active", "kaldrix-node"),
     )
+
+
+@pytest.mark.parametrize(("expect_exit", "state"), [("", "exhausted"), ("[0, 1]", "verifying")])
+async def test_expect_exit_names_the_exit_statuses_that_succeed(
+    tmp_path: Path, sshd: SshServer, expect_exit: str, state: str
+) -> None:
+    """`ssh` with `expect_exit: [0, 1]` takes exit 1 as success (GNU tar's "file changed
+    as we read it"); without it, exit 1 fails the step and the incident escalates."""
+    sshd.install_recorder("tar", exit_code=1)
+    extra = f", expect_exit: {expect_exit}" if expect_exit else ""
+    rule = (
+        "rules:\n  - name: evidence\n    match: [alertname = Breach]\n    target: web1\n"
+        f"    steps:\n      - action: ssh\n        params: {{argv: [tar, -czf, /var/tmp/e.tgz]{extra}}}\n"
+    )
+    h = await EngineHarness.start(tmp_path, rule, sshd)
+    try:
+        await h.fire({"alertname": "Breach"})
+    finally:
+        await h.close()
+    assert sshd.calls("tar") == [["-czf", "/var/tmp/e.tgz"]]
+    assert h.incidents()[0]["state"] == state
+    audit = dict(h.audit())
+    assert audit["step_succeeded" if expect_exit else "step_failed"]["exit_status"] == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "why"),
+    [
+        ("[]", "expect_exit", "at least 1 item"),
+        ("[0, 256]", "expect_exit[1]", "less than or equal to 255"),
+        ("[-1]", "expect_exit[0]", "greater than or equal to 0"),
+    ],
+)
+def test_expect_exit_out_of_range_is_a_config_error(
+    tmp_path: Path, sshd: SshServer, value: str, where: str, why: str
+) -> None:
+    """`check` refuses an empty list or a status outside 0..255, naming file, line and entry."""
+    rule = (
+        "rules:\n  - name: evidence\n    match: [alertname = Breach]\n    target: web1\n"
+        f"    steps:\n      - action: ssh\n        params: {{argv: [tar], expect_exit: {value}}}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path / "cfg", rule, sshd=sshd))
+    assert str(err.value).startswith(f"rules/rules.yml:7: rules[0].steps[0].params.{where}: ")
+    assert why in str(err.value)
+
+
+def test_a_plan_with_other_exit_statuses_shows_them_to_approvers() -> None:
+    """What approvers and the audit see includes `expect_exit` when it is not just 0."""
+    unused_pool = SshPool(SshSettings(Path("/dev/null"), (), 1.0, 1.0, 1))
+    host = Host(name="web1", address="192.0.2.1", port=22, user="root")
+    plan = SshAction(unused_pool).plan(SshParams(argv=["tar"], expect_exit=[0, 1]), {}, host)
+    assert plan.describe()["expect_exit"] == [0, 1]
+    plain = SshAction(unused_pool).plan(SshParams(argv=["tar"]), {}, host)
+    assert "expect_exit" not in plain.describe()

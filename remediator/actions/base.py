@@ -37,7 +37,8 @@ class Plan:
 
     `stdin` runs parallel to `commands` (None: no input); `request` is an HTTP call
     (method, url, headers, json, ...); `env` and `timeout_s` are for local commands;
-    `blocks` lists what a firewall step will drop, for the engine's no-self-lockout check.
+    `blocks` lists what a firewall step will drop, for the engine's no-self-lockout check;
+    `ok_exit` are the exit statuses of a command that count as success.
     """
 
     action: str
@@ -49,6 +50,7 @@ class Plan:
     env: dict[str, str] | None = None
     timeout_s: float | None = None
     blocks: tuple[IpNetwork, ...] = ()
+    ok_exit: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         if self.stdin and len(self.stdin) != len(self.commands):
@@ -83,6 +85,8 @@ class Plan:
             out["env"] = redact(self.env)
         if self.timeout_s is not None:
             out["timeout_s"] = self.timeout_s
+        if self.ok_exit != (0,):
+            out["expect_exit"] = list(self.ok_exit)
         return out
 
 

@@ -38,12 +38,17 @@ class SshParams(Model):
     """`ssh`: run argv on the target, each element shell-quoted."""
 
     argv: list[TemplateStr] = Field(min_length=1)
+    # Exit statuses that count as success: GNU tar exits 1 when a file changed while it
+    # was read, which live logs do (KALDRIX handoff's evidence capture).
+    expect_exit: list[Annotated[int, Field(ge=0, le=255)]] = Field(default=[0], min_length=1)
 
 
 class RestartServiceParams(Model):
     """`restart_service`: systemctl restart, then is-active."""
 
     service: TemplateStr
+    # Restart only a unit that is not active (KALDRIX handoff "Critical: Network Outage").
+    only_if_inactive: bool = False
 
 
 class NotifyParams(Model):

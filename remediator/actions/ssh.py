@@ -15,6 +15,14 @@ from remediator.templates import render
 
 # A systemd unit name (`\x2d` escapes included); not an option, so not starting with `-`.
 _UNIT = re.compile(r"[A-Za-z0-9@._:\\][A-Za-z0-9@._:\\-]{0,255}")
+# `only_if_inactive`: a fixed script; the unit is its argument `$1`, never part of its text.
+# It says on stdout (the step's output, in the audit) whether it restarted, and from
+# which state; a failed restart is its exit status.
+RESTART_IF_INACTIVE = (
+    's=$(systemctl is-active "$1"); '
+    'if [ "$s" = active ]; then printf \'%s is active: not restarted\\n\' "$1"; '
+    'else systemctl restart "$1" && printf \'%s was %s: restarted\\n\' "$1" "${s:-unknown}"; fi'
+)
 
 
 def need_host(action: str, host: Host | None) -> Host:
@@ -33,11 +41,11 @@ async def run_commands(pool: SshPool, plan: Plan, before_send: BeforeSend) -> Ou
     for index, argv in enumerate(plan.commands):
         result = await pool.run(conn, argv, host, input=plan.stdin_for(index))
         results.append(result)
-        if result.exit_status != 0:
+        if result.exit_status not in plan.ok_exit:
             break
     last = results[-1]
     output = "\n".join(r.stdout + r.stderr for r in results).strip()
-    ok = last.exit_status == 0 and len(results) == len(plan.commands)
+    ok = last.exit_status in plan.ok_exit and len(results) == len(plan.commands)
     error = (
         None if ok else f"`{' '.join(plan.commands[len(results) - 1])}` exited {last.exit_status}"
     )
@@ -73,11 +81,13 @@ class SshAction(SshRecipe):
     def plan(self, params: SshParams, context: dict[str, Any], host: Host | None) -> Plan:
         """Render each argv element."""
         argv = tuple(render(a, context) for a in params.argv)
-        return Plan(self.name, need_host(self.name, host), commands=(argv,))
+        host = need_host(self.name, host)
+        return Plan(self.name, host, commands=(argv,), ok_exit=tuple(params.expect_exit))
 
 
 class RestartServiceAction(SshRecipe):
-    """`systemctl restart S`, then `systemctl is-active S`."""
+    """`systemctl restart S` (with `only_if_inactive`: unless S is active), then
+    `systemctl is-active S`."""
 
     name = "restart_service"
     params_model: type[Model] = RestartServiceParams
@@ -89,5 +99,8 @@ class RestartServiceAction(SshRecipe):
         service = render(params.service, context)
         if not _UNIT.fullmatch(service):
             raise ActionError(f"refusing service name {service!r}: not a systemd unit name")
-        commands = (("systemctl", "restart", service), ("systemctl", "is-active", service))
+        restart: tuple[str, ...] = ("systemctl", "restart", service)
+        if params.only_if_inactive:
+            restart = ("sh", "-c", RESTART_IF_INACTIVE, "sh", service)
+        commands = (restart, ("systemctl", "is-active", service))
         return Plan(self.name, need_host(self.name, host), commands=commands)

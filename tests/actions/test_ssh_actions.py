@@ -11,8 +11,8 @@ from support.engine_harness import EngineHarness
 from support.proxy import CountingProxy
 from support.sshd import SshServer, free_port
 
-from remediator.actions.params import RestartServiceParams
-from remediator.actions.ssh import RestartServiceAction
+from remediator.actions.params import RestartServiceParams, SshParams
+from remediator.actions.ssh import RESTART_IF_INACTIVE, RestartServiceAction, SshAction
 from remediator.actions.sshpool import SshPool, SshSettings
 from remediator.config import load_config
 from remediator.config.models import Host
@@ -212,3 +212,158 @@ def test_step_needing_approval_without_an_approval_policy_is_a_config_error(
     assert "steps[0]: step 0 (ssh) needs approval, but no policy file defines `approvals:`" in str(
         err.value
     )
+
+
+# A systemctl stand-in with a unit state: `is-active` prints it (exit 0 only for
+# `active`, as systemd does), `restart` makes it `active`; every call is recorded.
+_SYSTEMCTL_STUB = """\
+#!/bin/sh
+printf '%s\\n' "$*" >> {calls}
+case "$1" in
+  is-active) state=$(cat {state}); printf '%s\\n' "$state"; [ "$state" = active ];;
+  restart) echo active > {state};;
+esac
+"""
+
+ONLY_IF_INACTIVE_RULE = """\
+rules:
+  - name: restart-unresponsive-node
+    match: [alertname = NodeDown]
+    target: web1
+    steps:
+      - action: restart_service
+        params: {service: kaldrix-node, only_if_inactive: true}
+"""
+
+
+def _install_systemctl(sshd: SshServer, state: str) -> Path:
+    """The stand-in above on the remote PATH, the unit starting in `state`."""
+    state_file, calls = sshd.calls_dir / "unit.state", sshd.calls_dir / "systemctl.log"
+    state_file.write_text(state + "\n")
+    stub = sshd.bin_dir / "systemctl"
+    stub.write_text(_SYSTEMCTL_STUB.format(calls=calls, state=state_file))
+    stub.chmod(0o755)
+    return calls
+
+
+@pytest.mark.parametrize("state", ["failed", "inactive", "activating"])
+async def test_only_if_inactive_restarts_a_unit_that_is_not_active(
+    tmp_path: Path, sshd: SshServer, state: str
+) -> None:
+    """`only_if_inactive: true` restarts a unit whose state is anything but `active` (the
+    KALDRIX handoff's Network Outage step 3), and the step's output says from which state."""
+    calls = _install_systemctl(sshd, state)
+    h = await EngineHarness.start(tmp_path, ONLY_IF_INACTIVE_RULE, sshd)
+    try:
+        await h.fire({"alertname": "NodeDown", "instance": "web1:9100"})
+    finally:
+        await h.close()
+    assert calls.read_text().splitlines() == [
+        "is-active kaldrix-node",
+        "restart kaldrix-node",
+        "is-active kaldrix-node",
+    ]
+    done = dict(h.audit())["step_succeeded"]
+    assert done["output"] == f"kaldrix-node was {state}: restarted\n\nactive"
+
+
+async def test_only_if_inactive_leaves_an_active_unit_running(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """An active unit is not restarted; the step succeeds and its output says so."""
+    calls = _install_systemctl(sshd, "active")
+    h = await EngineHarness.start(tmp_path, ONLY_IF_INACTIVE_RULE, sshd)
+    try:
+        await h.fire({"alertname": "NodeDown", "instance": "web1:9100"})
+    finally:
+        await h.close()
+    assert calls.read_text().splitlines() == ["is-active kaldrix-node", "is-active kaldrix-node"]
+    done = dict(h.audit())["step_succeeded"]
+    assert done["output"] == "kaldrix-node is active: not restarted\n\nactive"
+    assert h.incidents()[0]["state"] == "verifying"
+
+
+async def test_only_if_inactive_takes_a_label_as_the_unit_argument_never_as_script(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """A unit name from a label reaches the fixed script as `$1`: the shell never parses it
+    (a `\\x2d` escape survives as written: `printf '%s'` expands no escape in it)."""
+    calls = _install_systemctl(sshd, "failed")
+    rule = ONLY_IF_INACTIVE_RULE.replace("service: kaldrix-node", 'service: "{{ labels.unit }}"')
+    h = await EngineHarness.start(tmp_path, rule, sshd)
+    try:
+        await h.fire({"alertname": "NodeDown", "unit": "getty@a\\x2db.service"})
+    finally:
+        await h.close()
+    assert calls.read_text().splitlines()[1] == "restart getty@a\\x2db.service"
+    assert dict(h.audit())["step_succeeded"]["output"].startswith(
+        "getty@a\\x2db.service was failed: restarted"
+    )
+
+
+def test_only_if_inactive_is_planned_as_one_fixed_script_then_is_active() -> None:
+    """The plan (what approvers and the audit see) is the script with the unit as its
+    argument, then `systemctl is-active`; without the option, a plain restart."""
+    unused_pool = SshPool(SshSettings(Path("/dev/null"), (), 1.0, 1.0, 1))
+    host = Host(name="web1", address="192.0.2.1", port=22, user="root")
+    p = RestartServiceParams(service="kaldrix-node", only_if_inactive=True)
+    plan = RestartServiceAction(unused_pool).plan(p, {}, host)
+    assert plan.commands == (
+        ("sh", "-c", RESTART_IF_INACTIVE, "sh", "kaldrix-node"),
+        ("systemctl", "is-active", "kaldrix-node"),
+    )
+
+
+@pytest.mark.parametrize(("expect_exit", "state"), [("", "exhausted"), ("[0, 1]", "verifying")])
+async def test_expect_exit_names_the_exit_statuses_that_succeed(
+    tmp_path: Path, sshd: SshServer, expect_exit: str, state: str
+) -> None:
+    """`ssh` with `expect_exit: [0, 1]` takes exit 1 as success (GNU tar's "file changed
+    as we read it"); without it, exit 1 fails the step and the incident escalates."""
+    sshd.install_recorder("tar", exit_code=1)
+    extra = f", expect_exit: {expect_exit}" if expect_exit else ""
+    rule = (
+        "rules:\n  - name: evidence\n    match: [alertname = Breach]\n    target: web1\n"
+        f"    steps:\n      - action: ssh\n        params: {{argv: [tar, -czf, /var/tmp/e.tgz]{extra}}}\n"
+    )
+    h = await EngineHarness.start(tmp_path, rule, sshd)
+    try:
+        await h.fire({"alertname": "Breach"})
+    finally:
+        await h.close()
+    assert sshd.calls("tar") == [["-czf", "/var/tmp/e.tgz"]]
+    assert h.incidents()[0]["state"] == state
+    audit = dict(h.audit())
+    assert audit["step_succeeded" if expect_exit else "step_failed"]["exit_status"] == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "why"),
+    [
+        ("[]", "expect_exit", "at least 1 item"),
+        ("[0, 256]", "expect_exit[1]", "less than or equal to 255"),
+        ("[-1]", "expect_exit[0]", "greater than or equal to 0"),
+    ],
+)
+def test_expect_exit_out_of_range_is_a_config_error(
+    tmp_path: Path, sshd: SshServer, value: str, where: str, why: str
+) -> None:
+    """`check` refuses an empty list or a status outside 0..255, naming file, line and entry."""
+    rule = (
+        "rules:\n  - name: evidence\n    match: [alertname = Breach]\n    target: web1\n"
+        f"    steps:\n      - action: ssh\n        params: {{argv: [tar], expect_exit: {value}}}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path / "cfg", rule, sshd=sshd))
+    assert str(err.value).startswith(f"rules/rules.yml:7: rules[0].steps[0].params.{where}: ")
+    assert why in str(err.value)
+
+
+def test_a_plan_with_other_exit_statuses_shows_them_to_approvers() -> None:
+    """What approvers and the audit see includes `expect_exit` when it is not just 0."""
+    unused_pool = SshPool(SshSettings(Path("/dev/null"), (), 1.0, 1.0, 1))
+    host = Host(name="web1", address="192.0.2.1", port=22, user="root")
+    plan = SshAction(unused_pool).plan(SshParams(argv=["tar"], expect_exit=[0, 1]), {}, host)
+    assert plan.describe()["expect_exit"] == [0, 1]
+    plain = SshAction(unused_pool).plan(SshParams(argv=["tar"]), {}, host)
+    assert "expect_exit" not in plain.describe()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from remediator.actions.approval import plan_approval_policy
+from remediator.actions.approval import parts_approval_policy, plan_approval_policy
 from remediator.actions.base import Plan
 from remediator.config.durations import format_duration
-from remediator.config.models import RuleSpec, StepSpec
+from remediator.config.models import Host, RuleSpec, StepSpec
+from remediator.config.steps import ActionCall
 from remediator.engine import approvals, escalation
 from remediator.engine.context import EngineContext
 from remediator.engine.escalation import hand_over, page_now
@@ -86,19 +87,30 @@ class Runner(StepOutcomes):
         """Decided on the rendered plan: what will run, not what the rule's template says."""
         approvals = self.ctx.config.policies.approvals
         always = approvals.always_for if approvals else []
-        return plan_approval_policy(plan, rule.approval_of(spec), always)
+        if not spec.is_all:
+            return plan_approval_policy(plan, rule.approval_of(spec), always)
+        pairs = zip(plan.parts, spec.parts, strict=True)
+        asked = [(p, rule.approval_of(spec, part)) for p, part in pairs]
+        return parts_approval_policy(asked, always)  # one request for every part
 
     def _plan(self, incident: Incident, rule: RuleSpec, spec: StepSpec) -> Plan:
-        action = self.ctx.actions.get(spec.action)
-        if action is None:
-            raise ActionError(f"action {spec.action} is not available (is `ssh:` configured?)")
+        """The step's plan; an `all:` step's holds each part's, each checked as a step's."""
         host = self.ctx.config.hosts.get(incident.target) if incident.target else None
-        if action.needs_ssh and host is None:
-            raise ActionError(f"target {incident.target!r} is no longer in the inventory")
         context: dict[str, Any] = alert_context(incident.labels, incident.annotations)
         if host is not None:
             context["target"] = host_context(host)
-        plan = action.plan(spec.params, context, host)
+        plans = tuple(self._plan_part(incident, part, context, host) for part in spec.parts)
+        return Plan.together(spec.action, plans) if spec.is_all else plans[0]
+
+    def _plan_part(
+        self, incident: Incident, part: ActionCall, context: dict[str, Any], host: Host | None
+    ) -> Plan:
+        action = self.ctx.actions.get(part.action)
+        if action is None:
+            raise ActionError(f"action {part.action} is not available (is `ssh:` configured?)")
+        if action.needs_ssh and host is None:
+            raise ActionError(f"target {incident.target!r} is no longer in the inventory")
+        plan = action.plan(part.params, context, host)
         self.ctx.protected.check(plan.blocks)  # of the config in force now, reloads included
         return plan
 

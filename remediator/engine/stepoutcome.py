@@ -5,7 +5,7 @@ crash is recorded unknown, never re-sent."""
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -16,7 +16,8 @@ from remediator.engine.context import EngineContext
 from remediator.engine.escalation import hand_over
 from remediator.engine.notices import thread_note
 from remediator.engine.quarantine import record_failure
-from remediator.errors import ActionError, ClaimLost, OutcomeUnknown, StepCancelled
+from remediator.engine.together import PartResult, combined, dry, run_part, run_together
+from remediator.errors import ClaimLost, StepCancelled
 from remediator.store.base import Tx
 from remediator.store.conflict import retry_conflict
 from remediator.store.events import (
@@ -24,6 +25,7 @@ from remediator.store.events import (
     StepExecuting,
     StepNotSent,
     StepOutcomeUnknown,
+    StepPart,
     Verifying,
 )
 from remediator.store.records import (
@@ -50,6 +52,13 @@ class Dispatch:
     plan: Plan
 
 
+def part_entry(step_index: int, n: int, part: PartResult) -> StepPart:
+    """The audit entry of one part of an `all:` step."""
+    o = part.outcome
+    output = o.output[:2000] if o.output else None
+    return StepPart(step_index, n, part.action, part.state.value, o.exit_status, o.error, output)
+
+
 class StepOutcomes:
     """The runner's half that executes a dispatched step and records what came of it."""
 
@@ -69,30 +78,37 @@ class StepOutcomes:
         reason = "the daemon stopped after sending the command; not re-sent"
         await tx.update_step(step.id, StepState.UNKNOWN, finished_at=now, error=reason)
         await tx.audit(incident.id, StepOutcomeUnknown(step.step_index, reason), now)
-        self.ctx.metrics.actions.labels(action=step.action, result="unknown").inc()
+        parts = step.command.get("parts") if isinstance(step.command, dict) else None
+        if not isinstance(parts, list):  # a step of one action
+            self.ctx.metrics.actions.labels(action=step.action, result="unknown").inc()
+        for n, part in enumerate(parts or []):
+            action = str(part.get("action", "?")) if isinstance(part, dict) else "?"
+            unknown = StepPart(step.step_index, n, action, "unknown", error=reason)
+            await tx.audit(incident.id, unknown, now)
+            self.ctx.metrics.actions.labels(action=action, result="unknown").inc()
         await self._after_step(tx, item, incident, rule, ok=True, now=now)
 
     async def _execute(self, item: WorkItem, d: Dispatch) -> None:
-        started = time.perf_counter()
-        dry = self.ctx.dry_run(d.rule.dry_run)
-        try:
-            if dry:
-                outcome = Outcome(ok=True, output="dry run: nothing was sent")
-                state = StepState.DRY_RUN
-            else:
-                outcome = await self.ctx.actions[d.spec.action].execute(
-                    d.plan, lambda: self._mark_executing(item, d)
-                )
-                state = StepState.SUCCEEDED if outcome.ok else StepState.FAILED
-        except OutcomeUnknown as exc:
-            outcome, state = Outcome(ok=True, error=str(exc)), StepState.UNKNOWN
-        except ActionError as exc:
-            outcome, state = Outcome(ok=False, error=str(exc)), StepState.FAILED
-        elapsed = time.perf_counter() - started
-        self.ctx.metrics.action_duration.labels(action=d.spec.action).observe(elapsed)
-        self.ctx.metrics.actions.labels(action=d.spec.action, result=state.value).inc()
+        plans = d.plan.parts or (d.plan,)
+
+        async def mark() -> None:
+            await self._mark_executing(item, d)
+
+        if self.ctx.dry_run(d.rule.dry_run):
+            results = [dry(plan) for plan in plans]
+        elif d.plan.parts:
+            results = await run_together(self.ctx.actions, plans, mark)
+        else:
+            results = [await run_part(self.ctx.actions[d.plan.action], d.plan, mark)]
+        for r in results:
+            self.ctx.metrics.action_duration.labels(action=r.action).observe(r.elapsed_s)
+            self.ctx.metrics.actions.labels(action=r.action, result=r.state.value).inc()
+        if d.plan.parts:
+            (state, outcome), parts = combined(results), results
+        else:
+            state, outcome, parts = results[0].state, results[0].outcome, []
         # The command ran: its outcome is recorded even if another replica wrote first.
-        await retry_conflict(partial(self._finish, item, d, state, outcome))
+        await retry_conflict(partial(self._finish, item, d, state, outcome, parts))
 
     async def _mark_executing(self, item: WorkItem, d: Dispatch) -> None:
         """Right before the command: still ours and still to do, or nothing is sent."""
@@ -119,7 +135,12 @@ class StepOutcomes:
             raise StepCancelled(f"work item {item.id} (step {d.step.step_index + 1}) cancelled")
 
     async def _finish(
-        self, item: WorkItem, d: Dispatch, state: StepState, outcome: Outcome
+        self,
+        item: WorkItem,
+        d: Dispatch,
+        state: StepState,
+        outcome: Outcome,
+        parts: Sequence[PartResult] = (),
     ) -> None:
         async with self.ctx.store.write() as tx:
             now = self.ctx.clock.now()
@@ -136,6 +157,8 @@ class StepOutcomes:
                 output=outcome.output,
                 error=outcome.error,
             )
+            for n, part in enumerate(parts):
+                await tx.audit(d.incident.id, part_entry(d.step.step_index, n, part), now)
             detail: dict[str, Any] = {"step": d.step.step_index, "exit_status": outcome.exit_status}
             if outcome.error:
                 detail["error"] = outcome.error
@@ -147,6 +170,8 @@ class StepOutcomes:
             note = f"step {d.step.step_index + 1} `{d.spec.action}`: {state.value}"
             if outcome.exit_status is not None:
                 note += f" (exit {outcome.exit_status})"
+            if parts:
+                note += " (" + ", ".join(f"`{p.action}` {p.state.value}" for p in parts) + ")"
             await thread_note(self.ctx, tx, d.incident.id, note, now)
             log.info(
                 "step finished",

@@ -160,3 +160,50 @@ async def test_parts_under_different_approval_policies_are_refused_at_run_time(
         assert h.incidents()[0]["state"] == "escalating"
     finally:
         await h.close()
+
+
+async def test_one_part_needing_approval_makes_the_whole_step_ask_once(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """Only the second part says `approval: required`: the step asks once, for both
+    parts' commands, and neither part runs before the approval."""
+    sshd.install_recorder("capture")
+    sshd.install_recorder("lockdown")
+    rule = RULE.replace("argv: [lockdown, now]}}", "argv: [lockdown, now]}, approval: required}")
+    h = await start(tmp_path, sshd, rule, policies=APPROVERS)
+    try:
+        await h.send(notification(ALERT))
+        assert h.events().count("approval_requested") == 1
+        assert h.incidents()[0]["state"] == "awaiting_approval"
+        assert sshd.calls("capture") == []
+        assert sshd.calls("lockdown") == []
+        async with h.store.read() as tx:
+            [approval] = await tx.approvals_of(1)
+        assert [p["commands"] for p in approval.command["parts"]] == [
+            [["capture", "web1"]],
+            [["lockdown", "now"]],
+        ]
+    finally:
+        await h.close()
+
+
+async def test_a_dry_run_all_step_sends_no_part_and_audits_each(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """`dry_run: true`: every part is dry (nothing reaches the host), each part audited
+    `dry_run`, and the step's `would_run` lists both parts."""
+    sshd.install_recorder("capture")
+    sshd.install_recorder("lockdown")
+    h = await start(tmp_path, sshd, RULE + "    dry_run: true\n")
+    try:
+        await h.send(notification(ALERT))
+        assert sshd.calls("capture") == []
+        assert sshd.calls("lockdown") == []
+        assert [p["state"] for p in parts(h)] == ["dry_run", "dry_run"]
+        would = dict(h.audit())["step_dry_run"]["would_run"]
+        assert [p["commands"] for p in would["parts"]] == [
+            [["capture", "web1"]],
+            [["lockdown", "now"]],
+        ]
+    finally:
+        await h.close()

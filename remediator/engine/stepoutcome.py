@@ -97,9 +97,10 @@ class StepOutcomes:
         if self.ctx.dry_run(d.rule.dry_run):
             results = [dry(plan) for plan in plans]
         elif d.plan.parts:
-            results = await run_together(self.ctx.actions, plans, mark)
+            actions = [self.ctx.actions[part.action] for part in d.spec.parts]
+            results = await run_together(list(zip(actions, plans, strict=True)), mark)
         else:
-            results = [await run_part(self.ctx.actions[d.plan.action], d.plan, mark)]
+            results = [await run_part(self.ctx.actions[d.spec.action], d.plan, mark)]
         for r in results:
             self.ctx.metrics.action_duration.labels(action=r.action).observe(r.elapsed_s)
             self.ctx.metrics.actions.labels(action=r.action, result=r.state.value).inc()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from remediator.actions.base import Action, BeforeSend, Outcome, Plan, clip_output
@@ -65,12 +65,12 @@ async def run_part(action: Action, plan: Plan, before_send: BeforeSend) -> PartR
 
 
 async def run_together(
-    actions: Mapping[str, Action], parts: Sequence[Plan], before_send: BeforeSend
+    parts: Sequence[tuple[Action, Plan]], before_send: BeforeSend
 ) -> list[PartResult]:
     """Start every part at once and wait for all of them (a failed part stops none)."""
     mark = MarkOnce(before_send)
     done = await asyncio.gather(
-        *(run_part(actions[plan.action], plan, mark) for plan in parts), return_exceptions=True
+        *(run_part(action, plan, mark) for action, plan in parts), return_exceptions=True
     )
     results = []
     for result in done:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
-from remediator.actions.base import Action, BeforeSend, Outcome, Plan
+from remediator.actions.base import BeforeSend, Outcome, Plan
 from remediator.config.models import Host
 from remediator.engine.together import combined, run_together
 from remediator.errors import ActionError, ClaimLost, StepCancelled
@@ -38,11 +37,6 @@ def plans(*names: str) -> list[Plan]:
     return [Plan(name, Host(name="h", address="127.0.0.1", port=22, user="ops")) for name in names]
 
 
-def registry(*actions: FakeAction) -> dict[str, Action]:
-    out: dict[str, Any] = {a.name: a for a in actions}
-    return out
-
-
 async def test_the_mark_runs_once_for_every_part() -> None:
     """Three parts reaching before_send at different times: the step is marked once,
     every part waits for that one mark, then all three send."""
@@ -53,7 +47,7 @@ async def test_the_mark_runs_once_for_every_part() -> None:
         await asyncio.sleep(0.05)  # a store write; the later parts arrive meanwhile
 
     actions = [FakeAction("a"), FakeAction("b", connect_s=0.01), FakeAction("c", connect_s=0.02)]
-    results = await run_together(registry(*actions), plans("a", "b", "c"), mark)
+    results = await run_together(list(zip(actions, plans("a", "b", "c"), strict=True)), mark)
     assert marks == [1]
     assert [a.sent for a in actions] == [["a"], ["b"], ["c"]]
     assert [r.state for r in results] == [StepState.SUCCEEDED] * 3
@@ -74,7 +68,7 @@ async def test_a_lost_or_cancelled_mark_reaches_every_part_and_none_sends(
 
     actions = [FakeAction("a"), FakeAction("b", connect_s=0.005)]
     with pytest.raises(type(lost)):
-        await run_together(registry(*actions), plans("a", "b"), mark)
+        await run_together(list(zip(actions, plans("a", "b"), strict=True)), mark)
     assert calls == [1]
     assert [a.sent for a in actions] == [[], []]
 
@@ -87,7 +81,7 @@ async def test_a_failed_part_fails_the_step_and_the_others_finish() -> None:
     async def mark() -> None:
         return None
 
-    results = await run_together(registry(*actions), plans("a", "b"), mark)
+    results = await run_together(list(zip(actions, plans("a", "b"), strict=True)), mark)
     assert actions[1].sent == ["b"]
     state, outcome = combined(results)
     assert state is StepState.FAILED

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from support import storeview
+from support.daemon import write_config
 from support.engine_harness import EngineHarness, notification
 from support.sshd import SshServer
 
+from remediator.config import load_config
 from remediator.engine import approvals
 from remediator.engine.decisions import Result, Voter
 from remediator.notify.commandtext import command_lines
@@ -205,5 +207,40 @@ async def test_a_dry_run_all_step_sends_no_part_and_audits_each(
             [["capture", "web1"]],
             [["lockdown", "now"]],
         ]
+    finally:
+        await h.close()
+
+
+async def test_a_part_whose_target_left_the_inventory_refuses_the_step(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """Awaiting approval, then a reload drops the target from the inventory: the ssh
+    part cannot be planned, so the step (and its notify part) is refused, nothing runs."""
+    sshd.install_recorder("capture")
+    rule = (
+        RULE.replace("      - verify: 5m\n", "      - verify: 5m\n        approval: required\n")
+        .replace("{{ labels.instance | host }}", "web2")
+        .replace(
+            "{action: ssh, params: {argv: [lockdown, now]}}",
+            "{action: notify, params: {message: hi}}",
+        )
+    )
+    web2 = {"web2": {"address": "127.0.0.1", "port": sshd.port}}
+    h = await start(tmp_path, sshd, rule, policies=APPROVERS, hosts=web2)
+    try:
+        await h.send(notification(ALERT))
+        assert h.incidents()[0]["state"] == "awaiting_approval"
+        h.ctx.swap_config(
+            load_config(write_config(tmp_path / "reloaded", rule, sshd=sshd, policies=APPROVERS))
+        )
+        async with h.store.write() as tx:
+            await approvals.decide_incident(
+                h.ctx, tx, 1, "approve", Voter.person("alice", "api"), None, h.clock.now()
+            )
+        await h.advance(1)
+        refused = dict(h.audit())["step_refused"]["reason"]
+        assert refused == "target 'web2' is no longer in the inventory"
+        assert sshd.calls("capture") == []
+        assert "step_dispatching" not in h.events()
     finally:
         await h.close()

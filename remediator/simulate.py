@@ -97,6 +97,14 @@ def _step(detail: dict[str, Any]) -> dict[str, Any]:
 def _run(detail: dict[str, Any]) -> dict[str, Any]:
     plan = detail.get("would_run") or {}
     out: dict[str, Any] = {"run": plan.get("action", detail.get("action", "")), **_step(detail)}
+    if isinstance(plan.get("parts"), list):  # an `all:` step: what each part would run
+        out["parts"] = [{"run": p.get("action", ""), **_would_run(p)} for p in plan["parts"]]
+    return out | _would_run(plan)
+
+
+def _would_run(plan: dict[str, Any]) -> dict[str, Any]:
+    """Where and what one plan would run (host, argv, input, request, message)."""
+    out: dict[str, Any] = {}
     if "host" in plan:
         out["host"] = plan["host"]
     if plan.get("commands"):

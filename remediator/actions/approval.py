@@ -108,6 +108,14 @@ def always_required(action: str, approval: str) -> bool:
     return approval != "auto" or (kind is not None and kind.always_needs_approval)
 
 
+def static_policy(action: str, approval: str) -> str | None:
+    """The policy a step (or part) asks before any `always_for` entry: by its `approval:`
+    (a policy's name, `required` for `default`) or its action's always needing one."""
+    if approval not in APPROVAL_WORDS:
+        return approval
+    return DEFAULT_POLICY if always_required(action, approval) else None
+
+
 def _matching(plan: Plan, always_for: Sequence[AlwaysFor]) -> list[AlwaysFor]:
     found: set[str] | None = None
     matched = []
@@ -147,6 +155,23 @@ def plan_approval_policy(plan: Plan, approval: str, always_for: Sequence[AlwaysF
     if matched or always_required(plan.action, approval):
         return DEFAULT_POLICY
     return None
+
+
+def parts_approval_policy(
+    parts: Sequence[tuple[Plan, str]], always_for: Sequence[AlwaysFor]
+) -> str | None:
+    """The one approval policy an `all:` step (its parts' plans, each with its approval)
+    waits under, or None; ActionError when its parts need different ones (one request
+    asks once for every part)."""
+    found = {n: plan_approval_policy(p, a, always_for) for n, (p, a) in enumerate(parts)}
+    named = {policy for policy in found.values() if policy is not None}
+    if len(named) > 1:
+        which = ", ".join(f"part {n + 1}: {policy}" for n, policy in found.items() if policy)
+        raise ActionError(
+            f"the parts of this all: step need different approval policies ({which}); "
+            "one approval asks once for every part: make them agree"
+        )
+    return named.pop() if named else None
 
 
 def approval_command(described: dict[str, Any], policy: str) -> dict[str, Any]:

@@ -38,7 +38,8 @@ class Plan:
     `stdin` runs parallel to `commands` (None: no input); `request` is an HTTP call
     (method, url, headers, json, ...); `env` and `timeout_s` are for local commands;
     `blocks` lists what a firewall step will drop, for the engine's no-self-lockout check;
-    `ok_exit` are the exit statuses of a command that count as success.
+    `ok_exit` are the exit statuses of a command that count as success; `parts` are the
+    plans of an `all:` step's parts (its action is `all`, it has no host).
     """
 
     action: str
@@ -51,6 +52,12 @@ class Plan:
     timeout_s: float | None = None
     blocks: tuple[IpNetwork, ...] = ()
     ok_exit: tuple[int, ...] = (0,)
+    parts: tuple[Plan, ...] = ()
+
+    @classmethod
+    def together(cls, action: str, parts: tuple[Plan, ...]) -> Plan:
+        """The plan of an `all:` step: its parts' plans, and all they block."""
+        return cls(action, None, blocks=tuple(b for p in parts for b in p.blocks), parts=parts)
 
     def __post_init__(self) -> None:
         if self.stdin and len(self.stdin) != len(self.commands):
@@ -67,6 +74,8 @@ class Plan:
     def describe(self) -> dict[str, Any]:
         """A JSON-able description for the audit and the step record; secrets redacted."""
         out: dict[str, Any] = {"action": self.action}
+        if self.parts:
+            out["parts"] = [part.describe() for part in self.parts]
         if self.host is not None:
             out["host"] = self.host.name
             out["address"] = f"{self.host.address}:{self.host.port}"

@@ -86,13 +86,14 @@ class Protected:
                 found.append((net, f"the address of inventory host {host.name}"))
         for rule in config.rules:
             for j, step in enumerate(rule.steps):
-                if not isinstance(step.params, FirewallLockdownParams):
-                    continue
-                what = (
-                    f"the allow_from of firewall_lockdown in rule {rule.name} (step {j + 1}): "
-                    "the ops network must keep its access"
-                )
-                found += [(parse_network(cidr), what) for cidr in step.params.allow_from]
+                for part in step.parts:
+                    if not isinstance(part.params, FirewallLockdownParams):
+                        continue
+                    what = (
+                        f"the allow_from of firewall_lockdown in rule {rule.name} (step {j + 1}):"
+                        " the ops network must keep its access"
+                    )
+                    found += [(parse_network(cidr), what) for cidr in part.params.allow_from]
         listen = _ip(parse_listen(config.file.server.listen)[0])
         if listen is not None and not listen.network_address.is_unspecified:
             found.append((listen, "the address remediator listens on (server.listen)"))

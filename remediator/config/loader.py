@@ -77,20 +77,22 @@ def _check_steps(doc: YamlDoc, i: int, rule: RuleSpec, has_ssh: bool) -> list[Pr
     """What a step's action needs beyond its params (parsed with the rule): SSH, a target."""
     problems: list[Problem] = []
     for j, step in enumerate(rule.steps):
-        loc: Loc = ("rules", i, "steps", j)
-        kind = action_types().get(step.action)
-        if kind is not None and kind.needs_ssh:
+        for k, part in enumerate(step.parts):
+            loc: Loc = ("rules", i, "steps", j, *(("all", k) if step.is_all else ()))
+            kind = action_types().get(part.action)
+            if kind is None or not kind.needs_ssh:
+                continue
             if rule.target is None:
                 problems.append(
                     doc.problem(
-                        ("rules", i, "target"), f"required: step {j} ({step.action}) acts on a host"
+                        ("rules", i, "target"), f"required: step {j} ({part.action}) acts on a host"
                     )
                 )
             if not has_ssh:
                 problems.append(
                     doc.problem(
                         (*loc, "action"),
-                        f"{step.action} runs over SSH, so remediator.yml needs an `ssh:` section",
+                        f"{part.action} runs over SSH, so remediator.yml needs an `ssh:` section",
                     )
                 )
     return problems
@@ -269,16 +271,18 @@ def _check_self_lockout(config: Config) -> list[Problem]:
     for rule in config.rules:
         file_name, _, line = config.rule_files[rule.name].rpartition(":")
         for j, step in enumerate(rule.steps):
-            if not isinstance(step.params, BlockIpsParams):
-                continue
-            entries = step.params.entries()
-            try:
-                protected.check(parse_block_ips([e for e in entries if not is_template(e)]))
-            except ValueError:
-                continue  # no literal entries
-            except ActionError as exc:
-                path = f"rule {rule.name}.steps[{j}].params.ips"
-                problems.append(Problem(file_name, int(line), path, str(exc)))
+            for k, part in enumerate(step.parts):
+                if not isinstance(part.params, BlockIpsParams):
+                    continue
+                entries = part.params.entries()
+                try:
+                    protected.check(parse_block_ips([e for e in entries if not is_template(e)]))
+                except ValueError:
+                    continue  # no literal entries
+                except ActionError as exc:
+                    where = f"all[{k}]." if step.is_all else ""
+                    path = f"rule {rule.name}.steps[{j}].{where}params.ips"
+                    problems.append(Problem(file_name, int(line), path, str(exc)))
     return problems
 
 

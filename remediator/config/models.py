@@ -35,7 +35,7 @@ from remediator.config.policies import (
     SeverityPolicy,
     check_policy_name,
 )
-from remediator.config.steps import StepSpec
+from remediator.config.steps import ActionCall, StepSpec
 from remediator.matchers import Matcher, compile_regex, parse_matcher
 from remediator.parsing import whole_number
 from remediator.templates import check_template
@@ -382,9 +382,11 @@ class RuleSpec(Model):
     dry_run: bool = False
     continue_: bool = Field(default=False, alias="continue")
 
-    def approval_of(self, step: StepSpec) -> str:
-        """The step's `approval:`: its own, else the rule's, else `auto`."""
-        return step.approval or self.approval or "auto"
+    def approval_of(self, step: StepSpec, part: ActionCall | None = None) -> str:
+        """The `approval:` of a step (or of one part of it): its own, else the step's,
+        else the rule's, else `auto`."""
+        own = part.approval if part is not None else None
+        return own or step.approval or self.approval or "auto"
 
 
 class RulesFile(Model):

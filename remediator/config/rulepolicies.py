@@ -3,9 +3,9 @@ its fallback; `page_at_start` needs one) and the approval policies it and its st
 
 from __future__ import annotations
 
-from remediator.actions.approval import always_required
+from remediator.actions.approval import always_required, static_policy
 from remediator.actions.params import is_template
-from remediator.config.models import Policies, RuleSpec
+from remediator.config.models import Policies, RuleSpec, StepSpec
 from remediator.config.policies import APPROVAL_WORDS, DEFAULT_POLICY
 from remediator.config.problems import Problem
 from remediator.config.suggest import did_you_mean
@@ -79,17 +79,43 @@ def _approval_problems(rule: RuleSpec, policies: Policies) -> list[tuple[str, st
         if step.approval is not None and (msg := _unknown_policy(step.approval, policies)):
             problems.append((f"steps[{j}].approval", msg))
             continue
-        # Without `approvals:` there is no `always_for`: only these can need one (a named
-        # policy is reported above, on the rule or the step).
-        approval = rule.approval_of(step)
-        if (
-            policies.approvals is None
-            and always_required(step.action, approval)
-            and _unknown_policy(approval, policies) is None
-        ):
-            msg = (
-                f"step {j} ({step.action}) needs approval, but no policy file defines "
-                "`approvals:` (who may approve, timeout, on_timeout)"
-            )
-            problems.append((f"steps[{j}]", msg))
+        for k, part in enumerate(step.parts):
+            key = f"steps[{j}].all[{k}]" if step.is_all else f"steps[{j}]"
+            own = part.approval if part is not step else None
+            if own is not None and (msg := _unknown_policy(own, policies)):
+                problems.append((f"{key}.approval", msg))
+                continue
+            # Without `approvals:` there is no `always_for`: only these can need one (a
+            # named policy is reported above, on the rule, the step or the part).
+            approval = rule.approval_of(step, part)
+            if (
+                policies.approvals is None
+                and always_required(part.action, approval)
+                and _unknown_policy(approval, policies) is None
+            ):
+                msg = (
+                    f"step {j} ({part.action}) needs approval, but no policy file defines "
+                    "`approvals:` (who may approve, timeout, on_timeout)"
+                )
+                problems.append((key, msg))
+        if msg := _parts_disagree(rule, step):
+            problems.append((f"steps[{j}].all", msg))
     return problems
+
+
+def _parts_disagree(rule: RuleSpec, step: StepSpec) -> str | None:
+    """Why an `all:` step's parts cannot share one approval request, or None."""
+    policies = {
+        k: static_policy(part.action, rule.approval_of(step, part))
+        for k, part in enumerate(step.parts)
+    }
+    if not step.is_all or len({p for p in policies.values() if p is not None}) < 2:
+        return None
+    which = ", ".join(
+        f"part {k} ({step.parts[k].action}): {p}" for k, p in policies.items() if p is not None
+    )
+    return (
+        f"its parts ask different approval policies ({which}), but an all: step asks one "
+        "approval for every part: give the parts the same `approval:` (or set it once on "
+        "the all: step)"
+    )

@@ -3,67 +3,46 @@
 from __future__ import annotations
 
 import json
-import logging
-import time
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-from remediator.actions.approval import plan_approval_policy
-from remediator.actions.base import Outcome, Plan
+from remediator.actions.approval import parts_approval_policy, plan_approval_policy
+from remediator.actions.base import Plan
 from remediator.config.durations import format_duration
-from remediator.config.models import RuleSpec, StepSpec
+from remediator.config.models import Host, RuleSpec, StepSpec
+from remediator.config.steps import ActionCall
 from remediator.engine import approvals, escalation
 from remediator.engine.context import EngineContext
 from remediator.engine.escalation import hand_over, page_now
 from remediator.engine.guards import NOTIFY_AT_ONCE, RECHECK_S, Verdict
 from remediator.engine.notices import sync_incident, thread_note
 from remediator.engine.quarantine import record_failure
-from remediator.errors import ActionError, ClaimLost, OutcomeUnknown, StepCancelled, TemplateError
+from remediator.engine.stepoutcome import Dispatch, StepOutcomes
+from remediator.errors import ActionError, TemplateError
 from remediator.rules import alert_context, host_context
 from remediator.store.base import Tx
-from remediator.store.conflict import retry_conflict
 from remediator.store.events import (
     Event,
     GuardRefused,
     GuardReleased,
     HoldTimeout,
     RuleGone,
-    StepExecuting,
-    StepNotSent,
-    StepOutcomeUnknown,
     StepRefused,
     StepScheduled,
-    Verifying,
 )
 from remediator.store.records import (
     Approval,
     ApprovalState,
-    ClaimStatus,
     Incident,
     State,
-    StepRecord,
     StepState,
     WorkItem,
     WorkKind,
 )
 
-log = logging.getLogger(__name__)
 FINISHED = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.UNKNOWN, StepState.DRY_RUN})
 
 
-@dataclass(frozen=True)
-class Dispatch:
-    """A step recorded as dispatching, with its plan, ready to execute."""
-
-    incident: Incident
-    rule: RuleSpec
-    spec: StepSpec
-    step: StepRecord
-    plan: Plan
-
-
-class Runner:
+class Runner(StepOutcomes):
     """Executes claimed work items."""
 
     def __init__(self, ctx: EngineContext, owner: str) -> None:
@@ -108,19 +87,30 @@ class Runner:
         """Decided on the rendered plan: what will run, not what the rule's template says."""
         approvals = self.ctx.config.policies.approvals
         always = approvals.always_for if approvals else []
-        return plan_approval_policy(plan, rule.approval_of(spec), always)
+        if not spec.is_all:
+            return plan_approval_policy(plan, rule.approval_of(spec), always)
+        pairs = zip(plan.parts, spec.parts, strict=True)
+        asked = [(p, rule.approval_of(spec, part)) for p, part in pairs]
+        return parts_approval_policy(asked, always)  # one request for every part
 
     def _plan(self, incident: Incident, rule: RuleSpec, spec: StepSpec) -> Plan:
-        action = self.ctx.actions.get(spec.action)
-        if action is None:
-            raise ActionError(f"action {spec.action} is not available (is `ssh:` configured?)")
+        """The step's plan; an `all:` step's holds each part's, each checked as a step's."""
         host = self.ctx.config.hosts.get(incident.target) if incident.target else None
-        if action.needs_ssh and host is None:
-            raise ActionError(f"target {incident.target!r} is no longer in the inventory")
         context: dict[str, Any] = alert_context(incident.labels, incident.annotations)
         if host is not None:
             context["target"] = host_context(host)
-        plan = action.plan(spec.params, context, host)
+        plans = tuple(self._plan_part(incident, part, context, host) for part in spec.parts)
+        return Plan.together(spec.action, plans) if spec.is_all else plans[0]
+
+    def _plan_part(
+        self, incident: Incident, part: ActionCall, context: dict[str, Any], host: Host | None
+    ) -> Plan:
+        action = self.ctx.actions.get(part.action)
+        if action is None:
+            raise ActionError(f"action {part.action} is not available (is `ssh:` configured?)")
+        if action.needs_ssh and host is None:
+            raise ActionError(f"target {incident.target!r} is no longer in the inventory")
+        plan = action.plan(part.params, context, host)
         self.ctx.protected.check(plan.blocks)  # of the config in force now, reloads included
         return plan
 
@@ -290,132 +280,6 @@ class Runner:
                 await page_now(self.ctx, tx, incident, rule, verdict.reason, now)
         due = verdict.until if verdict.until is not None else now + RECHECK_S
         await tx.reschedule(item.id, max(min(due, deadline), now + 0.01))
-
-    async def _recover_executing(
-        self,
-        tx: Tx,
-        item: WorkItem,
-        incident: Incident,
-        rule: RuleSpec,
-        step: StepRecord,
-        now: float,
-    ) -> None:
-        # The command may have been sent before a crash: never send it again.
-        reason = "the daemon stopped after sending the command; not re-sent"
-        await tx.update_step(step.id, StepState.UNKNOWN, finished_at=now, error=reason)
-        await tx.audit(incident.id, StepOutcomeUnknown(step.step_index, reason), now)
-        self.ctx.metrics.actions.labels(action=step.action, result="unknown").inc()
-        await self._after_step(tx, item, incident, rule, ok=True, now=now)
-
-    async def _execute(self, item: WorkItem, d: Dispatch) -> None:
-        started = time.perf_counter()
-        dry = self.ctx.dry_run(d.rule.dry_run)
-        try:
-            if dry:
-                outcome = Outcome(ok=True, output="dry run: nothing was sent")
-                state = StepState.DRY_RUN
-            else:
-                outcome = await self.ctx.actions[d.spec.action].execute(
-                    d.plan, lambda: self._mark_executing(item, d)
-                )
-                state = StepState.SUCCEEDED if outcome.ok else StepState.FAILED
-        except OutcomeUnknown as exc:
-            outcome, state = Outcome(ok=True, error=str(exc)), StepState.UNKNOWN
-        except ActionError as exc:
-            outcome, state = Outcome(ok=False, error=str(exc)), StepState.FAILED
-        elapsed = time.perf_counter() - started
-        self.ctx.metrics.action_duration.labels(action=d.spec.action).observe(elapsed)
-        self.ctx.metrics.actions.labels(action=d.spec.action, result=state.value).inc()
-        # The command ran: its outcome is recorded even if another replica wrote first.
-        await retry_conflict(partial(self._finish, item, d, state, outcome))
-
-    async def _mark_executing(self, item: WorkItem, d: Dispatch) -> None:
-        """Right before the command: still ours and still to do, or nothing is sent."""
-        async with self.ctx.store.write() as tx:
-            now = self.ctx.clock.now()
-            # The incident before the work row, as an ack (which cancels that row) takes
-            # them; the audit row below would wait for the incident's lock anyway.
-            await tx.incident(d.incident.id)
-            claim = await tx.claim_status(item.id, self.owner)
-            if claim is ClaimStatus.TAKEN:
-                # Our lease ran out unrenewed and another replica took the step: it runs
-                # it (or records it unknown); sending it here too would run it twice.
-                raise ClaimLost(f"work item {item.id} (step {d.step.step_index + 1}) was taken")
-            if claim is ClaimStatus.CANCELLED:
-                # Resolved, acknowledged or handed over while the step was being started
-                # (an SSH connect can take a while): humans or the resolve decide now.
-                why = "cancelled before its command was sent (the incident moved on)"
-                await tx.update_step(d.step.id, StepState.FAILED, finished_at=now, error=why)
-                await tx.audit(d.incident.id, StepNotSent(d.step.step_index, why), now)
-            else:
-                await tx.update_step(d.step.id, StepState.EXECUTING, executing_at=now)
-                await tx.audit(d.incident.id, StepExecuting(d.step.step_index), now)
-        if claim is ClaimStatus.CANCELLED:
-            raise StepCancelled(f"work item {item.id} (step {d.step.step_index + 1}) cancelled")
-
-    async def _finish(
-        self, item: WorkItem, d: Dispatch, state: StepState, outcome: Outcome
-    ) -> None:
-        async with self.ctx.store.write() as tx:
-            now = self.ctx.clock.now()
-            # The incident's row, then its guard scopes, as a step start takes them: a
-            # failure streak's quarantine is written in the scopes' turn.
-            current = await tx.incident(d.incident.id)
-            if current is not None:
-                await tx.lock_scopes(self.ctx.guards.scopes(current))
-            await tx.update_step(
-                d.step.id,
-                state,
-                finished_at=now,
-                exit_status=outcome.exit_status,
-                output=outcome.output,
-                error=outcome.error,
-            )
-            detail: dict[str, Any] = {"step": d.step.step_index, "exit_status": outcome.exit_status}
-            if outcome.error:
-                detail["error"] = outcome.error
-            if outcome.output:
-                detail["output"] = outcome.output[:2000]
-            if state is StepState.DRY_RUN:
-                detail["would_run"] = d.plan.describe()
-            await tx.audit(d.incident.id, Event(f"step_{state.value}", detail), now)
-            note = f"step {d.step.step_index + 1} `{d.spec.action}`: {state.value}"
-            if outcome.exit_status is not None:
-                note += f" (exit {outcome.exit_status})"
-            await thread_note(self.ctx, tx, d.incident.id, note, now)
-            log.info(
-                "step finished",
-                extra={"incident": d.incident.id, "step": d.step.step_index, "state": state.value},
-            )
-            if current is None or current.state is not State.RUNNING:
-                # Closed, acknowledged or handed over while the command ran: recorded, and
-                # humans (or the resolve) decide what comes next, not the verify window.
-                await tx.finish_work(item.id, now, state.value)
-                return
-            reason = None if outcome.ok else f"step {d.step.step_index + 1} failed: {outcome.error}"
-            await self._after_step(tx, item, current, d.rule, ok=outcome.ok, now=now, reason=reason)
-
-    async def _after_step(
-        self,
-        tx: Tx,
-        item: WorkItem,
-        incident: Incident,
-        rule: RuleSpec,
-        *,
-        ok: bool,
-        now: float,
-        reason: str | None = None,
-    ) -> None:
-        await tx.finish_work(item.id, now, "done")
-        if not ok:
-            why = reason or "step failed"
-            await hand_over(self.ctx, tx, incident, rule, why, now)
-            await record_failure(self.ctx, tx, incident, rule, why, now)
-            return
-        verify = rule.steps[item.step_index].verify
-        await tx.update_incident(incident.id, now, state=State.VERIFYING)
-        await tx.schedule(WorkKind.VERIFY_TIMEOUT, incident.id, item.step_index, now + verify)
-        await tx.audit(incident.id, Verifying(item.step_index, now + verify), now)
 
     async def _verify_expired(self, item: WorkItem) -> None:
         async with self.ctx.store.write() as tx:

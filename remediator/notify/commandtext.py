@@ -3,7 +3,8 @@
 `command_lines` is the whole of it, for approval requests (Slack, email, `remediator
 show`): where it runs, every argv, every line of an input such as an nftables script, an
 HTTP call's method, URL, headers (secret ones by name only) and body, a local command's
-environment. `describe_command` is one line, for step lists. Every line is printable
+environment; for an `all:` step, each part's, under a line naming the part.
+`describe_command` is one line, for step lists. Every line is printable
 (see `notify.text`), so no label can add, hide or reorder a line.
 """
 
@@ -23,6 +24,8 @@ def describe_command(command: Any) -> str:
     """One line for a step's planned command (argv lists, an HTTP request or a message)."""
     if not isinstance(command, dict):
         return visible(command)
+    if _parts(command):
+        return "together: " + " & ".join(describe_command(p) for p in _parts(command))
     host = f" on {command['host']}" if "host" in command else ""
     if command.get("commands"):
         return visible("; ".join(shlex.join(c) for c in command["commands"]) + host)
@@ -30,6 +33,21 @@ def describe_command(command: Any) -> str:
         req = command["request"]
         return visible(f"{req.get('method', 'POST')} {req.get('url', '')}")
     return visible(command.get("message") or command.get("action", ""))
+
+
+def _parts(command: dict[str, Any]) -> list[Any]:
+    """The parts of an `all:` step's command (none for a step of one action)."""
+    parts = command.get("parts")
+    return parts if isinstance(parts, list) else []
+
+
+def _part_lines(parts: list[Any]) -> list[str]:
+    lines = []
+    for n, part in enumerate(parts, 1):
+        action = part.get("action", "?") if isinstance(part, dict) else "?"
+        lines.append(f"part {n} of {len(parts)}, run together: {action}")
+        lines += [INDENT + line for line in command_lines(part)]
+    return lines
 
 
 def _lines(text: str) -> list[str]:
@@ -79,6 +97,8 @@ def command_lines(command: Any) -> list[str]:
     """Everything the step will do, one printable line each."""
     if not isinstance(command, dict):
         return [visible(command)]
+    if _parts(command):
+        return [visible(line) for line in _part_lines(_parts(command))]
     lines = _where(command) + _commands(command)
     if command.get("env"):
         env = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in command["env"].items())

@@ -192,6 +192,8 @@ def _approval_head(view: ApprovalView) -> str:
     a, inc = view.approval, view.incident
     command = a.command if isinstance(a.command, dict) else {}
     where = f" on {code(command['host'])}" if "host" in command else ""
+    if isinstance(command.get("parts"), list):
+        where = f" ({len(command['parts'])} parts run together)"
     return (
         f":raised_hand: *Approval needed* for {esc(inc.title)}\n"
         f"step {a.step_index + 1}: {code(a.action)}{where}, for the approvers of policy "

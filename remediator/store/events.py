@@ -94,6 +94,19 @@ class StepNotSent(_Entry, frozen=True):
     reason: str
 
 
+class StepPart(_Entry, frozen=True):
+    """How one part of an `all:` step went (`part` counts from 0, as `step` does)."""
+
+    event: ClassVar[str] = "step_part"
+    step: int
+    part: int
+    action: str
+    state: str
+    exit_status: int | None = None
+    error: str | None = None
+    output: str | None = None
+
+
 class StepSettled(_Entry, frozen=True):
     event: ClassVar[str] = "step_settled"
     step: int

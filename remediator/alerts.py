@@ -189,14 +189,25 @@ class Alert:
 
     @classmethod
     def from_webhook(cls, a: WebhookAlert[str]) -> Alert:
-        """Normalise: compute a missing fingerprint, times in UTC with microseconds."""
+        """Normalise: compute a missing fingerprint, times in UTC with microseconds; the
+        sender's links (generatorURL; Grafana's dashboardURL, panelURL, silenceURL) become
+        annotations of those names, unless the alert has annotations so named."""
         ends = a.endsAt if a.endsAt is not None and not a.endsAt.startswith("0001-") else None
+        annotations = dict(a.annotations)
+        for name, url in (
+            ("generatorURL", a.generatorURL),
+            ("dashboardURL", a.dashboardURL),
+            ("panelURL", a.panelURL),
+            ("silenceURL", a.silenceURL),
+        ):
+            if url:
+                annotations.setdefault(name, url)
         return cls(
             fingerprint=a.fingerprint or fingerprint(a.labels),
             starts_at=_stamp(a.startsAt),
             status=a.status,
             labels=dict(a.labels),
-            annotations=dict(a.annotations),
+            annotations=annotations,
             ends_at=_stamp(ends) if ends else None,
         )
 

@@ -29,6 +29,7 @@ from remediator.apimodels import (
     IncidentDetail,
     IncidentList,
     IncidentSummary,
+    LinkOut,
     PauseBody,
     PauseState,
     ReplicaList,
@@ -41,6 +42,7 @@ from remediator.engine import approvals
 from remediator.engine.context import EngineContext
 from remediator.engine.decisions import Outcome, Result, Voter
 from remediator.errors import StoreError
+from remediator.links import links_of
 from remediator.parsing import MAX_ID, whole_number
 from remediator.replicas import SEEN_WITHIN_S
 from remediator.store.conflict import retry_conflict
@@ -216,6 +218,7 @@ class AdminApi:
             asked = await tx.approvals_of(incident.id)
         detail = IncidentDetail(
             **IncidentSummary.of(incident).model_dump(),
+            links=[LinkOut(title=x.title, url=x.url) for x in links_of(incident.annotations)],
             steps=[StepOut.of(s) for s in steps],
             approvals=[ApprovalOut.of(a) for a in asked],
             escalation=EscalationOut.of(esc) if esc else None,

@@ -97,9 +97,18 @@ class AuditEntry(Reply):
     detail: dict[str, Any]
 
 
-class IncidentDetail(IncidentSummary):
-    """GET /api/incidents/{id}: the summary with steps, approvals, escalation and audit."""
+class LinkOut(Reply):
+    """Where people look for this incident: its runbook, dashboard, panel, source."""
 
+    title: str
+    url: str
+
+
+class IncidentDetail(IncidentSummary):
+    """GET /api/incidents/{id}: the summary with links, steps, approvals, escalation and
+    audit."""
+
+    links: list[LinkOut]
     steps: list[StepOut]
     approvals: list[ApprovalOut]
     escalation: EscalationOut | None

@@ -124,6 +124,8 @@ def _summary(i: IncidentDetail) -> Table:
     grid.add_row("labels", safe(labels))
     grid.add_row("started", when(i.started_at))
     grid.add_row("updated", when(i.updated_at))
+    for link in i.links:
+        grid.add_row(link.title.lower(), safe(link.url))
     if i.escalation is not None:
         e = i.escalation
         stopped = f", stopped by {e.stopped_by}" if e.stopped_by else ""

@@ -47,7 +47,8 @@ async def test_valid_notification_is_stored_before_200(h: Harness) -> None:
                 starts_at="2026-11-23T09:00:00.123456+00:00",  # Go nanoseconds, truncated to µs
                 status="firing",
                 labels={"alertname": "NodeDown", "instance": "web1:9100"},
-                annotations={"summary": "down"},
+                # the sender's link kept as an annotation of its name (links.py)
+                annotations={"summary": "down", "generatorURL": "http://prometheus/graph"},
                 ends_at=None,
             )
         ]

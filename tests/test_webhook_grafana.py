@@ -93,7 +93,11 @@ async def test_grafana_body_is_stored_before_200(h: Harness) -> None:
         starts_at="2021-10-12T07:51:03.157076+00:00",
         status="firing",
         labels={"alertname": "High memory usage", "team": "blue", "zone": "us-1"},
-        annotations=DOC_BODY["alerts"][0]["annotations"],
+        annotations={
+            **DOC_BODY["alerts"][0]["annotations"],
+            "generatorURL": "https://play.grafana.org/alerting/1afz29v7z/edit",
+            "silenceURL": "https://play.grafana.org/alerting/silence/new?alertmanager=grafana",
+        },
         ends_at=None,
     )
     assert [a.labels["alertname"] for a in alerts] == ["High memory usage", "High CPU usage"]

@@ -356,6 +356,17 @@ def _per(key: str, example: str, least: int = 0) -> Any:
 _parse_max_runs = _per("max_runs", "3 per 6h")
 
 
+def _http_url(value: str) -> str:
+    from remediator.links import MAX_URL, safe_url
+
+    if safe_url(value) is None:
+        raise ValueError(
+            f"not a plain http(s) URL with a host (printable ASCII, no spaces or quotes, "
+            f"at most {MAX_URL} characters): {value[:80]!r}"
+        )
+    return value
+
+
 class RuleSpec(Model):
     """One remediation rule."""
 
@@ -381,6 +392,9 @@ class RuleSpec(Model):
     hold_timeout: Duration = 900.0
     dry_run: bool = False
     continue_: bool = Field(default=False, alias="continue")
+    # The runbook section for this rule's incidents (a link in Slack, email and `show`;
+    # it wins over the alert's own `runbook_url` annotation).
+    runbook_url: Annotated[str, AfterValidator(_http_url)] | None = None
 
     def approval_of(self, step: StepSpec, part: ActionCall | None = None) -> str:
         """The `approval:` of a step (or of one part of it): its own, else the step's,

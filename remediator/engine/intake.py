@@ -174,7 +174,12 @@ class Intake:
         self, tx: Tx, rule: RuleSpec, alert: Alert, reason: str, now: float
     ) -> None:
         incident = await tx.create_incident(
-            rule.name, alert.fingerprint, alert.starts_at, alert.labels, alert.annotations, now
+            rule.name,
+            alert.fingerprint,
+            alert.starts_at,
+            alert.labels,
+            _annotated(rule, alert),
+            now,
         )
         if incident is not None:
             await tx.audit(incident.id, Matched(rule.name), now)
@@ -214,7 +219,12 @@ class Intake:
 
     async def _open(self, tx: Tx, rule: RuleSpec, alert: Alert, now: float) -> None:
         incident = await tx.create_incident(
-            rule.name, alert.fingerprint, alert.starts_at, alert.labels, alert.annotations, now
+            rule.name,
+            alert.fingerprint,
+            alert.starts_at,
+            alert.labels,
+            _annotated(rule, alert),
+            now,
         )
         if incident is None:
             return
@@ -285,3 +295,10 @@ def _row(alert: Alert, now: float) -> dict[str, Any]:
         "ends_at": alert.ends_at,
         "at": now,
     }
+
+
+def _annotated(rule: RuleSpec, alert: Alert) -> dict[str, str]:
+    """The incident's annotations: the alert's, with the rule's `runbook_url` over its own."""
+    if rule.runbook_url is None:
+        return alert.annotations
+    return {**alert.annotations, "runbook_url": rule.runbook_url}

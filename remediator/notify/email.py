@@ -49,6 +49,7 @@ def _text_lines(view: IncidentView, reason: str, position: str, waiting: Any) ->
     lines += [f"  {visible(k)}={visible(v)}" for k, v in sorted(i.labels.items())]
     if view.link:
         lines += ["", f"Details: {view.link}"]
+    lines += [f"{link.title}: {link.url}" for link in view.links]
     return lines
 
 
@@ -69,7 +70,9 @@ def _html(view: IncidentView, reason: str, position: str, waiting: Any) -> str:
             "<h3>Waiting for approval; exactly this will run</h3>"
             f"<pre>{e(chr(10).join(command_lines(waiting)))}</pre>"
         )
-    link = f'<p><a href="{e(view.link)}">Details</a></p>' if view.link else ""
+    anchors = [("Details", view.link)] if view.link else []
+    anchors += [(link.title, link.url) for link in view.links]
+    link = "".join(f'<p><a href="{e(url)}">{e(title)}</a></p>' for title, url in anchors)
     return (
         f"<html><body><h2>{e(view.title)}</h2><p>Needs a human ({e(visible(position))}).</p>"
         f"<p><b>Reason:</b> {e(visible(reason))}<br><b>State:</b> {e(i.state.value)}</p>"

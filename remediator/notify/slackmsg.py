@@ -150,15 +150,20 @@ def _actions(view: IncidentView) -> Blocks:
     if view.incident.is_open and view.incident.state is not State.ACKNOWLEDGED and not paging_acked:
         elements.append(ack_button(view.incident.id))
     if view.link:
-        elements.append(
-            {
-                "type": "button",
-                "text": {"type": "plain_text", "text": "Details"},
-                "url": view.link,
-                "action_id": "link",
-            }
-        )
+        elements.append(_link_button("link", "Details", view.link))
+    for link in view.links:
+        elements.append(_link_button(f"link_{link.title.lower()}", link.title, link.url))
     return [{"type": "actions", "elements": elements}] if elements else []
+
+
+def _link_button(action_id: str, title: str, url: str) -> dict[str, Any]:
+    """A button that opens `url` (Slack still sends its click: slackapp ignores it)."""
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": title},
+        "url": url,
+        "action_id": action_id,
+    }
 
 
 def incident_message(view: IncidentView) -> tuple[str, Blocks]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from remediator.links import Link, links_of
 from remediator.notify.text import one_line
 from remediator.store.base import Tx
 from remediator.store.records import Approval, Escalation, Incident, StepRecord, Vote
@@ -18,6 +19,11 @@ class IncidentView:
     approvals: list[Approval]
     escalation: Escalation | None
     link: str | None
+
+    @property
+    def links(self) -> list[Link]:
+        """Runbook, dashboard, panel, source: plain http(s) URLs only (links.py)."""
+        return links_of(self.incident.annotations)
 
     @property
     def title(self) -> str:

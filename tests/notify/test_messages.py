@@ -29,6 +29,7 @@ def test_approval_request_shows_every_line_of_the_nft_script() -> None:
     _, mail, html = page_email(approval.incident, "needs approval", "approval", plan.describe())
     detail = IncidentDetail(
         **IncidentSummary.of(approval.incident.incident).model_dump(),
+        links=[],
         steps=[],
         approvals=[ApprovalOut.of(approval.approval)],
         escalation=None,
@@ -155,6 +156,7 @@ def test_an_approval_request_names_the_policy_it_is_asked_under() -> None:
     assert "approval_policy" not in slack
     detail = IncidentDetail(
         **IncidentSummary.of(approval.incident.incident).model_dump(),
+        links=[],
         steps=[],
         approvals=[ApprovalOut.of(approval.approval)],
         escalation=None,

@@ -43,6 +43,7 @@ def test_email_and_show_list_every_part() -> None:
         assert "capture-forensics --out /var/evidence" in text
     detail = IncidentDetail(
         **IncidentSummary.of(approval.incident.incident).model_dump(),
+        links=[],
         steps=[],
         approvals=[ApprovalOut.of(approval.approval)],
         escalation=None,

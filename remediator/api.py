@@ -18,7 +18,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from remediator import control, openapi
+from remediator import auditapi, control, openapi
 from remediator.apimodels import (
     ApprovalOut,
     AuditEntry,
@@ -38,6 +38,7 @@ from remediator.apimodels import (
     StepOut,
 )
 from remediator.auth import AdminTokens, TokenHolder
+from remediator.config.names import SHARED_TOKEN_NAME
 from remediator.engine import approvals
 from remediator.engine.context import EngineContext
 from remediator.engine.decisions import Outcome, Result, Voter
@@ -95,7 +96,12 @@ async def _body(request: web.Request, model: type[BodyT]) -> BodyT | web.Respons
         return _error(400, _body_problem(model, exc))
 
 
-def _voter(holder: TokenHolder, by: str | None) -> Voter | web.Response:
+def _via(request: web.Request) -> str:
+    """Through what a person decided: the CLI says so in a header; else the API."""
+    return "cli" if request.headers.get(openapi.CLIENT_HEADER) == "cli" else "api"
+
+
+def _voter(holder: TokenHolder, by: str | None, via: str) -> Voter | web.Response:
     """Who decides: a personal token's owner (`by` must match if given); with the shared
     token, `by` (required) is checked against approvers but all its votes are one person."""
     if holder.owner is None:
@@ -105,14 +111,14 @@ def _voter(holder: TokenHolder, by: str | None) -> Voter | web.Response:
                 f'"by" ({BY_HINT}) is required with the shared admin token;'
                 " a personal token (server.admin_tokens) decides as its owner",
             )
-        return Voter.shared_token(by)
+        return Voter.shared_token(by, via)
     if by is not None and by != holder.owner:
         return _error(
             403,
             f"this admin token is {holder.owner}'s: it decides as {holder.owner}, not as {by}"
             f' (leave "by" out, or send "by": "{holder.owner}")',
         )
-    return Voter.person(holder.owner, "api")
+    return Voter.person(holder.owner, via)
 
 
 def _decided(outcome: Outcome) -> web.Response:
@@ -158,6 +164,7 @@ class AdminApi:
             ("POST", "/api/pause", self.pause),
             ("POST", "/api/resume", self.resume),
             ("GET", "/api/replicas", self.list_replicas),
+            ("GET", "/api/audit", self.audit),
         ]
         for method, path, handler in table:
             app.router.add_route(method, path, self._guarded(handler))
@@ -222,7 +229,7 @@ class AdminApi:
             steps=[StepOut.of(s) for s in steps],
             approvals=[ApprovalOut.of(a) for a in asked],
             escalation=EscalationOut.of(esc) if esc else None,
-            audit=[AuditEntry.of(a) for a in audit],
+            audit=[AuditEntry.of_row(a) for a in audit],
         )
         return _reply(detail)
 
@@ -233,7 +240,7 @@ class AdminApi:
             return body
         holder = request[HOLDER]
         assert isinstance(holder, TokenHolder)  # _guarded put it there
-        voter = _voter(holder, body.by.strip() if body.by is not None else None)
+        voter = _voter(holder, body.by.strip() if body.by is not None else None, _via(request))
         if isinstance(voter, web.Response):
             return voter
         reason = body.reason
@@ -270,7 +277,12 @@ class AdminApi:
         body = await _body(request, PauseBody)
         if isinstance(body, web.Response):
             return body
-        state = await control.set_paused(self.ctx.store, paused, body.reason, self.ctx.clock.now())
+        holder: TokenHolder = request[HOLDER]
+        who = holder.owner or SHARED_TOKEN_NAME
+        now = self.ctx.clock.now()
+        state = await control.set_paused(
+            self.ctx.store, paused, body.reason, now, by=who, via=_via(request)
+        )
         if not paused:
             self.ctx.work_ready.set()
         return _reply(PauseState(paused=state.paused, reason=state.reason, since=state.since))
@@ -282,6 +294,10 @@ class AdminApi:
     async def resume(self, request: web.Request) -> web.Response:
         """POST /api/resume."""
         return await self._switch(request, False)
+
+    async def audit(self, request: web.Request) -> web.Response:
+        """GET /api/audit[?cursor=&since=&incident=&limit=]."""
+        return await auditapi.handle(self.ctx.store, request, self.ctx.clock.now())
 
     async def list_replicas(self, _: web.Request) -> web.Response:
         """GET /api/replicas: replicas seen in the last minute, with their config hash."""

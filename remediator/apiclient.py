@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from remediator import openapi
 from remediator.config.models import Config, parse_listen
 from remediator.errors import RemediatorError
 
@@ -81,7 +82,8 @@ class AdminClient:
             self.url + path,
             data=data,
             method=method,
-            headers={"Content-Type": "application/json"},
+            # Says the decisions it carries came through the CLI (their audit's `via`).
+            headers={"Content-Type": "application/json", openapi.CLIENT_HEADER: "cli"},
         )
         # Not copied onto a redirect: the token goes to this daemon only.
         req.add_unredirected_header("Authorization", f"Bearer {self.token}")

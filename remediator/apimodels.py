@@ -11,8 +11,10 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from remediator.auditview import cursor_text, rfc3339, spoken
 from remediator.store.records import (
     ApprovalState,
+    AuditRow,
     EscalationState,
     State,
     StepState,
@@ -90,11 +92,50 @@ class EscalationOut(Reply):
 
 
 class AuditEntry(Reply):
-    """One recorded transition or decision."""
+    """One recorded transition or decision (in `detail`, steps count from 1 and moments
+    are RFC 3339, as the CLI shows them)."""
 
     at: float
     event: str
     detail: dict[str, Any]
+
+    @classmethod
+    def of_row(cls, row: AuditRow) -> AuditEntry:
+        """From a stored row, its detail as people read it."""
+        return cls(at=row.at, event=row.event, detail=spoken(row.detail))
+
+
+class AuditRecord(Reply):
+    """One row of the whole audit trail (GET /api/audit), for people and SIEMs."""
+
+    cursor: str = Field(description="this row's position: pass it as `cursor` to go on after it")
+    id: int
+    at: str = Field(description="when, RFC 3339 (UTC)")
+    incident: int | None = Field(description="the incident, or null for global events")
+    event: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def of_row(cls, row: AuditRow) -> AuditRecord:
+        """From a stored row."""
+        return cls(
+            cursor=cursor_text(row.xact, row.id),
+            id=row.id,
+            at=rfc3339(row.at),
+            incident=row.incident_id,
+            event=row.event,
+            detail=spoken(row.detail),
+        )
+
+
+class AuditPage(Reply):
+    """GET /api/audit: rows in commit order, and where to go on from."""
+
+    entries: list[AuditRecord]
+    cursor: str = Field(
+        description="pass it back as `cursor` for the rows after these (the same cursor "
+        "when there are none yet): followed this way, no row is missed or repeated"
+    )
 
 
 class LinkOut(Reply):

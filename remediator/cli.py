@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 
 from remediator import __version__, apiclient, cliviews, control, openapi, replay, ruletest
 from remediator.apimodels import (
+    AuditPage,
+    AuditRecord,
     DecisionReply,
     IncidentDetail,
     IncidentList,
@@ -33,6 +36,7 @@ from remediator.store.base import Store
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+FOLLOW_EVERY_S = 2.0  # `audit --follow`: how often to ask for new rows
 
 
 def _config_path(value: str | None) -> Path:
@@ -103,6 +107,10 @@ def _model(
     if args.json:
         cliviews.print_json(reply)
         return None
+    return _parse(model, reply, client)
+
+
+def _parse(model: type[M], reply: dict[str, Any], client: apiclient.AdminClient) -> M:
     try:
         return model.model_validate(reply)
     except ValidationError as exc:
@@ -166,6 +174,34 @@ def cmd_pause(args: argparse.Namespace) -> int:
     if state := _model(args, PauseState, reply, client):
         cliviews.console().print(cliviews.pause_line(state))
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Print the audit trail: a table, or JSON lines (--json) for a SIEM; --follow waits
+    for new rows (the cursor carries on: none missed, none repeated)."""
+    client = _client(args)
+    query = {"limit": str(openapi.MAX_LIMIT)}
+    if args.since:
+        query["since"] = args.since
+    if args.incident:
+        query["incident"] = str(args.incident)
+    rows: list[AuditRecord] = []
+    while True:
+        page = _parse(AuditPage, client.get("/api/audit", query), client)
+        query["cursor"] = page.cursor
+        for entry in page.entries:
+            if args.json:
+                print(json.dumps(entry.model_dump(mode="json"), sort_keys=True), flush=True)
+            else:
+                rows.append(entry)
+        if page.entries:
+            continue
+        if not args.json and (rows or not args.follow):
+            cliviews.console().print(cliviews.audit_table(rows))
+            rows = []
+        if not args.follow:
+            return 0
+        time.sleep(FOLLOW_EVERY_S)
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
@@ -313,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = admin("pause", "pause all automation (notifications go on)", cmd_pause)
     p.add_argument("--reason", help="why, for the audit and the metrics")
     admin("resume", "resume automation; held steps run if still wanted", cmd_pause)
+    p = admin("audit", "print the audit trail (every incident's and global events)", cmd_audit)
+    p.add_argument("--since", help="from this long ago (24h) or this RFC 3339 time on")
+    p.add_argument("--incident", type=int, metavar="ID", help="only this incident's rows")
+    p.add_argument("--follow", action="store_true", help="keep printing new rows as they come")
     admin("replicas", "list replicas seen in the last minute, with their rules' hash", cmd_replicas)
     command("quarantine", "list (rule, target) pairs quarantined", cmd_quarantine)
     p = command("dead-letters", "list items a loop failed on (never retried)", cmd_dead_letters)

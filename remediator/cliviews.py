@@ -22,6 +22,7 @@ from remediator.actions.approval import policy_of
 from remediator.apimodels import (
     ApprovalOut,
     AuditEntry,
+    AuditRecord,
     IncidentDetail,
     IncidentSummary,
     PauseState,
@@ -168,6 +169,15 @@ def _approvals(approvals: list[ApprovalOut]) -> Table:
             when(a.expires_at),
             safe(a.decided_by),
         )
+    return table
+
+
+def audit_table(rows: list[AuditRecord]) -> Table:
+    """GET /api/audit: when, which incident, what, and its detail."""
+    table = _table("Audit", ["AT", "INCIDENT", "EVENT", "DETAIL"])
+    for a in rows:
+        incident = str(a.incident) if a.incident is not None else "-"
+        table.add_row(a.at, incident, safe(a.event), safe(json.dumps(a.detail, sort_keys=True)))
     return table
 
 

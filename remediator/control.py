@@ -17,13 +17,24 @@ from remediator.store.payloads import Pause
 from remediator.store.records import DeadLetter, TargetHealth
 
 
-async def set_paused(store: Store, paused: bool, reason: str | None, now: float) -> Pause:
-    """Pause or resume all automation; on resume, held steps become due at once."""
+async def set_paused(
+    store: Store,
+    paused: bool,
+    reason: str | None,
+    now: float,
+    *,
+    by: str | None = None,
+    via: str | None = None,
+) -> Pause:
+    """Pause or resume all automation; on resume, held steps become due at once. The
+    audit row says who (`by`) and through what (`via`: api, cli)."""
     # A replica waking the same held steps (or pausing too) at once: run again, not lost.
-    return await retry_conflict(partial(_set_paused, store, paused, reason, now))
+    return await retry_conflict(partial(_set_paused, store, paused, reason, now, by, via))
 
 
-async def _set_paused(store: Store, paused: bool, reason: str | None, now: float) -> Pause:
+async def _set_paused(
+    store: Store, paused: bool, reason: str | None, now: float, by: str | None, via: str | None
+) -> Pause:
     async with store.write() as tx:
         old = await tx.pause()
         if old.paused == paused:
@@ -31,9 +42,10 @@ async def _set_paused(store: Store, paused: bool, reason: str | None, now: float
         new = Pause(paused=paused, reason=reason, since=now)
         await tx.set_pause(new, now)
         if paused:
-            await tx.audit(None, Paused(reason), now)
+            await tx.audit(None, Paused(reason, by, via), now)
         else:
-            await tx.audit(None, Resumed(reason, await tx.wake_held(["pause"], now)), now)
+            woken = await tx.wake_held(["pause"], now)
+            await tx.audit(None, Resumed(reason, woken, by, via), now)
         return new
 
 

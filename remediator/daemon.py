@@ -164,7 +164,7 @@ class Daemon:
                 extra_routes,
                 lambda: readiness(store, self.clock, ctx.config_hash),
             )
-            reloader = Reloader(ctx, self.metrics, self.clock.now)
+            reloader = Reloader(ctx, self.metrics, self.clock.now, engine.owner)
             await self._serve(app, host, port, store, ingestor, engine, outbox, reloader, socket)
             await decisions.close()
         finally:

@@ -16,6 +16,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from remediator import __version__
 from remediator.apimodels import (
+    AuditPage,
     DecisionBody,
     DecisionReply,
     ErrorReply,
@@ -32,6 +33,8 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 STATE_FILTERS = ["open", "closed", *(s.value for s in State)]
 DOCUMENT_PATH = "/api/openapi.json"
+# Sent by `remediator` CLI commands: decisions through them are audited `via: cli`.
+CLIENT_HEADER = "X-Remediator-Client"
 
 ERRORS = {
     400: "bad query or body; `error` says which and how to fix it",
@@ -64,6 +67,37 @@ LIST_PARAMS = [
         "in": "query",
         "required": False,
         "description": "at most this many, newest first",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    },
+]
+
+AUDIT_PARAMS = [
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "the `cursor` of the previous page (or of a row): the rows after it",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,19}-[0-9]{1,19}$"},
+    },
+    {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "description": "only rows from this time on: a duration ago (`24h`) or RFC 3339",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "incident",
+        "in": "query",
+        "required": False,
+        "description": "only this incident's rows",
+        "schema": {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "at most this many rows in the page",
         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
     },
 ]
@@ -143,6 +177,15 @@ OPERATIONS = (
         PauseState,
         (400, *_ADMIN),
         body=PauseBody,
+    ),
+    Operation(
+        "get",
+        "/api/audit",
+        "listAudit",
+        "The audit trail in commit order, page by page (follow `cursor` for no gaps)",
+        AuditPage,
+        (400, *_ADMIN),
+        tuple(AUDIT_PARAMS),
     ),
     Operation(
         "get",

@@ -10,6 +10,7 @@ slack, email, notifications, record) are not swapped; a change to them is logged
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +23,9 @@ from remediator.config.loader import YAML_SUFFIXES
 from remediator.config.models import Config
 from remediator.deadletters import describe
 from remediator.engine.context import EngineContext
-from remediator.errors import ConfigError
+from remediator.errors import ConfigError, StoreError
 from remediator.metrics import Metrics
+from remediator.store.events import ConfigReloaded
 
 log = logging.getLogger(__name__)
 RESTART_ONLY = (
@@ -62,11 +64,19 @@ def merge(running: Config, loaded: Config) -> tuple[Config, list[str]]:
 class Reloader:
     """Owns the reload of one daemon's config."""
 
-    def __init__(self, ctx: EngineContext, metrics: Metrics, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        ctx: EngineContext,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        replica: str = "",
+    ) -> None:
         self.ctx = ctx
         self.metrics = metrics
         self.clock = clock
+        self.replica = replica  # whose reload the audit row records
         self._lock = asyncio.Lock()
+        self._digests = file_digests(self.files())
         metrics.reload_time.set(clock())
 
     async def reload(self, why: str) -> bool:
@@ -82,6 +92,7 @@ class Reloader:
                 self.metrics.poison_items.labels(loop="reload").inc()
                 self._failed(why, [f"{path}: {describe(exc)}"])
                 return False
+            previous = self.ctx.config_hash
             try:
                 merged, restart = merge(self.ctx.config, loaded)
                 self.ctx.swap_config(merged)
@@ -104,7 +115,34 @@ class Reloader:
                     "config sections changed that only a restart applies; still running the old",
                     extra={"sections": restart},
                 )
+            await self._record(why, previous)
             return True
+
+    async def _record(self, why: str, previous: str) -> None:
+        """An audit row of the reload: which files changed and the hash now running."""
+        digests = await asyncio.to_thread(file_digests, self.files())
+        changed = sorted(
+            name
+            for name in digests.keys() | self._digests.keys()
+            if digests.get(name) != self._digests.get(name)
+        )
+        self._digests = digests
+        entry = ConfigReloaded(why, changed, self.ctx.config_hash, previous, self.replica)
+        try:
+            async with self.ctx.store.write() as tx:
+                await tx.audit(None, entry, self.clock())
+        except StoreError as exc:  # the reload stands; only its record is missing
+            log.error("reload not recorded in the audit trail", extra={"error": str(exc)})
+
+    def files(self) -> list[Path]:
+        """remediator.yml and the YAML files directly in rules/ and policies/."""
+        found = [self.ctx.config.path]
+        for folder in self.watched():
+            if folder.is_dir():
+                found += sorted(p for p in folder.iterdir() if p.suffix in YAML_SUFFIXES)
+            else:
+                found.append(folder)
+        return found
 
     def _failed(self, why: str, problems: list[str]) -> None:
         self.metrics.reload_ok.set(0)
@@ -152,3 +190,14 @@ class Reloader:
                 "watching rules/ and policies/ failed; reload with SIGHUP",
                 extra={"error": str(exc)},
             )
+
+
+def file_digests(paths: list[Path]) -> dict[str, str]:
+    """SHA-256 of each readable file, by path (a file that cannot be read is left out)."""
+    digests = {}
+    for path in paths:
+        try:
+            digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            continue
+    return digests

@@ -56,7 +56,7 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Voter:
-    """Who decides, and through what (`via`: slack, api, test, timeout).
+    """Who decides, and through what (`via`: slack, api, cli, test, timeout).
 
     `key` is one person: it counts once toward `required` and is recorded as `by`.
     `name` is checked against `approvers` and `acknowledgers`. They are the same person
@@ -75,9 +75,9 @@ class Voter:
         return cls(who, who, via)
 
     @classmethod
-    def shared_token(cls, name: str) -> Voter:
+    def shared_token(cls, name: str, via: str = "api") -> Voter:
         """A holder of the shared admin token, giving `name` (unverified)."""
-        return cls(SHARED_TOKEN, name, "api")
+        return cls(SHARED_TOKEN, name, via)
 
     @property
     def shown(self) -> str:

@@ -228,6 +228,14 @@ class AuditTx(Protocol):
     async def audit(self, incident_id: int | None, entry: AuditEntry, now: float) -> None: ...
     async def audit_for(self, incident_id: int) -> list[AuditRow]: ...
     async def audit_since(self, after_id: int) -> list[AuditRow]: ...
+    async def audit_page(
+        self,
+        after: tuple[int, int],
+        limit: int,
+        *,
+        incident_id: int | None = None,
+        since: float | None = None,
+    ) -> list[AuditRow]: ...
 
 
 class Tx(

@@ -264,12 +264,27 @@ class NotificationFailed(_Entry, frozen=True):
 class Paused(_Entry, frozen=True):
     event: ClassVar[str] = "paused"
     reason: str | None
+    by: str | None = None  # who (an admin token's owner, or admin-token)
+    via: str | None = None  # through what: api, cli
 
 
 class Resumed(_Entry, frozen=True):
     event: ClassVar[str] = "resumed"
     reason: str | None
     steps_resumed: int
+    by: str | None = None
+    via: str | None = None
+
+
+class ConfigReloaded(_Entry, frozen=True):
+    """A reload swapped in new rules, policies or inventory (a global row)."""
+
+    event: ClassVar[str] = "config_reloaded"
+    why: str  # SIGHUP, or the files a watch saw change
+    changed: list[str]  # the config's files whose content differs from the last load
+    config_hash: str  # now running
+    previous_hash: str
+    replica: str  # which replica reloaded (each does, on its own files)
 
 
 class PoisonItem(_Entry, frozen=True):

@@ -75,6 +75,21 @@ def _outbox_owner(conn: Connection) -> None:
     _add_columns(conn, "outbox", (("claimed_by", "VARCHAR(64)"),))
 
 
+def _audit_order(conn: Connection) -> None:
+    _add_columns(conn, "audit", (("xact", "BIGINT NOT NULL DEFAULT 0"),))
+    next(i for i in schema.audit.indexes if i.name == "ix_audit_xact").create(conn, checkfirst=True)
+    if conn.dialect.name == "postgresql":
+        # Rows committed by different transactions can carry ids out of commit order (a
+        # sequence hands them out before commit); the transaction id, with the snapshot's
+        # xmin, lets a reader follow the trail without gaps (sqltx.audit_page).
+        conn.execute(
+            text(
+                "ALTER TABLE audit ALTER COLUMN xact "
+                "SET DEFAULT (pg_current_xact_id()::text::bigint)"
+            )
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "guards: settings, holds, target health", _guards),
@@ -85,6 +100,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "inbox lease (replicas share the inbox)", _inbox_lease),
     Migration(8, "replicas (heartbeats)", _replicas),
     Migration(9, "outbox claim owner (as work rows have)", _outbox_owner),
+    Migration(10, "audit commit order (a gapless cursor for GET /api/audit)", _audit_order),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -137,6 +137,7 @@ class AuditRow:
     at: float
     event: str
     detail: dict[str, Any]
+    xact: int = 0  # commit order (schema.audit): (xact, id) is a reader's cursor
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,12 @@ audit = Table(
     Column("at", Float, nullable=False),
     Column("event", Str(64), nullable=False),
     Column("detail", JSON, nullable=False),
+    # Commit order for readers that follow the trail (GET /api/audit): on PostgreSQL the
+    # writing transaction's id (migration 10 sets the default), 0 on SQLite (one writer:
+    # ids are already in commit order) and for rows written before version 10.
+    Column("xact", BigInteger, nullable=False, server_default="0"),
     Index("ix_audit_incident", "incident_id", "id"),
+    Index("ix_audit_xact", "xact", "id"),
 )
 
 cooldowns = Table(

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, bindparam, exists, func, insert, select, update
+from sqlalchemy import (
+    Row,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from remediator.store import leases
@@ -56,6 +68,10 @@ def _step(row: Row[Any]) -> StepRecord:
     m = dict(row._mapping)
     m["state"] = StepState(m["state"])
     return StepRecord(**m)
+
+
+# The oldest transaction still running: rows of transactions below it are all committed.
+PG_XMIN = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
 
 class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, ReplicaQueries):
@@ -392,8 +408,34 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
             select(t.audit).where(t.audit.c.id > after_id).order_by(t.audit.c.id)
         )
 
+    async def audit_page(
+        self,
+        after: tuple[int, int],
+        limit: int,
+        *,
+        incident_id: int | None = None,
+        since: float | None = None,
+    ) -> list[AuditRow]:
+        """Up to `limit` audit rows after the cursor `after` (xact, id), in commit order.
+
+        Followed page by page it misses no row and repeats none: on PostgreSQL a row is
+        only returned once no transaction that could still commit a row before it is
+        running (its xact below the snapshot's xmin); SQLite has one writer, so ids are
+        already in commit order (xact 0).
+        """
+        a = t.audit.c
+        x, i = after
+        q = select(t.audit).where(or_(a.xact > x, and_(a.xact == x, a.id > i)))
+        if self.conn.dialect.name == "postgresql":
+            q = q.where(a.xact < literal_column(PG_XMIN))
+        if incident_id is not None:
+            q = q.where(a.incident_id == incident_id)
+        if since is not None:
+            q = q.where(a.at >= since)
+        return await self._audit(q.order_by(a.xact, a.id).limit(limit))
+
     async def _audit(self, q: Select[Any]) -> list[AuditRow]:
         return [
-            AuditRow(r.id, r.incident_id, r.at, r.event, r.detail)
+            AuditRow(r.id, r.incident_id, r.at, r.event, r.detail, r.xact)
             for r in await self.conn.execute(q)
         ]

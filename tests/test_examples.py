@@ -7,16 +7,38 @@ with `remediator check` and its rule tests with `remediator test`.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 SYSTEMS = sorted(p.parent.name for p in EXAMPLES.glob("*/remediator.yml"))
+
+# Each runbook's placeholder base, and how the rules files' comments name that runbook.
+RUNBOOK_BASES = {
+    "https://runbooks.example.com/kaldrix-handoff/": r"KALDRIX handoff",
+    "https://runbooks.example.com/dinari-playbook/": r"DINARI playbook",
+    "https://runbooks.example.com/findag-runbooks/": r"FinDAG (Operational )?runbooks",
+    "https://runbooks.example.com/ainur-runbook/": r"Ainur runbook",
+    "https://runbooks.example.com/phoenix-guide/": r"Phoenix guide",
+}
+# The runbook each configuration follows (the top-level one also borrows from the others).
+SYSTEM_BASES = {
+    "kaldrix": "https://runbooks.example.com/kaldrix-handoff/",
+    "dinari": "https://runbooks.example.com/dinari-playbook/",
+    "findag": "https://runbooks.example.com/findag-runbooks/",
+    "ainur": "https://runbooks.example.com/ainur-runbook/",
+    "phoenix": "https://runbooks.example.com/phoenix-guide/",
+}
+RULES_FILES = sorted((REPO / "rules").glob("*.yml")) + sorted(EXAMPLES.glob("*/rules/*.yml"))
+# A GitHub-style heading anchor: lowercase words joined by hyphens.
+ANCHOR = re.compile(r"#[a-z0-9][a-z0-9_-]*")
 
 
 def remediator(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -39,6 +61,40 @@ def test_every_runbook_system_is_shipped() -> None:
     (an empty or partial glob would pass them without checking those): the KALDRIX
     handoff is the repo's own top-level configuration, the four others are examples."""
     assert SYSTEMS == ["ainur", "dinari", "findag", "phoenix"]
+
+
+def test_every_shipped_configuration_has_rules_files() -> None:
+    """The runbook-link check below runs over the repo's own rules and every example's
+    (an empty glob would pass it without checking those)."""
+    systems = {"kaldrix" if f.parent.parent == REPO else f.parent.parent.name for f in RULES_FILES}
+    assert systems == {"kaldrix", *SYSTEMS}
+
+
+@pytest.mark.parametrize("rules_file", RULES_FILES, ids=lambda f: str(f.relative_to(REPO)))
+def test_every_shipped_rule_links_its_runbook_section(rules_file: Path) -> None:
+    """Every rule of the shipped configurations sets `runbook_url:` to a section of the
+    runbook its file cites (the Runbook button of its pages), under that runbook's
+    placeholder base, and the file says the URLs are placeholders: a new rule without a
+    link, or with another runbook's, fails here."""
+    system = "kaldrix" if rules_file.parent.parent == REPO else rules_file.parent.parent.name
+    text = rules_file.read_text()
+    header = text[: text.index("\nrules:")]
+    where = f"{rules_file.name}: its top comment should say the runbook URLs are placeholders"
+    assert "placeholder" in header, where
+    assert "runbooks.example.com" in header, where
+    rules = yaml.safe_load(text)["rules"]
+    assert rules
+    for rule in rules:
+        url = rule.get("runbook_url")
+        assert isinstance(url, str), f"{rule['name']}: no runbook_url"
+        base, _, anchor = url.partition("#")
+        assert ANCHOR.fullmatch("#" + anchor), f"{rule['name']}: {url} has no section anchor"
+        assert base in RUNBOOK_BASES, f"{rule['name']}: {url} is not a runbook's base"
+        if system == "kaldrix":
+            # The handoff's rules borrow other runbooks' sections, citing them by name.
+            assert re.search(RUNBOOK_BASES[base], text), f"{rule['name']}: {url}, not cited"
+        else:
+            assert base == SYSTEM_BASES[system], f"{rule['name']}: {url} is not {system}'s"
 
 
 @pytest.mark.parametrize("system", SYSTEMS)

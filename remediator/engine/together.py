@@ -1,16 +1,17 @@
 """An action's run as a step's part, and the parts of an `all:` step run together.
 
-The parts share the step's one `before_send` (mark executing): the first part to call it
-runs it, the others await that same result, so the step is marked once, and when it
-says the step is no longer ours to run (ClaimLost, StepCancelled) every part gets that
-exception before sending anything.
+The parts share the step's one `before_send` (mark executing) as a barrier: it runs once
+every part is ready to send (or has ended without sending, as a refused SSH connect
+does), so the one check that the step is still ours to run (ClaimLost, StepCancelled:
+resolved, acknowledged or taken over meanwhile) comes right before every part's send,
+however long another part took to connect; when it says no, no part sends anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from remediator.actions.base import Action, BeforeSend, Outcome, Plan, clip_output
@@ -31,13 +32,50 @@ class PartResult:
 
 
 class MarkOnce:
-    """A `before_send` shared by several parts: runs once, every caller gets its result."""
+    """A `before_send` shared by `parts` parts: it runs once, when every part has arrived
+    (called it, or ended without calling it), and every caller gets its result."""
 
-    def __init__(self, mark: BeforeSend) -> None:
+    def __init__(self, mark: BeforeSend, parts: int = 1) -> None:
         self._mark = mark
+        self._waiting = parts
+        self._all_here = asyncio.Event()
         self._done: asyncio.Future[None] | None = None
+        if parts <= 0:
+            self._all_here.set()
+
+    def part(self) -> tuple[BeforeSend, Callable[[], None]]:
+        """One part's `before_send`, and what to call when that part ends."""
+        arrived = False
+
+        def arrive() -> None:
+            nonlocal arrived
+            if not arrived:
+                arrived = True
+                self._waiting -= 1
+                if self._waiting <= 0:
+                    self._all_here.set()
+
+        async def before_send() -> None:
+            arrive()
+            await self()
+
+        return before_send, arrive
+
+    @property
+    def marked(self) -> bool:
+        """Whether the mark ran and said the step is still ours (parts may have sent)."""
+        done = self._done
+        return done is not None and done.done() and not done.cancelled() and not done.exception()
+
+    def failure(self) -> BaseException | None:
+        """The mark's own exception (ClaimLost, StepCancelled, a store error), if any."""
+        done = self._done
+        if done is None or not done.done() or done.cancelled():
+            return None
+        return done.exception()
 
     async def __call__(self) -> None:
+        await self._all_here.wait()
         if self._done is None:
             self._done = asyncio.ensure_future(self._mark())
             # Retrieved here too, should every caller have been cancelled meanwhile.
@@ -68,14 +106,32 @@ async def run_together(
     parts: Sequence[tuple[Action, Plan]], before_send: BeforeSend
 ) -> list[PartResult]:
     """Start every part at once and wait for all of them (a failed part stops none)."""
-    mark = MarkOnce(before_send)
-    done = await asyncio.gather(
-        *(run_part(action, plan, mark) for action, plan in parts), return_exceptions=True
-    )
+    mark = MarkOnce(before_send, len(parts))
+
+    async def one(action: Action, plan: Plan) -> PartResult:
+        send, ended = mark.part()
+        started = time.perf_counter()
+        try:
+            return await run_part(action, plan, send)
+        except Exception as exc:
+            if exc is mark.failure():
+                raise
+            # A bug in one part: it fails alone, on record. Sent or not cannot be known
+            # once the step was marked; before that, it sent nothing.
+            why = f"internal error: {type(exc).__name__}: {exc}"
+            state = StepState.UNKNOWN if mark.marked else StepState.FAILED
+            outcome = Outcome(ok=state is StepState.UNKNOWN, error=why)
+            return PartResult(plan.action, state, outcome, time.perf_counter() - started)
+        finally:
+            ended()
+
+    done = await asyncio.gather(*(one(a, p) for a, p in parts), return_exceptions=True)
+    if (failure := mark.failure()) is not None:
+        raise failure  # ClaimLost, StepCancelled...: no part sent anything
     results = []
     for result in done:
         if isinstance(result, BaseException):
-            raise result  # the mark's ClaimLost or StepCancelled: no part sent anything
+            raise result  # cancelled
         results.append(result)
     return results
 

@@ -4,14 +4,17 @@ part's outcome is in the audit."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support import storeview
 from support.daemon import write_config
 from support.engine_harness import EngineHarness, notification
 from support.sshd import SshServer
 
+from remediator.actions.sshpool import SshPool
 from remediator.config import load_config
 from remediator.engine import approvals
 from remediator.engine.decisions import Result, Voter
@@ -242,5 +245,45 @@ async def test_a_part_whose_target_left_the_inventory_refuses_the_step(
         assert refused == "target 'web2' is no longer in the inventory"
         assert sshd.calls("capture") == []
         assert "step_dispatching" not in h.events()
+    finally:
+        await h.close()
+
+
+async def test_no_part_sends_after_the_alert_resolved_while_another_part_connected(
+    tmp_path: Path, sshd: SshServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `notify` part is ready at once, the `ssh` part is still connecting (a slow host)
+    when the alert resolves: the step's one "still ours?" check waits for every part, so
+    it comes after the resolve and neither part sends (as a single step's would not)."""
+    sshd.install_recorder("lockdown")
+    rule = RULE.replace(
+        '{action: ssh, params: {argv: [capture, "{{ labels.instance }}"]}}',
+        '{action: notify, params: {message: "containing {{ labels.instance }}"}}',
+    )
+    gate = asyncio.Event()
+    real = SshPool.connection
+
+    async def slow(self: SshPool, host: Any) -> Any:
+        await gate.wait()  # a connect taking connect_timeout x connect_attempts
+        return await real(self, host)
+
+    monkeypatch.setattr(SshPool, "connection", slow)
+    h = await start(tmp_path, sshd, rule)
+    try:
+        run = asyncio.create_task(h.send(notification(ALERT)))
+        for _ in range(500):
+            if "step_dispatching" in h.events():
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # the notify part is at the barrier by now
+        assert "step_executing" not in h.events()
+        await h.send(notification(ALERT, "resolved"))
+        gate.set()
+        await run
+        await h.engine.tick()
+        assert sshd.calls("lockdown") == []
+        assert "step_not_sent" in h.events()
+        assert "step_executing" not in h.events()
+        assert [e for e in h.events() if e == "step_part"] == []
     finally:
         await h.close()

@@ -88,3 +88,38 @@ async def test_a_failed_part_fails_the_step_and_the_others_finish() -> None:
     assert not outcome.ok
     assert outcome.error == "part 1 (a) failed: boom"
     assert outcome.output == "[part 1 (a): failed]\n[part 2 (b): succeeded]\nb done"
+
+
+@dataclass
+class BuggyAction:
+    """Raises something no action should (a bug), before or after sending."""
+
+    after_send: bool
+
+    async def execute(self, plan: Plan, before_send: BeforeSend) -> Outcome:
+        if self.after_send:
+            await before_send()
+        raise KeyError("a bug")
+
+
+@pytest.mark.parametrize(
+    ("after_send", "state"), [(False, StepState.FAILED), (True, StepState.UNKNOWN)]
+)
+async def test_a_bug_in_one_part_fails_it_alone_and_keeps_the_others_outcomes(
+    after_send: bool, state: StepState
+) -> None:
+    """A part that raises an unexpected error is that part's outcome (failed if it broke
+    before the step was marked, unknown after: it may have sent); the other part still
+    sends and its outcome is kept, so the audit says which parts ran."""
+    marks: list[int] = []
+
+    async def mark() -> None:
+        marks.append(1)
+
+    good = FakeAction("good", connect_s=0.05)
+    actions = [good, BuggyAction(after_send)]
+    results = await run_together(list(zip(actions, plans("good", "buggy"), strict=True)), mark)  # type: ignore[arg-type]
+    assert [r.state for r in results] == [StepState.SUCCEEDED, state]
+    assert "internal error: KeyError" in (results[1].outcome.error or "")
+    assert good.sent == ["good"]
+    assert marks == [1]

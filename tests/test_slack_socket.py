@@ -157,6 +157,27 @@ def test_a_dropped_socket_is_replaced_and_clicks_still_arrive(
     storeview.wait_for("the step to run", lambda: "step_succeeded" in storeview.events(d.db, 1))
 
 
+def test_slacks_disconnect_notice_leaves_one_socket_that_is_read(
+    daemon: Daemon, slack: FakeSlack
+) -> None:
+    """Slack's `disconnect` message (sent routinely before it recycles a connection): the
+    daemon opens one new socket and closes the old one, never two at once (Slack spreads
+    envelopes over every open socket: one nobody reads would swallow clicks); an
+    envelope on the new socket is acknowledged and decided."""
+    d = daemon
+    slack.socket_delay_s = 0.8  # the new socket takes a while, as over the internet
+    slack.send_disconnect()
+    slack.wait_for("a second socket", lambda: slack.sockets_opened == 2)
+    slack.wait_for("the old one closed", lambda: slack.sockets_open() == 1)
+    time.sleep(1.5)  # no third socket from a second reconnect racing the first
+    assert slack.sockets_opened == 2
+    assert slack.sockets_open() == 1
+    approval_id = asked(d, slack)
+    eid = slack.send_envelope(click_payload("approve", approval_id, "U024BE7LH"))
+    storeview.wait_for("the step to run", lambda: "step_succeeded" in storeview.events(d.db, 1))
+    slack.wait_for("the ack", lambda: eid in slack.acks)
+
+
 def test_reconnection_backs_off_while_slack_refuses(
     tmp_path: Path, sshd: SshServer, slack: FakeSlack
 ) -> None:

@@ -133,9 +133,11 @@ async def test_replicas_never_take_the_same_inbox_rows(pg_url: str, tmp_path: Pa
     """Rows one replica took are not handed to another while its lease runs (it may be
     applying them); once the lease is over (the replica died) the other takes them."""
     a, b = _store(pg_url, tmp_path), _store(pg_url, tmp_path)
+    # b migrates the new store under the default lease: a's 0.5 s lease is also its
+    # sessions' idle-in-transaction limit, which a loaded machine can exceed mid-migration.
+    await b.open()
     a.inbox_lease_s = 0.5
     await a.open()
-    await b.open()
     try:
         await a.append_inbox([(1.0, "[]"), (2.0, "[]"), (3.0, "[]")])
         taken = await a.take_inbox(2)

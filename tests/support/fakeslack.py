@@ -54,6 +54,7 @@ class FakeSlack:
     sockets_opened: int = 0
     acks: list[str] = field(default_factory=list)  # envelope ids the client acknowledged
     refuse_sockets: bool = False  # apps.connections.open answers an error while set
+    socket_delay_s: float = 0.0  # a websocket handshake this slow (Slack's is not instant)
     _sockets: list[tuple[web.WebSocketResponse, Any]] = field(default_factory=list)
     _envelopes: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -128,6 +129,7 @@ class FakeSlack:
         return web.json_response({"ok": True, "url": url})
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        await asyncio.sleep(self.socket_delay_s)
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self.sockets_opened += 1
@@ -161,6 +163,16 @@ class FakeSlack:
         assert self._loop is not None
         asyncio.run_coroutine_threadsafe(send(), self._loop).result(10)
         return eid
+
+    def send_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Slack's notice that it will close this socket soon: the client opens a new one."""
+
+        async def send() -> None:
+            ws = next(w for w, _ in reversed(self._sockets) if not w.closed)
+            await ws.send_json({"type": "disconnect", "reason": reason, "debug_info": {}})
+
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(send(), self._loop).result(10)
 
     def drop_sockets(self) -> None:
         """Cut every open socket at the TCP level (no close frame), as a network drop does."""

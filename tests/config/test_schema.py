@@ -1,0 +1,230 @@
+"""`remediator schema`: JSON Schema of remediator.yml, rules and policies files, made from
+the models `check` uses; schemas/ keeps it, and every shipped YAML file validates with it
+(and names it on its first line, for editors)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from remediator.cli import main
+from remediator.config.schema import KINDS, Kind, file_name, render, schema
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMAS = REPO / "schemas"
+
+
+def shipped_files() -> list[tuple[Kind, Path]]:
+    """Every shipped remediator.yml with the rules and policies files it loads."""
+    out: list[tuple[Kind, Path]] = []
+    for config in [REPO / "remediator.yml", *sorted(REPO.glob("examples/*/remediator.yml"))]:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        out.append(("remediator", config))
+        for kind in ("rules", "policies"):
+            folder = config.parent / data[kind]
+            out += [(kind, p) for p in sorted(folder.glob("*.yml"))]
+    return out
+
+
+SHIPPED = shipped_files()
+
+
+def validator(kind: Kind) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema(kind))
+
+
+def errors(kind: Kind, text: str) -> list[str]:
+    """jsonschema's messages, with those of each anyOf branch (what editors show)."""
+    data = yaml.safe_load(textwrap.dedent(text))
+    pending = list(validator(kind).iter_errors(data))
+    found = []
+    while pending:
+        error = pending.pop()
+        found.append(error.message)
+        pending += error.context or []
+    return found
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_the_committed_schema_is_the_generated_one(kind: Kind) -> None:
+    """schemas/KIND.schema.json is what `remediator schema KIND` prints: a model changed
+    without regenerating fails here, saying how to regenerate."""
+    committed = (SCHEMAS / file_name(kind)).read_text(encoding="utf-8")
+    assert committed == render(kind), (
+        f"schemas/{file_name(kind)} is out of date with the models: run `make schemas` "
+        f"(or `remediator schema {kind} > schemas/{file_name(kind)}`) and commit it"
+    )
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_the_schema_is_draft_2020_12_with_id_title_and_description(kind: Kind) -> None:
+    """Each schema is a valid draft 2020-12 schema that says what file it describes."""
+    doc = schema(kind)
+    jsonschema.Draft202012Validator.check_schema(doc)
+    assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert doc["$id"].endswith(f"/schemas/{file_name(kind)}")
+    assert doc["title"]
+    assert doc["description"]
+
+
+def test_the_schema_command_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    """`remediator schema rules` prints the rules schema as JSON, and exits 0."""
+    assert main(["schema", "rules"]) == 0
+    assert json.loads(capsys.readouterr().out) == schema("rules")
+
+
+def test_every_shipped_file_is_checked() -> None:
+    """The parametrized checks below cover the repo's and every example's files."""
+    kinds = {kind for kind, _ in SHIPPED}
+    configs = [p for kind, p in SHIPPED if kind == "remediator"]
+    assert kinds == {"remediator", "rules", "policies"}
+    assert len(configs) == 1 + len(list(REPO.glob("examples/*/remediator.yml"))) >= 5
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"), SHIPPED, ids=[str(p.relative_to(REPO)) for _, p in SHIPPED]
+)
+def test_every_shipped_file_validates_against_its_schema(kind: Kind, path: Path) -> None:
+    """The shipped YAML is valid to its schema (durations, matchers, `3 per 6h`, short
+    forms such as `store: sqlite:///...` and each action's params included)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    found = [f"{list(e.absolute_path)}: {e.message}" for e in validator(kind).iter_errors(data)]
+    assert found == []
+
+
+RULE = """\
+rules:
+  - name: restart-web
+    match: [alertname = Down]
+    target: "{{ labels.instance | host }}"
+    steps:
+      - action: restart_service
+        params: {service: nginx}
+"""
+
+# (kind, YAML, an excerpt of what jsonschema says): mistakes the schema rejects, and so do
+# the models `check` uses.
+MISTAKES = [
+    ("rules", RULE.replace("    target:", "    tagret:"), "'tagret' was unexpected"),
+    ("rules", RULE.replace("restart_service", "restart"), "'restart' is not one of"),
+    ("rules", RULE.replace("service: nginx", "argv: [reboot]"), "'argv' was unexpected"),
+    ("rules", RULE.replace("        params: {service: nginx}\n", ""), "'params' is a required"),
+    ("rules", RULE + "    cooldown: 5 minutes\n", "'5 minutes' is not valid"),
+    ("rules", RULE.replace("alertname = Down", "alertname Down"), "does not match"),
+    ("rules", RULE + "    max_runs: 3/6h\n", "'3/6h' is not valid"),
+    (
+        "rules",
+        RULE.replace(
+            "      - action: restart_service\n        params: {service: nginx}\n",
+            "      - all:\n          - {action: notify, params: {message: hi}}\n",
+        ),
+        "is too short",
+    ),
+    (
+        "rules",
+        RULE.replace(
+            "      - action: restart_service\n",
+            "      - all:\n"
+            "          - {action: notify, params: {message: a}}\n"
+            "          - {action: notify, params: {message: b}}\n"
+            "        action: restart_service\n",
+        ),
+        "is not valid under any of the given schemas",
+    ),
+    (
+        "rules",
+        RULE.replace(
+            "      - action: restart_service\n        params: {service: nginx}\n",
+            "      - all:\n"
+            "          - {action: notify, params: {message: a}, verify: 5m}\n"
+            "          - {action: notify, params: {message: b}}\n",
+        ),
+        "'verify' was unexpected",
+    ),
+    (
+        "policies",
+        "approvals:\n  default: {approvers: [U1], on_timeout: ignore}\n",
+        "'ignore' is not one of",
+    ),
+    ("policies", "escalations:\n  P0: [{notify: ['pager:ops']}]\n", "is not valid under any"),
+    ("policies", "safety:\n  groups: {web: {max_unavailable: a quarter}}\n", "'a quarter'"),
+    ("policies", "safety:\n  quarantine: 3\n", "'quarantine' was unexpected"),
+    (
+        "remediator",
+        "server: {webhook_auth: {bearer_token_env: T}}\nrules: rules/\n",
+        "'store' is a required property",
+    ),
+    (
+        "remediator",
+        "server: {webhook_auth: {bearer_token_env: T}}\nstore: sqlite:///s.db\nrules: r/\n"
+        "slack: {channel: '#ops', mode: websocket}\n",
+        "'websocket' is not one of",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "says"), MISTAKES)
+def test_obvious_mistakes_fail_the_schema_as_they_fail_check(
+    kind: Kind, text: str, says: str
+) -> None:
+    """Unknown keys, unknown actions, another action's params, missing params, bad
+    durations, matchers and `N per WINDOW`, a one-part or mixed `all:`, a `verify` on a
+    part, values outside a choice: the schema rejects each, as the models do."""
+    found = errors(kind, text)
+    assert any(says in message for message in found), found
+    model: type[BaseModel] = KINDS[kind][0]
+    with pytest.raises(ValidationError):
+        model.model_validate(yaml.safe_load(text))
+
+
+SHORT_FORMS = [
+    ("rules", RULE + "    max_runs: {count: 3, window_s: 3600}\n    cooldown: 90\n"),
+    (
+        "rules",
+        RULE.replace(
+            "      - action: restart_service\n        params: {service: nginx}\n",
+            "      - all:\n"
+            "          - {action: notify, params: {message: a}}\n"
+            "          - {action: rotate_logs, params: {service: nginx}, approval: auto}\n"
+            "        verify: 1m30s\n",
+        ),
+    ),
+    ("policies", "escalations:\n  P0: {steps: [{notify: ['slack:#ops']}], repeat: 2}\n"),
+    ("policies", "approvals:\n  default: {approvers: [U1]}\n  always_for: [{action: ssh}]\n"),
+    ("policies", "safety:\n  groups: {web: {max_unavailable: 25%}, db: {max_unavailable: 1}}\n"),
+    (
+        "remediator",
+        "server: {webhook_auth: {bearer_token_env: T}}\nrules: r/\n"
+        "store: {url: 'sqlite:///s.db', retention: 30d}\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "text"), SHORT_FORMS)
+def test_every_form_the_models_take_the_schema_takes(kind: Kind, text: str) -> None:
+    """Long and short forms the models accept (a mapping store, a chain with `repeat`, an
+    `always_for` mapping, a percentage, seconds as numbers, an `all:` step) are valid."""
+    model: type[BaseModel] = KINDS[kind][0]
+    model.model_validate(yaml.safe_load(text))
+    assert errors(kind, text) == []
+
+
+def _keys(node: Any) -> set[str]:
+    """Every property name in a schema, nested definitions included."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, dict):
+                found |= set(value)
+            found |= _keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _keys(item)
+    return found

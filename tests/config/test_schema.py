@@ -5,6 +5,7 @@ the models `check` uses; schemas/ keeps it, and every shipped YAML file validate
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,18 @@ def test_every_shipped_file_validates_against_its_schema(kind: Kind, path: Path)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     found = [f"{list(e.absolute_path)}: {e.message}" for e in validator(kind).iter_errors(data)]
     assert found == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"), SHIPPED, ids=[str(p.relative_to(REPO)) for _, p in SHIPPED]
+)
+def test_every_shipped_file_names_its_schema_on_its_first_line(kind: Kind, path: Path) -> None:
+    """Editors with the YAML language server validate as operators type: the first line
+    points at the committed schema by a path relative to the file."""
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    relative = os.path.relpath(SCHEMAS / file_name(kind), path.parent)
+    assert first == f"# yaml-language-server: $schema={relative}"
+    assert (path.parent / relative).resolve().is_file()
 
 
 RULE = """\

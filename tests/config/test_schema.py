@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -241,3 +242,46 @@ def _keys(node: Any) -> set[str]:
         for item in node:
             found |= _keys(item)
     return found
+
+
+DOCS = REPO / "docs"
+
+
+def _documented(doc: Path, defs: dict[str, Any], root: dict[str, Any]) -> list[str]:
+    """The keys of these schema parts that the doc never mentions as `key`."""
+    text = doc.read_text(encoding="utf-8")
+    # `key`, or as a dotted path (`prune.glob`).
+    return sorted(
+        key for key in _keys([root, defs]) if not re.search(rf"`(?:[\w.]+\.)?{key}`", text)
+    )
+
+
+def _split(kind: Kind) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(the file's own properties, its definitions but the actions' params, the params)."""
+    doc = schema(kind)
+    defs = doc.get("$defs", {})
+    params = {name: d for name, d in defs.items() if name.endswith("Params")}
+    own = {name: d for name, d in defs.items() if name not in params}
+    return {"properties": doc["properties"]}, own, params
+
+
+def test_every_key_of_remediator_yml_is_in_docs_configuration_md() -> None:
+    """docs/configuration.md names every key of remediator.yml, nested sections included:
+    a new key without its documentation fails here."""
+    root, defs, _ = _split("remediator")
+    assert _documented(DOCS / "configuration.md", defs, root) == []
+
+
+@pytest.mark.parametrize("kind", ["rules", "policies"])
+def test_every_key_of_rules_and_policies_files_is_in_docs_rules_md(kind: Kind) -> None:
+    """docs/rules.md names every key of a rules file (rules, steps, `all:` parts) and of
+    a policies file (severities, chains, approval policies, safety, groups, maintenance)."""
+    root, defs, _ = _split(kind)
+    assert _documented(DOCS / "rules.md", defs, root) == []
+
+
+def test_every_param_of_every_action_is_in_docs_actions_md() -> None:
+    """docs/actions.md, which rules.md points at for params, names each action's params."""
+    _, _, params = _split("rules")
+    assert params
+    assert _documented(DOCS / "actions.md", params, {}) == []

@@ -92,10 +92,40 @@ class _Generator(GenerateJsonSchema):
             props[ALL] = {"title": props[ALL].get("title", "All"), **parts, "minItems": 2}
 
 
+# pydantic's names of bounds it could not place on a union (a Duration's, written as a
+# number or as text) and the JSON Schema keyword each is on the union's number branch.
+_BOUNDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+
+
+def _tidy(node: Any) -> None:
+    """Say in JSON Schema what pydantic leaves unsaid: bounds it could not place on a union
+    go onto the number branches below them (text is checked by `check`), and a mapping
+    whose keys have a pattern (inventory hosts) takes no key outside it."""
+    if isinstance(node, list):
+        for item in node:
+            _tidy(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if "patternProperties" in node:
+        node.setdefault("additionalProperties", False)
+    bounds = {_BOUNDS[key]: node.pop(key) for key in list(node) if key in _BOUNDS}
+    if bounds:
+        pending = [node]
+        while pending:
+            branch = pending.pop()
+            if branch.get("type") in ("number", "integer"):
+                branch.update(bounds)
+            pending += branch.get("anyOf", [])
+    for value in node.values():
+        _tidy(value)
+
+
 def schema(kind: Kind) -> dict[str, Any]:
     """The JSON Schema of a `kind` file, as `remediator schema KIND` prints it."""
     model, title, description = KINDS[kind]
     body = model.model_json_schema(schema_generator=_Generator, mode="validation")
+    _tidy(body)
     body.pop("title", None)
     body.pop("description", None)
     return {

@@ -76,6 +76,36 @@ def test_the_schema_is_draft_2020_12_with_id_title_and_description(kind: Kind) -
     assert doc["description"]
 
 
+# Every keyword the schemas may use: JSON Schema 2020-12's, nothing of pydantic's own.
+KEYWORDS = {
+    "$schema", "$id", "$ref", "$defs", "title", "description", "default", "type", "enum",
+    "const", "properties", "additionalProperties", "required", "items", "minItems",
+    "propertyNames", "patternProperties", "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "anyOf", "oneOf", "allOf", "not", "if", "then", "format",
+}  # fmt: skip
+
+
+def _keywords(node: Any) -> set[str]:
+    if isinstance(node, list):
+        return set().union(*map(_keywords, node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    found = set(node)
+    for key, value in node.items():
+        if key in ("properties", "patternProperties", "$defs"):  # names, not keywords
+            found |= set().union(*map(_keywords, value.values())) if value else set()
+        elif key not in ("default", "enum", "const"):
+            found |= _keywords(value)
+    return found
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_the_schema_speaks_only_json_schema(kind: Kind) -> None:
+    """No pydantic-only keyword (`ge`, `gt`) is left where editors would ignore it: a
+    bound on a duration written as number or text applies to the number."""
+    assert _keywords(schema(kind)) <= KEYWORDS
+
+
 def test_the_schema_command_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
     """`remediator schema rules` prints the rules schema as JSON, and exits 0."""
     assert main(["schema", "rules"]) == 0
@@ -135,6 +165,13 @@ MISTAKES = [
     ("rules", RULE + "    max_runs: 3/6h\n", "'3/6h' is not valid"),
     (
         "rules",
+        RULE.replace("restart_service", "block_ips").replace(
+            "service: nginx", "ips: 192.0.2.7, timeout: 0"
+        ),
+        "0 is less than the minimum of 1",
+    ),
+    (
+        "rules",
         RULE.replace(
             "      - action: restart_service\n        params: {service: nginx}\n",
             "      - all:\n          - {action: notify, params: {message: hi}}\n",
@@ -170,6 +207,12 @@ MISTAKES = [
     ("policies", "escalations:\n  P0: [{notify: ['pager:ops']}]\n", "is not valid under any"),
     ("policies", "safety:\n  groups: {web: {max_unavailable: a quarter}}\n", "'a quarter'"),
     ("policies", "safety:\n  quarantine: 3\n", "'quarantine' was unexpected"),
+    (
+        "remediator",
+        "server: {webhook_auth: {bearer_token_env: T}}\nstore: sqlite:///s.db\nrules: r/\n"
+        "inventory: {hosts: {'web 1': {address: 10.0.0.1}}}\n",
+        "'web 1' does not match any of the regexes",
+    ),
     (
         "remediator",
         "server: {webhook_auth: {bearer_token_env: T}}\nrules: rules/\n",

@@ -42,6 +42,12 @@ def validator(kind: Kind) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema(kind))
 
 
+def draft7(kind: Kind) -> jsonschema.Draft7Validator:
+    """The schema read as draft-07, as the YAML language server (VS Code's YAML
+    extension) still reads every schema: it uses no keyword draft-07 lacks."""
+    return jsonschema.Draft7Validator(schema(kind))
+
+
 def errors(kind: Kind, text: str) -> list[str]:
     """jsonschema's messages, with those of each anyOf branch (what editors show)."""
     data = yaml.safe_load(textwrap.dedent(text))
@@ -125,10 +131,12 @@ def test_every_shipped_file_is_checked() -> None:
 )
 def test_every_shipped_file_validates_against_its_schema(kind: Kind, path: Path) -> None:
     """The shipped YAML is valid to its schema (durations, matchers, `3 per 6h`, short
-    forms such as `store: sqlite:///...` and each action's params included)."""
+    forms such as `store: sqlite:///...` and each action's params included), read as
+    draft 2020-12 and as draft-07 (what editors' YAML language server reads)."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     found = [f"{list(e.absolute_path)}: {e.message}" for e in validator(kind).iter_errors(data)]
     assert found == []
+    assert list(draft7(kind).iter_errors(data)) == []
 
 
 @pytest.mark.parametrize(
@@ -233,9 +241,11 @@ def test_obvious_mistakes_fail_the_schema_as_they_fail_check(
 ) -> None:
     """Unknown keys, unknown actions, another action's params, missing params, bad
     durations, matchers and `N per WINDOW`, a one-part or mixed `all:`, a `verify` on a
-    part, values outside a choice: the schema rejects each, as the models do."""
+    part, values outside a choice: the schema rejects each (draft-07 readers too), as the
+    models do."""
     found = errors(kind, text)
     assert any(says in message for message in found), found
+    assert not draft7(kind).is_valid(yaml.safe_load(text))
     model: type[BaseModel] = KINDS[kind][0]
     with pytest.raises(ValidationError):
         model.model_validate(yaml.safe_load(text))
@@ -271,6 +281,7 @@ def test_every_form_the_models_take_the_schema_takes(kind: Kind, text: str) -> N
     model: type[BaseModel] = KINDS[kind][0]
     model.model_validate(yaml.safe_load(text))
     assert errors(kind, text) == []
+    assert draft7(kind).is_valid(yaml.safe_load(text))
 
 
 def _keys(node: Any) -> set[str]:

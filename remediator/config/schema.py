@@ -52,7 +52,14 @@ def file_name(kind: Kind) -> str:
 
 
 class _Generator(GenerateJsonSchema):
-    """pydantic's generator, with a step's `params` keyed by its `action`."""
+    """pydantic's generator, with a step's `params` keyed by its `action`.
+
+    The key is an `if: {action: NAME}` / `then: {params: NAME's params model}` per action
+    rather than a `oneOf` over whole steps: an editor then names the one wrong key of the
+    action written, where a `oneOf` would report a mismatch with each of the nine. What a
+    params model checks in code across its keys (rotate_logs: `service` or `config`) is
+    left to `check`.
+    """
 
     def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
         out = super().model_schema(schema)

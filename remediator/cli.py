@@ -26,7 +26,7 @@ from remediator.apimodels import (
     PauseState,
     ReplicaList,
 )
-from remediator.config import load_config
+from remediator.config import load_config, schema
 from remediator.config.durations import parse_duration
 from remediator.config.models import Config
 from remediator.errors import ConfigError, RemediatorError
@@ -293,6 +293,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of remediator.yml, a rules file or a policies file."""
+    sys.stdout.write(schema.render(args.kind))
+    return 0
+
+
 def _duration_arg(value: str) -> float:
     try:
         return parse_duration(value)
@@ -319,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("test", "run rule test files (alerts in, expected decisions out)", cmd_test)
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--show", action="store_true", help="print every case's actual decisions")
+    p = sub.add_parser(
+        "schema",
+        help="print the JSON Schema (draft 2020-12) of remediator.yml, a rules or a policies "
+        "file, for editors and CI (schemas/ in the repository holds them)",
+    )
+    p.add_argument("kind", choices=list(schema.KINDS))
+    p.set_defaults(func=cmd_schema)
     p = command("replay", "replay recorded webhook bodies (JSON lines) in dry-run", cmd_replay)
     p.add_argument("file", metavar="FILE")
     p.add_argument(

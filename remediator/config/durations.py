@@ -7,6 +7,8 @@ import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")  # ASCII digits, unlike \d
+# The whole text parse_duration reads, for JSON Schema (editors check durations as typed).
+DURATION_PATTERN = rf"^\s*(?:{_PART.pattern})+\s*$"
 
 
 def parse_duration(value: object) -> float:

@@ -40,7 +40,14 @@ from remediator.matchers import Matcher, compile_regex, parse_matcher
 from remediator.parsing import whole_number
 from remediator.templates import check_template
 
-MatcherField = Annotated[Matcher, BeforeValidator(parse_matcher)]
+# What JSON Schema checks of a matcher: a label name and an operator (the value is free).
+MATCHER_PATTERN = r"^\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)"
+MatcherField = Annotated[
+    Matcher,
+    BeforeValidator(
+        parse_matcher, json_schema_input_type=Annotated[str, Field(pattern=MATCHER_PATTERN)]
+    ),
+]
 TemplateStr = Annotated[str, AfterValidator(check_template)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
 EMAIL_PATTERN = r"^[^@\s<>,;]+@[^@\s<>,;]+$"
@@ -294,7 +301,9 @@ class ConfigFile(Model):
     """The top-level remediator.yml as written."""
 
     server: ServerConfig
-    store: Annotated[StoreConfig, BeforeValidator(_store_mapping)]
+    store: Annotated[
+        StoreConfig, BeforeValidator(_store_mapping, json_schema_input_type=str | StoreConfig)
+    ]
     # The PostgreSQL password, from this environment variable when `store:` has none.
     store_password_env: EnvName | None = None
     rules: str
@@ -340,6 +349,10 @@ class MaxTargets(Model):
     window_s: float
 
 
+# `N per WINDOW` as written (JSON Schema checks the shape; check reads the duration too).
+PER_PATTERN = r"^\s*[0-9]{1,9}\s+per\s+\S+\s*$"
+
+
 def _per(key: str, example: str, least: int = 0) -> Any:
     def parse(value: Any) -> Any:
         if isinstance(value, str):
@@ -354,6 +367,7 @@ def _per(key: str, example: str, least: int = 0) -> Any:
 
 
 _parse_max_runs = _per("max_runs", "3 per 6h")
+PerText = Annotated[str, Field(pattern=PER_PATTERN)]
 
 
 def _http_url(value: str) -> str:
@@ -385,9 +399,16 @@ class RuleSpec(Model):
     # What each step's `approval:` is when the step says none.
     approval: ApprovalName | None = None
     cooldown: Duration = 300.0
-    max_runs: Annotated[MaxRuns | None, BeforeValidator(_parse_max_runs)] = None
+    max_runs: Annotated[
+        MaxRuns | None,
+        BeforeValidator(_parse_max_runs, json_schema_input_type=PerText | MaxRuns | None),
+    ] = None
     max_targets: Annotated[
-        MaxTargets | None, BeforeValidator(_per("max_targets", "5 per 1h", least=1))
+        MaxTargets | None,
+        BeforeValidator(
+            _per("max_targets", "5 per 1h", least=1),
+            json_schema_input_type=PerText | MaxTargets | None,
+        ),
     ] = None
     hold_timeout: Duration = 900.0
     dry_run: bool = False

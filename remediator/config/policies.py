@@ -50,7 +50,10 @@ def _chain_mapping(value: Any) -> Any:
     return {"steps": value} if isinstance(value, list) else value
 
 
-Chain = Annotated[EscalationChain, BeforeValidator(_chain_mapping)]
+Chain = Annotated[
+    EscalationChain,
+    BeforeValidator(_chain_mapping, json_schema_input_type=list[EscalationStep] | EscalationChain),
+]
 
 
 class ApprovalPolicy(Model):
@@ -111,9 +114,11 @@ class Approvals(Model):
     __pydantic_extra__: dict[str, ApprovalPolicy] = Field(init=False)
 
     default: ApprovalPolicy
-    always_for: list[Annotated[AlwaysFor, BeforeValidator(_always_for_entry)]] = Field(
-        default_factory=list
-    )
+    always_for: list[
+        Annotated[
+            AlwaysFor, BeforeValidator(_always_for_entry, json_schema_input_type=str | AlwaysFor)
+        ]
+    ] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -166,7 +171,14 @@ class GroupLimit(Model):
     """How many members of an inventory group may be unavailable (an open incident acted
     on them) before automation waits: a count, or a percentage of the group's members."""
 
-    max_unavailable: Annotated[int | Percent, BeforeValidator(_parse_unavailable)]
+    max_unavailable: Annotated[
+        int | Percent,
+        BeforeValidator(
+            _parse_unavailable,
+            json_schema_input_type=Annotated[int, Field(ge=1)]
+            | Annotated[str, Field(pattern=r"^\s*[0-9]{1,3}\s*%\s*$")],
+        ),
+    ]
 
     def allowed(self, members: int) -> int:
         """The count for a group of `members` inventory hosts (a percentage rounded down)."""

@@ -81,7 +81,8 @@ class ActionCall(Model):
         """An action name this model takes besides the registry's (`all` on a step)."""
         return False
 
-    @field_validator("params", mode="plain")
+    # JSON Schema: a mapping, keyed by `action` to its params model (config/schema.py).
+    @field_validator("params", mode="plain", json_schema_input_type=dict[str, Any])
     @classmethod
     def _parse_params(cls, params: Any, info: ValidationInfo) -> Model:
         kind = action_types().get(str(info.data.get("action")))

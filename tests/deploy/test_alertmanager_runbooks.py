@@ -10,7 +10,7 @@ import pytest
 import yaml
 from support import storeview
 from support.alertmanager import Alertmanager
-from support.deployfiles import ALERTMANAGER_RUNBOOKS_YML, load_yaml, run
+from support.deployfiles import ALERTMANAGER_RUNBOOKS_YML, ALERTMANAGER_YML, load_yaml, run
 
 
 def routes_to(*labels: str) -> str:
@@ -61,6 +61,16 @@ def test_remediator_receiver_is_the_first_route_and_continues() -> None:
     assert routes[first] == {"receiver": "remediator", "continue": True}
     assert owners[:first] == ["oncall"]  # only the Remediator* route
     assert routes[0]["matchers"] == ['alertname =~ "Remediator.+"']
+
+
+def test_remediator_receiver_is_alertmanager_ymls() -> None:
+    """The same webhook as alertmanager.yml's, whose delivery to a real daemon (token file,
+    resolved notifications, no truncation) test_alertmanager_config.py proves."""
+
+    def receiver(path: Path) -> object:
+        return next(r for r in load_yaml(path)["receivers"] if r["name"] == "remediator")
+
+    assert receiver(ALERTMANAGER_RUNBOOKS_YML) == receiver(ALERTMANAGER_YML)
 
 
 Key = tuple[str, str, str]  # alertname, instance, severity

@@ -29,6 +29,7 @@ from remediator.apimodels import (
 from remediator.config import load_config, schema
 from remediator.config.durations import parse_duration
 from remediator.config.models import Config
+from remediator.config.promcheck import check_prometheus_rules
 from remediator.errors import ConfigError, RemediatorError
 from remediator.private import UMASK
 from remediator.store import open_store_url
@@ -67,6 +68,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(
         f"{config.path}: OK: {len(config.rules)} rules in {n_files} files, "
         f"{len(config.policies.escalations)} escalation chains, {len(config.hosts)} hosts"
+    )
+    if args.prometheus_rules:
+        return _check_prometheus(config, [Path(p) for p in args.prometheus_rules])
+    return 0
+
+
+def _check_prometheus(config: Config, paths: list[Path]) -> int:
+    """`check --prometheus-rules`: the rules against the alerts Prometheus would send."""
+    report = check_prometheus_rules(config, paths)
+    for warning in report.warnings:
+        print(f"warning: {warning.format()}")
+    for problem in report.problems:
+        print(problem.format())
+    if report.problems:
+        print(f"{len(report.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    where = ", ".join(str(p) for p in paths)
+    print(
+        f"{where}: OK: {report.alerts} alerting rules; {report.rules_checked} rules name "
+        "alerts they produce, with the labels they read and a chain for each severity"
     )
     return 0
 
@@ -321,7 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("serve", "run the daemon", cmd_serve)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    command("check", "validate config, rules, policies and inventory", cmd_check)
+    p = command("check", "validate config, rules, policies and inventory", cmd_check)
+    p.add_argument(
+        "--prometheus-rules",
+        action="append",
+        metavar="DIR",
+        help="also check the rules against the Prometheus alerting rules in DIR (a folder "
+        "of YAML files, or one file; repeatable): the alerts they name exist, carry the "
+        "labels they read, and each severity reaches a chain",
+    )
     p = command("test", "run rule test files (alerts in, expected decisions out)", cmd_test)
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--show", action="store_true", help="print every case's actual decisions")

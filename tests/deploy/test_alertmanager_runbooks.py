@@ -90,7 +90,8 @@ def inhibited(am: Alertmanager) -> dict[Key, bool]:
 
 def test_inhibition_in_a_real_alertmanager(tmp_path: Path) -> None:
     """NodeDown holds back BlockProductionStopped and HighCPUUsage of its own instance only;
-    a critical alert holds back the warning of the same name and instance only."""
+    a critical alert does not hold back its warning twin (remediator, muted too, acts on the
+    warning: DiskSpaceLow's log rotation must run while the critical one pages)."""
     config = load_yaml(ALERTMANAGER_RUNBOOKS_YML)
     [webhook] = next(r for r in config["receivers"] if r["name"] == "remediator")["webhook_configs"]
     webhook["url"] = "http://127.0.0.1:9/webhook/alertmanager"  # deliveries fail; not read
@@ -103,7 +104,7 @@ def test_inhibition_in_a_real_alertmanager(tmp_path: Path) -> None:
         ("BlockProductionStopped", "validator2:9100", "critical"): False,
         ("HighCPUUsage", "validator2:9100", "warning"): False,
         ("DiskSpaceLow", "api1:9100", "critical"): False,
-        ("DiskSpaceLow", "api1:9100", "warning"): True,
+        ("DiskSpaceLow", "api1:9100", "warning"): False,
         ("DiskSpaceLow", "api2:9100", "warning"): False,
         ("HighMemoryUsage", "api2:9100", "warning"): False,
     }

@@ -22,7 +22,7 @@ from support import storeview
 from support.alertmanager import Alertmanager
 from support.daemon import NO_SLACK, TOKEN, Daemon
 from support.prometheus import Exporter, Prometheus
-from support.smtpsink import SmtpSink
+from support.smtpsink import PASSWORD, SMTP_ENV, USER, SmtpSink
 from support.sshd import SshServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,8 +73,14 @@ def fast_routing(webhook_url: str, smtp: SmtpSink) -> str:
     receivers mailing the local sink."""
     config = yaml.safe_load(ROUTING.read_text())
     config["global"].update(
-        smtp_smarthost=f"127.0.0.1:{smtp.port}", smtp_require_tls=False
+        smtp_smarthost=f"127.0.0.1:{smtp.port}",
+        smtp_require_tls=True,
+        smtp_auth_username=USER,
+        smtp_auth_password=PASSWORD,
     )
+    for receiver in config["receivers"]:
+        for mail in receiver.get("email_configs", []):
+            mail["tls_config"] = {"ca_file": str(smtp.cert)}
 
     def fast(route: dict[str, Any]) -> None:
         route.update(group_wait="0s", group_interval="1s", repeat_interval="1h")
@@ -113,7 +119,10 @@ def remediator_config(workdir: Path, sshd: SshServer, smtp: SmtpSink) -> Path:
         "email": {
             "host": "127.0.0.1",
             "port": smtp.port,
-            "starttls": False,
+            "starttls": True,
+            "username_env": "SMTP_USER",
+            "password_env": "SMTP_PASSWORD",
+            "ca_file": str(smtp.cert),
             "from": "remediator@example.com",
             "fallback_to": ["oncall@example.com"],
         },
@@ -140,7 +149,8 @@ def chain(tmp_path: Path, sshd: SshServer, smtp: SmtpSink) -> Iterator[Chain]:
     stub = sshd.bin_dir / "systemctl"
     stub.write_text(SYSTEMCTL.format(calls=calls, state=state))
     stub.chmod(0o755)
-    daemon = Daemon.for_config(remediator_config(tmp_path / "rem", sshd, smtp)).start()
+    config = remediator_config(tmp_path / "rem", sshd, smtp)
+    daemon = Daemon.for_config(config, env=SMTP_ENV).start()
     exporter = Exporter.start()
     am = Alertmanager.start(
         tmp_path / "am",
@@ -171,9 +181,7 @@ def healthy(exporter: Exporter) -> None:
     }
 
 
-def test_a_node_down_is_restarted_and_closes_when_it_is_back(
-    chain: Chain, smtp: SmtpSink
-) -> None:
+def test_a_node_down_is_restarted_and_closes_when_it_is_back(chain: Chain, smtp: SmtpSink) -> None:
     """The exporter stops answering (up == 0): NodeDown fires in Prometheus, Alertmanager
     routes it to remediator (and mails the critical receiver), the shipped rule restarts
     kaldrix-node on the host only because it is not active, and once the node answers
@@ -188,8 +196,9 @@ def test_a_node_down_is_restarted_and_closes_when_it_is_back(
     chain.exporter.down = False
     storeview.wait_for(
         "the incident to close",
-        lambda: next(i for i in chain.incidents() if i["id"] == incident["id"])["state"]
-        == "remediated",
+        lambda: (
+            next(i for i in chain.incidents() if i["id"] == incident["id"])["state"] == "remediated"
+        ),
         timeout_s=60,
     )
     assert chain.restarts() == 1
@@ -206,14 +215,13 @@ def test_high_memory_restarts_the_node_and_closes_when_memory_falls(chain: Chain
     healthy(chain.exporter)
     chain.exporter.values["node_memory_MemAvailable_bytes"] = 50.0  # 95% used
     storeview.wait_for("the restart on the host", chain.restarts, timeout_s=60)
-    [incident] = [
-        i for i in chain.incidents() if i["labels"].get("alertname") == "HighMemoryUsage"
-    ]
+    [incident] = [i for i in chain.incidents() if i["labels"].get("alertname") == "HighMemoryUsage"]
     assert incident["rule"] == "restart-on-high-memory"
     healthy(chain.exporter)
     storeview.wait_for(
         "the incident to close",
-        lambda: next(i for i in chain.incidents() if i["id"] == incident["id"])["state"]
-        == "remediated",
+        lambda: (
+            next(i for i in chain.incidents() if i["id"] == incident["id"])["state"] == "remediated"
+        ),
         timeout_s=60,
     )

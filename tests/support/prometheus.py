@@ -3,7 +3,7 @@
 ``Exporter.start()`` serves ``/metrics`` on 127.0.0.1 from a dict the test edits (and can
 answer 503, so the scrape fails and ``up`` is 0). ``Prometheus.start(workdir, rule_files,
 targets, alertmanager_url)`` writes a config that scrapes each target every second under
-the ``instance`` label the test names (relabelled: rules target inventory host names, not
+the ``instance`` label the test names (rules target inventory host names, not
 127.0.0.1:PORT), evaluates the rule files every second and sends alerts to Alertmanager.
 """
 
@@ -86,8 +86,10 @@ class Prometheus:
         rule_files: list[Path],
         targets: dict[str, str],
         alertmanager_url: str,
+        job: str = "kaldrix-nodes",
     ) -> Prometheus:
-        """`targets`: instance label -> the exporter's host:port it is scraped at."""
+        """`targets`: instance label -> the exporter's host:port it is scraped at, all
+        in one scrape job named `job`."""
         workdir.mkdir(parents=True, exist_ok=True)
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -99,13 +101,15 @@ class Prometheus:
             },
             "scrape_configs": [
                 {
-                    "job_name": f"node-{instance}",
+                    "job_name": job,
                     "scrape_interval": "1s",
                     "scrape_timeout": "900ms",
-                    "static_configs": [{"targets": [address]}],
-                    "relabel_configs": [{"target_label": "instance", "replacement": instance}],
+                    # An `instance` label set here wins over the address Prometheus scrapes.
+                    "static_configs": [
+                        {"targets": [address], "labels": {"instance": instance}}
+                        for instance, address in targets.items()
+                    ],
                 }
-                for instance, address in targets.items()
             ],
         }
         config_path = workdir / "prometheus.yml"

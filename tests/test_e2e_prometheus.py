@@ -4,7 +4,7 @@ The shipped KALDRIX handoff alerts (deploy/prometheus/runbook-alerts/, `for:` sh
 a test copy), the shipped runbooks' routing (deploy/alertmanager/runbooks.yml, timers
 shortened, human receivers mailing a local SMTP sink), the shipped rules and policies
 (rules/, policies/) and a real sshd whose `systemctl` keeps a unit state. Only the
-exporter is the test's: it reports a node down, then memory high.
+exporter is the test's: it reports a node down, memory high, failed logins from one address.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 import yaml
 from support import storeview
 from support.alertmanager import Alertmanager
-from support.daemon import NO_SLACK, TOKEN, Daemon
+from support.daemon import ADMIN_TOKEN, NO_SLACK, TOKEN, Daemon
 from support.prometheus import Exporter, Prometheus
 from support.smtpsink import PASSWORD, SMTP_ENV, USER, SmtpSink
 from support.sshd import SshServer, free_port
@@ -50,6 +50,7 @@ class Chain:
     daemon: Daemon
     state: Path  # the unit's state on the host
     calls: Path  # every systemctl call on the host
+    sshd: SshServer
 
     def restarts(self) -> int:
         if not self.calls.exists():
@@ -58,6 +59,10 @@ class Chain:
 
     def incidents(self) -> list[dict[str, Any]]:
         return storeview.incidents(self.daemon.db)
+
+    def nft_calls(self) -> list[list[str]]:
+        """nft runs on the host (a recording stand-in: nothing is blocked on this machine)."""
+        return self.sshd.calls("nft")
 
 
 def fast_alerts(dst: Path) -> Path:
@@ -149,6 +154,7 @@ def chain(tmp_path: Path, sshd: SshServer, smtp: SmtpSink) -> Iterator[Chain]:
     stub = sshd.bin_dir / "systemctl"
     stub.write_text(SYSTEMCTL.format(calls=calls, state=state))
     stub.chmod(0o755)
+    sshd.install_recorder("nft")
     config = remediator_config(tmp_path / "rem", sshd, smtp)
     daemon = Daemon.for_config(config, env=SMTP_ENV).start()
     exporter = Exporter.start()
@@ -165,7 +171,7 @@ def chain(tmp_path: Path, sshd: SshServer, smtp: SmtpSink) -> Iterator[Chain]:
         am.url,
     )
     try:
-        yield Chain(exporter, daemon, state, calls)
+        yield Chain(exporter, daemon, state, calls, sshd)
     finally:
         prom.stop()
         am.stop()
@@ -225,3 +231,32 @@ def test_high_memory_restarts_the_node_and_closes_when_memory_falls(chain: Chain
         ),
         timeout_s=60,
     )
+
+
+def test_failed_logins_from_one_address_are_blocked_once_approved(chain: Chain) -> None:
+    """300 failed logins a minute from one address: FailedLoginsHigh fires with that
+    `source_ip`, the shipped rule asks for approval (block_ips always asks) and, once an
+    approver approves through the API, blocks exactly that address on the host."""
+    healthy(chain.exporter)
+    series = 'kaldrix_auth_failures_total{source_ip="203.0.113.7"}'
+    chain.exporter.count(series, 5.0)
+    incident = storeview.wait_for(
+        "the approval request",
+        lambda: next((i for i in chain.incidents() if i["state"] == "awaiting_approval"), None),
+        timeout_s=90,
+    )
+    assert incident["rule"] == "block-abusive-sources"
+    assert incident["labels"]["source_ip"] == "203.0.113.7"
+    assert chain.nft_calls() == []
+    status, body = chain.daemon.request(
+        "POST",
+        f"/api/incidents/{incident['id']}/approve",
+        json.dumps({"by": "U024BE7LH"}).encode(),
+        {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+    )
+    assert status == 200, body
+    storeview.wait_for("the block on the host", chain.nft_calls, timeout_s=30)
+    [blocked] = [
+        d for e, d in storeview.audit(chain.daemon.db, incident["id"]) if e == "step_succeeded"
+    ]
+    assert blocked["exit_status"] == 0

@@ -29,9 +29,11 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 @dataclass
 class Exporter:
-    """`/metrics` from `values` ({'name{label="v"}': 1.0}); 503 while `down`."""
+    """`/metrics` from `values` ({'name{label="v"}': 1.0}) and `counters` (series that
+    grow by that much a second from when they are set); 503 while `down`."""
 
     values: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, tuple[float, float]] = field(default_factory=dict)  # (per s, since)
     down: bool = False
     port: int = 0
     _server: ThreadingHTTPServer | None = None
@@ -46,7 +48,11 @@ class Exporter:
                     self.send_response(503)
                     self.end_headers()
                     return
-                body = "".join(f"{k} {v}\n" for k, v in exporter.values.items()).encode()
+                now = time.monotonic()
+                series = dict(exporter.values)
+                for name, (per_s, since) in exporter.counters.items():
+                    series[name] = per_s * (now - since)
+                body = "".join(f"{k} {v}\n" for k, v in series.items()).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
@@ -60,6 +66,10 @@ class Exporter:
         exporter.port = exporter._server.server_address[1]
         threading.Thread(target=exporter._server.serve_forever, daemon=True).start()
         return exporter
+
+    def count(self, name: str, per_s: float) -> None:
+        """Make counter `name` grow by `per_s` a second from now (from 0)."""
+        self.counters[name] = (per_s, time.monotonic())
 
     @property
     def address(self) -> str:

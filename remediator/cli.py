@@ -70,13 +70,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{len(config.policies.escalations)} escalation chains, {len(config.hosts)} hosts"
     )
     if args.prometheus_rules:
-        return _check_prometheus(config, [Path(p) for p in args.prometheus_rules])
+        paths = [Path(p) for p in args.prometheus_rules]
+        return _check_prometheus(config, paths, frozenset(args.external_alert or ()))
     return 0
 
 
-def _check_prometheus(config: Config, paths: list[Path]) -> int:
+def _check_prometheus(config: Config, paths: list[Path], external: frozenset[str]) -> int:
     """`check --prometheus-rules`: the rules against the alerts Prometheus would send."""
-    report = check_prometheus_rules(config, paths)
+    report = check_prometheus_rules(config, paths, external)
     for warning in report.warnings:
         print(f"warning: {warning.format()}")
     for problem in report.problems:
@@ -350,6 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also check the rules against the Prometheus alerting rules in DIR (a folder "
         "of YAML files, or one file; repeatable): the alerts they name exist, carry the "
         "labels they read, and each severity reaches a chain",
+    )
+    p.add_argument(
+        "--external-alert",
+        action="append",
+        metavar="NAME",
+        help="with --prometheus-rules: an alert that comes from outside Prometheus (sent "
+        "with amtool, or by another system), so no alerting rule need produce it",
     )
     p = command("test", "run rule test files (alerts in, expected decisions out)", cmd_test)
     p.add_argument("files", nargs="+", metavar="FILE")

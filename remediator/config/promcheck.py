@@ -234,6 +234,7 @@ def _check_rule(
     where: str,
     taken: dict[int, list[_Site]],
     out: PromReport,
+    external: frozenset[str] = frozenset(),
 ) -> None:
     names = alertnames(site.rule)
     if not names:
@@ -248,6 +249,10 @@ def _check_rule(
     produced = {a.name for a in alerts}
     for k, name in names:
         same = [(n, a) for n, a in enumerate(alerts) if a.name == name]
+        if not same and name in external:
+            msg = f"alert {name!r} comes from outside Prometheus (--external-alert): not checked"
+            out.warnings.append(site.problem(("match", k), msg))
+            continue
         if not same:
             near = did_you_mean(name, produced)
             msg = f"alert {name!r} is produced by no alerting rule in {where}{near}"
@@ -268,13 +273,16 @@ def _check_rule(
                 out.warnings.extend(found.warnings)
 
 
-def check_prometheus_rules(config: Config, paths: list[Path]) -> PromReport:
-    """Cross-check the config's rules against the alerting rules in `paths`."""
+def check_prometheus_rules(
+    config: Config, paths: list[Path], external: frozenset[str] = frozenset()
+) -> PromReport:
+    """Cross-check the config's rules against the alerting rules in `paths`; alerts named
+    in `external` come from elsewhere (amtool, another system) and need no rule there."""
     alerts, problems = load_prometheus_rules(paths)
     out = PromReport(problems=problems, alerts=len(alerts))
     taken: dict[int, list[_Site]] = {}
     where = ", ".join(str(p) for p in paths)
     for site in _sites(config):
-        _check_rule(site, alerts, where, taken, out)
+        _check_rule(site, alerts, where, taken, out, external)
     _check_chains(taken, alerts, set(config.policies.escalations), out)
     return out

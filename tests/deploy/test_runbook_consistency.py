@@ -20,6 +20,9 @@ SHIPPED = [
     # TestAlert is the KALDRIX handoff's hand-made test alert (`amtool alert add`).
     ("remediator.yml", "kaldrix-handoff.yml", ["TestAlert"]),
     ("examples/dinari/remediator.yml", "dinari-playbook.yml", []),
+    ("examples/findag/remediator.yml", "findag-runbooks.yml", []),
+    ("examples/ainur/remediator.yml", "ainur-runbook.yml", []),
+    ("examples/phoenix/remediator.yml", "phoenix-guide.yml", []),
 ]
 
 

@@ -43,7 +43,13 @@ def test_the_shipped_runbook_alerts_are_there() -> None:
     """The KALDRIX handoff's and the DINARI playbook's alert files ship (so the
     parametrized tests below never run on an empty folder)."""
     names = {p.name for p in RULES_FILES}
-    assert {"kaldrix-handoff.yml", "dinari-playbook.yml"} <= names, names
+    assert names == {
+        "kaldrix-handoff.yml",
+        "dinari-playbook.yml",
+        "findag-runbooks.yml",
+        "ainur-runbook.yml",
+        "phoenix-guide.yml",
+    }, names
 
 
 @pytest.mark.parametrize("rules_file", RULES_FILES, ids=lambda p: p.name)

@@ -40,7 +40,7 @@ def rule_tests(test_file: Path) -> list[dict[str, Any]]:
 
 
 def test_the_shipped_runbook_alerts_are_there() -> None:
-    """The KALDRIX handoff's and the DINARI playbook's alert files ship (so the
+    """The five runbooks' alert files ship, one each (so the
     parametrized tests below never run on an empty folder)."""
     names = {p.name for p in RULES_FILES}
     assert names == {

@@ -1,0 +1,203 @@
+"""End to end with the real Alertmanager (Debian's): a `silence:` rule's step silences
+its alert, the silence is expired when automation stops, and the resolve Alertmanager no
+longer sends (it mutes remediator's receiver too) is found by remediator's poll."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import storeview
+from support.alertmanager import Alertmanager, free_port
+from support.daemon import ADMIN_TOKEN, STARTS, TOKEN, Daemon, webhook, write_config
+from support.metrics import sample
+from support.sshd import SshServer
+
+RULE = """\
+rules:
+  - name: restart-node
+    match: [alertname = NodeDown]
+    target: "{{ labels.instance | host }}"
+    steps:
+      - action: restart_service
+        params: {service: kaldrix-node}
+        verify: 5m
+    escalate: critical
+    silence: true
+"""
+LABELS = {"alertname": "NodeDown", "instance": "web1", "team": 'a "quoted" team'}
+POLL = "alertmanager: {{url: '{url}', timeout: 2s, poll: 1s, min_uptime: {uptime}}}\n"
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class Setup:
+    daemon: Daemon
+    am: Alertmanager
+
+
+@contextlib.contextmanager
+def running(tmp_path: Path, sshd: SshServer, uptime: str = "0s") -> Iterator[Setup]:
+    """Alertmanager posting to the daemon, the daemon silencing through it."""
+    port = free_port()
+    with Alertmanager.start(
+        tmp_path / "am", f"http://127.0.0.1:{port}/webhook/alertmanager", TOKEN
+    ) as am:
+        extra = POLL.format(url=am.url, uptime=uptime)
+        config = write_config(tmp_path / "d", RULE, sshd=sshd, port=port, extra=extra)
+        daemon = Daemon.for_config(config).start()
+        try:
+            yield Setup(daemon, am)
+        finally:
+            assert daemon.stop() == 0, daemon.logs()
+
+
+@pytest.fixture
+def setup(tmp_path: Path, sshd: SshServer) -> Iterator[Setup]:
+    with running(tmp_path, sshd) as s:
+        yield s
+
+
+def silences(am: Alertmanager) -> list[dict[str, Any]]:
+    with _OPENER.open(f"{am.url}/api/v2/silences", timeout=5.0) as resp:
+        found: list[dict[str, Any]] = json.load(resp)
+    return found
+
+
+def epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def incident(d: Daemon) -> dict[str, Any]:
+    [found] = storeview.incidents(d.db)
+    return found
+
+
+def audit_of(d: Daemon, event: str) -> list[dict[str, Any]]:
+    return [detail for name, detail in storeview.audit(d.db, incident(d)["id"]) if name == event]
+
+
+def silenced_and_verifying(s: Setup) -> dict[str, Any]:
+    s.am.add_alert(LABELS)
+    storeview.wait_for("a silence", lambda: [x for x in silences(s.am) if x])
+    storeview.wait_for("the incident to verify", lambda: incident(s.daemon)["state"] == "verifying")
+    [silence] = silences(s.am)
+    return silence
+
+
+def test_a_step_silences_exactly_its_alert_until_the_bound(setup: Setup) -> None:
+    """The step's silence matches exactly the alert's labels (equal, not regex, quotes
+    kept as data), is made by remediator with a comment naming the incident, ends at the
+    verify window plus the command timeout (5m + 20s), and is on the incident (store,
+    API, audit)."""
+    silence = silenced_and_verifying(setup)
+    d = setup.daemon
+    assert silence["status"]["state"] == "active"
+    assert sorted(silence["matchers"], key=lambda m: m["name"]) == [
+        {"name": k, "value": v, "isRegex": False, "isEqual": True}
+        for k, v in sorted(LABELS.items())
+    ]
+    assert silence["createdBy"] == "remediator"
+    found = incident(d)
+    assert silence["comment"] == (
+        f"remediator incident {found['id']}: rule restart-node runs step 1 "
+        f"(http://remediator.test/api/incidents/{found['id']})"
+    )
+    lasts = epoch(silence["endsAt"]) - epoch(silence["startsAt"])
+    assert 320 - 3 < lasts < 320 + 3
+    assert found["silence_id"] == silence["id"]
+    [created] = audit_of(d, "silence_created")
+    assert created["silence_id"] == silence["id"]
+    assert abs(created["ends_at"] - epoch(silence["endsAt"])) < 1
+    assert d.api(f"/api/incidents/{found['id']}")["silence_id"] == silence["id"]
+    assert "Traceback" not in d.logs()
+
+
+def test_a_resolve_while_silenced_is_polled_and_closes_the_incident(setup: Setup) -> None:
+    """Alertmanager sends no resolve for a silenced alert; remediator's poll sees it gone
+    twice, puts the resolve through the intake (the incident closes `remediated`, as on a
+    webhook), then expires the silence and forgets its id."""
+    silence = silenced_and_verifying(setup)
+    d = setup.daemon
+    setup.am.resolve_alert(LABELS)
+    storeview.wait_for("the incident to close", lambda: incident(d)["state"] == "remediated")
+    storeview.wait_for("the silence to expire", lambda: incident(d)["silence_id"] is None)
+    [gone] = silences(setup.am)
+    assert (gone["id"], gone["status"]["state"]) == (silence["id"], "expired")
+    assert [x["silence_id"] for x in audit_of(d, "resolved_by_alertmanager_poll")] == [
+        silence["id"]
+    ]
+    assert audit_of(d, "silence_expired") == [{"silence_id": silence["id"], "state": "remediated"}]
+    _, body = d.request("GET", "/metrics")
+    text = body.decode()
+    assert sample(text, "remediator_silences_total", 'result="created"') == 1
+    assert sample(text, "remediator_silences_total", 'result="resolved"') == 1
+    assert sample(text, "remediator_silences_total", 'result="expired"') == 1
+
+
+def test_an_acknowledged_incident_loses_its_silence(setup: Setup) -> None:
+    """Once humans acknowledge the incident, automation stops: its silence is expired in
+    Alertmanager (the other receivers hear the alert again) and audited once."""
+    silence = silenced_and_verifying(setup)
+    d = setup.daemon
+    status, body = d.request(
+        "POST",
+        f"/api/incidents/{incident(d)['id']}/ack",
+        b'{"by": "alice"}',
+        {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+    )
+    assert status == 200, body
+    storeview.wait_for("the silence to expire", lambda: incident(d)["silence_id"] is None)
+    assert [x["status"]["state"] for x in silences(setup.am)] == ["expired"]
+    assert audit_of(d, "silence_expired") == [
+        {"silence_id": silence["id"], "state": "acknowledged"}
+    ]
+    assert incident(d)["state"] == "acknowledged"
+
+
+def test_a_young_alertmanager_is_not_believed_about_missing_alerts(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """Up for less than `min_uptime`, an Alertmanager may have lost its alerts: a missing
+    alert is not taken as resolved; the incident keeps verifying, its silence kept."""
+    with running(tmp_path, sshd, uptime="1h") as s:
+        am = s.am
+        silenced_and_verifying(s)
+        am.resolve_alert(LABELS)
+        storeview.wait_for("the alert to leave Alertmanager", lambda: not am.alerts())
+        time.sleep(4)  # four polls at 1s: twice missing is enough when it is old enough
+        assert incident(s.daemon)["state"] == "verifying"
+        assert incident(s.daemon)["silence_id"] is not None
+        assert audit_of(s.daemon, "resolved_by_alertmanager_poll") == []
+
+
+def test_an_unreachable_alertmanager_never_blocks_the_step(tmp_path: Path, sshd: SshServer) -> None:
+    """With Alertmanager down the step still runs; `silence_failed` says why and the
+    metric counts it."""
+    extra = POLL.format(url=f"http://127.0.0.1:{free_port()}", uptime="0s")
+    d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd, extra=extra)).start()
+    try:
+        assert d.post_webhook(webhook(LABELS, starts_at=STARTS)) == 200
+        storeview.wait_for(
+            "the incident to verify",
+            lambda: [i for i in storeview.incidents(d.db) if i["state"] == "verifying"],
+        )
+        assert sshd.calls("systemctl") == [
+            ["restart", "kaldrix-node"],
+            ["is-active", "kaldrix-node"],
+        ]
+        [failed] = audit_of(d, "silence_failed")
+        assert "POST /api/v2/silences" in failed["error"]
+        assert incident(d)["silence_id"] is None
+        _, body = d.request("GET", "/metrics")
+        assert sample(body.decode(), "remediator_silences_total", 'result="failed"') == 1
+    finally:
+        assert d.stop() == 0, d.logs()

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -118,10 +119,31 @@ class AlertmanagerClient:
             raise AlertmanagerError(f"POST /api/v2/silences answered without a silenceID: {answer}")
         return str(answer["silenceID"])
 
+    async def silence_start(self, silence_id: str) -> float | None:
+        """When a silence still in force started (None: gone or expired). Updating it in
+        place needs its own startsAt: another one makes Alertmanager replace it."""
+        try:
+            answer = await self._call("GET", f"/api/v2/silence/{quote(silence_id, safe='')}")
+        except AlertmanagerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if not isinstance(answer, dict):
+            raise AlertmanagerError(f"GET /api/v2/silence/{silence_id} did not answer an object")
+        status = answer.get("status")
+        state = status.get("state") if isinstance(status, dict) else None
+        starts = answer.get("startsAt")
+        if state not in ("active", "pending") or not isinstance(starts, str):
+            return None
+        try:
+            return parse_time(starts)
+        except ValueError:
+            return None
+
     async def delete_silence(self, silence_id: str) -> bool:
         """Expire a silence; False when Alertmanager no longer has it (already gone)."""
         try:
-            await self._call("DELETE", f"/api/v2/silence/{silence_id}")
+            await self._call("DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}")
         except AlertmanagerError as exc:
             # Alertmanager answers 500 "already expired" for one past its endsAt.
             if exc.status == 404 or "already expired" in str(exc):

@@ -52,8 +52,11 @@ async def silence_step(
     comment = silence_comment(ctx, incident, rule, step_index)
     labels = incident.labels
     try:
+        starts = now
+        if incident.silence_id is not None:  # a later step: the same silence, extended
+            starts = await client.silence_start(incident.silence_id) or now
         try:
-            sid = await client.put_silence(labels, now, ends, comment, incident.silence_id)
+            sid = await client.put_silence(labels, starts, ends, comment, incident.silence_id)
         except AlertmanagerError as exc:
             if incident.silence_id is None or exc.status != 404:
                 raise

@@ -201,3 +201,42 @@ def test_an_unreachable_alertmanager_never_blocks_the_step(tmp_path: Path, sshd:
         assert sample(body.decode(), "remediator_silences_total", 'result="failed"') == 1
     finally:
         assert d.stop() == 0, d.logs()
+
+
+TWO_STEPS = RULE.replace(
+    "        verify: 5m\n",
+    "        verify: 3s\n"
+    "      - action: restart_service\n"
+    "        params: {service: kaldrix-api}\n"
+    "        verify: 5m\n",
+)
+
+
+def test_a_later_step_extends_the_same_silence(tmp_path: Path, sshd: SshServer) -> None:
+    """Step 1's silence lasts for both steps' windows (3s + 5m + 2 x 20s); step 2 keeps
+    the same silence (same id, still active, one in Alertmanager) ending 5m20s after it."""
+    port = free_port()
+    with Alertmanager.start(
+        tmp_path / "am", f"http://127.0.0.1:{port}/webhook/alertmanager", TOKEN
+    ) as am:
+        extra = POLL.format(url=am.url, uptime="0s")
+        config = write_config(tmp_path / "d", TWO_STEPS, sshd=sshd, port=port, extra=extra)
+        d = Daemon.for_config(config).start()
+        try:
+            am.add_alert(LABELS)
+            storeview.wait_for("a silence", lambda: silences(am))
+            [first] = silences(am)
+            lasts = epoch(first["endsAt"]) - epoch(first["startsAt"])
+            assert 343 - 3 < lasts < 343 + 3
+            storeview.wait_for("step 2", lambda: len(audit_of(d, "silence_created")) == 2)
+            [second] = silences(am)
+            assert (second["id"], second["status"]["state"]) == (first["id"], "active")
+            assert second["startsAt"] == first["startsAt"]
+            step2 = audit_of(d, "silence_created")[1]
+            assert step2["silence_id"] == first["id"]
+            assert abs(step2["ends_at"] - epoch(second["endsAt"])) < 1
+            assert 320 - 3 < epoch(second["endsAt"]) - time.time() < 320 + 3
+            _, body = d.request("GET", "/metrics")
+            assert sample(body.decode(), "remediator_silences_total", 'result="updated"') == 1
+        finally:
+            assert d.stop() == 0, d.logs()

@@ -240,3 +240,19 @@ def test_a_later_step_extends_the_same_silence(tmp_path: Path, sshd: SshServer) 
             assert sample(body.decode(), "remediator_silences_total", 'result="updated"') == 1
         finally:
             assert d.stop() == 0, d.logs()
+
+
+def test_a_failed_step_hands_over_and_lifts_the_silence(tmp_path: Path, sshd: SshServer) -> None:
+    """A step that fails escalates the incident: automation stopped, so the silence is
+    expired and the other receivers hear the alert again."""
+    sshd.install_recorder("systemctl", exit_code=1)
+    with running(tmp_path, sshd) as s:
+        s.am.add_alert(LABELS)
+        storeview.wait_for("a silence", lambda: silences(s.am))
+        storeview.wait_for("the escalation", lambda: incident(s.daemon)["state"] == "escalating")
+        storeview.wait_for(
+            "the silence to expire", lambda: incident(s.daemon)["silence_id"] is None
+        )
+        assert [x["status"]["state"] for x in silences(s.am)] == ["expired"]
+        [expired] = audit_of(s.daemon, "silence_expired")
+        assert expired["state"] == "escalating"

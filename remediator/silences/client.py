@@ -45,6 +45,13 @@ def filter_matcher(name: str, value: str) -> str:
     return f'{shown}="{escaped}"'
 
 
+def _gone(exc: AlertmanagerError) -> bool:
+    """Whether Alertmanager does not know the silence: 404 as its API spec says, or the
+    500 "silence not found" of 0.25's DELETE (some versions answer an expired one with
+    500 "already expired": the caller decides whether that is gone too)."""
+    return exc.status == 404 or (exc.status == 500 and "not found" in str(exc))
+
+
 @dataclass(frozen=True)
 class AmAlert:
     """An alert as Alertmanager lists it."""
@@ -125,7 +132,7 @@ class AlertmanagerClient:
         try:
             answer = await self._call("GET", f"/api/v2/silence/{quote(silence_id, safe='')}")
         except AlertmanagerError as exc:
-            if exc.status == 404:
+            if _gone(exc):
                 return None
             raise
         if not isinstance(answer, dict):
@@ -145,9 +152,7 @@ class AlertmanagerClient:
         try:
             await self._call("DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}")
         except AlertmanagerError as exc:
-            # Alertmanager 0.25 answers 500 "silence not found" for an unknown id (404 in
-            # its API's spec), and some versions 500 "already expired" for an expired one.
-            if exc.status == 404 or any(t in str(exc) for t in ("not found", "already expired")):
+            if _gone(exc) or "already expired" in str(exc):
                 return False
             raise
         return True

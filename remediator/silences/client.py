@@ -66,6 +66,7 @@ class AlertmanagerClient:
     def __init__(self, url: str, headers: Mapping[str, str], timeout_s: float) -> None:
         self.url = url.rstrip("/")
         self._headers = dict(headers)
+        self.timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
@@ -213,7 +214,11 @@ class AlertmanagerClient:
                         status=resp.status,
                     )
                 return json.loads(text) if text.strip() else None
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            raise AlertmanagerError(
+                f"{method} {path}: no answer from Alertmanager in {self.timeout_s:g}s"
+            ) from exc
+        except aiohttp.ClientError as exc:
             raise AlertmanagerError(
                 f"{method} {path}: {type(exc).__name__}: {exc}".rstrip(": ")
             ) from exc

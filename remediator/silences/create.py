@@ -5,6 +5,7 @@ failure is audited and counted, and the step runs regardless."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from remediator.config.models import RuleSpec
@@ -50,27 +51,37 @@ async def silence_step(
     now = ctx.clock.now()
     ends = silence_ends(ctx, rule, step_index, now)
     comment = silence_comment(ctx, incident, rule, step_index)
-    labels = incident.labels
     try:
-        starts = now
-        if incident.silence_id is not None:  # a later step: the same silence, extended
-            starts = await client.silence_start(incident.silence_id) or now
-        try:
-            sid = await client.put_silence(labels, starts, ends, comment, incident.silence_id)
-        except AlertmanagerError as exc:
-            if incident.silence_id is None or exc.status != 404:
-                raise
-            # Deleted by hand in Alertmanager: a new one, as the rule asks.
-            sid = await client.put_silence(labels, now, ends, comment)
-    except AlertmanagerError as exc:
+        # One bound for the calls together (a later step makes two or three).
+        async with asyncio.timeout(client.timeout_s):
+            sid = await _put(client, incident, now, ends, comment)
+    except (AlertmanagerError, TimeoutError) as exc:
+        error = str(exc) if str(exc) else f"no answer from Alertmanager in {client.timeout_s:g}s"
         ctx.metrics.silences.labels(result="failed").inc()
-        log.warning("silence not created", extra={"incident": incident.id, "error": str(exc)})
-        await _audit(ctx, incident.id, Event("silence_failed", {"error": str(exc)}))
+        log.warning("silence not created", extra={"incident": incident.id, "error": error})
+        await _audit(ctx, incident.id, Event("silence_failed", {"error": error}))
         return
     result = "updated" if sid == incident.silence_id else "created"
     ctx.metrics.silences.labels(result=result).inc()
     detail = {"silence_id": sid, "ends_at": ends, "step": step_index}
     await _audit(ctx, incident.id, Event("silence_created", detail), sid)
+
+
+async def _put(
+    client: AlertmanagerClient, incident: Incident, now: float, ends: float, comment: str
+) -> str:
+    """Create the silence, or extend the incident's (in place: with its own startsAt)."""
+    labels, known = incident.labels, incident.silence_id
+    starts = now
+    if known is not None:  # a later step
+        starts = await client.silence_start(known) or now
+    try:
+        return await client.put_silence(labels, starts, ends, comment, known)
+    except AlertmanagerError as exc:
+        if known is None or exc.status != 404:
+            raise
+        # Deleted by hand in Alertmanager: a new one, as the rule asks.
+        return await client.put_silence(labels, now, ends, comment)
 
 
 async def silence_dry_run(

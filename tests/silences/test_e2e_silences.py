@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -179,28 +180,53 @@ def test_a_young_alertmanager_is_not_believed_about_missing_alerts(
         assert audit_of(s.daemon, "resolved_by_alertmanager_poll") == []
 
 
-def test_an_unreachable_alertmanager_never_blocks_the_step(tmp_path: Path, sshd: SshServer) -> None:
-    """With Alertmanager down the step still runs; `silence_failed` says why and the
-    metric counts it."""
-    extra = POLL.format(url=f"http://127.0.0.1:{free_port()}", uptime="0s")
-    d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd, extra=extra)).start()
-    try:
-        assert d.post_webhook(webhook(LABELS, starts_at=STARTS)) == 200
-        storeview.wait_for(
-            "the incident to verify",
-            lambda: [i for i in storeview.incidents(d.db) if i["state"] == "verifying"],
-        )
-        assert sshd.calls("systemctl") == [
-            ["restart", "kaldrix-node"],
-            ["is-active", "kaldrix-node"],
-        ]
-        [failed] = audit_of(d, "silence_failed")
-        assert "POST /api/v2/silences" in failed["error"]
-        assert incident(d)["silence_id"] is None
-        _, body = d.request("GET", "/metrics")
-        assert sample(body.decode(), "remediator_silences_total", 'result="failed"') == 1
-    finally:
-        assert d.stop() == 0, d.logs()
+@pytest.mark.parametrize("kind", ["refused", "silent"])
+def test_an_unreachable_alertmanager_never_blocks_the_step(
+    tmp_path: Path, sshd: SshServer, kind: str
+) -> None:
+    """With Alertmanager down (connection refused) or hung (it accepts and never answers)
+    the step still runs, at most `alertmanager.timeout` (2s) late; `silence_failed` says
+    why and the metric counts it."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        port = hung.getsockname()[1] if kind == "silent" else free_port()
+        extra = POLL.format(url=f"http://127.0.0.1:{port}", uptime="0s")
+        d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd, extra=extra)).start()
+        try:
+            assert d.post_webhook(webhook(LABELS, starts_at=STARTS)) == 200
+            storeview.wait_for(
+                "the incident to verify",
+                lambda: [i for i in storeview.incidents(d.db) if i["state"] == "verifying"],
+            )
+            assert sshd.calls("systemctl") == [
+                ["restart", "kaldrix-node"],
+                ["is-active", "kaldrix-node"],
+            ]
+            rows = storeview.audit(d.db, incident(d)["id"])
+            at = {name: row_at for name, row_at in _times(d, incident(d)["id"])}
+            assert at["step_executing"] - at["step_dispatching"] < 2 + 1
+            [failed] = [detail for name, detail in rows if name == "silence_failed"]
+            # Hung: the call's own timeout or the step's bound on all its calls, whichever
+            # fires first (both are `alertmanager.timeout`).
+            expected = (
+                "POST /api/v2/silences: ClientConnectorError: Cannot connect to host"
+                if kind == "refused"
+                else "no answer from Alertmanager in 2s"
+            )
+            assert expected in failed["error"]
+            assert incident(d)["silence_id"] is None
+            _, body = d.request("GET", "/metrics")
+            assert sample(body.decode(), "remediator_silences_total", 'result="failed"') == 1
+        finally:
+            assert d.stop() == 0, d.logs()
+
+
+def _times(d: Daemon, incident_id: int) -> list[tuple[str, float]]:
+    rows = storeview.query(
+        d.db, "SELECT event, at FROM audit WHERE incident_id = :i ORDER BY id", {"i": incident_id}
+    )
+    return [(r["event"], float(r["at"])) for r in rows]
 
 
 TWO_STEPS = RULE.replace(

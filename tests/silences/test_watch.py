@@ -3,6 +3,7 @@ finds in the store is expired, and one incident that fails does not stop the oth
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -89,3 +90,35 @@ async def test_one_failing_incident_does_not_stop_the_others(
 async def _silenced(store: Store) -> list[object]:
     async with store.read() as tx:
         return list(await tx.silenced_incidents(10))
+
+
+async def test_two_replicas_expire_a_silence_once(
+    store: Store, tmp_path: Path, am: Alertmanager, client: AlertmanagerClient
+) -> None:
+    """Two replicas' loops find the same closed incident: both may ask Alertmanager to
+    expire its silence (harmless), its id is cleared and `silence_expired` audited once."""
+    now = time.time()
+    config = load_config(write_config(tmp_path / "cfg", RULE, extra=AM_SECTION.format(url=am.url)))
+    assert config.file.alertmanager is not None
+    labels = {"alertname": "X", "instance": "b"}
+    sid = await client.put_silence(labels, now, now + 600, "two replicas")
+    closed = await _incident(store, "f4", labels, State.RESOLVED, sid)
+
+    async def submit(_at: float, _body: str) -> None:
+        raise AssertionError("nothing to resolve")
+
+    watches = [
+        SilenceWatch(
+            EngineContext(config, store, build_registry(None), SystemClock(), Metrics()),
+            client,
+            config.file.alertmanager,
+            submit,
+        )
+        for _ in range(2)
+    ]
+    await asyncio.gather(*(w.poll_once() for w in watches))
+    async with store.read() as tx:
+        assert [r.event for r in await tx.audit_for(closed)] == ["silence_expired"]
+    assert await _silenced(store) == []
+    assert await client.silence_start(sid) is None
+    assert sum(w.ctx.metrics.silences.labels(result="expired")._value.get() for w in watches) == 1

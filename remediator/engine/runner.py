@@ -19,7 +19,7 @@ from remediator.engine.quarantine import record_failure
 from remediator.engine.stepoutcome import Dispatch, StepOutcomes
 from remediator.errors import ActionError, TemplateError
 from remediator.rules import alert_context, host_context
-from remediator.silences.create import silence_dry_run, silence_step
+from remediator.silences.create import silence_dry_run, silence_step, silence_unavailable
 from remediator.store.base import Tx
 from remediator.store.events import (
     Event,
@@ -76,7 +76,9 @@ class Runner(StepOutcomes):
             return
         if self.ctx.dry_run(d.rule.dry_run):
             await silence_dry_run(self.ctx, d.incident, d.rule, step_index)
-        elif client is not None:
+        elif client is None:
+            await silence_unavailable(self.ctx, d.incident)
+        else:
             await silence_step(self.ctx, client, d.incident, d.rule, step_index)
 
     async def _load(

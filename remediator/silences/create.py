@@ -84,6 +84,16 @@ async def _put(
         return await client.put_silence(labels, now, ends, comment)
 
 
+async def silence_unavailable(ctx: EngineContext, incident: Incident) -> None:
+    """`alertmanager:` came with a reload: its secrets are read at start only."""
+    error = (
+        "the daemon started without an `alertmanager:` section (a reload added it): "
+        "restart the daemon to read its secrets and create silences"
+    )
+    ctx.metrics.silences.labels(result="failed").inc()
+    await _audit(ctx, incident.id, Event("silence_failed", {"error": error}))
+
+
 async def silence_dry_run(
     ctx: EngineContext, incident: Incident, rule: RuleSpec, step_index: int
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import time
 import urllib.request
@@ -282,3 +283,38 @@ def test_a_failed_step_hands_over_and_lifts_the_silence(tmp_path: Path, sshd: Ss
         assert [x["status"]["state"] for x in silences(s.am)] == ["expired"]
         [expired] = audit_of(s.daemon, "silence_expired")
         assert expired["state"] == "escalating"
+
+
+def test_a_silence_rule_added_by_reload_without_a_restart_says_so(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """`alertmanager:` and a `silence:` rule added by a reload: the step runs, and since
+    Alertmanager's secrets are read at start, `silence_failed` says to restart."""
+    plain = RULE.replace("    silence: true\n", "")
+    d = Daemon.for_config(write_config(tmp_path / "d", plain, sshd=sshd)).start()
+    try:
+        (d.config.parent / "rules" / "rules.yml").write_text(RULE)
+        with d.config.open("a") as f:
+            f.write(POLL.format(url=f"http://127.0.0.1:{free_port()}", uptime="0s"))
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGHUP)
+        storeview.wait_for(
+            "the reload",
+            lambda: (
+                sample(
+                    d.request("GET", "/metrics")[1].decode(),
+                    "remediator_config_reloads_total",
+                    'result="success"',
+                )
+                == 1
+            ),
+        )
+        assert d.post_webhook(webhook(LABELS, starts_at=STARTS)) == 200
+        storeview.wait_for(
+            "the incident to verify",
+            lambda: [i for i in storeview.incidents(d.db) if i["state"] == "verifying"],
+        )
+        [failed] = audit_of(d, "silence_failed")
+        assert "restart the daemon" in failed["error"]
+    finally:
+        assert d.stop() == 0, d.logs()

@@ -2,6 +2,10 @@
 look up the alerts still silenced, since Alertmanager mutes remediator's own receiver
 too and never sends their resolve.
 
+An alert counts as resolved once a poll found it in Alertmanager and the next two did
+not (and Alertmanager has been up for `min_uptime`): one Alertmanager never had (sent by
+Grafana, or found only after a restart of the daemon) is left to the verify window.
+
 Safe on every replica at once: a DELETE of a silence already gone is fine, clearing the
 id is conditional (one replica audits it), and a repeated resolve is deduplicated by the
 intake (fingerprint, startsAt, status)."""
@@ -62,6 +66,9 @@ class SilenceWatch:
         self.settings = settings
         self.submit = submit  # the intake's door, as a webhook body goes (Ingestor.submit)
         self._absent: dict[int, int] = {}  # incident id -> consecutive polls missing
+        # Incidents whose alert a poll found in Alertmanager: only those can go missing
+        # (one from Grafana or another sender was never there, so is never resolved here).
+        self._seen: set[int] = set()
 
     async def loop(self, stopping: asyncio.Event) -> None:
         """Poll until `stopping`; one bad incident fails alone."""
@@ -98,6 +105,7 @@ class SilenceWatch:
                 )
         ids = {i.id for i in incidents}
         self._absent = {k: v for k, v in self._absent.items() if k in ids}
+        self._seen &= ids
 
     async def _expire(self, incident: Incident) -> None:
         sid = incident.silence_id
@@ -114,7 +122,10 @@ class SilenceWatch:
 
     async def _check_resolved(self, incident: Incident, uptime: list[float]) -> None:
         if await self.client.alerts(incident.labels):
+            self._seen.add(incident.id)
             self._absent.pop(incident.id, None)
+            return
+        if incident.id not in self._seen:
             return
         misses = self._absent[incident.id] = self._absent.get(incident.id, 0) + 1
         if misses < ABSENT_POLLS:
@@ -126,6 +137,7 @@ class SilenceWatch:
             return  # restarted: it lost its alerts until Prometheus re-sends them
         await self.submit(now, resolved_body(incident, now))
         self._absent.pop(incident.id, None)
+        self._seen.discard(incident.id)
         self.ctx.metrics.silences.labels(result="resolved").inc()
         detail = {"silence_id": incident.silence_id, "absent_polls": misses}
         async with self.ctx.store.write() as tx:

@@ -129,6 +129,7 @@ def test_a_resolve_while_silenced_is_polled_and_closes_the_incident(setup: Setup
     webhook), then expires the silence and forgets its id."""
     silence = silenced_and_verifying(setup)
     d = setup.daemon
+    time.sleep(3)  # polls (every 1s) find the alert in Alertmanager before it resolves
     setup.am.resolve_alert(LABELS)
     storeview.wait_for("the incident to close", lambda: incident(d)["state"] == "remediated")
     storeview.wait_for("the silence to expire", lambda: incident(d)["silence_id"] is None)
@@ -173,6 +174,7 @@ def test_a_young_alertmanager_is_not_believed_about_missing_alerts(
     with running(tmp_path, sshd, uptime="1h") as s:
         am = s.am
         silenced_and_verifying(s)
+        time.sleep(3)  # polls find the alert first: only its going missing is in question
         am.resolve_alert(LABELS)
         storeview.wait_for("the alert to leave Alertmanager", lambda: not am.alerts())
         time.sleep(4)  # four polls at 1s: twice missing is enough when it is old enough
@@ -318,3 +320,22 @@ def test_a_silence_rule_added_by_reload_without_a_restart_says_so(
         assert "restart the daemon" in failed["error"]
     finally:
         assert d.stop() == 0, d.logs()
+
+
+def test_an_alert_alertmanager_never_had_is_not_resolved_by_the_poll(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    """An alert sent straight to the webhook (as Grafana does) gets its silence, but the
+    poll, never finding it in Alertmanager, does not take it as resolved: the incident
+    keeps verifying."""
+    with running(tmp_path, sshd) as s:
+        d = s.daemon
+        assert d.post_webhook(webhook(LABELS, starts_at=STARTS)) == 200
+        storeview.wait_for(
+            "the incident to verify",
+            lambda: [i for i in storeview.incidents(d.db) if i["state"] == "verifying"],
+        )
+        assert [x["status"]["state"] for x in silences(s.am)] == ["active"]
+        time.sleep(4)  # four polls at 1s
+        assert incident(d)["state"] == "verifying"
+        assert audit_of(d, "resolved_by_alertmanager_poll") == []

@@ -339,3 +339,16 @@ def test_an_alert_alertmanager_never_had_is_not_resolved_by_the_poll(
         time.sleep(4)  # four polls at 1s
         assert incident(d)["state"] == "verifying"
         assert audit_of(d, "resolved_by_alertmanager_poll") == []
+
+
+def test_a_missing_alertmanager_token_stops_start_up(tmp_path: Path, sshd: SshServer) -> None:
+    """The bearer token is read at start: unset, the daemon does not start, and says
+    which key names which variable (not the first silence, at 3 a.m.)."""
+    extra = "alertmanager: {url: 'http://127.0.0.1:9093', bearer_token_env: AM_TOKEN_UNSET}\n"
+    d = Daemon.for_config(write_config(tmp_path / "d", RULE, sshd=sshd, extra=extra))
+    with pytest.raises(RuntimeError, match="daemon exited") as raised:
+        d.start()
+    assert (
+        "alertmanager.bearer_token_env: environment variable AM_TOKEN_UNSET is not set or empty"
+        in str(raised.value)
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -14,21 +13,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from remediator import __version__, apiclient, cliviews, control, openapi, replay, ruletest
-from remediator.apimodels import (
-    AuditPage,
-    AuditRecord,
-    DecisionReply,
-    IncidentDetail,
-    IncidentList,
-    PauseState,
-    ReplicaList,
-)
-from remediator.config import load_config, schema
+from remediator import __version__, cliadmin, cliviews, control, openapi, replay, ruletest
+from remediator.cliadmin import load_args_config
+from remediator.config import schema
 from remediator.config.durations import parse_duration
 from remediator.config.models import Config
+from remediator.config.promcheck import check_prometheus_rules
 from remediator.errors import ConfigError, RemediatorError
 from remediator.private import UMASK
 from remediator.store import open_store_url
@@ -36,21 +28,12 @@ from remediator.store.base import Store
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-FOLLOW_EVERY_S = 2.0  # `audit --follow`: how often to ask for new rows
-
-
-def _config_path(value: str | None) -> Path:
-    return Path(value or os.environ.get("REMEDIATOR_CONFIG") or "remediator.yml")
-
-
-def _load(args: argparse.Namespace) -> Config:
-    return load_config(_config_path(args.config))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate everything; print each problem as file:line: path: message."""
     try:
-        config = _load(args)
+        config = load_args_config(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem.format())
@@ -68,6 +51,27 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{config.path}: OK: {len(config.rules)} rules in {n_files} files, "
         f"{len(config.policies.escalations)} escalation chains, {len(config.hosts)} hosts"
     )
+    if args.prometheus_rules:
+        paths = [Path(p) for p in args.prometheus_rules]
+        return _check_prometheus(config, paths, frozenset(args.external_alert or ()))
+    return 0
+
+
+def _check_prometheus(config: Config, paths: list[Path], external: frozenset[str]) -> int:
+    """`check --prometheus-rules`: the rules against the alerts Prometheus would send."""
+    report = check_prometheus_rules(config, paths, external)
+    for warning in report.warnings:
+        print(f"warning: {warning.format()}")
+    for problem in report.problems:
+        print(problem.format())
+    if report.problems:
+        print(f"{len(report.problems)} problem(s) found", file=sys.stderr)
+        return 1
+    where = ", ".join(str(p) for p in paths)
+    print(
+        f"{where}: OK: {report.alerts} alerting rules; {report.rules_checked} rules name "
+        "alerts they produce, with the labels they read and a chain for each severity"
+    )
     return 0
 
 
@@ -77,7 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from remediator.daemon import Daemon
 
     logs.configure(args.log_level)
-    config = _load(args)
+    config = load_args_config(args)
     os.umask(UMASK)  # whatever it creates holds alerts and commands: private to its user
     asyncio.run(Daemon(config).run())
     return 0
@@ -94,119 +98,9 @@ async def _with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
         await store.close()
 
 
-def _client(args: argparse.Namespace) -> apiclient.AdminClient:
-    """The running daemon: --url, else the config's server.listen; token from the env."""
-    config = _load(args) if args.config or not args.url else None
-    return apiclient.AdminClient.connect(config, args.url)
-
-
-def _model(
-    args: argparse.Namespace, model: type[M], reply: dict[str, Any], client: apiclient.AdminClient
-) -> M | None:
-    """The daemon's reply as `model`; None once printed as is (`--json`)."""
-    if args.json:
-        cliviews.print_json(reply)
-        return None
-    return _parse(model, reply, client)
-
-
-def _parse(model: type[M], reply: dict[str, Any], client: apiclient.AdminClient) -> M:
-    try:
-        return model.model_validate(reply)
-    except ValidationError as exc:
-        raise RemediatorError(
-            f"the daemon at {client.url} answered in an unexpected shape "
-            f"(another remediator version?): {exc.errors()[0]['msg']}"
-        ) from None
-
-
-def _incident_call(incident_id: int, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    try:
-        return call()
-    except apiclient.ApiError as exc:
-        if exc.status == 404:
-            raise RemediatorError(f"no incident {incident_id}") from None
-        raise
-
-
-def cmd_incidents(args: argparse.Namespace) -> int:
-    """List incidents, newest first (admin API)."""
-    client = _client(args)
-    query = {"limit": str(args.limit)}
-    state = "open" if args.open else args.state
-    if state:
-        query["state"] = state
-    reply = client.get("/api/incidents", query)
-    listing = _model(args, IncidentList, reply, client)
-    if listing is None:
-        return 0
-    if not listing.incidents:
-        print("no incidents" + (f" ({state})" if state else ""))
-        return 0
-    cliviews.console().print(cliviews.incidents_table(listing.incidents))
-    return 0
-
-
-def cmd_replicas(args: argparse.Namespace) -> int:
-    """List the replicas seen in the last minute and the hash of their rules (admin API)."""
-    client = _client(args)
-    listing = _model(args, ReplicaList, client.get("/api/replicas"), client)
-    if listing is None:
-        return 0
-    cliviews.console().print(cliviews.replicas_table(listing))
-    return 0
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    """Show one incident with its steps, approvals and audit trail (admin API)."""
-    client = _client(args)
-    reply = _incident_call(args.id, lambda: client.get(f"/api/incidents/{args.id}"))
-    if incident := _model(args, IncidentDetail, reply, client):
-        cliviews.console().print(cliviews.incident_view(incident))
-    return 0
-
-
-def cmd_pause(args: argparse.Namespace) -> int:
-    """Pause (or resume) all automation through the daemon; the switch is stored."""
-    client = _client(args)
-    body = {"reason": args.reason} if args.command == "pause" else {}
-    reply = client.post(f"/api/{args.command}", body)
-    if state := _model(args, PauseState, reply, client):
-        cliviews.console().print(cliviews.pause_line(state))
-    return 0
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    """Print the audit trail: a table, or JSON lines (--json) for a SIEM; --follow waits
-    for new rows (the cursor carries on: none missed, none repeated)."""
-    client = _client(args)
-    query = {"limit": str(openapi.MAX_LIMIT)}
-    if args.since:
-        query["since"] = args.since
-    if args.incident:
-        query["incident"] = str(args.incident)
-    rows: list[AuditRecord] = []
-    while True:
-        page = _parse(AuditPage, client.get("/api/audit", query), client)
-        query["cursor"] = page.cursor
-        for entry in page.entries:
-            if args.json:
-                print(json.dumps(entry.model_dump(mode="json"), sort_keys=True), flush=True)
-            else:
-                rows.append(entry)
-        if page.entries:
-            continue
-        if not args.json and (rows or not args.follow):
-            cliviews.console().print(cliviews.audit_table(rows))
-            rows = []
-        if not args.follow:
-            return 0
-        time.sleep(FOLLOW_EVERY_S)
-
-
 def cmd_quarantine(args: argparse.Namespace) -> int:
     """List quarantined (rule, target) pairs."""
-    rows = asyncio.run(_with_store(_load(args), control.quarantines))
+    rows = asyncio.run(_with_store(load_args_config(args), control.quarantines))
     if not rows:
         print("no (rule, target) pair is quarantined")
         return 0
@@ -216,7 +110,9 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     """List dead letters: items a loop failed on (kept, never retried)."""
-    rows = asyncio.run(_with_store(_load(args), lambda s: control.dead_letters(s, args.limit)))
+    rows = asyncio.run(
+        _with_store(load_args_config(args), lambda s: control.dead_letters(s, args.limit))
+    )
     if args.json:
         cliviews.print_json([dataclasses.asdict(r) for r in rows])
         return 0
@@ -232,7 +128,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     who = os.environ.get("USER", "cli")
     done = asyncio.run(
         _with_store(
-            _load(args),
+            load_args_config(args),
             lambda s: control.release_quarantine(s, args.rule, args.target, who, time.time()),
         )
     )
@@ -243,30 +139,9 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decision_body(by: str | None, reason: str | None) -> dict[str, str]:
-    """Only what was given: without --by, a personal token decides as its owner."""
-    body = {"by": by, "reason": reason}
-    return {k: v for k, v in body.items() if v is not None}
-
-
-def cmd_decide(args: argparse.Namespace) -> int:
-    """approve / deny / ack an incident through the running daemon's admin API."""
-    client = _client(args)
-    path = f"/api/incidents/{args.id}/{args.command}"
-    try:
-        reply = _incident_call(
-            args.id, lambda: client.post(path, _decision_body(args.by, args.reason))
-        )
-    except apiclient.ApiError as exc:
-        raise RemediatorError(f"{args.command} {args.id}: {exc}") from None
-    if decided := _model(args, DecisionReply, reply, client):
-        print(f"incident {args.id}: {decided.message} (state: {decided.state or '?'})")
-    return 0
-
-
 def cmd_test(args: argparse.Namespace) -> int:
     """Run rule test files against the config's rules and policies; exit 1 on any failure."""
-    config = _load(args)
+    config = load_args_config(args)
     logging.basicConfig(level=logging.ERROR, format="remediator: %(message)s")
     passed = failed = 0
     for file in args.files:
@@ -283,7 +158,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay recorded webhook bodies in dry-run; print the timeline of decisions."""
-    config = _load(args)
+    config = load_args_config(args)
     logging.basicConfig(level=logging.ERROR, format="remediator: %(message)s")
     until = float(args.until)
     replayed, skipped = asyncio.run(
@@ -321,7 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("serve", "run the daemon", cmd_serve)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    command("check", "validate config, rules, policies and inventory", cmd_check)
+    p = command("check", "validate config, rules, policies and inventory", cmd_check)
+    p.add_argument(
+        "--prometheus-rules",
+        action="append",
+        metavar="DIR",
+        help="also check the rules against the Prometheus alerting rules in DIR (a folder "
+        "of YAML files, or one file; repeatable): the alerts they name exist, carry the "
+        "labels they read, and each severity reaches a chain",
+    )
+    p.add_argument(
+        "--external-alert",
+        action="append",
+        metavar="NAME",
+        help="with --prometheus-rules: an alert that comes from outside Prometheus (sent "
+        "with amtool, or by another system), so no alerting rule need produce it",
+    )
     p = command("test", "run rule test files (alerts in, expected decisions out)", cmd_test)
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--show", action="store_true", help="print every case's actual decisions")
@@ -347,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print the daemon's JSON as is")
         return p
 
-    p = admin("incidents", "list incidents, newest first", cmd_incidents)
+    p = admin("incidents", "list incidents, newest first", cliadmin.cmd_incidents)
     only = p.add_mutually_exclusive_group()
     only.add_argument("--open", action="store_true", help="only open incidents")
     only.add_argument(
@@ -357,16 +247,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"only these: {', '.join(openapi.STATE_FILTERS)}",
     )
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (1 to 1000; 50)")
-    p = admin("show", "show an incident with its steps and audit trail", cmd_show)
+    p = admin("show", "show an incident with its steps and audit trail", cliadmin.cmd_show)
     p.add_argument("id", type=int)
-    p = admin("pause", "pause all automation (notifications go on)", cmd_pause)
+    p = admin("pause", "pause all automation (notifications go on)", cliadmin.cmd_pause)
     p.add_argument("--reason", help="why, for the audit and the metrics")
-    admin("resume", "resume automation; held steps run if still wanted", cmd_pause)
-    p = admin("audit", "print the audit trail (every incident's and global events)", cmd_audit)
+    admin("resume", "resume automation; held steps run if still wanted", cliadmin.cmd_pause)
+    p = admin(
+        "audit", "print the audit trail (every incident's and global events)", cliadmin.cmd_audit
+    )
     p.add_argument("--since", help="from this long ago (24h) or this RFC 3339 time on")
     p.add_argument("--incident", type=int, metavar="ID", help="only this incident's rows")
     p.add_argument("--follow", action="store_true", help="keep printing new rows as they come")
-    admin("replicas", "list replicas seen in the last minute, with their rules' hash", cmd_replicas)
+    admin(
+        "replicas",
+        "list replicas seen in the last minute, with their rules' hash",
+        cliadmin.cmd_replicas,
+    )
     command("quarantine", "list (rule, target) pairs quarantined", cmd_quarantine)
     p = command("dead-letters", "list items a loop failed on (never retried)", cmd_dead_letters)
     p.add_argument("--limit", type=int, default=50, help="newest N (default 50)")
@@ -379,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("deny", "deny the step an incident waits on (it escalates)"),
         ("ack", "acknowledge an incident: automation and paging stop"),
     ):
-        p = admin(name, what, cmd_decide)
+        p = admin(name, what, cliadmin.cmd_decide)
         p.add_argument("id", type=int)
         p.add_argument(
             "--by",

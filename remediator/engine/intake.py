@@ -173,14 +173,7 @@ class Intake:
     async def _open_handed_over(
         self, tx: Tx, rule: RuleSpec, alert: Alert, reason: str, now: float
     ) -> None:
-        incident = await tx.create_incident(
-            rule.name,
-            alert.fingerprint,
-            alert.starts_at,
-            alert.labels,
-            _annotated(rule, alert),
-            now,
-        )
+        incident = await _create(tx, rule, alert, now)
         if incident is not None:
             await tx.audit(incident.id, Matched(rule.name), now)
             await hand_over(self.ctx, tx, incident, rule, reason, now)
@@ -218,14 +211,7 @@ class Intake:
                 await self._open(tx, rule, alert, now)
 
     async def _open(self, tx: Tx, rule: RuleSpec, alert: Alert, now: float) -> None:
-        incident = await tx.create_incident(
-            rule.name,
-            alert.fingerprint,
-            alert.starts_at,
-            alert.labels,
-            _annotated(rule, alert),
-            now,
-        )
+        incident = await _create(tx, rule, alert, now)
         if incident is None:
             return
         alertname = alert.labels.get("alertname", "")
@@ -297,8 +283,12 @@ def _row(alert: Alert, now: float) -> dict[str, Any]:
     }
 
 
-def _annotated(rule: RuleSpec, alert: Alert) -> dict[str, str]:
-    """The incident's annotations: the alert's, with the rule's `runbook_url` over its own."""
-    if rule.runbook_url is None:
-        return alert.annotations
-    return {**alert.annotations, "runbook_url": rule.runbook_url}
+async def _create(tx: Tx, rule: RuleSpec, alert: Alert, now: float) -> Incident | None:
+    """The rule's incident for `alert` (None: it has one already); its annotations are
+    the alert's, with the rule's `runbook_url` over the alert's own."""
+    annotations = alert.annotations
+    if rule.runbook_url is not None:
+        annotations = {**annotations, "runbook_url": rule.runbook_url}
+    return await tx.create_incident(
+        rule.name, alert.fingerprint, alert.starts_at, alert.labels, annotations, now
+    )

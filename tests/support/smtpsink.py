@@ -97,6 +97,9 @@ class SmtpSink:
             require_starttls=True,
             authenticator=_authenticator,
             auth_require_tls=True,
+            # aiosmtpd's LOGIN asks "User Name" where servers ask "Username:", which
+            # Alertmanager's client refuses: offer PLAIN, as many real servers do.
+            auth_exclude_mechanism=["LOGIN"],
         )
         self.controller.start()
         return self

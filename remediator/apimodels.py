@@ -48,6 +48,9 @@ class IncidentSummary(Reply):
     labels: dict[str, str]
     started_at: float = Field(validation_alias=AliasChoices("started_at", "created_at"))
     updated_at: float
+    silence_id: str | None = Field(
+        description="the Alertmanager silence kept while a `silence:` rule's steps work",
+    )
 
 
 class IncidentList(Reply):

@@ -12,7 +12,7 @@ from typing import Any
 # Detail keys that count from 0 in the store (`step`, and `part` of an all-step).
 _COUNTS = frozenset({"step", "part"})
 # Detail keys that hold a moment (epoch seconds) rather than a duration.
-_MOMENTS = frozenset({"until", "expires_at", "since", "due_at", "deadline"})
+_MOMENTS = frozenset({"until", "expires_at", "since", "due_at", "deadline", "ends_at"})
 
 
 def rfc3339(epoch: float) -> str:

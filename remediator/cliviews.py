@@ -125,6 +125,8 @@ def _summary(i: IncidentDetail) -> Table:
     grid.add_row("labels", safe(labels))
     grid.add_row("started", when(i.started_at))
     grid.add_row("updated", when(i.updated_at))
+    if i.silence_id is not None:
+        grid.add_row("silence", safe(f"{i.silence_id} (Alertmanager, while steps work)"))
     for link in i.links:
         grid.add_row(link.title.lower(), safe(link.url))
     if i.escalation is not None:

@@ -29,6 +29,8 @@ from remediator.notify.setup import Notifiers, build_notifiers
 from remediator.record import Recorder
 from remediator.reload import Reloader
 from remediator.replicas import Heartbeat, readiness
+from remediator.silences.client import AlertmanagerClient
+from remediator.silences.watch import SilenceWatch, close_quietly
 from remediator.slackapp import ClickDecisions, SlackInteractions
 from remediator.slacksocket import SlackSocket, SocketSettings
 from remediator.store import open_store_url
@@ -99,6 +101,8 @@ class Daemon:
         auth = WebhookAuthenticator.from_config(config, self.environ)
         notifiers = build_notifiers(config, self.environ)
         admin_tokens = AdminTokens.from_config(config, self.environ)
+        am = config.file.alertmanager
+        silencer = AlertmanagerClient.from_config(am, self.environ) if am else None
         settings = ssh_settings(config)
         host, port = parse_listen(config.file.server.listen)
         store = open_store_url(
@@ -116,6 +120,7 @@ class Daemon:
             # first webhook.
             await store.append_inbox([])
             ctx = EngineContext(config, store, actions, self.clock, self.metrics)
+            ctx.silencer = silencer
             engine = Engine(ctx)
             await engine.recover()
             outbox = Outbox(
@@ -165,13 +170,22 @@ class Daemon:
                 lambda: readiness(store, self.clock, ctx.config_hash),
             )
             reloader = Reloader(ctx, self.metrics, self.clock.now, engine.owner)
-            await self._serve(app, host, port, store, ingestor, engine, outbox, reloader, socket)
+            watch = (
+                SilenceWatch(ctx, silencer, am, ingestor.submit)
+                if silencer is not None and am is not None
+                else None
+            )
+            await self._serve(
+                app, host, port, store, ingestor, engine, outbox, reloader, socket, watch
+            )
             await decisions.close()
         finally:
             if recorder is not None:
                 recorder.close()
             await close_actions(actions)
             await _close_notifiers(notifiers)
+            if silencer is not None:
+                await close_quietly(silencer)
             if pool is not None:
                 await pool.close()
             await store.close()
@@ -193,6 +207,7 @@ class Daemon:
         outbox: Outbox,
         reloader: Reloader,
         socket: SlackSocket | None,
+        watch: SilenceWatch | None,
     ) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -218,6 +233,8 @@ class Daemon:
         sup.start("heartbeat", lambda: heartbeat.loop(loops_stop))
         if socket is not None:
             sup.start("slack-socket", lambda: socket.loop(loops_stop))
+        if watch is not None:
+            sup.start("silences", lambda: watch.loop(loops_stop))
         loop.add_signal_handler(
             signal.SIGHUP, lambda: sup.spawn("SIGHUP reload", reloader.reload("SIGHUP"))
         )

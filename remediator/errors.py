@@ -10,6 +10,7 @@ RemediatorError
 │   ├── StoreLocked      another daemon already owns this SQLite store
 │   └── StoreGone        the store's file was deleted or replaced: the daemon stops
 ├── TemplateError        a template failed to render against an alert
+├── AlertmanagerError    Alertmanager's API refused or did not answer (silences, polls)
 └── ActionError          a step could not be carried out
     ├── ConnectError     the target could not be reached (the only retried kind)
     ├── HostKeyError     the target's host key is unknown or does not match
@@ -79,6 +80,14 @@ class StoreGone(StoreError):
 
 class TemplateError(RemediatorError):
     """A template could not be rendered against an alert."""
+
+
+class AlertmanagerError(RemediatorError):
+    """Alertmanager's API refused a call (`status` set) or could not be reached."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ActionError(RemediatorError):

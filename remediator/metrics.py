@@ -169,6 +169,13 @@ class Metrics:
             ["type"],
             registry=r,
         )
+        self.silences = Counter(
+            "remediator_silences",
+            "Alertmanager silences by result: created, updated, failed (not created; the "
+            "step ran), expired, expire_failed, poll_failed, resolved (seen by the poll).",
+            ["result"],
+            registry=r,
+        )
 
         # Children bound once: the webhook path is hot.
         self._firing = self.alerts_received.labels(status="firing")

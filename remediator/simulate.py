@@ -164,6 +164,10 @@ DESCRIBE: dict[str, Describer] = {
     "handed_to_acknowledger": lambda d, _: {"handed_to": d["by"], "chain": d["chain"]},
     "resolved": lambda d, _: {"closed": d["state"]},
     "quarantined": lambda d, _: {"quarantined": d["target"]},
+    "silence_dry_run": lambda d, _: {
+        "silence": format_duration(float(d["would_last_s"])),
+        **_step(d),
+    },
     **{
         f"step_{state}": lambda d, _: _run(d)
         for state in ("dry_run", "succeeded", "failed", "unknown")

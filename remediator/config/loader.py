@@ -106,8 +106,18 @@ def _outline(doc: YamlDoc) -> RulesFile | None:
         return None
 
 
+def _check_silence(doc: YamlDoc, i: int, rule: RuleSpec, has_alertmanager: bool) -> list[Problem]:
+    if rule.silence is None or has_alertmanager:
+        return []
+    why = (
+        "needs an `alertmanager:` section in remediator.yml (url, and "
+        "bearer_token_env or basic_auth if it asks for one) to create silences through"
+    )
+    return [doc.problem(("rules", i, "silence"), why)]
+
+
 def _load_rules(
-    folder: Path, base: Path, has_ssh: bool
+    folder: Path, base: Path, has_ssh: bool, has_alertmanager: bool
 ) -> tuple[list[RuleSpec], dict[str, str], list[Problem]]:
     rules: list[RuleSpec] = []
     origin: dict[str, str] = {}
@@ -134,6 +144,7 @@ def _load_rules(
                 continue
             origin[rule.name] = f"{doc.file}:{doc.line_of(('rules', i))}"
             problems.extend(_check_steps(doc, i, rule, has_ssh))
+            problems.extend(_check_silence(doc, i, rule, has_alertmanager))
             rules.append(rule)
     return rules, origin, problems
 
@@ -303,7 +314,9 @@ def load_config(path: Path) -> Config:
     rules_dir, errs = _folder(doc, base, "rules", file.rules)
     problems.extend(errs)
     if rules_dir is not None:
-        rules, origin, errs = _load_rules(rules_dir, base, file.ssh is not None)
+        rules, origin, errs = _load_rules(
+            rules_dir, base, file.ssh is not None, file.alertmanager is not None
+        )
         problems.extend(errs)
     policies = Policies()
     if file.policies is not None:

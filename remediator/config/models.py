@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from remediator.config.alertmanager import AlertmanagerConfig, SilenceOption
 from remediator.config.common import Duration, Model
 from remediator.config.durations import parse_duration
 from remediator.config.names import SHARED_TOKEN_NAME, EnvName, Person
@@ -314,6 +315,8 @@ class ConfigFile(Model):
     email: EmailConfig | None = None
     notifications: NotificationsConfig = NotificationsConfig()
     inventory: Inventory = Inventory()
+    # Alertmanager's API: silences while a `silence:` rule's steps work.
+    alertmanager: AlertmanagerConfig | None = None
     # Append every accepted webhook body to this JSON-lines file, for `remediator replay`.
     record: str | None = None
 
@@ -416,6 +419,8 @@ class RuleSpec(Model):
     # The runbook section for this rule's incidents (a link in Slack, email and `show`;
     # it wins over the alert's own `runbook_url` annotation).
     runbook_url: Annotated[str, AfterValidator(_http_url)] | None = None
+    # Silence the alert in Alertmanager while a step works (needs `alertmanager:`).
+    silence: SilenceOption = None
 
     def approval_of(self, step: StepSpec, part: ActionCall | None = None) -> str:
         """The `approval:` of a step (or of one part of it): its own, else the step's,

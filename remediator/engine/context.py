@@ -13,6 +13,7 @@ from remediator.engine.guards import Guards
 from remediator.metrics import Metrics
 from remediator.replicas import config_hash
 from remediator.rules import RuleSet
+from remediator.silences.client import AlertmanagerClient
 from remediator.store.base import Store
 
 
@@ -31,6 +32,8 @@ class EngineContext:
     config_hash: str = field(init=False)  # of rules, policies, inventory (replicas.py)
     work_ready: asyncio.Event = field(default_factory=asyncio.Event)
     outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Alertmanager's API (the `alertmanager:` section, read at start) for `silence:` rules.
+    silencer: AlertmanagerClient | None = None
 
     def __post_init__(self) -> None:
         self.swap_config(self.config)

@@ -19,6 +19,7 @@ from remediator.engine.quarantine import record_failure
 from remediator.engine.stepoutcome import Dispatch, StepOutcomes
 from remediator.errors import ActionError, TemplateError
 from remediator.rules import alert_context, host_context
+from remediator.silences.create import silence_dry_run, silence_step, silence_unavailable
 from remediator.store.base import Tx
 from remediator.store.events import (
     Event,
@@ -54,6 +55,7 @@ class Runner(StepOutcomes):
         if item.kind is WorkKind.RUN_STEP:
             dispatch = await self._prepare(item)
             if dispatch is not None:
+                await self._silence(dispatch, item.step_index)
                 await self._execute(item, dispatch)
         elif item.kind is WorkKind.VERIFY_TIMEOUT:
             await self._verify_expired(item)
@@ -63,6 +65,21 @@ class Runner(StepOutcomes):
             )
             async with self.ctx.store.write() as tx:
                 await handler(self.ctx, tx, item, self.ctx.clock.now())
+
+    async def _silence(self, d: Dispatch, step_index: int) -> None:
+        """A `silence:` rule's step silences its alert first (bounded by the API timeout;
+        a failure is audited and the step runs regardless). A dry run only says how long
+        the silence would last: muting the other receivers while nothing is done would
+        hide the alert from everyone."""
+        client = self.ctx.silencer
+        if d.rule.silence is None:
+            return
+        if self.ctx.dry_run(d.rule.dry_run):
+            await silence_dry_run(self.ctx, d.incident, d.rule, step_index)
+        elif client is None:
+            await silence_unavailable(self.ctx, d.incident)
+        else:
+            await silence_step(self.ctx, client, d.incident, d.rule, step_index)
 
     async def _load(
         self, tx: Tx, item: WorkItem, incident: Incident | None

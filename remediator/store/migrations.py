@@ -90,6 +90,12 @@ def _audit_order(conn: Connection) -> None:
         )
 
 
+def _silences(conn: Connection) -> None:
+    _add_columns(conn, "incidents", (("silence_id", "VARCHAR(64)"),))
+    index = next(i for i in schema.incidents.indexes if i.name == "ix_incidents_silence")
+    index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "guards: settings, holds, target health", _guards),
@@ -101,6 +107,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "replicas (heartbeats)", _replicas),
     Migration(9, "outbox claim owner (as work rows have)", _outbox_owner),
     Migration(10, "audit commit order (a gapless cursor for GET /api/audit)", _audit_order),
+    Migration(11, "incident silences (Alertmanager silence ids)", _silences),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -33,6 +33,8 @@ ACTIVE_STATES = frozenset({State.RUNNING, State.VERIFYING})
 LOCK_STATES = ACTIVE_STATES | {State.AWAITING_APPROVAL}
 # Automation gave up and humans were (or are being) told: what fixes it now is not a step.
 HANDED_OVER = frozenset({State.EXHAUSTED, State.ESCALATING, State.ACKNOWLEDGED})
+# Automation still works on it: a `silence:` rule's silence stays while in these states.
+AUTOMATING = frozenset({State.PENDING, State.RUNNING, State.VERIFYING, State.AWAITING_APPROVAL})
 # What GuardTx.unavailable_targets says of a member a step still runs on.
 RUNNING_A_STEP = "running a step"
 
@@ -90,6 +92,7 @@ class Incident:
     created_at: float
     updated_at: float
     closed_at: float | None
+    silence_id: str | None = None  # the Alertmanager silence kept while steps work
 
     @property
     def is_open(self) -> bool:

@@ -98,9 +98,12 @@ incidents = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("closed_at", Float),
+    # The Alertmanager silence kept while the incident's steps work (migration 11).
+    Column("silence_id", Str(64)),
     UniqueConstraint("rule", "fingerprint", "starts_at", name="uq_incident_alert"),
     Index("ix_incidents_alert", "fingerprint", "starts_at"),
     Index("ix_incidents_state", "state"),
+    Index("ix_incidents_silence", "silence_id"),
 )
 
 steps = Table(

@@ -56,6 +56,7 @@ def _incident(row: Row[Any]) -> Incident:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         closed_at=m["closed_at"],
+        silence_id=m["silence_id"],
     )
 
 
@@ -210,6 +211,33 @@ class SqlTx(GuardQueries, HumanQueries, DeadLetterQueries, PruneQueries, Replica
             .where(t.incidents.c.id == incident_id)
             .values(updated_at=now, **values)
         )
+
+    async def set_silence(self, incident_id: int, silence_id: str) -> None:
+        """Record the Alertmanager silence kept for an incident."""
+        await self.conn.execute(
+            update(t.incidents).where(t.incidents.c.id == incident_id).values(silence_id=silence_id)
+        )
+
+    async def clear_silence(self, incident_id: int, silence_id: str) -> bool:
+        """Forget an expired silence; False when it was no longer recorded (another
+        replica cleared it, or a later step replaced it)."""
+        i = t.incidents.c
+        res = await self.conn.execute(
+            update(t.incidents)
+            .where(i.id == incident_id, i.silence_id == silence_id)
+            .values(silence_id=None)
+        )
+        return bool(res.rowcount)
+
+    async def silenced_incidents(self, limit: int) -> list[Incident]:
+        """Incidents with a recorded silence, oldest first."""
+        q = (
+            select(t.incidents)
+            .where(t.incidents.c.silence_id.is_not(None))
+            .order_by(t.incidents.c.id)
+            .limit(limit)
+        )
+        return [_incident(r) for r in await self.conn.execute(q)]
 
     async def incidents(self, states: list[State] | None, limit: int) -> list[Incident]:
         """Newest first, optionally only some states."""

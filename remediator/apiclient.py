@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remediator import openapi
-from remediator.config.models import Config, parse_listen
+from remediator.config.models import Config
+from remediator.config.server import parse_listen
 from remediator.errors import RemediatorError
 
 DEFAULT_TOKEN_ENV = "REMEDIATOR_ADMIN_TOKEN"  # noqa: S105 - names an env var

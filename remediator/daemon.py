@@ -18,7 +18,8 @@ from remediator.actions.sshpool import SshSettings
 from remediator.api import AdminApi
 from remediator.auth import AdminTokens, WebhookAuthenticator
 from remediator.clock import Clock, SystemClock
-from remediator.config.models import Config, parse_listen
+from remediator.config.models import Config
+from remediator.config.server import parse_listen
 from remediator.engine import Engine, EngineContext
 from remediator.errors import StartupError, StoreError, StoreGone
 from remediator.http import Receiver, build_app

@@ -23,7 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from remediator.actions.params import FirewallLockdownParams, IpNetwork, parse_network
-from remediator.config.models import Config, parse_listen
+from remediator.config.models import Config
+from remediator.config.server import parse_listen
 from remediator.errors import ActionError
 
 MAX_NAMED = 5  # conflicts spelt out in one refusal; the rest are counted

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -16,9 +16,14 @@ from pydantic import (
 )
 
 from remediator.config.alertmanager import AlertmanagerConfig, SilenceOption
+from remediator.config.channels import (
+    EmailConfig,
+    NotificationsConfig,
+    SlackConfig,
+)
 from remediator.config.common import Duration, Model
 from remediator.config.durations import parse_duration
-from remediator.config.names import SHARED_TOKEN_NAME, EnvName, Person
+from remediator.config.names import EnvName
 from remediator.config.pgurl import is_postgres, parse_pg_url
 from remediator.config.policies import (
     APPROVAL_WORDS,
@@ -36,9 +41,11 @@ from remediator.config.policies import (
     SeverityPolicy,
     check_policy_name,
 )
+from remediator.config.server import (
+    ServerConfig,
+)
 from remediator.config.steps import ActionCall, StepSpec
 from remediator.matchers import Matcher, compile_regex, parse_matcher
-from remediator.parsing import whole_number
 from remediator.templates import check_template
 
 # What JSON Schema checks of a matcher: a label name and an operator (the value is free).
@@ -51,7 +58,6 @@ MatcherField = Annotated[
 ]
 TemplateStr = Annotated[str, AfterValidator(check_template)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
-EMAIL_PATTERN = r"^[^@\s<>,;]+@[^@\s<>,;]+$"
 
 
 def _check_regex(value: str) -> str:
@@ -68,79 +74,6 @@ Regex = Annotated[str, AfterValidator(_check_regex)]
 # --- remediator.yml -------------------------------------------------------------------
 
 
-class BasicAuth(Model):
-    """HTTP basic auth for the webhook, as Alertmanager's `basic_auth` sends it."""
-
-    username: str
-    password_env: str | None = None
-    password_file: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> BasicAuth:
-        if (self.password_env is None) == (self.password_file is None):
-            raise ValueError("set exactly one of password_env or password_file")
-        return self
-
-
-class WebhookAuth(Model):
-    """How Alertmanager authenticates: a bearer token or basic auth."""
-
-    bearer_token_env: str | None = None
-    bearer_token_file: str | None = None
-    basic: BasicAuth | None = None
-
-    @model_validator(mode="after")
-    def _one_method(self) -> WebhookAuth:
-        chosen = [self.bearer_token_env, self.bearer_token_file, self.basic]
-        if sum(x is not None for x in chosen) != 1:
-            raise ValueError("set exactly one of bearer_token_env, bearer_token_file or basic")
-        return self
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """'127.0.0.1:9095' or '[::1]:9095' -> (host, port)."""
-    host, sep, raw_port = listen.rpartition(":")
-    port = whole_number(raw_port, 65535)
-    if not sep or port is None:
-        raise ValueError(f"{listen!r} is not HOST:PORT (a port from 0 to 65535)")
-    return host.strip("[]") or "0.0.0.0", port
-
-
-def _check_listen(listen: str) -> str:
-    parse_listen(listen)
-    return listen
-
-
-class ServerConfig(Model):
-    """The HTTP listener."""
-
-    listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:9095"
-    max_body_bytes: int = Field(default=1_048_576, gt=0)
-    webhook_auth: WebhookAuth
-    # The shared admin token: every holder is one identity (`admin-token`) to approvals.
-    admin_token_env: str | None = None
-    # One admin token per person, {NAME: ENV_VAR}: NAME is who decides with that token.
-    admin_tokens: dict[Person, EnvName] = Field(default_factory=dict)
-    shutdown_grace: Duration = 30.0
-    # Where operators reach this daemon; links in pages point here.
-    external_url: str | None = None
-
-    @model_validator(mode="after")
-    def _one_token_per_person(self) -> ServerConfig:
-        if SHARED_TOKEN_NAME in self.admin_tokens:
-            raise ValueError(
-                f"admin_tokens: {SHARED_TOKEN_NAME!r} is the shared token's identity"
-                " (admin_token_env); name each token after its person"
-            )
-        envs = [*self.admin_tokens.values(), self.admin_token_env]
-        for env in set(envs):
-            if env is not None and envs.count(env) > 1:
-                raise ValueError(
-                    f"admin_tokens: {env} is named more than once; a token is one person's"
-                )
-        return self
-
-
 class SshConfig(Model):
     """How SSH-based actions log in; host keys are always checked against known_hosts."""
 
@@ -150,67 +83,6 @@ class SshConfig(Model):
     connect_timeout: Duration = 10.0
     command_timeout: Duration = 60.0
     connect_attempts: int = Field(default=3, ge=1, le=10)
-
-
-class SlackConfig(Model):
-    """Slack Web API access (used by approvals and escalations)."""
-
-    token_env: str = "SLACK_BOT_TOKEN"  # noqa: S105 - names an env var, holds no secret
-    signing_secret_env: str = "SLACK_SIGNING_SECRET"  # noqa: S105 - names an env var
-    api_url: str = "https://slack.com/api/"
-    channel: str
-    timeout: Duration = 10.0
-    # How clicks arrive: `http` (Slack posts them to /slack/interactions, which must be
-    # reachable from the internet) or `socket` (the daemon opens a Socket Mode websocket
-    # with the app-level token of `app_token_env`: no inbound endpoint at all).
-    mode: Literal["http", "socket"] = "http"
-    app_token_env: EnvName | None = None
-    # Socket Mode: ping every `socket_ping` (a socket without pongs for 4 pings is
-    # reconnected); reconnect after a drop waiting `reconnect_min`, doubling to `reconnect_max`.
-    socket_ping: Duration = Field(default=10.0, gt=0)
-    reconnect_min: Duration = Field(default=1.0, gt=0)
-    reconnect_max: Duration = Field(default=60.0, gt=0)
-
-    @model_validator(mode="after")
-    def _socket_needs_app_token(self) -> SlackConfig:
-        if self.mode == "socket" and self.app_token_env is None:
-            raise ValueError(
-                "mode: socket needs app_token_env: the environment variable holding the "
-                "app-level token (xapp-...) with the connections:write scope"
-            )
-        if self.reconnect_min > self.reconnect_max:
-            raise ValueError("reconnect_min must not exceed reconnect_max")
-        return self
-
-
-class EmailConfig(Model):
-    """SMTP for pages."""
-
-    host: str
-    port: int = 587
-    starttls: bool = True
-    username_env: str | None = None
-    password_env: str | None = None
-    from_: str = Field(alias="from", pattern=EMAIL_PATTERN)
-    fallback_to: list[Annotated[str, Field(pattern=EMAIL_PATTERN)]] = Field(default_factory=list)
-    ca_file: str | None = None  # a private CA for the SMTP server's certificate
-    timeout: Duration = 30.0
-
-    @model_validator(mode="after")
-    def _auth_pair(self) -> EmailConfig:
-        if (self.username_env is None) != (self.password_env is None):
-            raise ValueError("set both username_env and password_env, or neither")
-        return self
-
-
-class NotificationsConfig(Model):
-    """How the outbox retries deliveries (Slack, email) before giving up."""
-
-    retry_min: Duration = 5.0
-    retry_max: Duration = 300.0
-    # Failed Slack deliveries (each already retried in place) before a page goes by email.
-    slack_attempts: int = Field(default=3, ge=1, le=20)
-    give_up_after: Duration = 86_400.0
 
 
 class HostDefaults(Model):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from support.deployfiles import DEFAULT_PORT, DEPLOY, ROOT, SERVE_ARGS, UNIT, check_config, run
 
-from remediator.config.models import ServerConfig
+from remediator.config.server import ServerConfig
 from remediator.daemon import parse_listen
 
 EXEC_START = " ".join(["/opt/remediator/bin/remediator", *SERVE_ARGS])

@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from remediator.config import load_config
-from remediator.config.models import Config, ServerConfig
+from remediator.config.models import Config
+from remediator.config.server import ServerConfig
 from remediator.daemon import parse_listen
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from remediator.actions.approval import parts_approval_policy, plan_approval_policy
@@ -40,6 +41,7 @@ from remediator.store.records import (
     WorkKind,
 )
 
+log = logging.getLogger(__name__)
 FINISHED = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.UNKNOWN, StepState.DRY_RUN})
 
 
@@ -74,12 +76,16 @@ class Runner(StepOutcomes):
         client = self.ctx.silencer
         if d.rule.silence is None:
             return
-        if self.ctx.dry_run(d.rule.dry_run):
-            await silence_dry_run(self.ctx, d.incident, d.rule, step_index)
-        elif client is None:
-            await silence_unavailable(self.ctx, d.incident)
-        else:
-            await silence_step(self.ctx, client, d.incident, d.rule, step_index)
+        try:
+            if self.ctx.dry_run(d.rule.dry_run):
+                await silence_dry_run(self.ctx, d.incident, d.rule, step_index)
+            elif client is None:
+                await silence_unavailable(self.ctx, d.incident)
+            else:
+                await silence_step(self.ctx, client, d.incident, d.rule, step_index)
+        except Exception:  # a bug: the silence fails, on record; the step still runs
+            self.ctx.metrics.silences.labels(result="failed").inc()
+            log.exception("silence failed", extra={"incident": d.incident.id})
 
     async def _load(
         self, tx: Tx, item: WorkItem, incident: Incident | None

@@ -17,7 +17,7 @@ export REMEDIATOR_ADMIN_TOKEN ?= dev-admin-token
 export SLACK_BOT_TOKEN ?= xoxb-dev-token
 export SLACK_SIGNING_SECRET ?= dev-signing-secret
 
-.PHONY: run test lint format bench check ruletest schemas deps system-deps clean
+.PHONY: run test lint format bench check ruletest schemas deps system-deps clean demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ format: deps
 
 test: system-deps deps lint check ruletest
 	$(BIN)/pytest -p no:cacheprovider
+
+# The chain from metric to remedy on loopback, to watch (type down, up, memory PCT,
+# incidents, quit): the Debian Prometheus and Alertmanager, remediator in dry run.
+demo: system-deps deps
+	$(BIN)/python -m bench.demo
 
 bench: deps
 	$(MAKE) system-deps EXTRA_DEBS="$(BENCH_DEBS)"

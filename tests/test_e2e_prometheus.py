@@ -10,7 +10,6 @@ exporter is the test's: it reports a node down, memory high, failed logins from 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 from support import storeview
 from support.alertmanager import Alertmanager
 from support.daemon import ADMIN_TOKEN, NO_SLACK, TOKEN, Daemon
-from support.prometheus import Exporter, Prometheus
+from support.prometheus import Exporter, Prometheus, fast_alerts, fast_routing_config
 from support.smtpsink import PASSWORD, SMTP_ENV, USER, SmtpSink
 from support.sshd import SshServer, free_port
 
@@ -65,18 +64,9 @@ class Chain:
         return self.sshd.calls("nft")
 
 
-def fast_alerts(dst: Path) -> Path:
-    """The shipped alert rules with every `for:` at 1s (the expressions unchanged)."""
-    text = re.sub(r"(?m)^(\s*)for:\s*\S+", r"\1for: 1s", ALERTS.read_text())
-    path = dst / ALERTS.name
-    path.write_text(text)
-    return path
-
-
 def fast_routing(webhook_url: str, smtp: SmtpSink) -> str:
-    """The shipped routing with short timers, remediator's token inline and the human
-    receivers mailing the local sink."""
-    config = yaml.safe_load(ROUTING.read_text())
+    """The shipped routing, fast, with the human receivers mailing the local sink."""
+    config = fast_routing_config(webhook_url, TOKEN)
     config["global"].update(
         smtp_smarthost=f"127.0.0.1:{smtp.port}",
         smtp_require_tls=True,
@@ -86,17 +76,6 @@ def fast_routing(webhook_url: str, smtp: SmtpSink) -> str:
     for receiver in config["receivers"]:
         for mail in receiver.get("email_configs", []):
             mail["tls_config"] = {"ca_file": str(smtp.cert)}
-
-    def fast(route: dict[str, Any]) -> None:
-        route.update(group_wait="0s", group_interval="1s", repeat_interval="1h")
-        for child in route.get("routes", []):
-            for key in ("group_wait", "group_interval", "repeat_interval"):
-                child.pop(key, None)
-
-    fast(config["route"])
-    [hook] = next(r for r in config["receivers"] if r["name"] == "remediator")["webhook_configs"]
-    hook["url"] = webhook_url
-    hook["http_config"] = {"authorization": {"type": "Bearer", "credentials": TOKEN}}
     return json.dumps(config)
 
 
@@ -166,7 +145,7 @@ def chain(tmp_path: Path, sshd: SshServer, smtp: SmtpSink) -> Iterator[Chain]:
     )
     prom = Prometheus.start(
         tmp_path / "prom",
-        [fast_alerts(tmp_path)],
+        [fast_alerts(ALERTS, tmp_path)],
         {INSTANCE: exporter.address},
         am.url,
     )

@@ -10,6 +10,7 @@ the ``instance`` label the test names (rules target inventory host names, not
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -20,9 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from support.alertmanager import free_port
 
 PROMETHEUS_BINARY = Path("/usr/bin/prometheus")
+REPO = Path(__file__).resolve().parents[2]
+RUNBOOK_ROUTING = REPO / "deploy" / "alertmanager" / "runbooks.yml"
 _HOST = "127.0.0.1"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -171,3 +176,31 @@ class Prometheus:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(5)
+
+
+def fast_alerts(rules: Path, dst: Path) -> Path:
+    """A copy of the alerting rules `rules` in `dst` with every `for:` at 1s."""
+    text = re.sub(r"(?m)^(\s*)for:\s*\S+", r"\1for: 1s", rules.read_text())
+    path = dst / rules.name
+    path.write_text(text)
+    return path
+
+
+def fast_routing_config(
+    webhook_url: str, token: str, routing: Path = RUNBOOK_ROUTING
+) -> dict[str, Any]:
+    """The shipped runbooks' Alertmanager routing with second-long timers, remediator's
+    webhook at `webhook_url` with `token` inline (the human receivers as they are)."""
+    config: dict[str, Any] = yaml.safe_load(routing.read_text())
+
+    def fast(route: dict[str, Any]) -> None:
+        route.update(group_wait="0s", group_interval="1s", repeat_interval="1h")
+        for child in route.get("routes", []):
+            for key in ("group_wait", "group_interval", "repeat_interval"):
+                child.pop(key, None)
+
+    fast(config["route"])
+    [hook] = next(r for r in config["receivers"] if r["name"] == "remediator")["webhook_configs"]
+    hook["url"] = webhook_url
+    hook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
+    return config

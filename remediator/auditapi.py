@@ -41,7 +41,10 @@ def parse_since(value: str, now: float) -> float:
         ) from None
     if moment.tzinfo is None:
         raise QueryError("since: an RFC 3339 time needs its offset (Z or +01:00)")
-    return moment.astimezone(UTC).timestamp()
+    try:
+        return moment.astimezone(UTC).timestamp()
+    except (OverflowError, ValueError):  # year 9999 with a negative offset, year 1 with +
+        raise QueryError(f"since: {value[:40]!r} is outside the calendar once in UTC") from None
 
 
 async def audit_page(store: Store, query: dict[str, str], now: float) -> AuditPage:

@@ -13,6 +13,7 @@ from typing import Any
 _COUNTS = frozenset({"step", "part"})
 # Detail keys that hold a moment (epoch seconds) rather than a duration.
 _MOMENTS = frozenset({"until", "expires_at", "since", "due_at", "deadline", "ends_at"})
+MAX_CURSOR = 2**63 - 1  # the store's BIGINT
 
 
 def rfc3339(epoch: float) -> str:
@@ -47,4 +48,7 @@ def parse_cursor(text: str) -> tuple[int, int] | None:
         return None
     if len(head) > 19 or len(tail) > 19:
         return None
-    return int(head), int(tail)
+    xact, row_id = int(head), int(tail)
+    if xact > MAX_CURSOR or row_id > MAX_CURSOR:  # the store's BIGINT
+        return None
+    return xact, row_id

@@ -4,7 +4,8 @@ A new set is loaded and checked in full (as `remediator check` does) off the eve
 then swapped in at once. A set with any problem is rejected: each problem is logged as
 `file:line: path: message`, `remediator_config_last_reload_successful` drops to 0, and
 the last good set keeps running. Sections that need a restart (server, store, ssh,
-slack, email, notifications, record) are not swapped; a change to them is logged.
+slack, email, notifications, record, alertmanager) are not swapped; a change to them is
+logged.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ RESTART_ONLY = (
     "email",
     "notifications",
     "record",
+    "alertmanager",
 )
 
 
@@ -119,7 +121,14 @@ class Reloader:
             return True
 
     async def _record(self, why: str, previous: str) -> None:
-        """An audit row of the reload: which files changed and the hash now running."""
+        """An audit row of the reload: which files changed and the hash now running (its
+        failure is logged: the reload stands, and the file watch goes on)."""
+        try:
+            await self._write_record(why, previous)
+        except Exception:
+            log.exception("reload not recorded in the audit trail")
+
+    async def _write_record(self, why: str, previous: str) -> None:
         digests = await asyncio.to_thread(file_digests, self.files())
         changed = sorted(
             name

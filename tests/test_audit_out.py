@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from support import storeview
 from support.cli import run
 from support.daemon import ADMIN_TOKEN, Daemon, webhook, write_config
@@ -98,7 +100,16 @@ def test_rows_speak_as_the_cli_does(daemon: Daemon) -> None:
     assert next(a for a in shown if a["event"] == "approval_requested")["detail"]["step"] == 1
     assert page(daemon, "?since=1h")["entries"]
     assert page(daemon, "?since=2999-01-01T00:00:00Z")["entries"] == []
-    for bad in ("cursor=12", "since=yesterday", "incident=0", "limit=0", "since=2026-01-01T00:00"):
+    bad_values = (
+        "cursor=12",
+        "cursor=9999999999999999999-1",
+        "since=yesterday",
+        "since=9999-12-31T23:59:59-23:59",
+        "incident=0",
+        "limit=0",
+        "since=2026-01-01T00:00",
+    )
+    for bad in bad_values:
         status, body = daemon.request(
             "GET", f"/api/audit?{bad}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
         )
@@ -214,5 +225,45 @@ async def test_sqlite_pages_in_id_order(tmp_path: Path) -> None:
             rest = await tx.audit_page((first[-1].xact, first[-1].id), 10)
         assert [r.event for r in first + rest] == [f"e{n}" for n in range(5)]
         assert {r.xact for r in first + rest} == {0}
+    finally:
+        await store.close()
+
+
+async def test_sqlite_never_reuses_an_audit_id_after_pruning(tmp_path: Path) -> None:
+    """Retention deleted the newest rows (a long quiet spell): the next row still gets a
+    new id, so a collector whose cursor is past the deleted ones misses nothing. A store
+    made before migration 12 is rebuilt with AUTOINCREMENT, its rows kept."""
+    db = tmp_path / "r.db"
+    store = SqliteStore(db)
+    await store.open()
+    await store.close()
+    # As an older remediator made it: no AUTOINCREMENT, migration 12 not applied.
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        "DROP TABLE audit;"
+        "CREATE TABLE audit (id INTEGER NOT NULL PRIMARY KEY, incident_id INTEGER"
+        " REFERENCES incidents (id), at FLOAT NOT NULL, event VARCHAR(64) NOT NULL,"
+        " detail JSON NOT NULL, xact BIGINT DEFAULT '0' NOT NULL);"
+        "CREATE INDEX ix_audit_incident ON audit (incident_id, id);"
+        "CREATE INDEX ix_audit_xact ON audit (xact, id);"
+        "DELETE FROM schema_migrations WHERE version = 12;"
+    )
+    for n in range(1, 21):
+        conn.execute("INSERT INTO audit (id, at, event, detail) VALUES (?, ?, 'old', '{}')", (n, n))
+    conn.commit()
+    conn.close()
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        async with store.read() as tx:
+            assert len(await tx.audit_page((0, 0), 100)) == 20  # kept by the rebuild
+        async with store.write() as tx:
+            await tx.conn.execute(text("DELETE FROM audit WHERE id > 10"))
+        async with store.write() as tx:
+            await tx.audit(None, Event("after", {}), 30.0)
+        async with store.read() as tx:
+            [row] = await tx.audit_page((0, 10), 10)
+        assert row.event == "after"
+        assert row.id == 21
     finally:
         await store.close()

@@ -103,3 +103,25 @@ def test_configmap_volume_update_reloads(tmp_path: Path, sshd: SshServer) -> Non
     assert d.post_webhook(alert("web1:9100", "2026-11-23T09:00:00Z")) == 200
     storeview.wait_for("the new rule to run", lambda: restarts(sshd) == ["kaldrix-node-v2"])
     assert d.stop() == 0
+
+
+def test_an_alertmanager_section_changed_by_a_reload_is_named_for_a_restart(
+    tmp_path: Path,
+) -> None:
+    """`alertmanager:` (url, auth, poll) is read at start: a reload that changes it keeps
+    the old section and names it among those that need a restart, not a silent no-op."""
+    from support.daemon import write_config
+
+    from remediator.config import load_config
+    from remediator.reload import merge
+
+    rules = "rules:\n  - name: r\n    match: [alertname = X]\n    escalate: critical\n"
+    before = load_config(
+        write_config(tmp_path / "a", rules, extra="alertmanager: {url: 'http://am1:9093/'}\n")
+    )
+    after = load_config(
+        write_config(tmp_path / "b", rules, extra="alertmanager: {url: 'http://am2:9093/'}\n")
+    )
+    merged, restart = merge(before, after)
+    assert "alertmanager" in restart
+    assert merged.file.alertmanager == before.file.alertmanager

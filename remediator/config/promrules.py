@@ -63,6 +63,8 @@ def _alert(doc: YamlDoc, loc: tuple[str | int, ...], rule: dict[str, Any]) -> Pr
     except PromQLError as exc:
         why = f"an expression this check cannot read ({exc})"
         read = LabelSet(frozenset(), False, why)
+    except RecursionError:
+        read = LabelSet(frozenset(), False, "an expression nested too deeply to read")
     static = {str(k): str(v) for k, v in labels.items()}
     return PromAlert(name, doc.file, doc.line_of(loc), static, read)
 

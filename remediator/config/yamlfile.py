@@ -61,6 +61,9 @@ class _Builder:
         return self.constructor.construct_object(node, deep=True)
 
 
+TOO_DEEP = "invalid YAML: nested too deeply, or an alias that contains itself (`&a [*a]`)"
+
+
 def parse_yaml(text: str, file: str) -> tuple[YamlDoc, list[Problem]]:
     """Parse one YAML document; syntax errors come back as problems, never raised."""
     doc = YamlDoc(file=file, data=None)
@@ -73,6 +76,8 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDoc, list[Problem]]:
         return doc, [Problem(file, line, "", message)]
     except yaml.YAMLError as exc:
         return doc, [Problem(file, 1, "", f"invalid YAML: {exc}")]
+    except RecursionError:
+        return doc, [Problem(file, 1, "", TOO_DEEP)]
     if node is None:
         return doc, []
     builder = _Builder(doc, yaml.SafeLoader(""))
@@ -81,6 +86,8 @@ def parse_yaml(text: str, file: str) -> tuple[YamlDoc, list[Problem]]:
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         return doc, [Problem(file, line, "", f"invalid YAML: {exc.problem or exc}")]
+    except RecursionError:
+        return doc, [Problem(file, 1, "", TOO_DEEP)]
     return doc, builder.problems
 
 

@@ -96,6 +96,30 @@ def _silences(conn: Connection) -> None:
     index.create(conn, checkfirst=True)
 
 
+def _audit_ids_never_reused(conn: Connection) -> None:
+    """SQLite gives a new row max(id) + 1: once retention deleted the newest rows, ids
+    would come again and a reader following GET /api/audit past them would skip the new
+    rows. AUTOINCREMENT never hands an id out twice (PostgreSQL's sequence never does)."""
+    if conn.dialect.name != "sqlite":
+        return
+    sql = conn.execute(
+        text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'audit'")
+    ).scalar_one()
+    if "AUTOINCREMENT" in str(sql).upper():
+        return  # a store schema.py made (its table says so)
+    conn.execute(text("ALTER TABLE audit RENAME TO audit_v11"))
+    for index in ("ix_audit_incident", "ix_audit_xact"):
+        conn.execute(text(f"DROP INDEX IF EXISTS {index}"))
+    schema.audit.create(conn)
+    conn.execute(
+        text(
+            "INSERT INTO audit (id, incident_id, at, event, detail, xact) "
+            "SELECT id, incident_id, at, event, detail, xact FROM audit_v11"
+        )
+    )
+    conn.execute(text("DROP TABLE audit_v11"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "guards: settings, holds, target health", _guards),
@@ -108,6 +132,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "outbox claim owner (as work rows have)", _outbox_owner),
     Migration(10, "audit commit order (a gapless cursor for GET /api/audit)", _audit_order),
     Migration(11, "incident silences (Alertmanager silence ids)", _silences),
+    Migration(12, "audit ids never reused (SQLite AUTOINCREMENT)", _audit_ids_never_reused),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -159,6 +159,8 @@ audit = Table(
     Column("xact", BigInteger, nullable=False, server_default="0"),
     Index("ix_audit_incident", "incident_id", "id"),
     Index("ix_audit_xact", "xact", "id"),
+    # Ids never come again after retention deleted the newest rows (migration 12).
+    sqlite_autoincrement=True,
 )
 
 cooldowns = Table(

@@ -266,3 +266,19 @@ def test_files_that_are_not_rules(tmp_path: Path, capsys: pytest.CaptureFixture[
         f"{tmp_path / 'prom' / 'other.yaml'}:1: not a Prometheus rules file: expected "
         "`groups:` (a list)"
     ]
+
+
+def test_odd_files_are_reported_never_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Prometheus rules file whose YAML alias contains itself is a problem naming the
+    file; an expression nested 400 deep is one this check cannot read (a warning): the
+    command reports, it does not crash."""
+    deep = "(" * 400 + "up" + ")" * 400
+    extra = {
+        "self.yml": "groups: &a [*a]\n",
+        "deep.yml": f"groups:\n- name: g\n  rules:\n  - alert: Deep\n    expr: {deep}\n",
+    }
+    code, lines, _ = check(tmp_path, capsys, extra=extra)
+    assert code == 1
+    assert any("self.yml:1: invalid YAML: nested too deeply" in line for line in lines), lines

@@ -31,6 +31,8 @@ from remediator.notify.slackmsg import incident_message, page_message
         "https://grafana.example.com/d/abc?orgId=1&viewPanel=2",
         "http://prometheus:9090/graph?g0.expr=up%20%3D%3D%200",
         "HTTPS://wiki.example.com/Runbooks#node-down",
+        "http://[2001:db8::1]:8080/d/x",
+        "https://grafana.example.com/alerting/silence/new?matchers=alertname%3DX",
     ],
 )
 def test_plain_http_urls_are_links(url: str) -> None:
@@ -54,11 +56,20 @@ def test_plain_http_urls_are_links(url: str) -> None:
         "https://example.com/" + "a" * 2000,
         "",
         "//example.com/scheme-relative",
+        # What Slack refuses in a button (the whole message would be lost with it):
+        "http://a:99999/",
+        "http://a:0x/",
+        "http://%zz/",
+        "http://-/",
+        "http://a/{x}",
+        "http://a/|pipe",
+        "http://a/b%2",
     ],
 )
 def test_anything_else_is_not_a_link(url: str) -> None:
     """Other schemes, no host, spaces, quotes, angle brackets, control or bidi characters,
-    very long values: not shown at all (never escaped into something clickable)."""
+    very long values, a bad port or host, characters outside RFC 3986 or a broken
+    %-escape: not shown at all (never escaped into something clickable)."""
     assert safe_url(url) is None
     assert links_of({"runbook_url": url}) == []
 

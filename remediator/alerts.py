@@ -168,7 +168,8 @@ def _bad_key(body: str, steps: list[str | int]) -> list[str | int]:
         return []  # the message still says what is wrong; only the key is not named
 
 
-def _stamp(value: str) -> str:
+def stamp(value: str) -> str:
+    """An RFC 3339 time as stored: UTC, microseconds (Go's nanoseconds truncated)."""
     try:
         t = datetime.fromisoformat(value)  # Go's nanoseconds truncated to microseconds
     except ValueError:  # RFC 3339 that Python does not read (lowercase t, z): as checked
@@ -204,11 +205,11 @@ class Alert:
                 annotations.setdefault(name, url)
         return cls(
             fingerprint=a.fingerprint or fingerprint(a.labels),
-            starts_at=_stamp(a.startsAt),
+            starts_at=stamp(a.startsAt),
             status=a.status,
             labels=dict(a.labels),
             annotations=annotations,
-            ends_at=_stamp(ends) if ends else None,
+            ends_at=stamp(ends) if ends else None,
         )
 
 

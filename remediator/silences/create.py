@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from remediator.config.models import RuleSpec
+from remediator.actions.params import HttpParams, ScriptParams
+from remediator.config.models import RuleSpec, StepSpec
 from remediator.engine.context import EngineContext
 from remediator.errors import AlertmanagerError, StoreError
 from remediator.silences.client import AlertmanagerClient
@@ -21,12 +22,20 @@ DEFAULT_COMMAND_S = 60.0
 
 
 def silence_ends(ctx: EngineContext, rule: RuleSpec, step_index: int, now: float) -> float:
-    """The silence's bound: the verify windows of this and every later step, plus a
-    command's timeout each; a crash cannot leave the silence for ever."""
-    ssh = ctx.config.file.ssh
-    per_step = ssh.command_timeout if ssh is not None else DEFAULT_COMMAND_S
+    """The silence's bound: for this and every later step, what its command may take
+    (its own `timeout`, else ssh's `command_timeout`, plus SSH's connect attempts) and
+    its verify window; a crash cannot leave the silence for ever."""
     later = rule.steps[step_index:]
-    return now + sum(s.verify for s in later) + per_step * len(later)
+    return now + sum(s.verify + _runs_at_most(ctx, s) for s in later)
+
+
+def _runs_at_most(ctx: EngineContext, step: StepSpec) -> float:
+    ssh = ctx.config.file.ssh
+    command = ssh.command_timeout if ssh is not None else DEFAULT_COMMAND_S
+    connect = ssh.connect_timeout * ssh.connect_attempts if ssh is not None else 0.0
+    # `script` and `http` bound their own run (block_ips' `timeout` is how long a block lasts).
+    own = [p.params.timeout for p in step.parts if isinstance(p.params, ScriptParams | HttpParams)]
+    return max([command, *own]) + connect
 
 
 def silence_comment(ctx: EngineContext, incident: Incident, rule: RuleSpec, step: int) -> str:

@@ -18,10 +18,11 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
+from remediator.alerts import stamp
 from remediator.config.alertmanager import AlertmanagerConfig
 from remediator.engine.context import EngineContext
 from remediator.errors import AlertmanagerError, StoreGone
-from remediator.silences.client import AlertmanagerClient, rfc3339
+from remediator.silences.client import AlertmanagerClient, AmAlert, rfc3339
 from remediator.store.events import Event
 from remediator.store.records import AUTOMATING, Incident
 
@@ -121,7 +122,8 @@ class SilenceWatch:
         self.ctx.metrics.silences.labels(result="expired").inc()
 
     async def _check_resolved(self, incident: Incident, uptime: list[float]) -> None:
-        if await self.client.alerts(incident.labels):
+        listed = await self.client.alerts(incident.labels)
+        if any(_same_instance(alert, incident) for alert in listed):
             self._seen.add(incident.id)
             self._absent.pop(incident.id, None)
             return
@@ -149,3 +151,13 @@ async def close_quietly(client: AlertmanagerClient) -> None:
     """Close the client's session at shutdown."""
     with contextlib.suppress(AlertmanagerError):
         await client.close()
+
+
+def _same_instance(alert: AmAlert, incident: Incident) -> bool:
+    """Whether Alertmanager's alert is the incident's instance: the same labels (the
+    query's matchers) and the same startsAt (one that fired again is a new instance, and
+    the incident's own has resolved). A time it cannot read counts as the same."""
+    try:
+        return stamp(alert.starts_at) == incident.starts_at
+    except (ValueError, TypeError, OverflowError):
+        return True

@@ -150,3 +150,38 @@ def test_rule_test_shows_the_silence_each_step_would_keep(tmp_path: Path) -> Non
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1 passed, 0 failed" in out.stderr
+
+
+def test_the_silence_lasts_as_long_as_each_step_may_run(tmp_path: Path) -> None:
+    """The bound counts each later step's own run limit when it has one (a `script` with
+    `timeout: 10m` runs up to 10 minutes before its verify window starts), never a
+    `block_ips` timeout (how long a block lasts, not how long the step runs)."""
+    from types import SimpleNamespace
+
+    from remediator.silences.create import silence_ends
+
+    rules = """\
+rules:
+  - name: r
+    match: [alertname = X]
+    target: api1
+    steps:
+      - action: script
+        params: {argv: [long-job], timeout: 10m}
+        verify: 5m
+      - action: block_ips
+        params: {ips: 203.0.113.7, timeout: 24h}
+        verify: 1m
+    escalate: critical
+    silence: true
+"""
+    ssh = (
+        "ssh:\n  username: r\n  known_hosts: /dev/null\n  connect_timeout: 5s\n"
+        "  connect_attempts: 2\n  command_timeout: 60s\n"
+    )
+    config = load_config(write_config(tmp_path / "cfg", rules, hosts=HOSTS, extra=AM + ssh))
+    ctx = SimpleNamespace(config=config)
+    ends = silence_ends(ctx, config.rules[0], 0, 0.0)  # type: ignore[arg-type]
+    # Each step: what it may run (its own 10m, else command_timeout) + 2 connects of 5s,
+    # then its verify window.
+    assert ends == (600 + 10 + 300) + (60 + 10 + 60)

@@ -235,7 +235,15 @@ def test_failed_logins_from_one_address_are_blocked_once_approved(chain: Chain) 
     )
     assert status == 200, body
     storeview.wait_for("the block on the host", chain.nft_calls, timeout_s=30)
-    [blocked] = [
-        d for e, d in storeview.audit(chain.daemon.db, incident["id"]) if e == "step_succeeded"
-    ]
+    blocked = storeview.wait_for(
+        "the step's outcome",
+        lambda: next(
+            (
+                d
+                for e, d in storeview.audit(chain.daemon.db, incident["id"])
+                if e == "step_succeeded"
+            ),
+            None,
+        ),
+    )
     assert blocked["exit_status"] == 0

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from remediator.alerts import stamp
 from remediator.config.alertmanager import AlertmanagerConfig
@@ -50,6 +51,10 @@ def resolved_body(incident: Incident, now: float) -> str:
         "alerts": [alert],
     }
     return json.dumps(message)
+
+
+# Alertmanager's API gives startsAt in milliseconds; the webhook carried nanoseconds.
+SAME_START_S = 0.001
 
 
 class SilenceWatch:
@@ -156,8 +161,11 @@ async def close_quietly(client: AlertmanagerClient) -> None:
 def _same_instance(alert: AmAlert, incident: Incident) -> bool:
     """Whether Alertmanager's alert is the incident's instance: the same labels (the
     query's matchers) and the same startsAt (one that fired again is a new instance, and
-    the incident's own has resolved). A time it cannot read counts as the same."""
+    the incident's own has resolved). The API gives milliseconds where the webhook gave
+    nanoseconds: times within 1 ms are the same. A time it cannot read counts as the same."""
     try:
-        return stamp(alert.starts_at) == incident.starts_at
+        listed = datetime.fromisoformat(stamp(alert.starts_at))
+        started = datetime.fromisoformat(incident.starts_at)
     except (ValueError, TypeError, OverflowError):
         return True
+    return abs((listed - started).total_seconds()) < SAME_START_S

@@ -98,8 +98,8 @@ def silenced_and_verifying(s: Setup) -> dict[str, Any]:
 def test_a_step_silences_exactly_its_alert_until_the_bound(setup: Setup) -> None:
     """The step's silence matches exactly the alert's labels (equal, not regex, quotes
     kept as data), is made by remediator with a comment naming the incident, ends at the
-    verify window plus the command timeout (5m + 20s), and is on the incident (store,
-    API, audit)."""
+    verify window plus what the step may run (command timeout 20s + 3 SSH connects of 5s:
+    5m35s), and is on the incident (store, API, audit)."""
     silence = silenced_and_verifying(setup)
     d = setup.daemon
     assert silence["status"]["state"] == "active"
@@ -114,7 +114,7 @@ def test_a_step_silences_exactly_its_alert_until_the_bound(setup: Setup) -> None
         f"(http://remediator.test/api/incidents/{found['id']})"
     )
     lasts = epoch(silence["endsAt"]) - epoch(silence["startsAt"])
-    assert 320 - 3 < lasts < 320 + 3
+    assert 335 - 3 < lasts < 335 + 3
     assert found["silence_id"] == silence["id"]
     [created] = audit_of(d, "silence_created")
     assert created["silence_id"] == silence["id"]
@@ -242,8 +242,9 @@ TWO_STEPS = RULE.replace(
 
 
 def test_a_later_step_extends_the_same_silence(tmp_path: Path, sshd: SshServer) -> None:
-    """Step 1's silence lasts for both steps' windows (3s + 5m + 2 x 20s); step 2 keeps
-    the same silence (same id, still active, one in Alertmanager) ending 5m20s after it."""
+    """Step 1's silence lasts for both steps' windows and runs (3s + 5m + 2 x (20s + 3 x
+    5s connects)); step 2 keeps the same silence (same id, still active, one in
+    Alertmanager) ending 5m35s after it."""
     port = free_port()
     with Alertmanager.start(
         tmp_path / "am", f"http://127.0.0.1:{port}/webhook/alertmanager", TOKEN
@@ -256,7 +257,7 @@ def test_a_later_step_extends_the_same_silence(tmp_path: Path, sshd: SshServer) 
             storeview.wait_for("a silence", lambda: silences(am))
             [first] = silences(am)
             lasts = epoch(first["endsAt"]) - epoch(first["startsAt"])
-            assert 343 - 3 < lasts < 343 + 3
+            assert 373 - 3 < lasts < 373 + 3
             storeview.wait_for("step 2", lambda: len(audit_of(d, "silence_created")) == 2)
             [second] = silences(am)
             assert (second["id"], second["status"]["state"]) == (first["id"], "active")
@@ -264,7 +265,7 @@ def test_a_later_step_extends_the_same_silence(tmp_path: Path, sshd: SshServer) 
             step2 = audit_of(d, "silence_created")[1]
             assert step2["silence_id"] == first["id"]
             assert abs(step2["ends_at"] - epoch(second["endsAt"])) < 1
-            assert 320 - 3 < epoch(second["endsAt"]) - time.time() < 320 + 3
+            assert 335 - 3 < epoch(second["endsAt"]) - time.time() < 335 + 3
             _, body = d.request("GET", "/metrics")
             assert sample(body.decode(), "remediator_silences_total", 'result="updated"') == 1
         finally:

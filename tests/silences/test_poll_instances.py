@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from support.engine_harness import EngineHarness, notification
@@ -49,7 +50,7 @@ async def test_an_alert_that_fired_again_resolves_the_old_instance(
     """Alertmanager lists the alert first with the incident's startsAt (seen), then only
     with a later startsAt (it resolved and fired again while silenced): after two such
     polls the incident's own instance is resolved through the intake; while the listed
-    startsAt is the incident's, nothing is."""
+    startsAt is the incident's (in the API's millisecond form), nothing is."""
     h = await EngineHarness.start(tmp_path, RULE, sshd, extra=AM)
     try:
         await h.send(notification({"alertname": "NodeDown"}))
@@ -57,7 +58,10 @@ async def test_an_alert_that_fired_again_resolves_the_old_instance(
         async with h.ctx.store.read() as tx:
             incident = await tx.incident(1)
         assert incident is not None
-        fake = ListedAlerts(starts_at=incident.starts_at)
+        # As Alertmanager's API writes it: milliseconds, `Z` (the webhook had more digits).
+        started = datetime.fromisoformat(incident.starts_at)
+        listed = started.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        fake = ListedAlerts(starts_at=listed)
         settings = AlertmanagerConfig(url="http://127.0.0.1:9/", min_uptime=0.0)
         watch = SilenceWatch(h.ctx, fake, settings, fake.submit)  # type: ignore[arg-type]
         for _ in range(3):

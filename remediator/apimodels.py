@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from remediator.auditview import cursor_text, rfc3339, spoken
+from remediator.auditview import cursor_text, spoken
+from remediator.clock import rfc3339
 from remediator.store.records import (
     ApprovalState,
     AuditRow,

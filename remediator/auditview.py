@@ -6,20 +6,15 @@ admin API and the CLI see it as the rest of the CLI speaks.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
+
+from remediator.clock import rfc3339
 
 # Detail keys that count from 0 in the store (`step`, and `part` of an all-step).
 _COUNTS = frozenset({"step", "part"})
 # Detail keys that hold a moment (epoch seconds) rather than a duration.
 _MOMENTS = frozenset({"until", "expires_at", "since", "due_at", "deadline", "ends_at"})
 MAX_CURSOR = 2**63 - 1  # the store's BIGINT
-
-
-def rfc3339(epoch: float) -> str:
-    """`2026-11-30T02:04:05.123Z`: UTC, milliseconds."""
-    moment = datetime.fromtimestamp(epoch, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def spoken(detail: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -35,3 +36,9 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move time forward."""
         self.t += seconds
+
+
+def rfc3339(epoch: float) -> str:
+    """`2026-11-30T02:04:05.123Z`: UTC, milliseconds (the audit's and Alertmanager's form)."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

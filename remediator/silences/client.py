@@ -8,23 +8,19 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
+from remediator.clock import rfc3339
 from remediator.config.alertmanager import AlertmanagerConfig
 from remediator.errors import AlertmanagerError
 from remediator.secrets import read_secret
 
 CREATED_BY = "remediator"
 _BARE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-
-def rfc3339(at: float) -> str:
-    """An epoch time as Alertmanager writes it."""
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_time(value: str) -> float:

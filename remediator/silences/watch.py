@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from remediator.alerts import stamp
+from remediator.clock import rfc3339
 from remediator.config.alertmanager import AlertmanagerConfig
 from remediator.engine.context import EngineContext
 from remediator.errors import AlertmanagerError, StoreGone
-from remediator.silences.client import AlertmanagerClient, AmAlert, rfc3339
+from remediator.silences.client import AlertmanagerClient, AmAlert
 from remediator.store.events import Event
 from remediator.store.records import AUTOMATING, Incident
 

@@ -3,7 +3,6 @@ AlertmanagerError here."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Mapping
@@ -14,6 +13,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from remediator.alerts import stamp
 from remediator.clock import rfc3339
 from remediator.config.alertmanager import AlertmanagerConfig
 from remediator.errors import AlertmanagerError
@@ -24,13 +24,8 @@ _BARE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def parse_time(value: str) -> float:
-    """Alertmanager's RFC 3339 time (nanoseconds allowed) as epoch seconds."""
-    head, dot, rest = value.partition(".")
-    if dot:  # Python reads at most microseconds
-        digits = re.match(r"[0-9]*", rest)
-        frac = digits.group(0) if digits else ""
-        value = f"{head}.{frac[:6] or '0'}{rest[len(frac) :]}"
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    """Alertmanager's RFC 3339 time (nanoseconds allowed) as epoch seconds (ValueError)."""
+    return datetime.fromisoformat(stamp(value)).timestamp()
 
 
 def filter_matcher(name: str, value: str) -> str:
@@ -93,8 +88,7 @@ class AlertmanagerClient:
                 where="alertmanager.basic_auth.password_env",
                 environ=environ,
             )
-            pair = base64.b64encode(f"{user}:{password}".encode()).decode()
-            headers["Authorization"] = f"Basic {pair}"
+            headers["Authorization"] = aiohttp.encode_basic_auth(user, password)
         return cls(cfg.url, headers, cfg.timeout)
 
     async def put_silence(

@@ -17,14 +17,12 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 
-from remediator.alerts import stamp
 from remediator.clock import rfc3339
 from remediator.config.alertmanager import AlertmanagerConfig
 from remediator.engine.context import EngineContext
 from remediator.errors import AlertmanagerError, StoreGone
-from remediator.silences.client import AlertmanagerClient, AmAlert
+from remediator.silences.client import AlertmanagerClient, AmAlert, parse_time
 from remediator.store.events import Event
 from remediator.store.records import AUTOMATING, Incident
 
@@ -165,8 +163,6 @@ def _same_instance(alert: AmAlert, incident: Incident) -> bool:
     the incident's own has resolved). The API gives milliseconds where the webhook gave
     nanoseconds: times within 1 ms are the same. A time it cannot read counts as the same."""
     try:
-        listed = datetime.fromisoformat(stamp(alert.starts_at))
-        started = datetime.fromisoformat(incident.starts_at)
-    except (ValueError, TypeError, OverflowError):
+        return abs(parse_time(alert.starts_at) - parse_time(incident.starts_at)) < SAME_START_S
+    except (ValueError, OverflowError):
         return True
-    return abs((listed - started).total_seconds()) < SAME_START_S

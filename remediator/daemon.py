@@ -23,7 +23,7 @@ from remediator.config.server import parse_listen
 from remediator.engine import Engine, EngineContext
 from remediator.errors import StartupError, StoreError, StoreGone
 from remediator.http import Receiver, build_app
-from remediator.ingest import Ingestor, gathered
+from remediator.ingest import Ingestor
 from remediator.metrics import Metrics
 from remediator.notify.outbox import Outbox
 from remediator.notify.setup import Notifiers, build_notifiers
@@ -140,7 +140,7 @@ class Daemon:
                 recorder = open_recording(config.resolve_path(config.file.record))
             ingestor = Ingestor(
                 store,
-                on_stored=gathered(engine.inbox_ready),
+                on_stored=engine.stored,
                 recorder=recorder,
                 on_record_error=self.metrics.record_errors.inc,
                 metrics=self.metrics,

@@ -17,27 +17,6 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 256
 FLOOD = 4  # webhooks waiting on the store at once: the receiver is saturated
 QUIET_S = 0.05  # ...until it has stayed below FLOOD this long (not between two commits)
-GATHER_S = 0.01  # the engine takes in what was stored this long after the first of it
-
-
-def gathered(event: asyncio.Event, delay_s: float = GATHER_S) -> Callable[[], None]:
-    """A callback setting `event` `delay_s` after its first call; calls in between join
-    that one. The engine then applies several webhooks stored close together in one
-    batch (a transaction, not one each), a few milliseconds later."""
-    pending = False
-
-    def fire() -> None:
-        nonlocal pending
-        pending = False
-        event.set()
-
-    def call() -> None:
-        nonlocal pending
-        if not pending:
-            pending = True
-            asyncio.get_running_loop().call_later(delay_s, fire)
-
-    return call
 
 
 class Ingestor:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from remediator.errors import StoreUnavailable
-from remediator.ingest import FLOOD, QUIET_S, Ingestor, gathered
+from remediator.ingest import FLOOD, QUIET_S, Ingestor
 from remediator.record import Recorder
 
 
@@ -143,31 +143,3 @@ async def test_a_failing_recording_never_stops_ingest(
     assert len(failures) == 2
     logged = [r for r in caplog.records if r.getMessage() == "recording webhook bodies failed"]
     assert [r.__dict__["error"] for r in logged] == ["RuntimeError: recorder bug"] * 2
-
-
-async def test_bodies_stored_close_together_wake_the_engine_once() -> None:
-    """The engine is woken GATHER_S after the first stored batch, not at once: the batches
-    stored meanwhile join that wake-up (one intake transaction for them all). The next
-    stored batch after it schedules a new one."""
-    ready = asyncio.Event()
-    on_stored = gathered(ready, delay_s=0.5)
-    wakes = 0
-
-    async def count() -> None:
-        nonlocal wakes
-        while True:
-            await ready.wait()
-            ready.clear()
-            wakes += 1
-
-    counter = asyncio.create_task(count())
-    for _ in range(3):
-        on_stored()
-        await asyncio.sleep(0.01)
-    assert wakes == 0
-    await asyncio.sleep(0.7)
-    assert wakes == 1
-    on_stored()
-    await asyncio.sleep(0.7)
-    assert wakes == 2
-    counter.cancel()

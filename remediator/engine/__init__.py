@@ -40,6 +40,7 @@ class Engine:
         self._stopping = asyncio.Event()
         self._next_settle = 0.0
         self._next_renew = 0.0
+        self._next_due: float | None = None  # when pending work can next be claimed
         self._held: set[int] = set()  # work items being run here: the claims to renew
         # The daemon sets this to let webhook acknowledgements go first under a flood.
         self.before_intake_batch: Callable[[], Awaitable[None]] | None = None
@@ -73,6 +74,11 @@ class Engine:
         async with self.ctx.store.write() as tx:
             return await tx.claim_due(self.ctx.clock.now(), self.owner, limit, self.lease_s())
 
+    def stored(self) -> None:
+        """The receiver's callback once webhook bodies are durably stored: intake takes
+        them at once (under a flood it defers to ingest: `before_intake_batch`)."""
+        self.inbox_ready.set()
+
     async def intake_loop(self) -> None:
         """Expand stored webhook bodies as they arrive."""
         while not self._stopping.is_set():
@@ -84,9 +90,11 @@ class Engine:
                 self._error("intake", exc)
 
     async def work_loop(self) -> None:
-        """Claim due work while slots are free; each item runs in its own task."""
+        """Claim due work while slots are free; each item runs in its own task. Between
+        passes it sleeps until woken (work scheduled or finished here) or until the next
+        work falls due, whichever comes first."""
         while not self._stopping.is_set():
-            await _wait(self.ctx.work_ready, self._poll_s)
+            await self._sleep()
             self.ctx.work_ready.clear()
             try:
                 await self.renew_claims()
@@ -94,6 +102,34 @@ class Engine:
                 await self._dispatch_due()
             except StoreError as exc:
                 self._error("work", exc)
+
+    async def _sleep(self) -> None:
+        """Until woken or the next work falls due. That time is read (a read, not behind
+        the store's writer) only when the loop would sleep with a slot free: when woken
+        already, or when only a finishing step can free a slot, it is not needed."""
+        self._next_due = None
+        if not self.ctx.work_ready.is_set() and len(self._running) < self._max_parallel:
+            try:
+                async with self.ctx.store.read() as tx:
+                    self._next_due = await tx.next_work_due()
+            except StoreError as exc:
+                self._error("work", exc)
+        await _wait(self.ctx.work_ready, self._sleep_s())
+
+    def _sleep_s(self) -> float:
+        """How long the work loop may sleep unless woken: until the next work falls due,
+        a claim renewal or a search for orphans is due; at most `poll_s`, for what other
+        replicas schedule in a shared store (no event here tells of it). Work due and not
+        taken (a peer is claiming it) is left to them until then too."""
+        now = self.ctx.clock.now()
+        wake = [now + self._poll_s]
+        if self._next_due is not None and self._next_due > now:
+            wake.append(self._next_due)
+        if self._held:
+            wake.append(self._next_renew)
+        if not self.ctx.store.exclusive:
+            wake.append(self._next_settle)
+        return max(0.0, min(wake) - now)
 
     async def renew_claims(self) -> None:
         """Every third of the lease, extend this replica's claims: a step that runs longer

@@ -13,6 +13,7 @@ from support import storeview
 from support.engine_harness import EngineHarness
 from support.sshd import SshServer
 
+from remediator import control
 from remediator.reload import Reloader
 
 RULE = """\
@@ -40,7 +41,7 @@ async def start(tmp_path: Path, sshd: SshServer, store_url: str) -> AsyncIterato
     sshd.install_recorder("probe-stub")
     started: list[EngineHarness] = []
 
-    async def make(limit: str = "1") -> EngineHarness:
+    async def make(limit: str = "1", policies: str = "") -> EngineHarness:
         def member(group: str) -> dict[str, Any]:
             return {"address": "127.0.0.1", "port": sshd.port, "groups": [group]}
 
@@ -48,7 +49,12 @@ async def start(tmp_path: Path, sshd: SshServer, store_url: str) -> AsyncIterato
         hosts |= {n: member("web") for n in ("w1", "w2")}
         hosts["x1"] = {**member("validators"), "groups": ["validators", "web"]}
         h = await EngineHarness.start(
-            tmp_path, RULE, sshd, hosts=hosts, policies=LIMITS % limit, store_url=store_url
+            tmp_path,
+            RULE,
+            sshd,
+            hosts=hosts,
+            policies=policies or LIMITS % limit,
+            store_url=store_url,
         )
         started.append(h)
         return h
@@ -168,3 +174,29 @@ async def test_a_step_woken_then_held_by_another_scope_passes_the_slot_on(
         h.db, "SELECT scope FROM holds JOIN work ON work.id = work_id WHERE work.incident_id = 3"
     )
     assert scope == [{"scope": "group:web"}]
+
+
+async def test_a_step_settled_after_a_restart_wakes_the_steps_it_held(
+    start: Start, sshd: SshServer
+) -> None:
+    """max_concurrent_actions 1: v1's step was left dispatching by a daemon that stopped
+    after its incident was handed over; v2 is held by it. The restart settles v1's step
+    (failed, nothing was sent), which frees the slot: v2 starts at once, not at a later
+    recheck (the clock never moves)."""
+    h = await start(policies="safety:\n  max_concurrent_actions: 1\n")
+    await control.set_paused(h.store, True, "deploy", h.clock.now())
+    await h.fire(down("v1"))
+    (work,) = storeview.query(
+        h.db, "SELECT id FROM work WHERE incident_id = 1 AND kind = 'run_step'"
+    )
+    async with h.store.write() as tx:  # the step a stopped daemon left in flight
+        await tx.start_step(1, 0, "ssh", {"argv": ["probe-stub", "v1"]}, h.clock.now())
+        await tx.finish_work(int(work["id"]), h.clock.now(), "cancelled")
+    await h.fire(down("v2"))
+    await control.set_paused(h.store, False, None, h.clock.now())
+    await h.advance(0)
+    assert [d["guard"] for e, d in h.audit(2) if e == "guard_held"][-1] == "max_concurrent_actions"
+    assert ran(sshd) == []
+    await h.engine.recover()
+    await h.engine.tick()
+    assert ran(sshd) == ["v2"]

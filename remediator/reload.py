@@ -104,7 +104,6 @@ class Reloader:
                 self._failed(why, [f"{path}: internal error: {describe(exc)}"])
                 return False
             heap.settle()
-            await self._wake_held()
             self.metrics.reload_ok.set(1)
             self.metrics.reload_time.set(self.clock())
             self.metrics.reloads.labels(result="success").inc()
@@ -117,7 +116,8 @@ class Reloader:
                     "config sections changed that only a restart applies; still running the old",
                     extra={"sections": restart},
                 )
-            await self._record(why, previous)
+            await self._record(why, previous)  # first: the file watch compares its digests
+            await self._wake_held()
             return True
 
     async def _wake_held(self) -> None:

@@ -10,10 +10,12 @@ limited groups, the global limits when set), so replicas sharing a PostgreSQL st
 turns per scope and two steps can never both pass a guard that only one may pass.
 
 A held step records the scope that holds it (`Verdict.scope`) and waits for that scope's
-slot to free, not a timer: the transaction freeing a slot (an incident closing or handed
-over, a step ending) wakes as many of the scope's holds as could pass, oldest first
-(escalation.free_target). A reload, a resume and a restart wake every hold; a hold that
-nothing wakes is looked at by its `hold_timeout` at the latest.
+slot to free, not a timer of its own: the transaction freeing a slot (an incident closing
+or handed over, a step ending) wakes as many of the scope's holds as could pass, one per
+freed slot, oldest first (escalation.free_target, step_ended); one woken but held by
+another scope passes the slot on. A reload and a resume wake every hold, a restart those
+its settled steps free. A target lock, maintenance and the rate limit are also looked at
+when they end (`Verdict.until`); a hold nothing wakes, by its `hold_timeout` at the latest.
 """
 
 from __future__ import annotations

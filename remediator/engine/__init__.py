@@ -12,6 +12,7 @@ from functools import partial
 from remediator.deadletters import DeadLetters, describe
 from remediator.engine.context import EngineContext
 from remediator.engine.escalation import hand_over_in, schedule_next
+from remediator.engine.guards import FREED_BY_STEP
 from remediator.engine.intake import Intake
 from remediator.engine.runner import Runner
 from remediator.errors import ClaimLost, StoreError
@@ -260,13 +261,16 @@ async def settle_orphans(tx: Tx, now: float, *, exclusive: bool = True) -> None:
     """Steps left in flight by a crash after their incident was handed over: executing is
     `unknown` (never re-sent), dispatching `failed` (nothing was sent); the target is free.
     Not `exclusive` (replicas share the store): only steps whose work's claim expired."""
-    for step in await tx.orphan_steps(None if exclusive else now):
+    orphans = await tx.orphan_steps(None if exclusive else now)
+    for step in orphans:
         executing = step.state is StepState.EXECUTING
         state = StepState.UNKNOWN if executing else StepState.FAILED
         why = "the daemon stopped while the step ran, after its incident was handed over"
         await tx.incident(step.incident_id)  # locked first, in every decision's lock order
         await tx.update_step(step.id, state, finished_at=now, error=why)
         await tx.audit(step.incident_id, StepSettled(step.step_index, state.value, why), now)
+    if orphans:  # their targets, group slots and concurrency slots are free: look again
+        await tx.wake_held(list(FREED_BY_STEP), now)
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:

@@ -11,7 +11,7 @@ from functools import partial
 
 from remediator.deadletters import DeadLetters, describe
 from remediator.engine.context import EngineContext
-from remediator.engine.escalation import hand_over_in, schedule_next
+from remediator.engine.escalation import hand_over_in, schedule_next, wake_each_scope
 from remediator.engine.guards import FREED_BY_STEP
 from remediator.engine.intake import Intake
 from remediator.engine.runner import Runner
@@ -23,6 +23,9 @@ from remediator.store.records import StepState, WorkItem, WorkKind
 
 log = logging.getLogger(__name__)
 SETTLE_EVERY_S = 30.0  # shared store: how often orphans a dead replica left are looked for
+# Held steps wait for their scope's slot to free; this often the oldest of each scope looks
+# again anyway (one step per scope, not per held step), in case a wake was missed.
+HELD_NET_S = 300.0
 
 
 class Engine:
@@ -40,6 +43,7 @@ class Engine:
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._next_settle = 0.0
+        self._next_net = 0.0
         self._next_renew = 0.0
         self._next_due: float | None = None  # when pending work can next be claimed
         self._held: set[int] = set()  # work items being run here: the claims to renew
@@ -100,6 +104,7 @@ class Engine:
             try:
                 await self.renew_claims()
                 await self._settle_expired()
+                await self.held_net()
                 await self._dispatch_due()
             except StoreError as exc:
                 self._error("work", exc)
@@ -130,6 +135,7 @@ class Engine:
             wake.append(self._next_renew)
         if not self.ctx.store.exclusive:
             wake.append(self._next_settle)
+        wake.append(self._next_net)
         return max(0.0, min(wake) - now)
 
     async def renew_claims(self) -> None:
@@ -142,6 +148,15 @@ class Engine:
         if self._held:  # not behind a write waiting for a lock: the claims must not lapse
             await self.ctx.store.renew_claims(self.owner, sorted(self._held), now + lease)
         self._next_renew = now + lease / 3
+
+    async def held_net(self) -> None:
+        """Every HELD_NET_S, the oldest held step of each guard scope looks again."""
+        now = self.ctx.clock.now()
+        if now < self._next_net:
+            return
+        async with self.ctx.store.write() as tx:
+            await wake_each_scope(self.ctx, tx, now)
+        self._next_net = now + HELD_NET_S
 
     async def _settle_expired(self) -> None:
         """On a shared store, steps a dead replica left in flight (incident handed over

@@ -192,6 +192,17 @@ async def pass_on(ctx: EngineContext, tx: GuardTx, scope: str | None, now: float
         await _wake(ctx, tx, [(None, scope)], now)
 
 
+async def wake_each_scope(ctx: EngineContext, tx: GuardTx, now: float) -> int:
+    """The net under the wakes: the oldest step each guard scope holds looks again (one
+    per scope, whatever the number of steps it holds); one that passes wakes the next."""
+    woken = 0
+    for scope in await tx.held_scopes():
+        woken += await tx.wake_held(None, now, scope=scope, limit=1)
+    if woken:
+        ctx.work_ready.set()
+    return woken
+
+
 async def _wake(
     ctx: EngineContext, tx: GuardTx, scopes: Sequence[tuple[list[str] | None, str]], now: float
 ) -> None:

@@ -13,9 +13,12 @@ A held step records the scope that holds it (`Verdict.scope`) and waits for that
 slot to free, not a timer of its own: the transaction freeing a slot (an incident closing
 or handed over, a step ending) wakes as many of the scope's holds as could pass, one per
 freed slot, oldest first (escalation.free_target, step_ended); one woken but held by
-another scope passes the slot on. A reload and a resume wake every hold, a restart those
-its settled steps free. A target lock, maintenance and the rate limit are also looked at
-when they end (`Verdict.until`); a hold nothing wakes, by its `hold_timeout` at the latest.
+another scope passes the slot on, one that starts passes the look on (held again, the
+chain stops). Every HELD_NET_S the oldest hold of each scope looks again (the net under a
+missed wake: one look per scope, not per held step). A reload and a resume wake every
+hold, a restart those its settled steps free. A target lock, maintenance and the rate
+limit are also looked at when they end (`Verdict.until`); every hold by its
+`hold_timeout` at the latest.
 """
 
 from __future__ import annotations

@@ -262,6 +262,9 @@ class Runner(StepOutcomes):
             if released is not None:
                 done = GuardReleased(item.step_index, released.guard, now - released.since)
                 await tx.audit(incident.id, done, now)
+                # Its scope may have more than one slot free (a wake missed, a limit
+                # raised): the next step it holds looks too, and stops the chain when held.
+                await pass_on(self.ctx, tx, released.scope, now)
             return True
         self.ctx.metrics.guard_holds.labels(guard=verdict.guard).inc()
         if verdict.final:

@@ -191,6 +191,12 @@ class GuardQueries:
                 break
         return woken_n
 
+    async def held_scopes(self) -> list[str]:
+        """The guard scopes holding at least one step (read from the scope index)."""
+        h = t.holds.c
+        rows = await self.conn.execute(select(h.scope).where(h.scope.is_not(None)).distinct())
+        return sorted(str(r[0]) for r in rows)
+
     # --- activity ---------------------------------------------------------------------
 
     async def unavailable_targets(

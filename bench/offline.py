@@ -9,8 +9,8 @@
    each alert instance fires, is re-sent 8 times, resolves; over the fleet of
    remediator.yml), time per notification. Baseline in the same run: one empty write transaction on the same kind
    of store (what any store round trip of the engine costs at least). Target: a
-   notification costs <= 150 such round trips: today the engine makes about 11 store
-   transactions (95 calls into the SQLite driver's thread) per notification.
+   notification costs <= 150 such round trips: today the engine makes about 9 store
+   transactions (82 calls into the SQLite driver's thread) per notification.
 No subprocess is started: the test suite pins it (tests/test_offline_tools.py).
 """
 

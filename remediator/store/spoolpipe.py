@@ -48,7 +48,8 @@ class WriterProcess:
         self.proc = proc
         self._next_id = 0
         self._killed = False
-        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._waiting: deque[tuple[int, asyncio.Future[None], float]] = deque()
+        self._watchdog: asyncio.TimerHandle | None = None
         self._reader = asyncio.create_task(self._read_answers(), name="spool-writer-answers")
         self._stderr = asyncio.create_task(self._log_stderr(), name="spool-writer-stderr")
 
@@ -83,23 +84,36 @@ class WriterProcess:
         batch_id = self._next_id + 1
         frame = spoolwriter.encode_batch(batch_id, rows)  # before registering: it may raise
         self._next_id = batch_id
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((batch_id, fut))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((batch_id, fut, loop.time()))
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(ANSWER_S, self._check_answered)
         self.proc.stdin.write(frame)
         try:
             await self.proc.stdin.drain()
         except (ConnectionError, OSError) as exc:
             self._kill()
             self._fail(f"the spool writer went away: {exc}")
-        try:
-            # Shielded: a cancelled webhook leaves the batch's answer to the reader.
-            await asyncio.wait_for(asyncio.shield(fut), ANSWER_S)
-        except TimeoutError:
-            why = f"the spool writer did not answer in {ANSWER_S:g} s; it is replaced"
-            log.error("spool writer stuck; killed", extra={"pid": self.proc.pid})
-            self._kill()
-            self._fail(why)
-            raise StoreUnavailable(why) from None
+        # Awaited as it is: the reader resolves it in the loop turn its answer arrives (a
+        # timeout per batch cost two more turns). A cancelled caller cancels it; the
+        # reader then skips its answer.
+        await fut
+
+    def _check_answered(self) -> None:
+        """The oldest batch out has waited ANSWER_S: the writer is stuck (a hung disk);
+        kill it (the next append starts another) and fail what it holds."""
+        self._watchdog = None
+        if not self._waiting:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._waiting[0][2] + ANSWER_S
+        if loop.time() < due:
+            self._watchdog = loop.call_at(due, self._check_answered)
+            return
+        log.error("spool writer stuck; killed", extra={"pid": self.proc.pid})
+        self._kill()
+        self._fail(f"the spool writer did not answer in {ANSWER_S:g} s; it is replaced")
 
     async def _read_answers(self) -> None:
         assert self.proc.stdout is not None
@@ -114,9 +128,9 @@ class WriterProcess:
                     why = f"the spool writer answered batch {batch_id}, expected {expected}"
                     self._kill()
                     return
-                _, fut = self._waiting.popleft()
+                _, fut, _ = self._waiting.popleft()
                 if fut.done():
-                    continue  # failed already (a timeout)
+                    continue  # its caller was cancelled
                 if ok:
                     fut.set_result(None)
                 else:
@@ -142,9 +156,12 @@ class WriterProcess:
 
     def _fail(self, why: str) -> None:
         while self._waiting:
-            _, fut = self._waiting.popleft()
+            _, fut, _ = self._waiting.popleft()
             if not fut.done():
                 fut.set_exception(StoreUnavailable(why))
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     async def close(self) -> None:
         """End of input: the writer commits what it has and exits. Never raises."""

@@ -43,6 +43,64 @@ async def test_concurrent_submits_share_one_commit() -> None:
     assert [[body for _, body in batch] for batch in store.batches] == [["a"], ["b", "c", "d"]]
 
 
+class OrderedStore(GatedStore):
+    """Commits batches in the order given, each once the test opens its own gate (the
+    spool's writer process, whose pipe keeps the order)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[list[str]] = []
+        self.gates: list[asyncio.Event] = []
+
+    async def append_inbox(self, rows: list[tuple[float, str]]) -> None:
+        self.sent.append([body for _, body in rows])
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        self.batches.append(rows)
+
+
+async def test_an_ordered_store_is_sent_what_arrives_while_a_commit_runs() -> None:
+    """With depth > 1 a body arriving during a commit goes to the store at once (the
+    writer commits it as soon as the running commit ends), each request is answered
+    when its own batch has committed, and no more than `depth` batches are out."""
+    store = OrderedStore()
+    ingestor = Ingestor(store, on_stored=lambda: None, depth=2)  # type: ignore[arg-type]
+    runner = asyncio.create_task(ingestor.run())
+    first = asyncio.create_task(ingestor.submit(1.0, "a"))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(ingestor.submit(2.0, "b"))
+    await asyncio.sleep(0.01)
+    assert store.sent == [["a"], ["b"]]  # b did not wait for a's commit
+    rest = [asyncio.create_task(ingestor.submit(3.0, c)) for c in "cd"]
+    await asyncio.sleep(0.01)
+    assert store.sent == [["a"], ["b"]]  # two out: c and d wait, together
+    store.gates[1].set()
+    await asyncio.wait_for(second, 1)
+    assert not first.done()
+    await asyncio.sleep(0.01)
+    assert store.sent == [["a"], ["b"], ["c", "d"]]
+    for gate in (store.gates[0], store.gates[2]):
+        gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *rest), 1)
+    ingestor.close()
+    await asyncio.wait_for(runner, 1)
+
+
+async def test_closing_waits_for_the_batches_still_out() -> None:
+    """`run` returns only once every batch sent has been answered (shutdown)."""
+    store = OrderedStore()
+    ingestor = Ingestor(store, on_stored=lambda: None, depth=4)  # type: ignore[arg-type]
+    runner = asyncio.create_task(ingestor.run())
+    submitted = asyncio.create_task(ingestor.submit(1.0, "a"))
+    await asyncio.sleep(0.01)
+    ingestor.close()
+    await asyncio.sleep(0.01)
+    assert not runner.done()
+    store.gates[0].set()
+    await asyncio.wait_for(asyncio.gather(runner, submitted), 1)
+
+
 async def test_a_failed_commit_fails_every_waiting_request() -> None:
     """A store error reaches each request of the batch (the receiver answers 503)."""
     store = GatedStore()

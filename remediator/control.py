@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from remediator.engine.guards import GLOBAL
 from remediator.engine.quarantine import release
 from remediator.store.base import Store
 from remediator.store.conflict import retry_conflict
@@ -44,6 +45,7 @@ async def _set_paused(
         if paused:
             await tx.audit(None, Paused(reason, by, via), now)
         else:
+            await tx.lock_scopes([GLOBAL])  # a pause check under way is held first
             woken = await tx.wake_held(["pause"], now)
             await tx.audit(None, Resumed(reason, woken, by, via), now)
         return new

@@ -11,7 +11,7 @@ from functools import partial
 
 from remediator.deadletters import DeadLetters, describe
 from remediator.engine.context import EngineContext
-from remediator.engine.escalation import hand_over_in, schedule_next, wake_each_scope
+from remediator.engine.escalation import hand_over_in, schedule_next, step_ended, wake_each_scope
 from remediator.engine.guards import FREED_BY_STEP
 from remediator.engine.intake import Intake
 from remediator.engine.runner import Runner
@@ -108,6 +108,13 @@ class Engine:
                 await self._dispatch_due()
             except StoreError as exc:
                 self._error("work", exc)
+                await self._pause_after_error()
+
+    async def _pause_after_error(self) -> None:
+        """After a store error the next pass waits poll_s (unless stopping): a store that
+        fails is not retried in a loop with no sleep, whatever work falls due meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self._poll_s)
 
     async def _sleep(self) -> None:
         """Until woken or the next work falls due. That time is read (a read, not behind
@@ -145,18 +152,20 @@ class Engine:
         if now < self._next_renew:
             return
         lease = self.lease_s()
+        # Moved on before the write: a store that fails is tried again at the next pass
+        # (poll_s later), never in a loop with no sleep.
+        self._next_renew = now + lease / 3
         if self._held:  # not behind a write waiting for a lock: the claims must not lapse
             await self.ctx.store.renew_claims(self.owner, sorted(self._held), now + lease)
-        self._next_renew = now + lease / 3
 
     async def held_net(self) -> None:
         """Every HELD_NET_S, the oldest held step of each guard scope looks again."""
         now = self.ctx.clock.now()
         if now < self._next_net:
             return
+        self._next_net = now + HELD_NET_S  # before the write, as renew_claims
         async with self.ctx.store.write() as tx:
             await wake_each_scope(self.ctx, tx, now)
-        self._next_net = now + HELD_NET_S
 
     async def _settle_expired(self) -> None:
         """On a shared store, steps a dead replica left in flight (incident handed over
@@ -218,6 +227,9 @@ class Engine:
             elif step is not None and step.state is StepState.EXECUTING:
                 # The command may have been sent: its outcome is unknown, never re-sent.
                 await tx.update_step(step.id, StepState.UNKNOWN, finished_at=now, error=why)
+            incident = await tx.incident(item.incident_id)
+            if step is not None and incident is not None:  # its slots are free: look again
+                await step_ended(self.ctx, tx, incident, now)
 
         async def page_on(tx: Tx, now: float) -> None:
             if item.kind is WorkKind.ESCALATE:

@@ -197,6 +197,7 @@ async def wake_each_scope(ctx: EngineContext, tx: GuardTx, now: float) -> int:
     per scope, whatever the number of steps it holds); one that passes wakes the next."""
     woken = 0
     for scope in await tx.held_scopes():
+        await tx.lock_scopes([scope])  # one at a time: never two locks out of order
         woken += await tx.wake_held(None, now, scope=scope, limit=1)
     if woken:
         ctx.work_ready.set()
@@ -206,8 +207,10 @@ async def wake_each_scope(ctx: EngineContext, tx: GuardTx, now: float) -> int:
 async def _wake(
     ctx: EngineContext, tx: GuardTx, scopes: Sequence[tuple[list[str] | None, str]], now: float
 ) -> None:
-    """Wake the oldest hold of each scope (taking no scope's lock: the wake only makes a
-    step due; the step's own transaction checks its guards in its scopes' turn)."""
+    """Wake the oldest hold of each scope, in the scopes' turn (lock_scopes): a step whose
+    guards another replica is checking in that scope right now is held (its transaction
+    commits) before this reads it, so the wake is never lost to that race."""
+    await tx.lock_scopes([scope for _, scope in scopes])
     woken = 0
     for guards, scope in scopes:
         woken += await tx.wake_held(guards, now, scope=scope, limit=1)

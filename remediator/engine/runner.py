@@ -16,6 +16,7 @@ from remediator.engine.context import EngineContext
 from remediator.engine.escalation import hand_over, page_now, pass_on
 from remediator.engine.guards import (
     CONCURRENCY_RECHECK_S,
+    GLOBAL,
     NOTIFY_AT_ONCE,
     RECHECK_S,
     WOKEN,
@@ -295,9 +296,11 @@ class Runner(StepOutcomes):
         now: float,
     ) -> None:
         hold = await tx.hold(item.id, verdict.guard, verdict.reason, now, verdict.scope)
-        if hold.was_scope != hold.scope:
+        if hold.was_scope != hold.scope and hold.scope != GLOBAL:
             # Woken for a slot of the scope that held it, now held by another: the slot
-            # goes to the next step that scope holds.
+            # goes to the next step that scope holds. Not when the pause or a global limit
+            # holds it now: it would hold the next the same way, and the next, through
+            # every step the scope holds (one freed slot, a look at each held step).
             await pass_on(self.ctx, tx, hold.was_scope, now)
         deadline = hold.since + rule.hold_timeout
         if now >= deadline:

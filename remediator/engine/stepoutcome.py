@@ -86,6 +86,7 @@ class StepOutcomes:
             unknown = StepPart(step.step_index, n, action, "unknown", error=reason)
             await tx.audit(incident.id, unknown, now)
             self.ctx.metrics.actions.labels(action=action, result="unknown").inc()
+        await step_ended(self.ctx, tx, incident, now)  # a concurrency slot is free again
         await self._after_step(tx, item, incident, rule, ok=True, now=now)
 
     async def _execute(self, item: WorkItem, d: Dispatch) -> None:

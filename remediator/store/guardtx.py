@@ -193,9 +193,14 @@ class GuardQueries:
 
     async def held_scopes(self) -> list[str]:
         """The guard scopes holding at least one step (read from the scope index)."""
-        h = t.holds.c
-        rows = await self.conn.execute(select(h.scope).where(h.scope.is_not(None)).distinct())
-        return sorted(str(r[0]) for r in rows)
+        h, w = t.holds.c, t.work.c
+        q = (
+            select(h.scope)
+            .join_from(t.holds, t.work, w.id == h.work_id)
+            .where(h.scope.is_not(None), w.done_at.is_(None))  # not a cancelled step's
+            .distinct()
+        )
+        return sorted(str(r[0]) for r in await self.conn.execute(q))
 
     # --- activity ---------------------------------------------------------------------
 

@@ -124,7 +124,8 @@ def _hold_scopes(conn: Connection) -> None:
     """Holds record the guard scope holding them: a freed slot wakes that scope's oldest
     holds, not every held step. Holds written before have none and are looked at again
     when their time comes, then record theirs."""
-    _add_columns(conn, "holds", (("scope", "VARCHAR(300)"),))
+    # TEXT: as the table a new store creates has it (a target's name has no fixed bound).
+    _add_columns(conn, "holds", (("scope", "TEXT"),))
     index = next(i for i in schema.holds.indexes if i.name == "ix_holds_scope")
     index.create(conn, checkfirst=True)
 

@@ -223,3 +223,22 @@ async def test_a_missed_wake_is_caught_by_the_net_one_look_per_scope(
     await h.engine.held_net()
     await h.engine.tick()
     assert sorted(ran(sshd)) == ["v1", "v2", "v3", "v4"]
+
+
+async def test_a_slot_freed_while_paused_is_not_passed_through_every_held_step(
+    start: Start, sshd: SshServer
+) -> None:
+    """v2 to v4 held behind v1 (max_unavailable 1); automation is paused; v1 resolves.
+    v2 (the oldest) looks and is held by the pause, which would hold every other step the
+    same way: the look stops there (v3 and v4 not claimed again). Before, each passed the
+    freed slot on to the next, a look at every held step per freed slot. On resume v2
+    starts."""
+    h = await start()
+    for name in ("v1", "v2", "v3", "v4"):
+        await h.fire(down(name))
+    await control.set_paused(h.store, True, "deploy", h.clock.now())
+    await h.resolve(down("v1"))
+    assert claims(h) == {"v1": 1, "v2": 2, "v3": 1, "v4": 1}
+    await control.set_paused(h.store, False, None, h.clock.now())
+    await h.engine.tick()
+    assert ran(sshd) == ["v1", "v2"]

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from support.daemon import write_config
 from support.engine_harness import notification
 
@@ -16,6 +17,7 @@ from remediator.actions import build_registry
 from remediator.clock import SystemClock
 from remediator.config import load_config
 from remediator.engine import Engine, EngineContext
+from remediator.errors import StoreUnavailable
 from remediator.ingest import Ingestor
 from remediator.metrics import Metrics
 from remediator.store.base import Store
@@ -94,3 +96,32 @@ async def test_work_falling_due_between_polls_runs_when_due(store: Store, tmp_pa
     async with running(store, tmp_path) as (_, ingestor):
         await ingestor.submit(time.time(), notification(DOWN))
         assert await wait_steps(store, 2) == [StepState.SUCCEEDED, StepState.SUCCEEDED]
+
+
+async def test_a_failing_store_is_retried_at_the_poll_not_in_a_loop(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails (a PostgreSQL failover, a full disk) while steps are held: the work
+    loop logs it and tries again after its poll interval. Before, the times it sleeps
+    until (the held-step net, a claim renewal) moved on only after a successful write,
+    so it retried at once, thousands of times a second, a core spent hammering a store
+    trying to recover."""
+    config = load_config(write_config(tmp_path / "cfg", RULE))
+    ctx = EngineContext(config, store, build_registry(None), SystemClock(), Metrics())
+    engine = Engine(ctx, poll_s=0.5)
+    attempts = 0
+
+    @contextlib.asynccontextmanager
+    async def failing() -> AsyncIterator[None]:
+        nonlocal attempts
+        attempts += 1
+        raise StoreUnavailable("store down (test)")
+        yield
+
+    monkeypatch.setattr(store, "write", failing)
+    monkeypatch.setattr(store, "read", failing)
+    loop = asyncio.create_task(engine.work_loop())
+    await asyncio.sleep(1.6)
+    await engine.stop(grace_s=1)
+    await asyncio.wait_for(loop, 5)
+    assert 1 <= attempts <= 12, attempts

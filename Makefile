@@ -73,8 +73,11 @@ bench: deps
 	$(MAKE) system-deps EXTRA_DEBS="$(BENCH_DEBS)"
 	status=0; \
 	$(BIN)/python -m bench.ingest || status=1; \
+	$(BIN)/python -m bench.latency || status=1; \
+	$(BIN)/python -m bench.held || status=1; \
 	$(BIN)/python -m bench.failover || status=1; \
 	$(BIN)/python -m bench.rules || status=1; \
+	$(BIN)/python -m bench.offline || status=1; \
 	exit $$status
 
 clean:

@@ -286,10 +286,10 @@ def run(work: Path, cluster: PostgresCluster, stores: list[str]) -> list[Server]
     ]
     try:
         if "sqlite" in stores:
-            servers.append(remediator("sqlite", work, SQLITE, 0.5, 10))
+            servers.append(remediator("sqlite", work, SQLITE, 0.7, 10))
         if "postgresql" in stores:
             db = cluster.database()
-            servers.append(remediator("postgresql", work, cluster.url(db), 0.4, 15))
+            servers.append(remediator("postgresql", work, cluster.url(db), 0.7, 10))
             servers[-1].settle = settle_postgres(cluster, db)
         measure(servers, work)
     finally:

@@ -23,6 +23,7 @@ from remediator.config.models import Config
 from remediator.config.promcheck import check_prometheus_rules
 from remediator.errors import ConfigError, RemediatorError
 from remediator.private import UMASK
+from remediator.simulate import pace
 from remediator.store import open_store_url
 from remediator.store.base import Store
 
@@ -143,16 +144,19 @@ def cmd_test(args: argparse.Namespace) -> int:
     """Run rule test files against the config's rules and policies; exit 1 on any failure."""
     config = load_args_config(args)
     logging.basicConfig(level=logging.ERROR, format="remediator: %(message)s")
-    passed = failed = 0
+    passed = failed = cases = 0
+    began = time.perf_counter()
     for file in args.files:
         results, problems = asyncio.run(ruletest.run_file(Path(file), config))
         for problem in problems:
             print(problem.format())
         failed += len(problems)
+        cases += len(results)
         for result in results:
             print("\n".join(ruletest.report(result, args.show)))
             passed, failed = passed + result.ok, failed + (not result.ok)
-    print(f"{passed} passed, {failed} failed", file=sys.stderr)
+    took = pace(cases, time.perf_counter() - began, "case")
+    print(f"{passed} passed, {failed} failed {took}", file=sys.stderr)
     return 1 if failed or not passed else 0
 
 
@@ -161,10 +165,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = load_args_config(args)
     logging.basicConfig(level=logging.ERROR, format="remediator: %(message)s")
     until = float(args.until)
+    began = time.perf_counter()
     replayed, skipped = asyncio.run(
         replay.replay(config, Path(args.file), until, sys.stdout, sys.stderr)
     )
-    print(f"{replayed} notifications replayed, {skipped} lines skipped", file=sys.stderr)
+    took = pace(replayed, time.perf_counter() - began, "notification")
+    print(f"{replayed} notifications replayed, {skipped} lines skipped {took}", file=sys.stderr)
     return 1 if skipped else 0
 
 

@@ -23,7 +23,7 @@ from remediator.config.server import parse_listen
 from remediator.engine import Engine, EngineContext
 from remediator.errors import StartupError, StoreError, StoreGone
 from remediator.http import Receiver, build_app
-from remediator.ingest import Ingestor, gathered
+from remediator.ingest import Ingestor
 from remediator.metrics import Metrics
 from remediator.notify.outbox import Outbox
 from remediator.notify.setup import Notifiers, build_notifiers
@@ -34,9 +34,10 @@ from remediator.silences.client import AlertmanagerClient
 from remediator.silences.watch import SilenceWatch, close_quietly
 from remediator.slackapp import ClickDecisions, SlackInteractions
 from remediator.slacksocket import SlackSocket, SocketSettings
-from remediator.store import open_store_url
+from remediator.store import open_store_url, spoolpipe
 from remediator.store.base import Store
 from remediator.store.retention import Pruner
+from remediator.store.sqlite import SqliteStore
 from remediator.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -140,10 +141,12 @@ class Daemon:
                 recorder = open_recording(config.resolve_path(config.file.record))
             ingestor = Ingestor(
                 store,
-                on_stored=gathered(engine.inbox_ready),
+                on_stored=engine.stored,
                 recorder=recorder,
                 on_record_error=self.metrics.record_errors.inc,
                 metrics=self.metrics,
+                # The spool's writer commits batches in the order sent: several may be out.
+                depth=spoolpipe.DEPTH if isinstance(store, SqliteStore) else 1,
             )
             engine.before_intake_batch = ingestor.wait_for_headroom
             receiver = Receiver(

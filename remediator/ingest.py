@@ -17,27 +17,6 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 256
 FLOOD = 4  # webhooks waiting on the store at once: the receiver is saturated
 QUIET_S = 0.05  # ...until it has stayed below FLOOD this long (not between two commits)
-GATHER_S = 0.01  # the engine takes in what was stored this long after the first of it
-
-
-def gathered(event: asyncio.Event, delay_s: float = GATHER_S) -> Callable[[], None]:
-    """A callback setting `event` `delay_s` after its first call; calls in between join
-    that one. The engine then applies several webhooks stored close together in one
-    batch (a transaction, not one each), a few milliseconds later."""
-    pending = False
-
-    def fire() -> None:
-        nonlocal pending
-        pending = False
-        event.set()
-
-    def call() -> None:
-        nonlocal pending
-        if not pending:
-            pending = True
-            asyncio.get_running_loop().call_later(delay_s, fire)
-
-    return call
 
 
 class Ingestor:
@@ -50,8 +29,12 @@ class Ingestor:
         recorder: Recorder | None = None,
         metrics: Metrics | None = None,
         on_record_error: Callable[[], None] = lambda: None,
+        depth: int = 1,
     ) -> None:
         self._store = store
+        self._depth = depth
+        self._slots = asyncio.Semaphore(depth)
+        self._commits: set[asyncio.Task[None]] = set()
         self._metrics = metrics
         self._on_stored = on_stored
         self._recorder = recorder
@@ -83,13 +66,35 @@ class Ingestor:
                 self._headroom.set()
 
     async def run(self) -> None:
-        """Commit batches until closed and drained."""
+        """Commit batches until closed and drained.
+
+        With `depth` 1 a batch is sent once the one before it has committed. A store
+        that commits batches in the order it was given them (the SQLite spool's writer
+        process, which reads them from one pipe) takes up to `depth` at once: what
+        arrives while a commit runs is sent straight away, and the writer commits all
+        it has received in its next transaction as soon as the current one ends,
+        without waiting for the daemon to hear of that commit and send more.
+        """
         while not (self._closed and not self._pending):
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                await self._slots.acquire()  # bodies arriving meanwhile join this batch
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                await self._commit(batch)
+                if self._depth == 1:
+                    await self._commit_in_slot(batch)
+                    continue
+                task = asyncio.create_task(self._commit_in_slot(batch), name="ingest-commit")
+                self._commits.add(task)
+                task.add_done_callback(self._commits.discard)
+        if self._commits:
+            await asyncio.gather(*self._commits)
+
+    async def _commit_in_slot(self, batch: list[tuple[float, str, asyncio.Future[None]]]) -> None:
+        try:
+            await self._commit(batch)
+        finally:
+            self._slots.release()
 
     async def _commit(self, batch: list[tuple[float, str, asyncio.Future[None]]]) -> None:
         try:

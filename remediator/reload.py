@@ -104,7 +104,6 @@ class Reloader:
                 self._failed(why, [f"{path}: internal error: {describe(exc)}"])
                 return False
             heap.settle()
-            self.ctx.work_ready.set()  # held steps re-check their guards under the new policies
             self.metrics.reload_ok.set(1)
             self.metrics.reload_time.set(self.clock())
             self.metrics.reloads.labels(result="success").inc()
@@ -117,8 +116,20 @@ class Reloader:
                     "config sections changed that only a restart applies; still running the old",
                     extra={"sections": restart},
                 )
-            await self._record(why, previous)
+            await self._record(why, previous)  # first: the file watch compares its digests
+            await self._wake_held()
             return True
+
+    async def _wake_held(self) -> None:
+        """Held steps look again under the new policies (a raised `max_unavailable` or
+        concurrency limit, a host moved out of a group): nothing else would wake them
+        before their hold_timeout. Oldest holds first."""
+        try:
+            async with self.ctx.store.write() as tx:
+                await tx.wake_held(None, self.clock())
+        except StoreError as exc:  # the reload stands; they are looked at by their timeout
+            log.error("reload: held steps not woken", extra={"error": str(exc)})
+        self.ctx.work_ready.set()
 
     async def _record(self, why: str, previous: str) -> None:
         """An audit row of the reload: which files changed and the hash now running (its

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from remediator.errors import StoreUnavailable
-from remediator.ingest import FLOOD, QUIET_S, Ingestor, gathered
+from remediator.ingest import FLOOD, QUIET_S, Ingestor
 from remediator.record import Recorder
 
 
@@ -41,6 +41,64 @@ async def test_concurrent_submits_share_one_commit() -> None:
     ingestor.close()
     await runner
     assert [[body for _, body in batch] for batch in store.batches] == [["a"], ["b", "c", "d"]]
+
+
+class OrderedStore(GatedStore):
+    """Commits batches in the order given, each once the test opens its own gate (the
+    spool's writer process, whose pipe keeps the order)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[list[str]] = []
+        self.gates: list[asyncio.Event] = []
+
+    async def append_inbox(self, rows: list[tuple[float, str]]) -> None:
+        self.sent.append([body for _, body in rows])
+        gate = asyncio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        self.batches.append(rows)
+
+
+async def test_an_ordered_store_is_sent_what_arrives_while_a_commit_runs() -> None:
+    """With depth > 1 a body arriving during a commit goes to the store at once (the
+    writer commits it as soon as the running commit ends), each request is answered
+    when its own batch has committed, and no more than `depth` batches are out."""
+    store = OrderedStore()
+    ingestor = Ingestor(store, on_stored=lambda: None, depth=2)  # type: ignore[arg-type]
+    runner = asyncio.create_task(ingestor.run())
+    first = asyncio.create_task(ingestor.submit(1.0, "a"))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(ingestor.submit(2.0, "b"))
+    await asyncio.sleep(0.01)
+    assert store.sent == [["a"], ["b"]]  # b did not wait for a's commit
+    rest = [asyncio.create_task(ingestor.submit(3.0, c)) for c in "cd"]
+    await asyncio.sleep(0.01)
+    assert store.sent == [["a"], ["b"]]  # two out: c and d wait, together
+    store.gates[1].set()
+    await asyncio.wait_for(second, 1)
+    assert not first.done()
+    await asyncio.sleep(0.01)
+    assert store.sent == [["a"], ["b"], ["c", "d"]]
+    for gate in (store.gates[0], store.gates[2]):
+        gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *rest), 1)
+    ingestor.close()
+    await asyncio.wait_for(runner, 1)
+
+
+async def test_closing_waits_for_the_batches_still_out() -> None:
+    """`run` returns only once every batch sent has been answered (shutdown)."""
+    store = OrderedStore()
+    ingestor = Ingestor(store, on_stored=lambda: None, depth=4)  # type: ignore[arg-type]
+    runner = asyncio.create_task(ingestor.run())
+    submitted = asyncio.create_task(ingestor.submit(1.0, "a"))
+    await asyncio.sleep(0.01)
+    ingestor.close()
+    await asyncio.sleep(0.01)
+    assert not runner.done()
+    store.gates[0].set()
+    await asyncio.wait_for(asyncio.gather(runner, submitted), 1)
 
 
 async def test_a_failed_commit_fails_every_waiting_request() -> None:
@@ -143,31 +201,3 @@ async def test_a_failing_recording_never_stops_ingest(
     assert len(failures) == 2
     logged = [r for r in caplog.records if r.getMessage() == "recording webhook bodies failed"]
     assert [r.__dict__["error"] for r in logged] == ["RuntimeError: recorder bug"] * 2
-
-
-async def test_bodies_stored_close_together_wake_the_engine_once() -> None:
-    """The engine is woken GATHER_S after the first stored batch, not at once: the batches
-    stored meanwhile join that wake-up (one intake transaction for them all). The next
-    stored batch after it schedules a new one."""
-    ready = asyncio.Event()
-    on_stored = gathered(ready, delay_s=0.5)
-    wakes = 0
-
-    async def count() -> None:
-        nonlocal wakes
-        while True:
-            await ready.wait()
-            ready.clear()
-            wakes += 1
-
-    counter = asyncio.create_task(count())
-    for _ in range(3):
-        on_stored()
-        await asyncio.sleep(0.01)
-    assert wakes == 0
-    await asyncio.sleep(0.7)
-    assert wakes == 1
-    on_stored()
-    await asyncio.sleep(0.7)
-    assert wakes == 2
-    counter.cancel()

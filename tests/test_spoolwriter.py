@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 import sqlite3
@@ -80,6 +81,17 @@ async def test_writer_runs_isolated_without_the_daemons_secrets(store: SqliteSto
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert argv[1:3] == [b"-I", b"-S"]
     assert stored(store) == ["a"]
+
+
+async def test_the_pipe_to_the_writer_holds_a_group_commit(store: SqliteStore) -> None:
+    """The pipe takes a megabyte (a few hundred notifications), not Linux's 64 kB: a batch
+    goes to the writer in one write, not in pieces each waiting for it to read."""
+    await store.append_inbox([(1.0, "a")])
+    fd = os.open(f"/proc/{store.spool.writer_pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) == spoolpipe.PIPE_BYTES
+    finally:
+        os.close(fd)
 
 
 async def test_a_killed_writer_is_replaced_and_nothing_is_lost(store: SqliteStore) -> None:

@@ -96,6 +96,33 @@ async def test_an_older_store_gains_the_claim_columns(
         await store.close()
 
 
+async def test_an_older_store_gains_hold_scopes(store_url: str, tmp_path: Path) -> None:
+    """A store made before version 13 (holds without the guard scope holding them) is
+    upgraded in place: the scope column and its index (a freed slot reads its scope's
+    oldest holds) are added (both backends)."""
+    store = open_store_url(store_url, tmp_path)
+    await store.open()
+    async with store.write() as tx:
+        await tx.conn.execute(text("DROP INDEX ix_holds_scope"))
+        await tx.conn.execute(text("ALTER TABLE holds DROP COLUMN scope"))
+        await tx.conn.execute(text("DELETE FROM schema_migrations WHERE version = 13"))
+    await store.close()
+    store = open_store_url(store_url, tmp_path)
+    await store.open()
+    try:
+        async with store.read() as tx:
+            have = await tx.conn.run_sync(
+                lambda c: (
+                    {col["name"] for col in inspect(c).get_columns("holds")},
+                    {i["name"] for i in inspect(c).get_indexes("holds")},
+                )
+            )
+        assert "scope" in have[0]
+        assert "ix_holds_scope" in have[1]
+    finally:
+        await store.close()
+
+
 async def test_sqlite_store_is_in_wal_mode(tmp_path: Path) -> None:
     """SQLite readers never wait for the writer: the store runs in WAL mode."""
     store = SqliteStore(tmp_path / "s.db")

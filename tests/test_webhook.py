@@ -102,6 +102,22 @@ async def test_a_time_the_engine_could_not_use_is_400(h: Harness, field: str, va
     assert h.stored() == []
 
 
+async def test_a_time_off_the_calendar_spelled_with_escapes_is_400(h: Harness) -> None:
+    """The receiver reads the body's text for year-1 and year-9999 times before checking
+    any alert's times (Alertmanager's "no end" alone needs no check): a time written with
+    JSON escapes (\\u0031 is "1") is still checked, and refused."""
+    body = payload()
+    body["alerts"][0]["startsAt"] = "0001-01-01T00:00:00+01:00"
+    text = json.dumps(body).replace(
+        '"0001-01-01T00:00:00+01:00"', '"000\\u0031-01-01T00:00:00+01:00"'
+    )
+    assert "0001-" not in text.replace("0001-01-01T00:00:00Z", "")
+    status, answer = await h.post(text)
+    assert status == 400
+    assert answer["details"][0]["path"] == "alerts.0.startsAt"
+    assert h.stored() == []
+
+
 async def test_rfc3339_lowercase_and_offsets_are_read(h: Harness) -> None:
     """RFC 3339 allows "t" and "z"; offsets become UTC. All are stored and read back."""
     body = payload()

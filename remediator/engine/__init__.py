@@ -11,7 +11,8 @@ from functools import partial
 
 from remediator.deadletters import DeadLetters, describe
 from remediator.engine.context import EngineContext
-from remediator.engine.escalation import hand_over_in, schedule_next
+from remediator.engine.escalation import hand_over_in, schedule_next, wake_each_scope
+from remediator.engine.guards import FREED_BY_STEP
 from remediator.engine.intake import Intake
 from remediator.engine.runner import Runner
 from remediator.errors import ClaimLost, StoreError
@@ -22,6 +23,9 @@ from remediator.store.records import StepState, WorkItem, WorkKind
 
 log = logging.getLogger(__name__)
 SETTLE_EVERY_S = 30.0  # shared store: how often orphans a dead replica left are looked for
+# Held steps wait for their scope's slot to free; this often the oldest of each scope looks
+# again anyway (one step per scope, not per held step), in case a wake was missed.
+HELD_NET_S = 300.0
 
 
 class Engine:
@@ -39,7 +43,9 @@ class Engine:
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._next_settle = 0.0
+        self._next_net = 0.0
         self._next_renew = 0.0
+        self._next_due: float | None = None  # when pending work can next be claimed
         self._held: set[int] = set()  # work items being run here: the claims to renew
         # The daemon sets this to let webhook acknowledgements go first under a flood.
         self.before_intake_batch: Callable[[], Awaitable[None]] | None = None
@@ -73,6 +79,11 @@ class Engine:
         async with self.ctx.store.write() as tx:
             return await tx.claim_due(self.ctx.clock.now(), self.owner, limit, self.lease_s())
 
+    def stored(self) -> None:
+        """The receiver's callback once webhook bodies are durably stored: intake takes
+        them at once (under a flood it defers to ingest: `before_intake_batch`)."""
+        self.inbox_ready.set()
+
     async def intake_loop(self) -> None:
         """Expand stored webhook bodies as they arrive."""
         while not self._stopping.is_set():
@@ -84,16 +95,48 @@ class Engine:
                 self._error("intake", exc)
 
     async def work_loop(self) -> None:
-        """Claim due work while slots are free; each item runs in its own task."""
+        """Claim due work while slots are free; each item runs in its own task. Between
+        passes it sleeps until woken (work scheduled or finished here) or until the next
+        work falls due, whichever comes first."""
         while not self._stopping.is_set():
-            await _wait(self.ctx.work_ready, self._poll_s)
+            await self._sleep()
             self.ctx.work_ready.clear()
             try:
                 await self.renew_claims()
                 await self._settle_expired()
+                await self.held_net()
                 await self._dispatch_due()
             except StoreError as exc:
                 self._error("work", exc)
+
+    async def _sleep(self) -> None:
+        """Until woken or the next work falls due. That time is read (a read, not behind
+        the store's writer) only when the loop would sleep with a slot free: when woken
+        already, or when only a finishing step can free a slot, it is not needed."""
+        self._next_due = None
+        if not self.ctx.work_ready.is_set() and len(self._running) < self._max_parallel:
+            try:
+                async with self.ctx.store.read() as tx:
+                    self._next_due = await tx.next_work_due()
+            except StoreError as exc:
+                self._error("work", exc)
+        await _wait(self.ctx.work_ready, self._sleep_s())
+
+    def _sleep_s(self) -> float:
+        """How long the work loop may sleep unless woken: until the next work falls due,
+        a claim renewal or a search for orphans is due; at most `poll_s`, for what other
+        replicas schedule in a shared store (no event here tells of it). Work due and not
+        taken (a peer is claiming it) is left to them until then too."""
+        now = self.ctx.clock.now()
+        wake = [now + self._poll_s]
+        if self._next_due is not None and self._next_due > now:
+            wake.append(self._next_due)
+        if self._held:
+            wake.append(self._next_renew)
+        if not self.ctx.store.exclusive:
+            wake.append(self._next_settle)
+        wake.append(self._next_net)
+        return max(0.0, min(wake) - now)
 
     async def renew_claims(self) -> None:
         """Every third of the lease, extend this replica's claims: a step that runs longer
@@ -105,6 +148,15 @@ class Engine:
         if self._held:  # not behind a write waiting for a lock: the claims must not lapse
             await self.ctx.store.renew_claims(self.owner, sorted(self._held), now + lease)
         self._next_renew = now + lease / 3
+
+    async def held_net(self) -> None:
+        """Every HELD_NET_S, the oldest held step of each guard scope looks again."""
+        now = self.ctx.clock.now()
+        if now < self._next_net:
+            return
+        async with self.ctx.store.write() as tx:
+            await wake_each_scope(self.ctx, tx, now)
+        self._next_net = now + HELD_NET_S
 
     async def _settle_expired(self) -> None:
         """On a shared store, steps a dead replica left in flight (incident handed over
@@ -224,13 +276,16 @@ async def settle_orphans(tx: Tx, now: float, *, exclusive: bool = True) -> None:
     """Steps left in flight by a crash after their incident was handed over: executing is
     `unknown` (never re-sent), dispatching `failed` (nothing was sent); the target is free.
     Not `exclusive` (replicas share the store): only steps whose work's claim expired."""
-    for step in await tx.orphan_steps(None if exclusive else now):
+    orphans = await tx.orphan_steps(None if exclusive else now)
+    for step in orphans:
         executing = step.state is StepState.EXECUTING
         state = StepState.UNKNOWN if executing else StepState.FAILED
         why = "the daemon stopped while the step ran, after its incident was handed over"
         await tx.incident(step.incident_id)  # locked first, in every decision's lock order
         await tx.update_step(step.id, state, finished_at=now, error=why)
         await tx.audit(step.incident_id, StepSettled(step.step_index, state.value, why), now)
+    if orphans:  # their targets, group slots and concurrency slots are free: look again
+        await tx.wake_held(list(FREED_BY_STEP), now)
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:

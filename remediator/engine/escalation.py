@@ -11,11 +11,12 @@ opens; a hand-over then pages no second chain (one per incident).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from remediator.actions.params import is_template
 from remediator.config.models import EscalationChain, RuleSpec
 from remediator.engine.context import EngineContext
-from remediator.engine.guards import FREED_BY_CLOSE
+from remediator.engine.guards import GLOBAL, group_scope, target_scope
 from remediator.engine.notices import sync_approval, sync_incident
 from remediator.errors import TemplateError
 from remediator.notify.text import one_line
@@ -34,6 +35,7 @@ from remediator.store.events import (
 )
 from remediator.store.payloads import Email, OutboxPayload, SlackPost
 from remediator.store.records import (
+    ACTIVE_STATES,
     HANDED_OVER,
     LOCK_STATES,
     ApprovalState,
@@ -157,9 +159,59 @@ async def free_target(
     ctx: EngineContext, tx: GuardTx, incident: Incident, now: float, *, closing: bool = False
 ) -> None:
     """`incident` (as it was) let go of its target, or, `closing`, of its group slot (held
-    however long it was handed over): held steps look again now."""
-    if incident.state in LOCK_STATES or (closing and incident.target is not None):
-        await tx.wake_held(list(FREED_BY_CLOSE), now)
+    however long it was handed over): the oldest step each freed scope holds looks again
+    now, the others stay held (one slot frees, one step may take it)."""
+    if incident.target is None:
+        return
+    scopes = []
+    if incident.state in LOCK_STATES or closing:
+        scopes.append((["target_lock"], target_scope(incident.target)))
+    if closing:
+        groups = ctx.guards.limited_groups(incident.target)
+        scopes.extend((["group"], group_scope(group)) for group in groups)
+    await _wake(ctx, tx, scopes, now)
+
+
+async def step_ended(ctx: EngineContext, tx: GuardTx, incident: Incident, now: float) -> None:
+    """A step of `incident` stopped running: a slot of `max_concurrent_actions` is free,
+    and, its incident closed or handed over meanwhile, its target and group slots too."""
+    scopes = []
+    if ctx.config.policies.safety.max_concurrent_actions:
+        scopes.append((["max_concurrent_actions"], GLOBAL))
+    if incident.target is not None and incident.state not in ACTIVE_STATES:
+        scopes.append((["target_lock"], target_scope(incident.target)))
+        groups = ctx.guards.limited_groups(incident.target)
+        scopes.extend((["group"], group_scope(group)) for group in groups)
+    await _wake(ctx, tx, scopes, now)
+
+
+async def pass_on(ctx: EngineContext, tx: GuardTx, scope: str | None, now: float) -> None:
+    """A step woken for a slot of `scope` will not take it (held by another scope, timed
+    out, refused): the next step that scope holds looks again instead."""
+    if scope is not None:
+        await _wake(ctx, tx, [(None, scope)], now)
+
+
+async def wake_each_scope(ctx: EngineContext, tx: GuardTx, now: float) -> int:
+    """The net under the wakes: the oldest step each guard scope holds looks again (one
+    per scope, whatever the number of steps it holds); one that passes wakes the next."""
+    woken = 0
+    for scope in await tx.held_scopes():
+        woken += await tx.wake_held(None, now, scope=scope, limit=1)
+    if woken:
+        ctx.work_ready.set()
+    return woken
+
+
+async def _wake(
+    ctx: EngineContext, tx: GuardTx, scopes: Sequence[tuple[list[str] | None, str]], now: float
+) -> None:
+    """Wake the oldest hold of each scope (taking no scope's lock: the wake only makes a
+    step due; the step's own transaction checks its guards in its scopes' turn)."""
+    woken = 0
+    for guards, scope in scopes:
+        woken += await tx.wake_held(guards, now, scope=scope, limit=1)
+    if woken:
         ctx.work_ready.set()
 
 

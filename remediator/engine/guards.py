@@ -8,6 +8,17 @@ closes, not only while a step runs or verifies. Checking and starting happen in 
 transaction that first locks the step's guard scopes (`Guards.scopes`: its target, its
 limited groups, the global limits when set), so replicas sharing a PostgreSQL store take
 turns per scope and two steps can never both pass a guard that only one may pass.
+
+A held step records the scope that holds it (`Verdict.scope`) and waits for that scope's
+slot to free, not a timer of its own: the transaction freeing a slot (an incident closing
+or handed over, a step ending) wakes as many of the scope's holds as could pass, one per
+freed slot, oldest first (escalation.free_target, step_ended); one woken but held by
+another scope passes the slot on, one that starts passes the look on (held again, the
+chain stops). Every HELD_NET_S the oldest hold of each scope looks again (the net under a
+missed wake: one look per scope, not per held step). A reload and a resume wake every
+hold, a restart those its settled steps free. A target lock, maintenance and the rate
+limit are also looked at when they end (`Verdict.until`); every hold by its
+`hold_timeout` at the latest.
 """
 
 from __future__ import annotations
@@ -21,16 +32,32 @@ from croniter import croniter
 from remediator.config.durations import format_duration
 from remediator.config.models import Config, RuleSpec
 from remediator.store.base import GuardTx
-from remediator.store.records import RUNNING_A_STEP, Incident
+from remediator.store.records import Incident
 
-RECHECK_S = 15.0  # a deferring guard with no known end is looked at again this often
-# A step held by its group is woken when a member's incident closes; this is the net under
-# that (a reload raising the limit), not how it normally lets go.
-GROUP_RECHECK_S = 300.0
+RECHECK_S = 15.0  # a deferring guard with no known end and no wake is looked at this often
+# Guards whose holds are woken when their scope frees (escalation.free_target, step_ended,
+# a resume, a reload): held until then, or their hold_timeout. A target lock is woken so
+# too (its oldest hold first), and also looked at when its holder's verify window ends
+# (the holder may go on to its next step, or the held step may go between two).
+WOKEN = frozenset({"pause", "group", "max_concurrent_actions"})
+# Guards a step that stops running may free (settle_orphans wakes them all).
+FREED_BY_STEP = ("target_lock", "group", "max_concurrent_actions")
+# max_concurrent_actions is woken by each step ending; a step ending on a path that does
+# not say so (a claim lost before the command was sent) is caught by this net.
+CONCURRENCY_RECHECK_S = 300.0
 # Guards during which humans are told at once: automation is off, not merely busy.
 NOTIFY_AT_ONCE = frozenset({"pause", "maintenance"})
-# Guards that may let go as soon as a remediation under way closes.
-FREED_BY_CLOSE = ("target_lock", "group")
+GLOBAL = "global"  # the scope of the pause, maintenance and the global limits
+
+
+def target_scope(target: str) -> str:
+    """The guard scope of one target (its lock)."""
+    return f"target:{target}"
+
+
+def group_scope(group: str) -> str:
+    """The guard scope of one limited group (its `max_unavailable` slots)."""
+    return f"group:{group}"
 
 
 @dataclass(frozen=True)
@@ -42,6 +69,7 @@ class Verdict:
     final: bool = False
     until: float | None = None
     targets: tuple[str, ...] = ()  # max_targets: the targets acted on in its window
+    scope: str | None = None  # deferring: the guard scope whose freed slot wakes the step
 
     def detail(self) -> dict[str, Any]:
         """For the audit row."""
@@ -93,16 +121,18 @@ class Guards:
         a rule that sets it is a scope too."""
         scopes = []
         if self.safety.max_concurrent_actions or self.safety.max_actions_per_minute:
-            scopes.append("global")
+            scopes.append(GLOBAL)
         if incident.rule in self.limited_rules:
             scopes.append(f"rule:{incident.rule}")
         if incident.target is not None:
-            scopes.append(f"target:{incident.target}")
-            host = self.config.hosts.get(incident.target)
-            for group in host.groups if host is not None else []:
-                if group in self.safety.groups:
-                    scopes.append(f"group:{group}")
+            scopes.append(target_scope(incident.target))
+            scopes.extend(group_scope(group) for group in self.limited_groups(incident.target))
         return scopes
+
+    def limited_groups(self, target: str) -> list[str]:
+        """The groups with a `max_unavailable` that `target` is a member of."""
+        host = self.config.hosts.get(target)
+        return [g for g in host.groups if g in self.safety.groups] if host is not None else []
 
     async def check(
         self,
@@ -204,14 +234,14 @@ class Guards:
         if not pause.paused:
             return None
         why = pause.reason or "no reason given"
-        return Verdict("pause", f"automation is paused: {why}")
+        return Verdict("pause", f"automation is paused: {why}", scope=GLOBAL)
 
     async def _maintenance(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:
         until = maintenance_until(self.config, now)
         if until is None:
             return None
         reason = f"maintenance window (notify only) for {_since(until - now)}"
-        return Verdict("maintenance", reason, until=until)
+        return Verdict("maintenance", reason, until=until, scope=GLOBAL)
 
     async def _target_lock(self, tx: GuardTx, incident: Incident, approved: bool) -> Verdict | None:
         """One remediation per host: running, verifying, or waiting for its approvers.
@@ -226,7 +256,8 @@ class Guards:
             return None
         other, doing = holder
         reason = f"another remediation of {incident.target} (incident {other}) is {doing}"
-        return Verdict("target_lock", reason, until=await _first_end(tx, [incident.target]))
+        until = await _first_end(tx, [incident.target])
+        return Verdict("target_lock", reason, until=until, scope=target_scope(incident.target))
 
     async def _group(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:
         """`max_unavailable`: members with an open incident acted on them count until it
@@ -247,11 +278,9 @@ class Guards:
                     f"group {group}: {len(down)} member(s) unavailable ({shown}), "
                     f"max_unavailable {limit.shown(len(members))}"
                 )
-                # Members free up as their incidents close, which wakes this step; only a
-                # command still running on a member (after its resolve) is polled for.
-                polled = any(doing == RUNNING_A_STEP for doing in down.values())
-                until = None if polled else now + GROUP_RECHECK_S
-                return Verdict("group", reason, until=until)
+                # Members free up as their incidents close (or a command still running
+                # on a closed one ends), which wakes the oldest step this group holds.
+                return Verdict("group", reason, scope=group_scope(group))
         return None
 
     async def _concurrency(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:
@@ -261,7 +290,8 @@ class Guards:
         running = await tx.steps_in_flight(incident.id)
         if running < limit:
             return None
-        return Verdict("max_concurrent_actions", f"{running} actions running (limit {limit})")
+        reason = f"{running} actions running (limit {limit})"
+        return Verdict("max_concurrent_actions", reason, scope=GLOBAL)
 
     async def _rate(self, tx: GuardTx, incident: Incident, now: float) -> Verdict | None:
         limit = self.safety.max_actions_per_minute
@@ -272,4 +302,4 @@ class Guards:
             return None
         until = starts[-limit] + 60.0
         reason = f"{len(starts)} actions in the last minute (limit {limit})"
-        return Verdict("max_actions_per_minute", reason, until=until)
+        return Verdict("max_actions_per_minute", reason, until=until, scope=GLOBAL)

@@ -13,8 +13,14 @@ from remediator.config.models import Host, RuleSpec, StepSpec
 from remediator.config.steps import ActionCall
 from remediator.engine import approvals, escalation
 from remediator.engine.context import EngineContext
-from remediator.engine.escalation import hand_over, page_now
-from remediator.engine.guards import NOTIFY_AT_ONCE, RECHECK_S, Verdict
+from remediator.engine.escalation import hand_over, page_now, pass_on
+from remediator.engine.guards import (
+    CONCURRENCY_RECHECK_S,
+    NOTIFY_AT_ONCE,
+    RECHECK_S,
+    WOKEN,
+    Verdict,
+)
 from remediator.engine.notices import sync_incident, thread_note
 from remediator.engine.quarantine import record_failure
 from remediator.engine.stepoutcome import Dispatch, StepOutcomes
@@ -256,9 +262,15 @@ class Runner(StepOutcomes):
             if released is not None:
                 done = GuardReleased(item.step_index, released.guard, now - released.since)
                 await tx.audit(incident.id, done, now)
+                # Its scope may have more than one slot free (a wake missed, a limit
+                # raised): the next step it holds looks too, and stops the chain when held.
+                await pass_on(self.ctx, tx, released.scope, now)
             return True
         self.ctx.metrics.guard_holds.labels(guard=verdict.guard).inc()
         if verdict.final:
+            released = await tx.release_hold(item.id)
+            if released is not None:  # woken for a slot it will never take: the next one's
+                await pass_on(self.ctx, tx, released.scope, now)
             await tx.finish_work(item.id, now, "refused")
             refused = GuardRefused(
                 item.step_index,
@@ -282,10 +294,15 @@ class Runner(StepOutcomes):
         verdict: Verdict,
         now: float,
     ) -> None:
-        hold = await tx.hold(item.id, verdict.guard, verdict.reason, now)
+        hold = await tx.hold(item.id, verdict.guard, verdict.reason, now, verdict.scope)
+        if hold.was_scope != hold.scope:
+            # Woken for a slot of the scope that held it, now held by another: the slot
+            # goes to the next step that scope holds.
+            await pass_on(self.ctx, tx, hold.was_scope, now)
         deadline = hold.since + rule.hold_timeout
         if now >= deadline:
             await tx.release_hold(item.id)
+            await pass_on(self.ctx, tx, hold.scope, now)
             await tx.finish_work(item.id, now, "hold_timeout")
             reason = (
                 f"held by {verdict.guard} for longer than hold_timeout "
@@ -301,8 +318,7 @@ class Runner(StepOutcomes):
                 await tx.update_incident(incident.id, now, state=State.PENDING)
             if verdict.guard in NOTIFY_AT_ONCE:
                 await page_now(self.ctx, tx, incident, rule, verdict.reason, now)
-        due = verdict.until if verdict.until is not None else now + RECHECK_S
-        await tx.reschedule(item.id, max(min(due, deadline), now + 0.01))
+        await tx.reschedule(item.id, max(min(_recheck_at(verdict, now), deadline), now + 0.01))
 
     async def _verify_expired(self, item: WorkItem) -> None:
         async with self.ctx.store.write() as tx:
@@ -326,3 +342,15 @@ class Runner(StepOutcomes):
             why = "alert still firing after the verify window"
             await tx.audit(incident.id, StepScheduled(nxt, rule.steps[nxt].action, why), now)
             self.ctx.work_ready.set()
+
+
+def _recheck_at(verdict: Verdict, now: float) -> float:
+    """When a held step is looked at again if nothing wakes it first (its hold_timeout
+    caps this): a guard whose scope wakes its holds when a slot frees, never before;
+    others at their known end (a target lock: its holder's verify window), or every
+    RECHECK_S."""
+    if verdict.guard == "max_concurrent_actions":
+        return now + CONCURRENCY_RECHECK_S
+    if verdict.guard in WOKEN:
+        return float("inf")
+    return verdict.until if verdict.until is not None else now + RECHECK_S

@@ -13,7 +13,7 @@ from typing import Any
 from remediator.actions.base import Outcome, Plan
 from remediator.config.models import RuleSpec, StepSpec
 from remediator.engine.context import EngineContext
-from remediator.engine.escalation import hand_over
+from remediator.engine.escalation import hand_over, step_ended
 from remediator.engine.notices import thread_note
 from remediator.engine.quarantine import record_failure
 from remediator.engine.together import PartResult, combined, dry, run_part, run_together
@@ -117,7 +117,7 @@ class StepOutcomes:
             now = self.ctx.clock.now()
             # The incident before the work row, as an ack (which cancels that row) takes
             # them; the audit row below would wait for the incident's lock anyway.
-            await tx.incident(d.incident.id)
+            current = await tx.incident(d.incident.id)
             claim = await tx.claim_status(item.id, self.owner)
             if claim is ClaimStatus.TAKEN:
                 # Our lease ran out unrenewed and another replica took the step: it runs
@@ -129,6 +129,8 @@ class StepOutcomes:
                 why = "cancelled before its command was sent (the incident moved on)"
                 await tx.update_step(d.step.id, StepState.FAILED, finished_at=now, error=why)
                 await tx.audit(d.incident.id, StepNotSent(d.step.step_index, why), now)
+                if current is not None:
+                    await step_ended(self.ctx, tx, current, now)
             else:
                 await tx.update_step(d.step.id, StepState.EXECUTING, executing_at=now)
                 await tx.audit(d.incident.id, StepExecuting(d.step.step_index), now)
@@ -158,6 +160,8 @@ class StepOutcomes:
                 output=outcome.output,
                 error=outcome.error,
             )
+            if current is not None:
+                await step_ended(self.ctx, tx, current, now)
             for n, part in enumerate(parts):
                 await tx.audit(d.incident.id, part_entry(d.step.step_index, n, part), now)
             detail: dict[str, Any] = {"step": d.step.step_index, "exit_status": outcome.exit_status}

@@ -92,25 +92,38 @@ class GuardQueries:
 
     # --- holds ------------------------------------------------------------------------
 
-    async def hold(self, work_id: int, guard: str, reason: str, now: float) -> Hold:
-        """Record that `guard` holds this work item; returns the hold (new or continued)."""
+    async def hold(
+        self, work_id: int, guard: str, reason: str, now: float, scope: str | None = None
+    ) -> Hold:
+        """Record that `guard` (of guard `scope`) holds this work item; returns the hold
+        (new or continued), with the scope that held it before."""
         h = t.holds.c
         row = (await self.conn.execute(select(t.holds).where(h.work_id == work_id))).first()
         if row is None:
             await self.conn.execute(
                 insert(t.holds).values(
-                    work_id=work_id, guard=guard, reason=reason, since=now, guard_since=now
+                    work_id=work_id,
+                    guard=guard,
+                    reason=reason,
+                    since=now,
+                    guard_since=now,
+                    scope=scope,
                 )
             )
-            return Hold(work_id, guard, reason, since=now, guard_since=now, changed=True)
-        if row.guard == guard:
-            return Hold(work_id, guard, row.reason, row.since, row.guard_since, changed=False)
+            return Hold(work_id, guard, reason, now, now, changed=True, scope=scope)
+        was = row.scope
+        if row.guard == guard:  # held on (by another group of its host, perhaps)
+            if was != scope:
+                await self.conn.execute(
+                    update(t.holds).where(h.work_id == work_id).values(scope=scope)
+                )
+            return Hold(work_id, guard, row.reason, row.since, row.guard_since, False, scope, was)
         await self.conn.execute(
             update(t.holds)
             .where(h.work_id == work_id)
-            .values(guard=guard, reason=reason, guard_since=now)
+            .values(guard=guard, reason=reason, guard_since=now, scope=scope)
         )
-        return Hold(work_id, guard, reason, since=row.since, guard_since=now, changed=True)
+        return Hold(work_id, guard, reason, row.since, now, True, scope, was)
 
     async def release_hold(self, work_id: int) -> Hold | None:
         """Drop a hold; returns what it was, if there was one."""
@@ -118,7 +131,9 @@ class GuardQueries:
         if row is None:
             return None
         await self.conn.execute(delete(t.holds).where(t.holds.c.work_id == work_id))
-        return Hold(work_id, row.guard, row.reason, row.since, row.guard_since, changed=True)
+        return Hold(
+            work_id, row.guard, row.reason, row.since, row.guard_since, True, row.scope, row.scope
+        )
 
     async def reschedule(self, work_id: int, due_at: float) -> None:
         """Put a claimed item back, due again at `due_at`."""
@@ -128,15 +143,59 @@ class GuardQueries:
             .values(due_at=due_at, claimed_by=None, claimed_until=None)
         )
 
-    async def wake_held(self, guards: list[str], now: float) -> int:
-        """Make every item held by one of `guards` due now; returns how many."""
-        held = select(t.holds.c.work_id).where(t.holds.c.guard.in_(guards))
-        res = await self.conn.execute(
-            update(t.work)
-            .where(t.work.c.id.in_(held.scalar_subquery()), t.work.c.done_at.is_(None))
-            .values(due_at=now)
+    async def wake_held(
+        self,
+        guards: list[str] | None,
+        now: float,
+        *,
+        scope: str | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Make items held by one of `guards` (any guard: None) due now, of guard `scope`
+        only if given, the oldest holds first, at most `limit` of them; an item already
+        due (woken, not looked at yet) is not counted. Returns how many were woken."""
+        h, w = t.holds.c, t.work.c
+        q = (
+            select(h.work_id, w.due_at)
+            .join_from(t.holds, t.work, w.id == h.work_id)
+            .where(w.done_at.is_(None), w.due_at > now)
+            .order_by(h.since, h.work_id)
         )
-        return int(res.rowcount)
+        if guards is not None:
+            q = q.where(h.guard.in_(guards))
+        if scope is not None:
+            q = q.where(h.scope == scope)
+        if limit is None:  # all of them (a resume, a reload): claimed by id, their order
+            ids = [int(r[0]) for r in await self.conn.execute(q)]
+            for chunk in range(0, len(ids), 500):
+                woken = ids[chunk : chunk + 500]
+                await self.conn.execute(update(t.work).where(w.id.in_(woken)).values(due_at=now))
+            return len(ids)
+        woken_n = 0
+        for _ in range(3):  # another replica woke the one read first: the next one
+            rows = list(await self.conn.execute(q.limit(limit - woken_n)))
+            raced = False
+            for work_id, due_at in rows:
+                # Only if no other transaction woke (or claimed and held) it meanwhile:
+                # two replicas freeing two slots of one scope wake two steps.
+                res = await self.conn.execute(
+                    update(t.work)
+                    .where(w.id == work_id, w.due_at == due_at, w.done_at.is_(None))
+                    .values(due_at=now + woken_n * 1e-6)  # claimed oldest hold first
+                )
+                if res.rowcount:
+                    woken_n += 1
+                else:
+                    raced = True
+            if not raced or woken_n >= limit:
+                break
+        return woken_n
+
+    async def held_scopes(self) -> list[str]:
+        """The guard scopes holding at least one step (read from the scope index)."""
+        h = t.holds.c
+        rows = await self.conn.execute(select(h.scope).where(h.scope.is_not(None)).distinct())
+        return sorted(str(r[0]) for r in rows)
 
     # --- activity ---------------------------------------------------------------------
 

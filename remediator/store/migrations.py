@@ -120,6 +120,15 @@ def _audit_ids_never_reused(conn: Connection) -> None:
     conn.execute(text("DROP TABLE audit_v11"))
 
 
+def _hold_scopes(conn: Connection) -> None:
+    """Holds record the guard scope holding them: a freed slot wakes that scope's oldest
+    holds, not every held step. Holds written before have none and are looked at again
+    when their time comes, then record theirs."""
+    _add_columns(conn, "holds", (("scope", "VARCHAR(300)"),))
+    index = next(i for i in schema.holds.indexes if i.name == "ix_holds_scope")
+    index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _initial),
     Migration(2, "guards: settings, holds, target health", _guards),
@@ -133,6 +142,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "audit commit order (a gapless cursor for GET /api/audit)", _audit_order),
     Migration(11, "incident silences (Alertmanager silence ids)", _silences),
     Migration(12, "audit ids never reused (SQLite AUTOINCREMENT)", _audit_ids_never_reused),
+    Migration(13, "hold scopes (a freed slot wakes its own holds, oldest first)", _hold_scopes),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -145,7 +145,9 @@ class AuditRow:
 
 @dataclass(frozen=True)
 class Hold:
-    """A deferring guard holding a work item back; `changed` when the guard is new."""
+    """A deferring guard holding a work item back; `changed` when the guard is new.
+    `scope`: the guard scope holding it; `was_scope`: the one that held it before (None
+    for a new hold)."""
 
     work_id: int
     guard: str
@@ -153,6 +155,8 @@ class Hold:
     since: float
     guard_since: float
     changed: bool
+    scope: str | None = None
+    was_scope: str | None = None
 
 
 @dataclass(frozen=True)

@@ -182,7 +182,9 @@ settings = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-# A work item a deferring guard holds back: since when, by which guard, why.
+# A work item a deferring guard holds back: since when, by which guard, why; and the guard
+# scope that holds it (version 13: `group:<name>`, `target:<name>`, `global`), whose
+# freed slot wakes its oldest holds first.
 holds = Table(
     "holds",
     metadata,
@@ -191,6 +193,8 @@ holds = Table(
     Column("reason", LongText, nullable=False),
     Column("since", Float, nullable=False),
     Column("guard_since", Float, nullable=False),
+    Column("scope", Str(300)),
+    Index("ix_holds_scope", "scope", "since", "work_id"),
 )
 
 # Consecutive failed remediations per (rule, target), and quarantine once too many.

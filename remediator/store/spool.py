@@ -166,3 +166,29 @@ class Spool:
                 await writer.close()
         await self._call(self._close)
         self._pool.shutdown(wait=True)
+
+
+class InlineSpool(Spool):
+    """A spool that appends on its own connection and thread: no writer process.
+
+    For the offline tools (`remediator test`, `remediator replay`), where no receiver's
+    event loop waits on the append. The same transaction as the writer's (BEGIN
+    IMMEDIATE, one INSERT per row, COMMIT), so take and delete see the same rows.
+    """
+
+    def _append(self, rows: list[tuple[float, str]]) -> None:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO inbox (received_at, body) VALUES (?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # a failed COMMIT may have rolled back already
+                db.execute("ROLLBACK")
+            raise
+
+    async def append(self, rows: list[tuple[float, str]]) -> None:
+        """Durably append rows in one transaction (raises StoreUnavailable)."""
+        if self._closed or self._conn is None:
+            raise StoreUnavailable(f"spool {self.path} is not open")
+        await self._call(self._append, rows)

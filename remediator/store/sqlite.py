@@ -19,7 +19,7 @@ from remediator.errors import StoreError, StoreGone, StoreLocked, StoreUnavailab
 from remediator.private import FILE_MODE, private_dir, private_file, sqlite_files, tighten
 from remediator.store.migrations import migrate
 from remediator.store.records import InboxItem
-from remediator.store.spool import Spool
+from remediator.store.spool import InlineSpool, Spool
 from remediator.store.sqltx import SqlTx
 
 BUSY_TIMEOUT_MS = 2000
@@ -47,16 +47,18 @@ def _on_begin(conn: Any) -> None:
 
 
 class SqliteStore:
-    """Store on one SQLite file; `lock=True` (the daemon) claims it exclusively."""
+    """Store on one SQLite file; `lock=True` (the daemon) claims it exclusively;
+    `inline_spool=True` (the offline tools) appends to the spool without a writer process."""
 
-    def __init__(self, path: Path, *, lock: bool = True) -> None:
+    def __init__(self, path: Path, *, lock: bool = True, inline_spool: bool = False) -> None:
         self.path = path
         self._lock = lock
         self._lock_file: IO[str] | None = None
         self._write_lock = asyncio.Lock()
         self._engine: AsyncEngine | None = None
         self._identity: dict[Path, tuple[int, int]] = {}
-        self.spool = Spool(path.with_name(path.stem + ".spool.db"), BUSY_TIMEOUT_MS)
+        spool = InlineSpool if inline_spool else Spool
+        self.spool = spool(path.with_name(path.stem + ".spool.db"), BUSY_TIMEOUT_MS)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -83,10 +85,7 @@ class SqliteStore:
             ) from exc
         if self._lock:
             self._take_lock()
-        engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}")
-        event.listen(engine.sync_engine, "connect", _on_connect)
-        event.listen(engine.sync_engine, "begin", _on_begin)
-        self._engine = engine
+        self._engine = self._create_engine()
         try:
             async with self._guard(), self._begin(immediate=True) as conn:
                 await conn.run_sync(migrate, time.time())
@@ -95,6 +94,13 @@ class SqliteStore:
         except BaseException:
             await self.close()
             raise
+
+    def _create_engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine on this store's file, each connection set up as above."""
+        engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}")
+        event.listen(engine.sync_engine, "connect", _on_connect)
+        event.listen(engine.sync_engine, "begin", _on_begin)
+        return engine
 
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")

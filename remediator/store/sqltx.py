@@ -9,6 +9,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -403,6 +404,16 @@ class SqlTx(
     async def next_due(self) -> float | None:
         """The earliest due time of pending work."""
         q = select(func.min(t.work.c.due_at)).where(t.work.c.done_at.is_(None))
+        value = (await self.conn.execute(q)).scalar_one_or_none()
+        return float(value) if value is not None else None
+
+    async def next_work_due(self) -> float | None:
+        """When pending work can next be claimed: its due time, or its claim's lease end."""
+        w = t.work.c
+        ready = case((w.claimed_until > w.due_at, w.claimed_until), else_=w.due_at)
+        q = select(func.min(ready)).where(
+            w.done_at.is_(None), w.kind.in_([k.value for k in WorkKind])
+        )
         value = (await self.conn.execute(q)).scalar_one_or_none()
         return float(value) if value is not None else None
 

@@ -55,6 +55,29 @@ class RuleSet:
         return out
 
 
+class MatchCache:
+    """`RuleSet.match` once per distinct label set, for one batch of alerts: a storm's
+    notifications repeat the same alerts (Alertmanager re-sends a group's whole list at
+    each change), and matching them again finds the same rules. Lives as long as the
+    batch (its entries are the batch's own labels), so a reload's new set is never missed."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self._found: dict[object, tuple[dict[str, str], tuple[RuleSpec, ...]]] = {}
+
+    def __call__(self, labels: dict[str, str], name: str | None = None) -> tuple[RuleSpec, ...]:
+        """The rules taking `labels`. `name` is a cheap key for the label set (the alert's
+        fingerprint, a hash of its labels); a hit still compares the labels themselves:
+        a sender's fingerprint is no proof of them."""
+        key = name if name is not None else frozenset(labels.items())
+        seen = self._found.get(key)
+        if seen is not None and seen[0] == labels:
+            return seen[1]
+        found = tuple(self.rules.match(labels))
+        self._found[key] = (labels, found)
+        return found
+
+
 def _index_key(rule: RuleSpec) -> tuple[str, str] | None:
     """The (label, value) an alert must carry for this rule to match, if any."""
     equal = [m for m in rule.match if m.op is Op.EQ and m.value != ""]

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from support.engine_harness import EngineHarness, notification, spooled
 
-from remediator.engine.intake import BATCH
+from remediator.engine.intake import TAKE
 from remediator.store import PostgresStore, SqliteStore
 from remediator.store.events import Event
 from remediator.store.records import InboxItem
@@ -49,13 +49,16 @@ rules:
 async def test_intake_stops_at_a_short_batch_without_an_empty_take(
     store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Intake applies a backlog batch by batch; a batch shorter than the batch size shows
+    """Intake applies a backlog take by take; a take shorter than the take size shows
     the inbox empty, so it returns without taking again (what arrives later wakes it).
     The backlog is applied in full and nothing is left in the inbox."""
     h = await EngineHarness.start(tmp_path, PAGE_ONLY, None, store_url=store_url)
     try:
+        # One in a hundred is a NodeDown (an incident each); the others no rule takes.
+        names = ["NodeDown" if n % 100 == 0 else "Other" for n in range(TAKE + 5)]
         rows = [
-            (1.0, spooled(notification({"alertname": "NodeDown", "n": str(n)}))) for n in range(25)
+            (1.0, spooled(notification({"alertname": name, "n": str(n)})))
+            for n, name in enumerate(names)
         ]
         await h.store.append_inbox(rows)
         takes: list[int] = []
@@ -67,11 +70,11 @@ async def test_intake_stops_at_a_short_batch_without_an_empty_take(
             return items
 
         monkeypatch.setattr(h.store, "take_inbox", counted)
-        assert await h.engine.intake.drain() == 25
-        assert takes == [BATCH, 25 - BATCH]
+        assert await h.engine.intake.drain() == TAKE + 5
+        assert takes == [TAKE, 5]
         assert await h.store.inbox_pending() == 0
         async with h.store.read() as tx:
-            assert len(await tx.incidents(None, 100)) == 25
+            assert len(await tx.incidents(None, 100)) == names.count("NodeDown")
     finally:
         await h.close()
 

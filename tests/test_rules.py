@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from remediator.config.models import RuleSpec
-from remediator.rules import RuleSet
+from remediator.rules import MatchCache, RuleSet
 
 MATCHERS = [
     "alertname = A",
@@ -63,3 +63,27 @@ def test_an_alert_only_tries_rules_indexed_under_its_labels() -> None:
     ruleset = RuleSet(rules)
     assert ruleset.candidates({"alertname": "Alert500", "job": "x"}) == [500]
     assert [r.name for r in ruleset.match({"alertname": "Alert500"})] == ["r500"]
+
+
+def test_a_match_cache_keyed_by_fingerprint_still_reads_the_labels() -> None:
+    """The cache answers a label set seen before without matching again, under its
+    fingerprint or without one; a fingerprint sent again with other labels (a sender's
+    forgery or bug) is matched on its own labels, never given the first set's rules."""
+    rules = RuleSet([RuleSpec.model_validate({"name": "a", "match": ["alertname = A"]})])
+    calls: list[dict[str, str]] = []
+    match = rules.match
+
+    def counted(labels: dict[str, str]) -> list[RuleSpec]:
+        calls.append(labels)
+        return match(labels)
+
+    rules.match = counted  # type: ignore[method-assign]
+    cache = MatchCache(rules)
+    a, b = {"alertname": "A", "n": "1"}, {"alertname": "B", "n": "1"}
+    assert [r.name for r in cache(a, "f1")] == ["a"]
+    assert [r.name for r in cache(dict(a), "f1")] == ["a"]
+    assert [r.name for r in cache(dict(a))] == ["a"]
+    assert [r.name for r in cache(dict(a))] == ["a"]
+    assert calls == [a, a]
+    assert cache(b, "f1") == ()
+    assert [r.name for r in cache(a, "f1")] == ["a"]

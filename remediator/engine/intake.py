@@ -1,14 +1,21 @@
-"""Stored webhook bodies -> alert status -> incidents: one transaction per body."""
+"""Stored webhook bodies -> alert status -> incidents, a take of the spool at a time.
+
+A take (up to TAKE notifications) is read at once (engine/reading.py: only the alerts
+with store work are built, each distinct label set matched once), applied in
+transactions of at most APPLY such alerts (one status query and one save each), and
+leaves the spool in one delete, with its last transaction on PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
 from functools import partial
 from typing import Any
 
-from remediator.alerts import Alert, parse_alerts
+from remediator.alerts import Alert
 from remediator.config.models import RuleSpec
 from remediator.deadletters import DeadLetters, describe
 from remediator.engine.context import EngineContext
@@ -21,9 +28,10 @@ from remediator.engine.escalation import (
 )
 from remediator.engine.notices import sync_incident
 from remediator.engine.quarantine import record_success
+from remediator.engine.reading import Found, Read, read_all
 from remediator.errors import StoreError
 from remediator.rules import alert_context, check_require, resolve_target
-from remediator.store.base import AuditTx, Tx
+from remediator.store.base import Tx
 from remediator.store.conflict import retry_conflict
 from remediator.store.events import (
     InboxUnreadable,
@@ -45,7 +53,11 @@ from remediator.store.records import (
 )
 
 log = logging.getLogger(__name__)
-BATCH = 20  # notifications per transaction: short stalls of the event loop
+TAKE = 500  # notifications taken from the spool at once
+APPLY = 200  # alerts with store work per transaction: other writers get turns between
+# A take whose transactions run past this stops after the one that did; the rows it left
+# are taken again at once, after the receiver's turn (`before_batch`).
+BUDGET_S = 0.25
 PAGE_AT_START = "page_at_start: paged when the incident opened, while its steps run"
 
 
@@ -62,61 +74,89 @@ class Intake:
         while True:
             if before_batch is not None:
                 await before_batch()
-            items = await self.ctx.store.take_inbox(BATCH)
+            items = await self.ctx.store.take_inbox(TAKE)
             if not items:
                 return total
-            try:
-                # A replica applying the same notification at once: one of the two
-                # transactions loses on a unique key and runs again, finding it applied.
-                await retry_conflict(partial(self._apply_batch, items))
-            except StoreError:
-                raise
-            except Exception:
-                # Something in the batch is poison: find it, and let the rest through.
-                for item in items:
-                    await self._apply_alone(item)
-                # Deleted only after the commits: a crash in between re-applies, a no-op.
-                await self.ctx.store.delete_inbox([item.id for item in items])
-            total += len(items)
-            if len(items) < BATCH:
+            applied = await self._apply_take(items)
+            total += applied
+            if len(items) < TAKE and applied == len(items):
                 # The inbox had no more: what arrives from now on sets inbox_ready again
                 # (the engine cleared it before this drain), so no empty take is needed.
                 return total
 
-    async def _apply_batch(self, items: list[InboxItem]) -> None:
-        async with self.ctx.store.consume_inbox([item.id for item in items]) as tx:
-            await self._apply(tx, await self._read(tx, items))
+    async def _apply_take(self, items: list[InboxItem]) -> int:
+        """Apply taken rows in order, chunk by chunk; returns how many left the spool: all
+        of them, or (past BUDGET_S) the chunks applied so far."""
+        started = time.perf_counter()
+        chunks = _chunks(await read_all(items, self.ctx.rules))
+        ids = [item.id for item in items]
+        done = 0
+        for n, chunk in enumerate(chunks):
+            if n and time.perf_counter() - started >= BUDGET_S:
+                await self.ctx.store.delete_inbox(ids[:done])
+                return done
+            # The last chunk's transaction takes the whole take out of the spool.
+            await self._apply_chunk(chunk, ids if n == len(chunks) - 1 else [])
+            done += len(chunk)
+        return done
 
-    async def _apply_one(self, alert: Alert) -> None:
-        async with self.ctx.store.write() as tx:
-            await self._apply(tx, [alert])
-
-    async def _read(self, tx: AuditTx, items: list[InboxItem]) -> list[Alert]:
-        now = self.ctx.clock.now()
-        alerts: list[Alert] = []
-        for item in items:
-            try:
-                alerts.extend(parse_alerts(item.body))
-            except (ValueError, OverflowError) as exc:  # PayloadError is a ValueError
-                # Validated on receipt; only corruption or an older receiver's gap gets
-                # here. Audited and dropped: one bad row must not stop the rows behind it.
-                await tx.audit(None, InboxUnreadable(item.id, str(exc)[:500]), now)
-        return alerts
-
-    async def _apply_alone(self, item: InboxItem) -> None:
-        """One notification in its own transactions: each alert that fails is a dead letter."""
+    async def _apply_chunk(self, chunk: list[Read], consumed: list[int]) -> None:
+        """One transaction for the chunk's alerts; `consumed` leave the spool with it."""
+        for read in chunk:
+            if read.fault is not None:
+                await self._bury_body(read.item, read.fault)
+        work = [read for read in chunk if read.work]
+        if not work:  # no alert a rule takes or that resolves: nothing for the store
+            if consumed:
+                await self.ctx.store.delete_inbox(consumed)
+            return
         try:
-            async with self.ctx.store.write() as tx:
-                alerts = await self._read(tx, [item])
+            # A replica applying the same notification at once: one of the two
+            # transactions loses on a unique key and runs again, finding it applied.
+            await retry_conflict(partial(self._apply_reads, work, consumed))
         except StoreError:
             raise
-        except Exception as exc:
-            body = {"received_at": item.received_at, "body": item.body}
-            await self.dead.bury("intake", f"inbox:{item.id}", exc, payload=body)
-            return
-        for alert in alerts:
+        except Exception:
+            # Something in the chunk is poison: find it, and let the rest through.
+            for read in work:
+                await self._apply_alone(read)
+            if consumed:
+                # Deleted only after the commits: a crash in between re-applies, a no-op.
+                await self.ctx.store.delete_inbox(consumed)
+
+    async def _apply_reads(self, reads: list[Read], consumed: list[int]) -> None:
+        store = self.ctx.store
+        async with store.consume_inbox(consumed) if consumed else store.write() as tx:
+            now = self.ctx.clock.now()
+            for read in reads:
+                if read.unreadable is not None:
+                    await tx.audit(None, InboxUnreadable(read.item.id, read.unreadable), now)
+            await self._apply(tx, [alert for read in reads for alert in read.alerts])
+
+    async def _apply_one(self, alert: Alert, rules: Found) -> None:
+        async with self.ctx.store.write() as tx:
+            await self._apply(tx, [(alert, rules)])
+
+    async def _bury_body(self, item: InboxItem, exc: Exception) -> None:
+        body = {"received_at": item.received_at, "body": item.body}
+        await self.dead.bury("intake", f"inbox:{item.id}", exc, payload=body)
+
+    async def _apply_alone(self, read: Read) -> None:
+        """One notification in its own transactions: each alert that fails is a dead letter."""
+        item = read.item
+        if read.unreadable is not None:
             try:
-                await retry_conflict(partial(self._apply_one, alert))
+                async with self.ctx.store.write() as tx:
+                    unreadable = InboxUnreadable(item.id, read.unreadable)
+                    await tx.audit(None, unreadable, self.ctx.clock.now())
+            except StoreError:
+                raise
+            except Exception as exc:
+                await self._bury_body(item, exc)
+            return
+        for alert, rules in read.alerts:
+            try:
+                await retry_conflict(partial(self._apply_one, alert, rules))
             except StoreError:
                 raise
             except Exception as exc:
@@ -178,36 +218,44 @@ class Intake:
             await tx.audit(incident.id, Matched(rule.name), now)
             await hand_over(self.ctx, tx, incident, rule, reason, now)
 
-    async def _apply(self, tx: Tx, alerts: list[Alert]) -> None:
+    async def _apply(self, tx: Tx, alerts: list[tuple[Alert, Found]]) -> None:
+        if not alerts:
+            return
         now = self.ctx.clock.now()
-        known = await tx.alert_statuses([a.fingerprint for a in alerts])
+        known = await tx.alert_statuses([a.fingerprint for a, _ in alerts])
         new: dict[tuple[str, str], dict[str, Any]] = {}
         changed: dict[tuple[str, str], dict[str, Any]] = {}
-        transitions: list[tuple[str | None, Alert]] = []
-        for alert in alerts:
+        transitions: list[tuple[str | None, Alert, Found]] = []
+        for alert, rules in alerts:
             key = (alert.fingerprint, alert.starts_at)
             previous = known.get(key)
             if alert.status == previous or previous == "resolved":
                 # A re-send, an HA peer's duplicate, or a firing copy that reached another
                 # replica late: an alert that fires again has a new startsAt.
                 continue
+            if previous is None and rules == ():
+                # Unknown, and no rule takes it: no incident opens, none is open to close.
+                # Not kept either: a rule added by a reload takes it at its next notification.
+                continue
             known[key] = alert.status
-            transitions.append((previous, alert))
+            transitions.append((previous, alert, rules))
             row = _row(alert, now)
             if key in new or previous is None:
                 new[key] = row
             else:
                 changed[key] = row
         await tx.save_alerts(list(new.values()), list(changed.values()))
-        for previous, alert in transitions:
-            await self._transition(tx, previous, alert, now)
+        for previous, alert, rules in transitions:
+            await self._transition(tx, previous, alert, now, rules)
 
-    async def _transition(self, tx: Tx, previous: str | None, alert: Alert, now: float) -> None:
+    async def _transition(
+        self, tx: Tx, previous: str | None, alert: Alert, now: float, rules: Found = None
+    ) -> None:
         if alert.status == "resolved":
             for incident in await tx.open_incidents_for(alert.fingerprint, alert.starts_at):
                 await self._close(tx, incident, now)
         elif previous is None:
-            for rule in self.ctx.rules.match(alert.labels):
+            for rule in self.ctx.rules.match(alert.labels) if rules is None else rules:
                 await self._open(tx, rule, alert, now)
 
     async def _open(self, tx: Tx, rule: RuleSpec, alert: Alert, now: float) -> None:
@@ -292,3 +340,17 @@ async def _create(tx: Tx, rule: RuleSpec, alert: Alert, now: float) -> Incident 
     return await tx.create_incident(
         rule.name, alert.fingerprint, alert.starts_at, alert.labels, annotations, now
     )
+
+
+def _chunks(reads: list[Read]) -> list[list[Read]]:
+    """A take cut into consecutive runs with at most APPLY alerts of store work each (a
+    notification with more is a run of its own); reads with none join the run they are in."""
+    chunks: list[list[Read]] = [[]]
+    size = 0
+    for read in reads:
+        if size and size + read.work > APPLY:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(read)
+        size += read.work
+    return chunks

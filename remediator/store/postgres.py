@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import BigInteger, any_, bindparam, delete, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -56,6 +57,11 @@ APPEND = (
 # Webhook bodies are a few kB, past the size PostgreSQL compresses at: lz4 (PostgreSQL 14
 # and later, when built with it, as Debian's and the usual images are) costs a fraction
 # of the CPU of the default pglz, on ingest's hot path.
+# Applied rows leave in one statement with their ids as one array parameter: an IN list
+# of a take's hundreds of ids cost SQLAlchemy more to render than the delete itself.
+DELETE_INBOX = delete(t.inbox).where(
+    t.inbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+)
 LZ4_AVAILABLE = text(
     "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
 )
@@ -224,14 +230,14 @@ class PostgresStore:
         async with self.write() as tx:
             yield tx
             if ids:
-                await tx.conn.execute(delete(t.inbox).where(t.inbox.c.id.in_(ids)))
+                await tx.conn.execute(DELETE_INBOX, {"ids": ids})
 
     async def delete_inbox(self, ids: list[int]) -> None:
         """Drop rows once applied."""
         if ids:
             async with self._begin() as conn:
                 await conn.execute(NO_FLUSH)
-                await conn.execute(delete(t.inbox).where(t.inbox.c.id.in_(ids)))
+                await conn.execute(DELETE_INBOX, {"ids": ids})
 
     async def inbox_pending(self) -> int:
         """Rows the engine has not applied yet."""

@@ -67,7 +67,15 @@ class Spool:
         tighten(*sqlite_files(self.path))
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        # This connection only deletes applied rows (appends are the writer process's, with
+        # synchronous=FULL): a delete lost to a power cut re-applies its rows, a no-op, and
+        # the next append's flush of the log carries it anyway. Not one fsync per take.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        # Debian builds SQLite with secure_delete on: each applied body's page was zeroed and
+        # written out again, four times the cost of the delete itself. FAST still zeroes
+        # what is deleted within pages written anyway; freed pages keep their bytes in this
+        # private (0600) file until the next appends reuse them.
+        conn.execute("PRAGMA secure_delete=FAST")
         conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -114,6 +122,8 @@ class Spool:
         return await self._call(self._take, limit)
 
     def _delete(self, ids: list[int]) -> None:
+        if not ids:
+            return
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         db.executemany("DELETE FROM inbox WHERE id = ?", [(i,) for i in ids])
@@ -124,7 +134,17 @@ class Spool:
         await self._call(self._delete, ids)
 
     def _count(self) -> int:
-        return int(self._db().execute("SELECT count(*) FROM inbox").fetchone()[0])
+        # Rows are appended in id order (AUTOINCREMENT: a rolled-back append takes no id)
+        # and leave from the head, as the engine applies them: the rows are the ids between
+        # the oldest and the newest, read from the primary key's two ends. count(*) read
+        # every row, bodies included (30 ms at a backlog of 60,000), on the one thread the
+        # engine's takes and deletes wait for.
+        row = (
+            self._db()
+            .execute("SELECT (SELECT max(id) FROM inbox) - (SELECT min(id) FROM inbox) + 1")
+            .fetchone()
+        )
+        return int(row[0] or 0)
 
     async def count(self) -> int:
         """Rows not yet applied by the engine."""

@@ -103,7 +103,7 @@ async def test_one_alert_applied_by_two_replicas_at_once_is_one_incident(
         for status in ("firing", "resolved"):
             body = spooled(notification({"alertname": "NodeDown"}, status))
             async with a.write() as tx:
-                await one.intake._apply(tx, parse_alerts(body))
+                await one.intake._apply(tx, [(alert, None) for alert in parse_alerts(body)])
                 await b.append_inbox([(clock.now(), body)])
                 racing = asyncio.create_task(two.intake.drain())
                 await asyncio.sleep(0.3)

@@ -39,9 +39,11 @@ def install() -> None:
 
     transition = Intake._transition
 
-    async def faulty_transition(self: Intake, tx: Any, previous: Any, alert: Any, now: Any) -> None:
+    async def faulty_transition(
+        self: Intake, tx: Any, previous: Any, alert: Any, *rest: Any
+    ) -> None:
         _fault(alert.labels, "intake")
-        await transition(self, tx, previous, alert, now)
+        await transition(self, tx, previous, alert, *rest)
 
     plan = Runner._plan
 

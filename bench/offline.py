@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import io
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -139,6 +140,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notifications", type=int, default=NOTIFICATIONS)
     args = parser.parse_args()
+    # Quieter than the CLI (errors): the engine's warnings and errors (a quarantine,
+    # an escalation) are the cases' decisions, not the benchmark's output.
+    logging.basicConfig(level=logging.CRITICAL, format="remediator: %(message)s")
     ok = True
     print("rule tests (`remediator test`), in one process:")
     total_cases = total_s = 0.0

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from remediator.errors import StoreUnavailable
 from remediator.private import private_file, sqlite_files, tighten
+from remediator.store import spoolwriter
 from remediator.store.records import InboxItem
 from remediator.store.spoolpipe import WriterProcess
 
@@ -177,15 +178,7 @@ class InlineSpool(Spool):
     """
 
     def _append(self, rows: list[tuple[float, str]]) -> None:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT INTO inbox (received_at, body) VALUES (?, ?)", rows)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # a failed COMMIT may have rolled back already
-                db.execute("ROLLBACK")
-            raise
+        spoolwriter.append_rows(self._db(), rows)
 
     async def append(self, rows: list[tuple[float, str]]) -> None:
         """Durably append rows in one transaction (raises StoreUnavailable)."""

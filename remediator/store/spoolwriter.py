@@ -92,16 +92,21 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
+def append_rows(conn: sqlite3.Connection, rows: list[tuple[float, str]]) -> None:
+    """Append rows in one transaction (BEGIN IMMEDIATE, the inserts, COMMIT); raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany("INSERT INTO inbox (received_at, body) VALUES (?, ?)", rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # a failed COMMIT may have rolled back already
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _commit(conn: sqlite3.Connection, rows: list[tuple[float, str]]) -> str | None:
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany("INSERT INTO inbox (received_at, body) VALUES (?, ?)", rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # a failed COMMIT may have rolled back already
-                conn.execute("ROLLBACK")
-            raise
+        append_rows(conn, rows)
     except sqlite3.Error as exc:
         return f"{type(exc).__name__}: {exc}"
     return None

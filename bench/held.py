@@ -27,6 +27,7 @@ from typing import Any
 
 from support.daemon import STARTS, Daemon, write_config
 from support.sshd import SshServer
+from support.storeview import wait_for
 
 HOSTS = 1000
 BATCH = 100  # alerts per webhook notification
@@ -117,17 +118,6 @@ class Store:
         return [(float(at), str(target)) for at, target in rows]
 
 
-def wait(what: str, probe: Any, timeout_s: float) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)
-
-
 def command_starts(sshd: SshServer) -> dict[str, float]:
     """Each host's first probe-stub start, by the command's own clock."""
     path = sshd.calls_dir / "probe-stub.times.jsonl"
@@ -171,9 +161,9 @@ def measure(daemon: Daemon, sshd: SshServer, store: Store) -> dict[str, float]:
     for i in range(0, HOSTS, BATCH):
         notify(daemon, [alert(name, "firing") for name in names[i : i + BATCH]])
     daemon.wait_applied(timeout_s=120)
-    wait(f"{HOSTS - 1} held steps", lambda: store.held() >= HOSTS - 1, 120)
-    member = wait("the first step to start", store.dispatched, 30)[0][1]
-    wait("the first command to run", lambda: member in command_starts(sshd), 30)
+    wait_for(f"{HOSTS - 1} held steps", lambda: store.held() >= HOSTS - 1, 120)
+    member = wait_for("the first step to start", store.dispatched, 30)[0][1]
+    wait_for("the first command to run", lambda: member in command_starts(sshd), 30)
     settled = time.monotonic() - fired
 
     before = cpu_s(pid)
@@ -188,8 +178,8 @@ def measure(daemon: Daemon, sshd: SshServer, store: Store) -> dict[str, float]:
     answered = time.time()
     if status != 200:
         raise RuntimeError(f"resolve answered {status}")
-    at, nxt = wait("the next step to start", lambda: store.dispatched()[1:], 30)[0]
-    ran = wait("the next command to run", lambda: command_starts(sshd).get(nxt), 30)
+    at, nxt = wait_for("the next step to start", lambda: store.dispatched()[1:], 30)[0]
+    ran = wait_for("the next command to run", lambda: command_starts(sshd).get(nxt), 30)
     return {
         "settled_s": settled,
         "idle_cpu_s": idle,

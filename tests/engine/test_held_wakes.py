@@ -4,6 +4,7 @@ on a reload, or at its hold_timeout; never on a timer of its own. On both store 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from support.engine_harness import EngineHarness
 from support.sshd import SshServer
 
 from remediator import control
+from remediator.engine import stepoutcome
 from remediator.reload import Reloader
 from remediator.store.records import State
 
@@ -242,3 +244,25 @@ async def test_a_slot_freed_while_paused_is_not_passed_through_every_held_step(
     await control.set_paused(h.store, False, None, h.clock.now())
     await h.engine.tick()
     assert ran(sshd) == ["v1", "v2"]
+
+
+async def test_a_step_buried_by_a_bug_wakes_the_step_its_slot_held(
+    start: Start, sshd: SshServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max_concurrent_actions 1: v1 and v2 fire together, v2 is held while v1's step runs.
+    v1's step raises a bug after its command was marked sent: it is buried (outcome
+    unknown, handed over), which frees the concurrency slot: v2 starts at once, the clock
+    never moving. Before, v2 waited for the 5-minute recheck."""
+    real = stepoutcome.run_part
+
+    async def buggy(action: Any, plan: Any, before_send: Any) -> Any:
+        if "v1" in json.dumps(plan.describe()):
+            await before_send()
+            raise RuntimeError("a bug in the action (test)")
+        return await real(action, plan, before_send)
+
+    monkeypatch.setattr(stepoutcome, "run_part", buggy)
+    h = await start(policies="safety:\n  max_concurrent_actions: 1\n")
+    await h.send_many([down("v1"), down("v2")])
+    assert "guard_held" in h.events(2)
+    assert ran(sshd) == ["v2"]

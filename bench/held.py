@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from support.daemon import STARTS, Daemon, write_config
+from support.procs import descendants, process_table
 from support.sshd import SshServer
 from support.storeview import wait_for
 
@@ -69,23 +69,8 @@ def notify(daemon: Daemon, alerts: list[dict[str, Any]]) -> None:
 
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of `pid` and its live descendants."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    table: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
-    total, queue = 0.0, [pid]
-    while queue:
-        p = queue.pop()
-        total += table.get(p, (0, 0.0))[1]
-        queue.extend(child for child, (ppid, _) in table.items() if ppid == p)
-    return total
+    table = process_table()
+    return sum(table[p].cpu_s for p in [pid, *descendants(pid, table)] if p in table)
 
 
 class Store:

@@ -17,6 +17,8 @@ import timeit
 import urllib.request
 from pathlib import Path
 
+from support.procs import children
+
 from bench.ingest import TOKEN, backlog, drain, free_port, start_remediator, wait_ready
 from remediator.config.models import RuleSpec
 from remediator.rules import RuleSet
@@ -70,17 +72,9 @@ def per_alert_us(n: int) -> float:
 
 def rss_mb(pid: int) -> float:
     """RSS of `pid` and its child processes (the spool writer), in MB."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024 + sum(rss_mb(c) for c in children)
+            return int(line.split()[1]) / 1024 + sum(rss_mb(c) for c in children(pid))
     raise RuntimeError("no VmRSS")
 
 

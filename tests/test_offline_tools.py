@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import pytest
 from support.daemon import write_config
+from support.procs import children
 
 from remediator import cli
 from remediator.config.loader import load_config
@@ -64,19 +65,6 @@ def no_children(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "posix_spawnp", _no_process)
 
 
-def children() -> list[int]:
-    """This process's child processes, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        if int(fields[1]) == os.getpid():
-            found.append(int(stat.parent.name))
-    return found
-
-
 def notification(instance: str) -> dict[str, Any]:
     alert = {
         "status": "firing",
@@ -98,7 +86,7 @@ def test_rule_tests_start_no_process_and_report_the_time_per_case(
     assert out.out.count("ok   ") == 2, out.out
     summary = out.err.splitlines()[-1]
     assert re.fullmatch(r"2 passed, 0 failed in \d+\.\d s \([0-9.]+ ms per case\)", summary)
-    assert children() == []
+    assert children(os.getpid()) == []
 
 
 def test_replay_starts_no_process_and_reports_the_time_per_notification(
@@ -121,7 +109,7 @@ def test_replay_starts_no_process_and_reports_the_time_per_notification(
         r"\([0-9.]+ ms per notification\)",
         summary,
     )
-    assert children() == []
+    assert children(os.getpid()) == []
 
 
 async def test_simulations_open_at_once_each_have_their_own_store(tmp_path: Path) -> None:

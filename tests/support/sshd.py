@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from support.procs import descendants, process_table
+
 __all__ = ["SSHD_BINARY", "SshServer", "free_port"]
 
 SSHD_BINARY = Path("/usr/sbin/sshd")
@@ -91,37 +93,6 @@ def _python_for_recorders() -> str:
     return shutil.which("python3", path="/usr/bin:/bin") or sys.executable
 
 
-def _process_table() -> dict[int, tuple[int, str, str]]:
-    """Map every pid in /proc to its ``(ppid, state, comm)``."""
-    table: dict[int, tuple[int, str, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may itself contain spaces and parentheses.
-        head, tail = stat.rsplit(")", 1)
-        fields = tail.split()
-        table[int(entry.name)] = (int(fields[1]), fields[0], head.split("(", 1)[1])
-    return table
-
-
-def _descendants(pid: int, table: dict[int, tuple[int, str, str]]) -> list[int]:
-    """Return every descendant of ``pid`` in ``table`` (zombies included), parents first."""
-    children: dict[int, list[int]] = {}
-    for child, (ppid, _state, _comm) in table.items():
-        children.setdefault(ppid, []).append(child)
-    found: list[int] = []
-    queue = [pid]
-    while queue:
-        for child in children.get(queue.pop(0), []):
-            found.append(child)
-            queue.append(child)
-    return found
-
-
 def _kill_tree_leaves_first(pid: int, timeout_s: float) -> None:
     """Terminate all descendants of ``pid`` bottom-up so each is reaped by its live parent.
 
@@ -131,13 +102,13 @@ def _kill_tree_leaves_first(pid: int, timeout_s: float) -> None:
     """
     deadline = time.monotonic() + timeout_s
     while True:
-        table = _process_table()
-        tree = _descendants(pid, table)
+        table = process_table()
+        tree = descendants(pid, table)
         if not tree:
             return
-        parents = {table[child][0] for child in tree}
+        parents = {table[child].ppid for child in tree}
         # Live leaves only: zombies are already dead and just await their parent's wait().
-        leaves = [child for child in tree if child not in parents and table[child][1] != "Z"]
+        leaves = [child for child in tree if child not in parents and table[child].state != "Z"]
         sig = signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL
         for leaf in leaves:
             with contextlib.suppress(ProcessLookupError):
@@ -154,9 +125,8 @@ def _wait_for_orphaned_sshd_zombies(timeout_s: float) -> None:
     """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        table = _process_table()
         if not any(
-            ppid == 1 and state == "Z" and comm == "sshd" for ppid, state, comm in table.values()
+            p.ppid == 1 and p.state == "Z" and p.comm == "sshd" for p in process_table().values()
         ):
             return
         time.sleep(0.05)

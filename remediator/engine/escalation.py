@@ -49,6 +49,7 @@ from remediator.store.records import (
 from remediator.templates import render
 
 log = logging.getLogger(__name__)
+Wake = tuple[list[str] | None, str]  # the guards (None: any) whose holds of a scope to wake
 DEFAULT_CYCLE_GAP_S = 300.0
 # Automation's own timers; the chain's timers survive a hand-over.
 AUTOMATION_WORK = [WorkKind.RUN_STEP, WorkKind.VERIFY_TIMEOUT, WorkKind.APPROVAL_TIMEOUT]
@@ -163,26 +164,29 @@ async def free_target(
     now, the others stay held (one slot frees, one step may take it)."""
     if incident.target is None:
         return
-    scopes = []
-    if incident.state in LOCK_STATES or closing:
-        scopes.append((["target_lock"], target_scope(incident.target)))
     if closing:
-        groups = ctx.guards.limited_groups(incident.target)
-        scopes.extend((["group"], group_scope(group)) for group in groups)
-    await _wake(ctx, tx, scopes, now)
+        await _wake(ctx, tx, _target_and_groups(ctx, incident.target), now)
+    elif incident.state in LOCK_STATES:
+        await _wake(ctx, tx, _target_and_groups(ctx, incident.target)[:1], now)
 
 
 async def step_ended(ctx: EngineContext, tx: GuardTx, incident: Incident, now: float) -> None:
     """A step of `incident` stopped running: a slot of `max_concurrent_actions` is free,
     and, its incident closed or handed over meanwhile, its target and group slots too."""
-    scopes = []
+    scopes: list[Wake] = []
     if ctx.config.policies.safety.max_concurrent_actions:
         scopes.append((["max_concurrent_actions"], GLOBAL))
     if incident.target is not None and incident.state not in ACTIVE_STATES:
-        scopes.append((["target_lock"], target_scope(incident.target)))
-        groups = ctx.guards.limited_groups(incident.target)
-        scopes.extend((["group"], group_scope(group)) for group in groups)
+        scopes.extend(_target_and_groups(ctx, incident.target))
     await _wake(ctx, tx, scopes, now)
+
+
+def _target_and_groups(ctx: EngineContext, target: str) -> list[Wake]:
+    """The scopes an incident on `target` frees when it closes: the target's lock first,
+    then each limited group's slot."""
+    freed: list[Wake] = [(["target_lock"], target_scope(target))]
+    freed += [(["group"], group_scope(g)) for g in ctx.guards.limited_groups(target)]
+    return freed
 
 
 async def pass_on(ctx: EngineContext, tx: GuardTx, scope: str | None, now: float) -> None:
@@ -204,9 +208,7 @@ async def wake_each_scope(ctx: EngineContext, tx: GuardTx, now: float) -> int:
     return woken
 
 
-async def _wake(
-    ctx: EngineContext, tx: GuardTx, scopes: Sequence[tuple[list[str] | None, str]], now: float
-) -> None:
+async def _wake(ctx: EngineContext, tx: GuardTx, scopes: Sequence[Wake], now: float) -> None:
     """Wake the oldest hold of each scope, in the scopes' turn (lock_scopes): a step whose
     guards another replica is checking in that scope right now is held (its transaction
     commits) before this reads it, so the wake is never lost to that race."""

@@ -20,6 +20,7 @@ from remediator.private import FILE_MODE, private_dir, private_file, sqlite_file
 from remediator.store.migrations import migrate
 from remediator.store.records import InboxItem
 from remediator.store.spool import InlineSpool, Spool
+from remediator.store.sqlitetrips import dbapi
 from remediator.store.sqltx import SqlTx
 
 BUSY_TIMEOUT_MS = 2000
@@ -97,7 +98,8 @@ class SqliteStore:
 
     def _create_engine(self) -> AsyncEngine:
         """The SQLAlchemy engine on this store's file, each connection set up as above."""
-        engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}")
+        # One trip to aiosqlite's thread per statement (sqlitetrips.py).
+        engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}", module=dbapi())
         event.listen(engine.sync_engine, "connect", _on_connect)
         event.listen(engine.sync_engine, "begin", _on_begin)
         return engine

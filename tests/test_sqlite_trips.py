@@ -1,0 +1,73 @@
+"""The SQLite store's statements: one trip each to aiosqlite's thread, results intact."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import text
+
+from remediator.store import SqliteStore
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "s.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts every function aiosqlite runs on its thread (each is a trip there and back)."""
+    count = [0]
+    run_there: Callable[..., Awaitable[Any]] = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Callable[..., Any], *a: Any) -> Any:
+        count[0] += 1
+        return await run_there(self, fn, *a)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return count
+
+
+async def test_a_statement_with_rows_is_one_trip(store: SqliteStore, trips: list[int]) -> None:
+    """SQLAlchemy's own adapter took four (open a cursor, execute, fetch, close)."""
+    async with store.engine.connect() as conn:
+        await conn.execute(text("SELECT 0"))  # the transaction's BEGIN goes with the first
+        before = trips[0]
+        rows = (await conn.execute(text("SELECT 1 UNION ALL SELECT 2"))).all()
+        assert trips[0] - before == 1
+    assert [tuple(r) for r in rows] == [(1,), (2,)]
+
+
+async def test_counts_ids_and_returned_rows_come_back(store: SqliteStore) -> None:
+    """What SQLAlchemy reads off the cursor after the trip: row counts, the last row id,
+    RETURNING rows, and executemany's effect."""
+    async with store.engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
+        inserted = await conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+        assert inserted.lastrowid == 1
+        await conn.execute(text("INSERT INTO t (v) VALUES (:v)"), [{"v": "b"}, {"v": "c"}])
+        updated = await conn.execute(text("UPDATE t SET v = 'x' WHERE id > 1"))
+        assert updated.rowcount == 2
+        back = await conn.execute(text("DELETE FROM t WHERE id = 3 RETURNING id, v"))
+        assert [tuple(r) for r in back] == [(3, "x")]
+        left = await conn.execute(text("SELECT id, v FROM t ORDER BY id"))
+        assert [tuple(r) for r in left] == [(1, "a"), (2, "x")]
+
+
+async def test_an_error_is_sqlalchemys_as_before(store: SqliteStore) -> None:
+    """A failing statement raises SQLAlchemy's wrapped DBAPI error, and the connection
+    goes on working."""
+    from sqlalchemy.exc import OperationalError
+
+    async with store.engine.connect() as conn:
+        with pytest.raises(OperationalError, match="no such table"):
+            await conn.execute(text("SELECT * FROM missing"))
+        await conn.rollback()
+        assert (await conn.execute(text("SELECT 7"))).scalar_one() == 7

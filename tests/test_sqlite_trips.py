@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from remediator.store import SqliteStore
+from remediator.store.payloads import Pause
 
 
 @pytest.fixture
@@ -43,6 +44,29 @@ async def test_a_statement_with_rows_is_one_trip(store: SqliteStore, trips: list
         rows = (await conn.execute(text("SELECT 1 UNION ALL SELECT 2"))).all()
         assert trips[0] - before == 1
     assert [tuple(r) for r in rows] == [(1,), (2,)]
+
+
+async def test_a_committed_transaction_is_its_begin_statements_and_commit(
+    store: SqliteStore, trips: list[int]
+) -> None:
+    """The pool's rollback of the connection it takes back makes no trip after a commit;
+    a transaction that fails is still rolled back."""
+    async with store.write() as tx:
+        await tx.pause()
+    before = trips[0]
+    async with store.write() as tx:
+        await tx.pause()
+    assert trips[0] - before == 3  # BEGIN IMMEDIATE, the SELECT, COMMIT
+
+    async def fail_mid_transaction() -> None:
+        async with store.write() as tx:
+            await tx.set_pause(Pause(paused=True, reason="by test", since=1.0), 1.0)
+            raise RuntimeError("the caller fails mid-transaction")
+
+    with pytest.raises(RuntimeError):
+        await fail_mid_transaction()
+    async with store.read() as tx:
+        assert not (await tx.pause()).paused
 
 
 async def test_counts_ids_and_returned_rows_come_back(store: SqliteStore) -> None:

@@ -46,17 +46,18 @@ async def test_a_statement_with_rows_is_one_trip(store: SqliteStore, trips: list
     assert [tuple(r) for r in rows] == [(1,), (2,)]
 
 
-async def test_a_committed_transaction_is_its_begin_statements_and_commit(
+async def test_a_committed_transaction_is_its_statements_and_commit(
     store: SqliteStore, trips: list[int]
 ) -> None:
-    """The pool's rollback of the connection it takes back makes no trip after a commit;
-    a transaction that fails is still rolled back."""
+    """The BEGIN goes with the first statement, and the pool's rollback of the connection
+    it takes back makes no trip after a commit; a transaction that fails is still rolled
+    back."""
     async with store.write() as tx:
         await tx.pause()
     before = trips[0]
     async with store.write() as tx:
         await tx.pause()
-    assert trips[0] - before == 3  # BEGIN IMMEDIATE, the SELECT, COMMIT
+    assert trips[0] - before == 2  # BEGIN IMMEDIATE with the SELECT, then COMMIT
 
     async def fail_mid_transaction() -> None:
         async with store.write() as tx:

@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from remediator.errors import StoreError, StoreGone, StoreLocked, StoreUnavailable
 from remediator.private import FILE_MODE, private_dir, private_file, sqlite_files, tighten
+from remediator.store import sqlitetrips
 from remediator.store.migrations import migrate
 from remediator.store.records import InboxItem
 from remediator.store.spool import InlineSpool, Spool
-from remediator.store.sqlitetrips import dbapi
 from remediator.store.sqltx import SqlTx
 
 BUSY_TIMEOUT_MS = 2000
@@ -44,7 +44,8 @@ def _identity(path: Path) -> tuple[int, int]:
 
 def _on_begin(conn: Any) -> None:
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    if not sqlitetrips.begin(conn.connection.dbapi_connection, f"BEGIN {mode}"):
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 class SqliteStore:
@@ -99,7 +100,7 @@ class SqliteStore:
     def _create_engine(self) -> AsyncEngine:
         """The SQLAlchemy engine on this store's file, each connection set up as above."""
         # One trip to aiosqlite's thread per statement (sqlitetrips.py).
-        engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}", module=dbapi())
+        engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}", module=sqlitetrips.dbapi())
         event.listen(engine.sync_engine, "connect", _on_connect)
         event.listen(engine.sync_engine, "begin", _on_begin)
         return engine

@@ -8,8 +8,9 @@ to the thread and a wake-up of the loop, and on a small VM one trip costs more t
 SQLite's own work for most statements here (measured: about 0.4 ms a statement, 13
 statements to start a step).
 The cursor below runs all four in one function on the thread and keeps what SQLAlchemy
-reads afterwards (the rows, the description, the row count, the last row id); a rollback
-with no transaction open makes no trip.
+reads afterwards (the rows, the description, the row count, the last row id); a
+transaction's BEGIN goes in its first statement's trip (`begin`), and a rollback with no
+transaction open makes no trip.
 
 It plugs into SQLAlchemy's own aiosqlite dialect as its DBAPI module (`dbapi()`, given to
 `create_async_engine` as `module=`): nothing else of the dialect changes. It relies on
@@ -63,10 +64,16 @@ class OneTripCursor:
 
     def _trip(self, work: Callable[[sqlite3.Cursor], list[Any]]) -> None:
         conn: sqlite3.Connection = self._connection._conn
+        adapted = self._adapt_connection
+        begin = adapted.begin_with if isinstance(adapted, _Connection) else None
 
         def run() -> Outcome:
             cursor = conn.cursor()
             try:
+                if begin is not None:  # the transaction's BEGIN, in its first statement's trip
+                    cursor.execute(begin)
+                    assert isinstance(adapted, _Connection)
+                    adapted.begin_with = None
                 rows = work(cursor)
                 return cursor.description, cursor.rowcount, cursor.lastrowid, rows
             finally:
@@ -141,15 +148,37 @@ class OneTripCursor:
 
 
 class _Connection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("begin_with",)
     _cursor_cls = OneTripCursor  # type: ignore[assignment]
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self.begin_with: str | None = None  # a BEGIN not sent yet (`defer_begin`)
+
+    def commit(self) -> None:
+        """A transaction that ran no statement has nothing to commit: no trip."""
+        if self.begin_with is not None:
+            self.begin_with = None
+            return
+        super().commit()
 
     def rollback(self) -> None:
         """No trip when there is nothing to roll back: the pool resets every connection
         it takes back, after each commit too (sqlite3 reads the flag without the thread,
         as aiosqlite's own `in_transaction` does)."""
+        self.begin_with = None
         if self._connection._conn.in_transaction:
             super().rollback()
+
+
+def begin(connection: Any, statement: str) -> bool:
+    """Send `statement` (a BEGIN) with the transaction's first statement, in its trip, on
+    a connection of `dbapi()`; False on any other (the caller sends it itself). Nothing
+    comes between them: the BEGIN takes its locks just before the statement would."""
+    if not isinstance(connection, _Connection):
+        return False
+    connection.begin_with = statement
+    return True
 
 
 class _Dbapi(AsyncAdapt_aiosqlite_dbapi):

@@ -96,3 +96,30 @@ async def test_an_error_is_sqlalchemys_as_before(store: SqliteStore) -> None:
             await conn.execute(text("SELECT * FROM missing"))
         await conn.rollback()
         assert (await conn.execute(text("SELECT 7"))).scalar_one() == 7
+
+
+async def test_a_failed_commit_is_rolled_back_before_the_connection_is_reused(
+    store: SqliteStore,
+) -> None:
+    """A COMMIT that fails (a deferred foreign key here; a full disk in life) leaves the
+    transaction open in SQLite: the rollback after it must still go to the thread, or the
+    pool's next user finds a transaction already open."""
+    from sqlalchemy.exc import IntegrityError
+
+    async with store.engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE p (id INTEGER PRIMARY KEY)"))
+        await conn.execute(
+            text("CREATE TABLE c (p INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED)")
+        )
+
+    async def orphan() -> None:
+        async with store.engine.begin() as conn:
+            await conn.execute(text("INSERT INTO c (p) VALUES (42)"))
+
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+        await orphan()
+    for _ in range(2):
+        async with store.write() as tx:
+            assert not (await tx.pause()).paused
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM c"))).scalar_one() == 0

@@ -65,7 +65,10 @@ class OneTripCursor:
     def _trip(self, work: Callable[[sqlite3.Cursor], list[Any]]) -> None:
         conn: sqlite3.Connection = self._connection._conn
         adapted = self._adapt_connection
-        begin = adapted.begin_with if isinstance(adapted, _Connection) else None
+        begin = None
+        if isinstance(adapted, _Connection):
+            begin = adapted.begin_with
+            adapted.sent = True  # queued: it runs, even if its caller is cancelled
 
         def run() -> Outcome:
             cursor = conn.cursor()
@@ -148,27 +151,31 @@ class OneTripCursor:
 
 
 class _Connection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("begin_with",)
+    __slots__ = ("begin_with", "sent")
     _cursor_cls = OneTripCursor  # type: ignore[assignment]
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
-        self.begin_with: str | None = None  # a BEGIN not sent yet (`defer_begin`)
+        self.begin_with: str | None = None  # a BEGIN not sent yet (`begin`)
+        # A statement went to the thread since the last commit or rollback. Known here,
+        # not read off sqlite3: a trip still queued (its caller cancelled) may yet open
+        # a transaction, and the commit or rollback queued behind it must end it.
+        self.sent = False
 
     def commit(self) -> None:
-        """A transaction that ran no statement has nothing to commit: no trip."""
-        if self.begin_with is not None:
-            self.begin_with = None
-            return
-        super().commit()
+        """No trip when no statement was sent: nothing to commit."""
+        self.begin_with = None
+        if self.sent:
+            super().commit()
+            self.sent = False  # not when it failed: the rollback that follows must trip
 
     def rollback(self) -> None:
-        """No trip when there is nothing to roll back: the pool resets every connection
-        it takes back, after each commit too (sqlite3 reads the flag without the thread,
-        as aiosqlite's own `in_transaction` does)."""
+        """No trip when no statement was sent since the last commit or rollback: the pool
+        rolls back every connection it takes back, after each commit too."""
         self.begin_with = None
-        if self._connection._conn.in_transaction:
+        if self.sent:
             super().rollback()
+            self.sent = False
 
 
 def begin(connection: Any, statement: str) -> bool:

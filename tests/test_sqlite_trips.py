@@ -10,6 +10,7 @@ import aiosqlite
 import pytest
 from sqlalchemy import text
 
+from remediator.errors import StoreUnavailable
 from remediator.store import SqliteStore
 from remediator.store.payloads import Pause
 
@@ -123,3 +124,35 @@ async def test_a_failed_commit_is_rolled_back_before_the_connection_is_reused(
             assert not (await tx.pause()).paused
     async with store.engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM c"))).scalar_one() == 0
+
+
+async def test_a_connection_closed_under_the_store_is_unavailable_then_replaced(
+    store: SqliteStore,
+) -> None:
+    """aiosqlite's connection closed behind SQLAlchemy's back: the statement raises the
+    store's StoreUnavailable (not a bare ValueError an intake would take for a poison
+    body), and the pool replaces the connection."""
+
+    async def on_a_closed_connection() -> None:
+        async with store.write() as tx:
+            raw = await tx.conn.get_raw_connection()
+            await raw.driver_connection.close()
+            await tx.conn.execute(text("SELECT 1"))
+
+    with pytest.raises(StoreUnavailable):
+        await on_a_closed_connection()
+    async with store.read() as tx:
+        assert (await tx.conn.execute(text("SELECT 5"))).scalar_one() == 5
+
+
+async def test_a_streamed_first_statement_is_inside_its_transaction(store: SqliteStore) -> None:
+    """A server-side cursor (streamed results) takes its own trips: the transaction's
+    BEGIN still goes before it, so a rollback undoes what it did."""
+    async with store.engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+    async with store.engine.connect() as conn:
+        async with conn.begin() as tx:
+            streamed = await conn.stream(text("INSERT INTO t (id) VALUES (1) RETURNING id"))
+            assert [tuple(r) async for r in streamed] == [(1,)]
+            await tx.rollback()
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 0

@@ -63,7 +63,7 @@ class OneTripCursor:
         self.arraysize = 1
 
     def _trip(self, work: Callable[[sqlite3.Cursor], list[Any]]) -> None:
-        conn: sqlite3.Connection = self._connection._conn
+        connection = self._connection
         adapted = self._adapt_connection
         begin = None
         if isinstance(adapted, _Connection):
@@ -71,7 +71,7 @@ class OneTripCursor:
             adapted.sent = True  # queued: it runs, even if its caller is cancelled
 
         def run() -> Outcome:
-            cursor = conn.cursor()
+            cursor = connection._conn.cursor()  # ValueError once closed: mapped below
             try:
                 if begin is not None:  # the transaction's BEGIN, in its first statement's trip
                     cursor.execute(begin)
@@ -83,9 +83,9 @@ class OneTripCursor:
                 cursor.close()
 
         try:
-            outcome: Outcome = await_(self._connection._execute(run))
-        except Exception as error:
-            self._adapt_connection._handle_exception(error)
+            outcome: Outcome = await_(connection._execute(run))
+        except Exception as error:  # as SQLAlchemy's cursor: a closed one is a disconnect
+            adapted._handle_exception(error)
         self.description, self.rowcount, self.lastrowid, rows = outcome
         self._rows = collections.deque(rows)
 
@@ -162,6 +162,13 @@ class _Connection(AsyncAdapt_aiosqlite_connection):
         # a transaction, and the commit or rollback queued behind it must end it.
         self.sent = False
 
+    def cursor(self, server_side: bool = False) -> Any:
+        """A server-side cursor (SQLAlchemy's own, for streamed results) takes its trips
+        itself: the transaction's BEGIN, if not sent yet, goes first on its own."""
+        if server_side and self.begin_with is not None:
+            OneTripCursor(self)._trip(lambda _: [])
+        return super().cursor(server_side)
+
     def commit(self) -> None:
         """No trip when no statement was sent: nothing to commit."""
         self.begin_with = None
@@ -181,7 +188,11 @@ class _Connection(AsyncAdapt_aiosqlite_connection):
 def begin(connection: Any, statement: str) -> bool:
     """Send `statement` (a BEGIN) with the transaction's first statement, in its trip, on
     a connection of `dbapi()`; False on any other (the caller sends it itself). Nothing
-    comes between them: the BEGIN takes its locks just before the statement would."""
+    comes between them on this connection: the BEGIN takes its locks just before the
+    statement would. (What the transaction's code did before its first statement, such
+    as reading the clock, now comes before SQLite's lock is held; in the daemon its own
+    writers take turns before they begin anyway.) A BEGIN that fails (the lock not had
+    within the busy timeout) is raised with the first statement."""
     if not isinstance(connection, _Connection):
         return False
     connection.begin_with = statement

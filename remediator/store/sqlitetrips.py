@@ -7,16 +7,18 @@ commit, for the pool's rollback of a connection it takes back. Each trip is a ha
 to the thread and a wake-up of the loop, and on a small VM one trip costs more than
 SQLite's own work for most statements here (measured: about 0.4 ms a statement, 13
 statements to start a step).
+
 The cursor below runs all four in one function on the thread and keeps what SQLAlchemy
-reads afterwards (the rows, the description, the row count, the last row id); a
-transaction's BEGIN goes in its first statement's trip (`begin`), and a rollback with no
-transaction open makes no trip.
+reads afterwards (the rows, the description, the row count, the last row id). A
+transaction's BEGIN goes in its first statement's trip (`begin`), and a commit or
+rollback with no statement sent since the last one makes no trip.
 
 It plugs into SQLAlchemy's own aiosqlite dialect as its DBAPI module (`dbapi()`, given to
-`create_async_engine` as `module=`): nothing else of the dialect changes. It relies on
-what that adapter itself relies on in aiosqlite (its connection's `_execute` and `_conn`)
-and on the adapter's `_cursor_cls` (SQLAlchemy 2.1); pyproject.toml bounds both versions
-and `tests/test_sqlite_trips.py` fails if a statement takes more than one trip.
+`create_async_engine` as `module=`): the dialect, its error mapping and its server-side
+cursor are SQLAlchemy's. It relies on what that adapter itself relies on in aiosqlite
+(its connection's `_execute` and `_conn`) and on the adapter's `_cursor_cls` and
+constructor (SQLAlchemy 2.1); pyproject.toml bounds both versions, and
+`tests/test_sqlite_trips.py` fails if a statement takes more than one trip.
 """
 
 from __future__ import annotations

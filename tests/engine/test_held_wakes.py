@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from support import storeview
 from support.engine_harness import EngineHarness
 from support.sshd import SshServer
@@ -17,7 +18,7 @@ from support.sshd import SshServer
 from remediator import control
 from remediator.engine import stepoutcome
 from remediator.reload import Reloader
-from remediator.store.records import State
+from remediator.store.records import State, StepState
 
 RULE = """\
 rules:
@@ -265,4 +266,37 @@ async def test_a_step_buried_by_a_bug_wakes_the_step_its_slot_held(
     h = await start(policies="safety:\n  max_concurrent_actions: 1\n")
     await h.send_many([down("v1"), down("v2")])
     assert "guard_held" in h.events(2)
+    assert ran(sshd) == ["v2"]
+
+
+async def test_a_step_recovered_after_a_crash_wakes_the_step_its_slot_held(
+    start: Start, sshd: SshServer
+) -> None:
+    """max_concurrent_actions 1: a replica took v1's step, marked it executing (its
+    command maybe sent) and died, its claim left to lapse; v2 is held by that slot. Once
+    the claim lapses, v1's step is recovered (outcome unknown, never re-sent), which frees
+    the slot: v2 starts in the same tick, not at its 5-minute recheck."""
+    h = await start(policies="safety:\n  max_concurrent_actions: 1\n")
+    await control.set_paused(h.store, True, "deploy", h.clock.now())
+    await h.fire(down("v1"))
+    (work,) = storeview.query(
+        h.db, "SELECT id FROM work WHERE incident_id = 1 AND kind = 'run_step'"
+    )
+    now = h.clock.now()
+    async with h.store.write() as tx:  # what the dead replica left
+        step = await tx.start_step(1, 0, "ssh", {"argv": ["probe-stub", "v1"]}, now)
+        await tx.update_step(step.id, StepState.EXECUTING, executing_at=now)
+        await tx.release_hold(int(work["id"]))
+        await tx.conn.execute(
+            text(
+                "UPDATE work SET claimed_by = 'dead', claimed_until = :until, due_at = :now"
+                " WHERE id = :id"
+            ),
+            {"until": now + 60, "now": now, "id": int(work["id"])},
+        )
+    await control.set_paused(h.store, False, None, now)
+    await h.fire(down("v2"))
+    assert [d["guard"] for e, d in h.audit(2) if e == "guard_held"][-1] == "max_concurrent_actions"
+    await h.advance(61)
+    assert "step_outcome_unknown" in h.events(1)
     assert ran(sshd) == ["v2"]

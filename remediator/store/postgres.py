@@ -54,14 +54,14 @@ APPEND = (
     "INSERT INTO inbox (received_at, body) "
     "SELECT unnest($1::double precision[]), unnest($2::text[])"
 )
-# Webhook bodies are a few kB, past the size PostgreSQL compresses at: lz4 (PostgreSQL 14
-# and later, when built with it, as Debian's and the usual images are) costs a fraction
-# of the CPU of the default pglz, on ingest's hot path.
 # Applied rows leave in one statement with their ids as one array parameter: an IN list
 # of a take's hundreds of ids cost SQLAlchemy more to render than the delete itself.
 DELETE_INBOX = delete(t.inbox).where(
     t.inbox.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
 )
+# Webhook bodies are a few kB, past the size PostgreSQL compresses at: lz4 (PostgreSQL 14
+# and later, when built with it, as Debian's and the usual images are) costs a fraction
+# of the CPU of the default pglz, on ingest's hot path.
 LZ4_AVAILABLE = text(
     "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
 )

@@ -44,8 +44,7 @@ def _identity(path: Path) -> tuple[int, int]:
 
 def _on_begin(conn: Any) -> None:
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-    if not sqlitetrips.begin(conn.connection.dbapi_connection, f"BEGIN {mode}"):
-        conn.exec_driver_sql(f"BEGIN {mode}")
+    sqlitetrips.begin(conn.connection.dbapi_connection, f"BEGIN {mode}")
 
 
 class SqliteStore:

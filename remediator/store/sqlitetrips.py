@@ -54,7 +54,7 @@ class OneTripCursor:
         "rowcount",
     )
 
-    def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:
+    def __init__(self, adapt_connection: _Connection) -> None:
         self._adapt_connection = adapt_connection
         # aiosqlite's connection: its `_execute` (untyped) runs a function on its thread.
         self._connection: Any = adapt_connection._connection
@@ -67,17 +67,14 @@ class OneTripCursor:
     def _trip(self, work: Callable[[sqlite3.Cursor], list[Any]]) -> None:
         connection = self._connection
         adapted = self._adapt_connection
-        begin = None
-        if isinstance(adapted, _Connection):
-            begin = adapted.begin_with
-            adapted.sent = True  # queued: it runs, even if its caller is cancelled
+        begin = adapted.begin_with
+        adapted.sent = True  # queued: it runs, even if its caller is cancelled
 
         def run() -> Outcome:
             cursor = connection._conn.cursor()  # ValueError once closed: mapped below
             try:
                 if begin is not None:  # the transaction's BEGIN, in its first statement's trip
                     cursor.execute(begin)
-                    assert isinstance(adapted, _Connection)
                     adapted.begin_with = None
                 rows = work(cursor)
                 return cursor.description, cursor.rowcount, cursor.lastrowid, rows
@@ -187,18 +184,17 @@ class _Connection(AsyncAdapt_aiosqlite_connection):
             self.sent = False
 
 
-def begin(connection: Any, statement: str) -> bool:
+def begin(connection: Any, statement: str) -> None:
     """Send `statement` (a BEGIN) with the transaction's first statement, in its trip, on
-    a connection of `dbapi()`; False on any other (the caller sends it itself). Nothing
+    a connection of `dbapi()` (TypeError on any other). Nothing
     comes between them on this connection: the BEGIN takes its locks just before the
     statement would. (What the transaction's code did before its first statement, such
     as reading the clock, now comes before SQLite's lock is held; in the daemon its own
     writers take turns before they begin anyway.) A BEGIN that fails (the lock not had
     within the busy timeout) is raised with the first statement."""
     if not isinstance(connection, _Connection):
-        return False
+        raise TypeError(f"not a connection of sqlitetrips.dbapi(): {type(connection).__name__}")
     connection.begin_with = statement
-    return True
 
 
 class _Dbapi(AsyncAdapt_aiosqlite_dbapi):

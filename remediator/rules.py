@@ -32,15 +32,20 @@ class RuleSet:
                 self._scan.append(position)
             else:
                 self._index.setdefault(key[0], {}).setdefault(key[1], []).append(position)
+        self._indexed = tuple(self._index.items())
 
     def candidates(self, labels: dict[str, str]) -> list[int]:
-        """Positions of the rules that could match, in file order."""
-        found = list(self._scan)
-        for name, by_value in self._index.items():
+        """Positions of the rules that could match, in file order. Cheap when there are
+        none, as for most alerts of a storm no rule takes: no copy, no sort."""
+        found: list[int] = []
+        for name, by_value in self._indexed:
             value = labels.get(name)
-            if value is not None:
-                found.extend(by_value.get(value, ()))
-        found.sort()
+            if value is not None and (positions := by_value.get(value)) is not None:
+                found.extend(positions)
+        if self._scan:
+            found.extend(self._scan)
+        if len(found) > 1:
+            found.sort()
         return found
 
     def match(self, labels: dict[str, str]) -> list[RuleSpec]:
@@ -69,6 +74,8 @@ class MatchCache:
         """The rules taking `labels`. `name` is a cheap key for the label set (the alert's
         fingerprint, a hash of its labels); a hit still compares the labels themselves:
         a sender's fingerprint is no proof of them."""
+        if not self.rules.candidates(labels):
+            return ()  # no rule could take it (most of a storm): nothing worth keeping
         key = name if name is not None else frozenset(labels.items())
         seen = self._found.get(key)
         if seen is not None and seen[0] == labels:

@@ -87,3 +87,33 @@ def test_a_match_cache_keyed_by_fingerprint_still_reads_the_labels() -> None:
     assert calls == [a, a]
     assert cache(b, "f1") == ()
     assert [r.name for r in cache(a, "f1")] == ["a"]
+
+
+def test_an_alert_no_rule_could_take_is_neither_matched_nor_kept() -> None:
+    """Most alerts of a storm have no candidate rule: the cache answers () from the index
+    alone, runs no matcher and keeps no entry (a take of 500 notifications of such alerts
+    matched each one in full: two thirds of reading them)."""
+    rules = RuleSet(
+        [
+            RuleSpec.model_validate({"name": "a", "match": ["alertname = A"]}),
+            RuleSpec.model_validate({"name": "b", "match": ["severity = page", "job = x"]}),
+        ]
+    )
+    calls: list[dict[str, str]] = []
+    match = rules.match
+
+    def counted(labels: dict[str, str]) -> list[RuleSpec]:
+        calls.append(labels)
+        return match(labels)
+
+    rules.match = counted  # type: ignore[method-assign]
+    cache = MatchCache(rules)
+    for n in range(100):
+        assert cache({"alertname": "Other", "severity": "low", "n": str(n)}, f"f{n}") == ()
+    assert calls == []
+    assert cache._found == {}
+    taken = {"alertname": "Other", "severity": "page", "job": "x"}
+    assert [r.name for r in cache(taken, "g")] == ["b"]
+    assert calls == [taken]
+    assert rules.candidates({"alertname": "A", "severity": "page"}) == [0, 1]
+    assert rules.candidates({"alertname": "B"}) == []

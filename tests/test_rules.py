@@ -65,11 +65,8 @@ def test_an_alert_only_tries_rules_indexed_under_its_labels() -> None:
     assert [r.name for r in ruleset.match({"alertname": "Alert500"})] == ["r500"]
 
 
-def test_a_match_cache_keyed_by_fingerprint_still_reads_the_labels() -> None:
-    """The cache answers a label set seen before without matching again, under its
-    fingerprint or without one; a fingerprint sent again with other labels (a sender's
-    forgery or bug) is matched on its own labels, never given the first set's rules."""
-    rules = RuleSet([RuleSpec.model_validate({"name": "a", "match": ["alertname = A"]})])
+def count_matches(rules: RuleSet) -> list[dict[str, str]]:
+    """The label sets `rules.match` is called with from now on, in order."""
     calls: list[dict[str, str]] = []
     match = rules.match
 
@@ -78,6 +75,15 @@ def test_a_match_cache_keyed_by_fingerprint_still_reads_the_labels() -> None:
         return match(labels)
 
     rules.match = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_match_cache_keyed_by_fingerprint_still_reads_the_labels() -> None:
+    """The cache answers a label set seen before without matching again, under its
+    fingerprint or without one; a fingerprint sent again with other labels (a sender's
+    forgery or bug) is matched on its own labels, never given the first set's rules."""
+    rules = RuleSet([RuleSpec.model_validate({"name": "a", "match": ["alertname = A"]})])
+    calls = count_matches(rules)
     cache = MatchCache(rules)
     a, b = {"alertname": "A", "n": "1"}, {"alertname": "B", "n": "1"}
     assert [r.name for r in cache(a, "f1")] == ["a"]
@@ -99,14 +105,7 @@ def test_an_alert_no_rule_could_take_is_neither_matched_nor_kept() -> None:
             RuleSpec.model_validate({"name": "b", "match": ["severity = page", "job = x"]}),
         ]
     )
-    calls: list[dict[str, str]] = []
-    match = rules.match
-
-    def counted(labels: dict[str, str]) -> list[RuleSpec]:
-        calls.append(labels)
-        return match(labels)
-
-    rules.match = counted  # type: ignore[method-assign]
+    calls = count_matches(rules)
     cache = MatchCache(rules)
     for n in range(100):
         assert cache({"alertname": "Other", "severity": "low", "n": str(n)}, f"f{n}") == ()

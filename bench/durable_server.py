@@ -15,6 +15,7 @@ import asyncio
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -46,7 +47,7 @@ async def serve(port: int, folder: Path) -> None:
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
-        await ingestor.submit(loop.time(), body.decode("utf-8"))
+        await ingestor.submit(time.time(), body.decode("utf-8"))
         return web.json_response({"status": "stored"})
 
     app = web.Application(client_max_size=1_048_576)

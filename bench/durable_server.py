@@ -23,6 +23,7 @@ from aiohttp import web
 from remediator.ingest import Ingestor
 from remediator.store import spoolpipe
 from remediator.store.spool import Spool
+from remediator.store.sqlite import BUSY_TIMEOUT_MS
 
 
 class _SpoolOnly:
@@ -37,7 +38,7 @@ class _SpoolOnly:
 
 async def serve(port: int, folder: Path) -> None:
     """Serve on 127.0.0.1:`port` until SIGTERM, the spool in `folder`."""
-    spool = Spool(folder / "spool.db", busy_timeout_ms=2000)
+    spool = Spool(folder / "spool.db", BUSY_TIMEOUT_MS)
     await spool.open()
     # As the daemon builds it for its SQLite store: up to DEPTH batches out to the writer.
     ingestor = Ingestor(_SpoolOnly(spool), lambda: None, depth=spoolpipe.DEPTH)  # type: ignore[arg-type]
@@ -67,6 +68,8 @@ async def serve(port: int, folder: Path) -> None:
 
 def main() -> None:
     """Serve on 127.0.0.1:PORT (argv[1]) until SIGTERM, the spool in a temporary folder."""
+    # A SIGTERM before the server's own handler is set (start-up) still removes the folder.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with tempfile.TemporaryDirectory(prefix="bench-durable-") as folder:
         asyncio.run(serve(int(sys.argv[1]), Path(folder)))
 

@@ -352,7 +352,7 @@ def main() -> int:
         "--store",
         action="append",
         choices=STORES,
-        help="measure remediator on this store only (repeatable; default: both), beside bare",
+        help="measure remediator on this store only (repeatable; default: both), beside the baselines",
     )
     stores = parser.parse_args().store or list(STORES)
     if shutil.which("wrk") is None:

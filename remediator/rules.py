@@ -74,12 +74,12 @@ class MatchCache:
         """The rules taking `labels`. `name` is a cheap key for the label set (the alert's
         fingerprint, a hash of its labels); a hit still compares the labels themselves:
         a sender's fingerprint is no proof of them."""
-        if not self.rules.candidates(labels):
-            return ()  # no rule could take it (most of a storm): nothing worth keeping
         key = name if name is not None else frozenset(labels.items())
         seen = self._found.get(key)
         if seen is not None and seen[0] == labels:
             return seen[1]
+        if not self.rules.candidates(labels):
+            return ()  # no rule could take it (most of a storm): nothing worth keeping
         found = tuple(self.rules.match(labels))
         self._found[key] = (labels, found)
         return found

@@ -82,10 +82,15 @@ def test_a_match_cache_keyed_by_fingerprint_still_reads_the_labels() -> None:
     """The cache answers a label set seen before without matching again, under its
     fingerprint or without one; a fingerprint sent again with other labels (a sender's
     forgery or bug) is matched on its own labels, never given the first set's rules."""
-    rules = RuleSet([RuleSpec.model_validate({"name": "a", "match": ["alertname = A"]})])
+    rules = RuleSet(
+        [
+            RuleSpec.model_validate({"name": "a", "match": ["alertname = A"]}),
+            RuleSpec.model_validate({"name": "b", "match": ["alertname = B", "x = 1"]}),
+        ]
+    )
     calls = count_matches(rules)
     cache = MatchCache(rules)
-    a, b = {"alertname": "A", "n": "1"}, {"alertname": "B", "n": "1"}
+    a, b = {"alertname": "A", "n": "1"}, {"alertname": "B", "n": "1"}  # b: a candidate, no match
     assert [r.name for r in cache(a, "f1")] == ["a"]
     assert [r.name for r in cache(dict(a), "f1")] == ["a"]
     assert [r.name for r in cache(dict(a))] == ["a"]
@@ -93,6 +98,7 @@ def test_a_match_cache_keyed_by_fingerprint_still_reads_the_labels() -> None:
     assert calls == [a, a]
     assert cache(b, "f1") == ()
     assert [r.name for r in cache(a, "f1")] == ["a"]
+    assert calls == [a, a, b, a]
 
 
 def test_an_alert_no_rule_could_take_is_neither_matched_nor_kept() -> None:

@@ -80,6 +80,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """An opened SQLite store in `tmp_path` (s.db), for tests of SQLite's own parts."""
+    opened = SqliteStore(tmp_path / "s.db")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
 async def store(store_url: str, tmp_path: Path) -> AsyncIterator[SqliteStore | PostgresStore]:
     """An opened store on each backend (the store contract's tests run on both)."""
     opened = open_store_url(store_url, tmp_path)

@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -42,11 +41,9 @@ async def run_writer(store: SqliteStore, stream: bytes, parent: int) -> tuple[in
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "s.db")
-    await s.open()
-    yield s
-    await s.close()
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    """SQLite only: the conftest's `store` runs on both backends."""
+    return sqlite_store
 
 
 def test_batches_decode_from_any_split_of_the_stream() -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiosqlite
@@ -16,11 +15,9 @@ from remediator.store.payloads import Pause
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "s.db")
-    await s.open()
-    yield s
-    await s.close()
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    """SQLite only: the conftest's `store` runs on both backends."""
+    return sqlite_store
 
 
 @pytest.fixture

@@ -186,12 +186,12 @@ class _Connection(AsyncAdapt_aiosqlite_connection):
 
 def begin(connection: Any, statement: str) -> None:
     """Send `statement` (a BEGIN) with the transaction's first statement, in its trip, on
-    a connection of `dbapi()` (TypeError on any other). Nothing
-    comes between them on this connection: the BEGIN takes its locks just before the
-    statement would. (What the transaction's code did before its first statement, such
-    as reading the clock, now comes before SQLite's lock is held; in the daemon its own
-    writers take turns before they begin anyway.) A BEGIN that fails (the lock not had
-    within the busy timeout) is raised with the first statement."""
+    a connection of `dbapi()` (TypeError on any other). Nothing comes between them on
+    this connection: the BEGIN takes its locks just before the statement would. (What the
+    transaction's code did before its first statement, such as reading the clock, now
+    comes before SQLite's lock is held; in the daemon its own writers take turns before
+    they begin anyway.) A BEGIN that fails (the lock not had within the busy timeout) is
+    raised with the first statement."""
     if not isinstance(connection, _Connection):
         raise TypeError(f"not a connection of sqlitetrips.dbapi(): {type(connection).__name__}")
     connection.begin_with = statement
